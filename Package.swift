@@ -1,0 +1,85 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way:
+//   TensorEngine <- Backbones <- RSTPM <- InspectionDaemon / CLIs
+//   Checkpoints (file formats) and Imaging (pixels) stand alone below them.
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "rstpm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "rstpm", targets: ["RSTPMCLI"]),
+        .executable(name: "rstpmd", targets: ["RSTPMDaemon"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries of the system.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CSystemd", path: "Sources/CSystemd"),
+        .target(
+            name: "CImageCodecs",
+            path: "Sources/CImageCodecs",
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+        ),
+
+        // Numeric core.
+        .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "Checkpoints", swiftSettings: optimized),
+        .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
+
+        // Pixels in and out.
+        .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: optimized),
+
+        // The method, its evaluation, and the programs around it.
+        .target(
+            name: "RSTPM",
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: optimized
+        ),
+        .target(name: "Evaluation", dependencies: ["Imaging"], swiftSettings: optimized),
+        .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "InspectionDaemon",
+            dependencies: [
+                "RSTPM", "Imaging", "Systemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "RSTPMCLI",
+            dependencies: [
+                "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "RSTPMDaemon",
+            dependencies: [
+                "InspectionDaemon", "Systemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Test-only helpers: fixture files, paths to ../shared, tolerances.
+        .target(name: "TestSupport", path: "Sources/TestSupport"),
+        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TestSupport"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Systemd", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// Backbones: module overview lives here once the module has code.

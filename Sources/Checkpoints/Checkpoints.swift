@@ -1,0 +1,1 @@
+// Checkpoints: module overview lives here once the module has code.

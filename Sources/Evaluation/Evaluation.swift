@@ -1,0 +1,1 @@
+// Evaluation: module overview lives here once the module has code.

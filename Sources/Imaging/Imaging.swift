@@ -1,0 +1,1 @@
+// Imaging: module overview lives here once the module has code.

@@ -1,0 +1,1 @@
+// InspectionDaemon: module overview lives here once the module has code.

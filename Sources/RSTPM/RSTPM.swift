@@ -1,0 +1,1 @@
+// RSTPM: module overview lives here once the module has code.

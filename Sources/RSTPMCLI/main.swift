@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct RSTPMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rstpm", abstract: "Train, run, evaluate and benchmark RSTPM anomaly detection models.")
+}
+RSTPMCommand.main()

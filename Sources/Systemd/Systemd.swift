@@ -1,0 +1,1 @@
+// Systemd: module overview lives here once the module has code.

@@ -1,0 +1,1 @@
+// TensorEngine: module overview lives here once the module has code.
