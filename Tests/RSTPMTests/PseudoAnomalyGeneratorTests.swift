@@ -100,6 +100,21 @@ final class PseudoAnomalyGeneratorTests: XCTestCase {
         for _ in 0..<count { _ = try anomalousGenerator.sample(from: image, using: &random) }
         let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(count)
         print("pseudo-anomaly: \(String(format: "%.2f", milliseconds)) ms per anomalous 256x256 sample (procedural textures)")
+        func time(_ label: String, _ body: () throws -> Void) rethrows {
+            let begin = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<count { try body() }
+            print("  \(label): \(String(format: "%.2f", Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e6 / Double(count))) ms")
+        }
+        let source = ProceduralTextureSource()
+        try time("procedural texture (5 kinds in turn)") { _ = try source.texture(at: Int(random.next() % 500), width: 256, height: 256) }
+        let texture = try source.texture(at: 0, width: 256, height: 256)
+        time("3 augmentations") {
+            var bytes = texture.bytes
+            for augmentation in TextureAugmentation.randomSequence(count: 3, using: &random) {
+                augmentation.apply(toPlanarBytes: &bytes, width: 256, height: 256)
+            }
+        }
+        time("Perlin mask") { _ = PerlinNoise.mask(width: 256, height: 256, using: &random) }
         // Generous bound for a loaded 2-core machine; the target is a few ms.
         XCTAssertLessThan(milliseconds, 100)
     }

@@ -18,14 +18,17 @@ public struct PseudoAnomalySample: Sendable {
 ///
 /// Per sample, in this order from the one generator: normal or not (normal with probability
 /// `normalProbability`; a normal sample draws nothing else), the texture index, the augmentations
-/// (3 distinct kinds in random order), the Perlin mask, beta uniform in [0, `maximumOpacity`].
+/// (3 distinct kinds in random order), the Perlin mask, beta uniform in `opacityRange`.
 /// Differences from DRAEM's loader: the normal/anomalous draw comes first so normal samples cost
 /// nothing, and the random rotation DRAEM gives 30% of the normal images themselves is left to
-/// the caller's data augmentation.
+/// the caller's data augmentation. Note that DRAEM's code weights the texture by 1 - beta, not
+/// beta as its paper's (and method.md's) Eq. 2 does, so its textures show with opacity 0.2...1;
+/// set `opacityRange = 0.2...1` to train as that code does.
 public struct PseudoAnomalyGenerator {
     public var source: any TextureSource
     public var normalProbability: Float = 0.5
-    public var maximumOpacity: Float = 0.8
+    /// beta of Eq. 2 is drawn uniformly from this range.
+    public var opacityRange: ClosedRange<Float> = 0...0.8
     public var augmentationCount: Int = 3
 
     public init(source: any TextureSource) {
@@ -48,7 +51,7 @@ public struct PseudoAnomalyGenerator {
         }
         let anomalySource = PlanarImage(width: width, height: height, bytes: bytes)
         let mask = PerlinNoise.mask(width: width, height: height, using: &generator)
-        let opacity = Float.random(in: 0...maximumOpacity, using: &generator)
+        let opacity = Float.random(in: opacityRange, using: &generator)
         let composed = Self.composite(image: image, source: anomalySource, mask: mask, opacity: opacity)
         return PseudoAnomalySample(image: composed, mask: mask, hasAnomaly: mask.contains(1), opacity: opacity,
                                    sourceIndex: sourceIndex, augmentations: augmentations)
