@@ -19,6 +19,23 @@ final class PseudoAnomalyPerlinTests: XCTestCase {
         XCTAssertTrue((0.02...0.1).contains(coverage / Float(draws)), "mean coverage \(coverage / Float(draws))")
     }
 
+    /// Without rotation the noise should cover what DRAEM's `rand_perlin_2d_np` covers: 5.7% above
+    /// 0.5 at 64x96 with a, b uniform in 0...5 (numpy, 400 draws; per-draw spread is large).
+    func testUnrotatedCoverageMatchesDRAEM() {
+        var random = PseudoAnomalyTestGenerator(seed: 21)
+        let draws = 400
+        var coverage: Float = 0
+        for _ in 0..<draws {
+            let a = Int.random(in: PerlinNoise.scaleExponents, using: &random)
+            let b = Int.random(in: PerlinNoise.scaleExponents, using: &random)
+            let mask = PerlinNoise.mask(width: 96, height: 64, cellsAlongWidth: 1 << b, cellsAlongHeight: 1 << a,
+                                        degrees: 0, using: &random)
+            coverage += mask.reduce(0, +) / Float(mask.count)
+        }
+        print("perlin: unrotated mean coverage \(coverage / Float(draws)) (DRAEM numpy: 0.057)")
+        XCTAssertEqual(coverage / Float(draws), 0.057, accuracy: 0.012)
+    }
+
     /// Boundaries between 0 and 1 along rows and columns grow with the lattice scale on that axis.
     func testScaleRespondsToExponents() {
         func transitions(cellsAlongWidth: Int, cellsAlongHeight: Int) -> (alongWidth: Int, alongHeight: Int) {
