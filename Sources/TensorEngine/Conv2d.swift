@@ -1,0 +1,307 @@
+/// 2-D convolution as `torch.nn.Conv2d` with a square kernel, equal stride and symmetric zero
+/// padding in both directions, any groups (depthwise included), no dilation.
+///
+/// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
+/// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
+/// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
+/// per group) run a direct loop; the rest unfold (im2col) several batch items into one matrix
+/// and multiply it with one sgemm per group.
+public final class Conv2d: Layer {
+    public var mode: LayerMode = .training
+    public let inputChannels: Int, outputChannels: Int
+    public let kernelSize: Int, stride: Int, padding: Int, groups: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var cachedInput: Tensor?
+
+    public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
+                            padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
+        let fanIn = inputChannels / groups * kernelSize * kernelSize
+        let bound = 1 / Float(fanIn).squareRoot()
+        let weight = generator.uniformTensor(shape: [outputChannels, inputChannels / groups, kernelSize, kernelSize], bound: bound)
+        let biasValue = bias ? generator.uniformTensor(shape: [outputChannels], bound: bound) : nil
+        self.init(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, stride: stride,
+                  padding: padding, groups: groups, weight: weight, bias: biasValue)
+    }
+
+    /// A convolution with given weights (e.g. loaded, or folded from BatchNorm).
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
+                padding: Int = 0, groups: Int = 1, weight: Tensor, bias: Tensor?) {
+        precondition(groups >= 1 && inputChannels % groups == 0 && outputChannels % groups == 0,
+                     "Conv2d: channels \(inputChannels)->\(outputChannels) not divisible by groups \(groups)")
+        precondition(kernelSize >= 1 && stride >= 1 && padding >= 0, "Conv2d: kernel \(kernelSize) stride \(stride) padding \(padding)")
+        precondition(weight.shape == [outputChannels, inputChannels / groups, kernelSize, kernelSize],
+                     "Conv2d weight shape \(weight.shape), expected \([outputChannels, inputChannels / groups, kernelSize, kernelSize])")
+        precondition(bias == nil || bias!.shape == [outputChannels], "Conv2d bias shape \(bias!.shape), expected [\(outputChannels)]")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.groups = groups
+        self.weight = Parameter(name: "weight", value: weight)
+        self.bias = bias.map { Parameter(name: "bias", value: $0) }
+    }
+
+    public var ownParameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+
+    private var isDepthwise: Bool { inputChannels == groups }
+    private var isPointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
+
+    /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
+    public func forward(_ input: Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[1] == inputChannels,
+                     "Conv2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
+        let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
+        let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
+        precondition(g.outputHeight > 0 && g.outputWidth > 0, "Conv2d: input \(H)x\(W) too small for kernel \(kernelSize)")
+        var output = Tensor(zeros: [N, outputChannels, g.outputHeight, g.outputWidth])
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    if isDepthwise {
+                        depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                    } else if isPointwise {
+                        pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W)
+                    } else {
+                        unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                    }
+                }
+            }
+        }
+        if !isDepthwise, let bias { addBias(bias.value, to: &output) }
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
+    }
+
+    /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = requireCache(cachedInput, "Conv2d")
+        cachedInput = nil
+        let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
+        let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
+        precondition(outputGradient.shape == [N, outputChannels, g.outputHeight, g.outputWidth],
+                     "Conv2d.backward: gradient \(outputGradient.shape) for output \([N, outputChannels, g.outputHeight, g.outputWidth])")
+        var inputGradient = Tensor(zeros: input.shape)
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                outputGradient.scalars.withUnsafeBufferPointer { dy in
+                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                        weight.withGradient { dw in
+                            if isDepthwise {
+                                depthwiseBackward(x.baseAddress!, w.baseAddress!, dy.baseAddress!, dx.baseAddress!, dw.baseAddress!, N: N, g: g)
+                            } else if isPointwise {
+                                pointwiseBackward(x.baseAddress!, w.baseAddress!, dy.baseAddress!, dx.baseAddress!, dw.baseAddress!, N: N, L: H * W)
+                            } else {
+                                unfoldedBackward(x.baseAddress!, w.baseAddress!, dy.baseAddress!, dx.baseAddress!, dw.baseAddress!, N: N, g: g)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let bias { accumulateBiasGradient(outputGradient, into: bias) }
+        return inputGradient
+    }
+
+    /// This convolution followed by `batchNorm` in running-statistics mode, as one convolution:
+    /// w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta.
+    public func folding(_ batchNorm: BatchNorm2d) -> Conv2d {
+        precondition(batchNorm.channels == outputChannels, "folding BatchNorm2d(\(batchNorm.channels)) into Conv2d(->\(outputChannels))")
+        let (scale, shift) = batchNorm.inferenceScaleAndShift()
+        var foldedWeight = weight.value
+        let perChannel = foldedWeight.count / outputChannels
+        var foldedBias = [Float](repeating: 0, count: outputChannels)
+        for o in 0..<outputChannels {
+            for i in 0..<perChannel { foldedWeight.scalars[o * perChannel + i] *= scale[o] }
+            foldedBias[o] = (bias?.value.scalars[o] ?? 0) * scale[o] + shift[o]
+        }
+        let folded = Conv2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, stride: stride,
+                            padding: padding, groups: groups, weight: foldedWeight, bias: Tensor(shape: [outputChannels], scalars: foldedBias))
+        folded.mode = mode
+        return folded
+    }
+
+    // MARK: kernels
+
+    /// Depthwise: output channel o reads input channel o / multiplier; one plane per task.
+    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+        let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
+        let multiplier = O / C
+        let biasValues = bias?.value.scalars
+        parallelRanges(count: N * O) { range in
+            for task in range {
+                let (n, o) = (task / O, task % O)
+                depthwisePlaneForward(x + (n * C + o / multiplier) * plane, w + o * kk, bias: biasValues?[o] ?? 0, g, y + task * outPlane)
+            }
+        }
+    }
+
+    private func depthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                   _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+        let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
+        let multiplier = O / C
+        // Split by input channel: each task owns its dx planes and its weights' gradients.
+        parallelRanges(count: C) { range in
+            for c in range {
+                for o in (c * multiplier)..<((c + 1) * multiplier) {
+                    for n in 0..<N {
+                        depthwisePlaneBackward(x + (n * C + c) * plane, w + o * kk, dy + (n * O + o) * outPlane, g,
+                                               inputGradient: dx + (n * C + c) * plane, weightGradient: dw + o * kk)
+                    }
+                }
+            }
+        }
+    }
+
+    /// 1x1 stride 1: per item and group, y (Og, L) = w (Og, Cg) * x (Cg, L).
+    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int) {
+        let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
+        for n in 0..<N {
+            for group in 0..<groups {
+                sgemm(transposeA: false, transposeB: false, m: Og, n: L, k: Cg,
+                      a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
+                      beta: 0, c: y + (n * outputChannels + group * Og) * L, ldc: L)
+            }
+        }
+    }
+
+    private func pointwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                   _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, L: Int) {
+        let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
+        for n in 0..<N {
+            for group in 0..<groups {
+                let xg = x + (n * inputChannels + group * Cg) * L, dyg = dy + (n * outputChannels + group * Og) * L
+                // dw (Og, Cg) += dy (Og, L) * x^T (L, Cg)
+                sgemm(transposeA: false, transposeB: true, m: Og, n: Cg, k: L, a: dyg, lda: L, b: xg, ldb: L,
+                      beta: 1, c: dw + group * Og * Cg, ldc: Cg)
+                // dx (Cg, L) = w^T (Cg, Og) * dy (Og, L)
+                sgemm(transposeA: true, transposeB: false, m: Cg, n: L, k: Og, a: w + group * Og * Cg, lda: Cg, b: dyg, ldb: L,
+                      beta: 0, c: dx + (n * inputChannels + group * Cg) * L, ldc: L)
+            }
+        }
+    }
+
+    /// Items per sgemm: enough columns (about 2048) for OpenBLAS to use both cores well.
+    private func itemsPerChunk(N: Int, L: Int) -> Int {
+        min(N, max(1, 2048 / max(1, L)))
+    }
+
+    /// Unfolds `items` batch items into columns (C*k*k, items*L), item i at column i*L.
+    private func unfold(_ x: UnsafePointer<Float>, firstItem: Int, items: Int, g: WindowGeometry, into columns: UnsafeMutablePointer<Float>) {
+        let (C, kk, L, plane) = (inputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        let rowStride = items * L
+        parallelRanges(count: items * C) { range in
+            for task in range {
+                let (i, c) = (task / C, task % C)
+                im2colPlane(x + ((firstItem + i) * C + c) * plane, g, columns + c * kk * rowStride + i * L, rowStride: rowStride)
+            }
+        }
+    }
+
+    private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+        let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
+        let (K, Og) = (C / groups * kk, O / groups)
+        let chunk = itemsPerChunk(N: N, L: L)
+        let columnCount = C * kk * chunk * L
+        ScratchPool.withBuffer(count: columnCount + (chunk > 1 ? O * chunk * L : 0)) { scratch in
+            let columns = scratch, gathered = scratch + columnCount
+            var first = 0
+            while first < N {
+                let items = min(chunk, N - first), width = items * L
+                unfold(x, firstItem: first, items: items, g: g, into: columns)
+                // Straight into the output when one item; else into (O, items*L) then scattered.
+                let target = items == 1 ? y + first * O * L : gathered
+                for group in 0..<groups {
+                    sgemm(transposeA: false, transposeB: false, m: Og, n: width, k: K, a: w + group * Og * K, lda: K,
+                          b: columns + group * K * width, ldb: width, beta: 0, c: target + group * Og * width, ldc: width)
+                }
+                if items > 1 {
+                    for i in 0..<items {
+                        for o in 0..<O {
+                            (y + ((first + i) * O + o) * L).update(from: gathered + o * width + i * L, count: L)
+                        }
+                    }
+                }
+                first += items
+            }
+        }
+    }
+
+    private func unfoldedBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                  _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        let (K, Og) = (C / groups * kk, O / groups)
+        let chunk = itemsPerChunk(N: N, L: L)
+        let columnCount = C * kk * chunk * L
+        ScratchPool.withBuffer(count: columnCount + (chunk > 1 ? O * chunk * L : 0)) { scratch in
+            let columns = scratch, gathered = scratch + columnCount
+            var first = 0
+            while first < N {
+                let items = min(chunk, N - first), width = items * L
+                unfold(x, firstItem: first, items: items, g: g, into: columns)
+                let dyChunk: UnsafePointer<Float>
+                if items == 1 {
+                    dyChunk = dy + first * O * L
+                } else {
+                    for i in 0..<items {
+                        for o in 0..<O {
+                            (gathered + o * width + i * L).update(from: dy + ((first + i) * O + o) * L, count: L)
+                        }
+                    }
+                    dyChunk = UnsafePointer(gathered)
+                }
+                for group in 0..<groups {
+                    let columnsGroup = columns + group * K * width, dyGroup = dyChunk + group * Og * width
+                    // dw (Og, K) += dy (Og, width) * columns^T (width, K)
+                    sgemm(transposeA: false, transposeB: true, m: Og, n: K, k: width, a: dyGroup, lda: width,
+                          b: columnsGroup, ldb: width, beta: 1, c: dw + group * Og * K, ldc: K)
+                    // dcolumns (K, width) = w^T (K, Og) * dy (Og, width), written over the used columns
+                    sgemm(transposeA: true, transposeB: false, m: K, n: width, k: Og, a: w + group * Og * K, lda: K,
+                          b: dyGroup, ldb: width, beta: 0, c: columnsGroup, ldc: width)
+                }
+                parallelRanges(count: items * C) { range in
+                    for task in range {
+                        let (i, c) = (task / C, task % C)
+                        col2imPlane(columns + c * kk * width + i * L, rowStride: width, g, dx + ((first + i) * C + c) * plane)
+                    }
+                }
+                first += items
+            }
+        }
+    }
+}
+
+/// Adds `bias[c]` to every element of channel c of an NCHW tensor.
+func addBias(_ bias: Tensor, to output: inout Tensor) {
+    let (N, C) = (output.shape[0], output.shape[1])
+    let plane = output.count / max(1, N * C)
+    bias.scalars.withUnsafeBufferPointer { b in
+        output.scalars.withUnsafeMutableBufferPointer { y in
+            for n in 0..<N {
+                for c in 0..<C {
+                    let value = b[c], start = (n * C + c) * plane
+                    for i in start..<(start + plane) { y[i] += value }
+                }
+            }
+        }
+    }
+}
+
+/// bias.gradient[c] += sum over batch and positions of the NCHW gradient's channel c.
+func accumulateBiasGradient(_ outputGradient: Tensor, into bias: Parameter) {
+    let (N, C) = (outputGradient.shape[0], outputGradient.shape[1])
+    let plane = outputGradient.count / max(1, N * C)
+    outputGradient.scalars.withUnsafeBufferPointer { dy in
+        bias.withGradient { db in
+            for c in 0..<C {
+                var sum: Float = 0
+                for n in 0..<N {
+                    let start = (n * C + c) * plane
+                    for i in start..<(start + plane) { sum += dy[i] }
+                }
+                db[c] += sum
+            }
+        }
+    }
+}

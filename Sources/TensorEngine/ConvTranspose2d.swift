@@ -1,0 +1,121 @@
+/// 2-D transposed convolution as `torch.nn.ConvTranspose2d` (groups 1, no dilation), square
+/// kernel, equal stride, symmetric padding and output_padding:
+/// Ho = (H - 1) * stride - 2 * padding + kernelSize + outputPadding.
+///
+/// Weight (inputChannels, outputChannels, kernelSize, kernelSize) as PyTorch, bias
+/// (outputChannels). Initialisation as PyTorch: uniform in +-1/sqrt(fan_in) where fan_in is
+/// computed from the weight's dimension 1, i.e. outputChannels * kernelSize^2 (PyTorch's rule).
+/// Forward is the adjoint of a convolution: columns = W^T x, folded back with col2im.
+public final class ConvTranspose2d: Layer {
+    public var mode: LayerMode = .training
+    public let inputChannels: Int, outputChannels: Int
+    public let kernelSize: Int, stride: Int, padding: Int, outputPadding: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var cachedInput: Tensor?
+
+    public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                            outputPadding: Int = 0, bias: Bool = true, generator: SeededGenerator) {
+        let bound = 1 / Float(outputChannels * kernelSize * kernelSize).squareRoot()
+        let weight = generator.uniformTensor(shape: [inputChannels, outputChannels, kernelSize, kernelSize], bound: bound)
+        let biasValue = bias ? generator.uniformTensor(shape: [outputChannels], bound: bound) : nil
+        self.init(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, stride: stride,
+                  padding: padding, outputPadding: outputPadding, weight: weight, bias: biasValue)
+    }
+
+    public init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                outputPadding: Int = 0, weight: Tensor, bias: Tensor?) {
+        precondition(kernelSize >= 1 && stride >= 1 && padding >= 0 && outputPadding >= 0 && outputPadding < stride,
+                     "ConvTranspose2d: kernel \(kernelSize) stride \(stride) padding \(padding) output padding \(outputPadding)")
+        precondition(weight.shape == [inputChannels, outputChannels, kernelSize, kernelSize],
+                     "ConvTranspose2d weight shape \(weight.shape), expected \([inputChannels, outputChannels, kernelSize, kernelSize])")
+        precondition(bias == nil || bias!.shape == [outputChannels], "ConvTranspose2d bias shape \(bias!.shape), expected [\(outputChannels)]")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.outputPadding = outputPadding
+        self.weight = Parameter(name: "weight", value: weight)
+        self.bias = bias.map { Parameter(name: "bias", value: $0) }
+    }
+
+    public var ownParameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+
+    /// The convolution this layer is the adjoint of: over the OUTPUT plane, giving the input plane.
+    private func geometry(inputHeight: Int, inputWidth: Int) -> WindowGeometry {
+        let outputHeight = (inputHeight - 1) * stride - 2 * padding + kernelSize + outputPadding
+        let outputWidth = (inputWidth - 1) * stride - 2 * padding + kernelSize + outputPadding
+        precondition(outputHeight > 0 && outputWidth > 0, "ConvTranspose2d: empty output for input \(inputHeight)x\(inputWidth)")
+        return WindowGeometry(height: outputHeight, width: outputWidth, kernel: kernelSize, stride: stride, padding: padding,
+                              outputHeight: inputHeight, outputWidth: inputWidth)
+    }
+
+    /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
+    public func forward(_ input: Tensor) -> Tensor {
+        precondition(input.rank == 4 && input.shape[1] == inputChannels,
+                     "ConvTranspose2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
+        let N = input.shape[0]
+        let g = geometry(inputHeight: input.shape[2], inputWidth: input.shape[3])
+        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        var output = Tensor(zeros: [N, O, g.height, g.width])
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    ScratchPool.withBuffer(count: O * kk * L) { columns in
+                        for n in 0..<N {
+                            // columns (O*k*k, L) = w^T (O*k*k, C) * x (C, L)
+                            sgemm(transposeA: true, transposeB: false, m: O * kk, n: L, k: C, a: w.baseAddress!, lda: O * kk,
+                                  b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
+                            let target = y.baseAddress! + n * O * plane
+                            parallelRanges(count: O) { range in
+                                for o in range { col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let bias { addBias(bias.value, to: &output) }
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
+    }
+
+    /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        let input = requireCache(cachedInput, "ConvTranspose2d")
+        cachedInput = nil
+        let N = input.shape[0]
+        let g = geometry(inputHeight: input.shape[2], inputWidth: input.shape[3])
+        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        precondition(outputGradient.shape == [N, O, g.height, g.width],
+                     "ConvTranspose2d.backward: gradient \(outputGradient.shape) for output \([N, O, g.height, g.width])")
+        var inputGradient = Tensor(zeros: input.shape)
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { w in
+                outputGradient.scalars.withUnsafeBufferPointer { dy in
+                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                        weight.withGradient { dw in
+                            ScratchPool.withBuffer(count: O * kk * L) { columns in
+                                for n in 0..<N {
+                                    let source = dy.baseAddress! + n * O * plane
+                                    parallelRanges(count: O) { range in
+                                        for o in range { im2colPlane(source + o * plane, g, columns + o * kk * L, rowStride: L) }
+                                    }
+                                    // dx (C, L) = w (C, O*k*k) * columns (O*k*k, L)
+                                    sgemm(transposeA: false, transposeB: false, m: C, n: L, k: O * kk, a: w.baseAddress!, lda: O * kk,
+                                          b: columns, ldb: L, beta: 0, c: dx.baseAddress! + n * C * L, ldc: L)
+                                    // dw (C, O*k*k) += x (C, L) * columns^T (L, O*k*k)
+                                    sgemm(transposeA: false, transposeB: true, m: C, n: O * kk, k: L, a: x.baseAddress! + n * C * L, lda: L,
+                                          b: columns, ldb: L, beta: 1, c: dw.baseAddress!, ldc: O * kk)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let bias { accumulateBiasGradient(outputGradient, into: bias) }
+        return inputGradient
+    }
+}

@@ -1,0 +1,174 @@
+import CBLAS
+
+/// Geometry of one 2-D sliding window: an input plane (H, W), a square kernel, stride and
+/// symmetric zero padding, giving an output plane (outputHeight, outputWidth).
+struct WindowGeometry {
+    let height: Int, width: Int
+    let kernel: Int, stride: Int, padding: Int
+    let outputHeight: Int, outputWidth: Int
+
+    init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int) {
+        self.height = height
+        self.width = width
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.outputHeight = (height + 2 * padding - kernel) / stride + 1
+        self.outputWidth = (width + 2 * padding - kernel) / stride + 1
+    }
+
+    /// Explicit output size (a transposed convolution's input plane, which may exceed the
+    /// floor formula by its output_padding).
+    init(height: Int, width: Int, kernel: Int, stride: Int, padding: Int, outputHeight: Int, outputWidth: Int) {
+        self.height = height
+        self.width = width
+        self.kernel = kernel
+        self.stride = stride
+        self.padding = padding
+        self.outputHeight = outputHeight
+        self.outputWidth = outputWidth
+    }
+
+    var outputPlane: Int { outputHeight * outputWidth }
+
+    /// Output columns ox whose input column ox*stride + offset lies inside [0, width).
+    @inline(__always)
+    func validColumns(offset: Int) -> Range<Int> {
+        // ox*stride + offset >= 0  and  ox*stride + offset <= width - 1
+        let low = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let highInclusive = width - 1 - offset
+        let high = highInclusive < 0 ? 0 : min(outputWidth, highInclusive / stride + 1)
+        return low..<max(low, high)
+    }
+}
+
+/// Unfolds one input plane `(H, W)` into its `kernel*kernel` rows of `columns`, each row holding
+/// `outputPlane` values and starting `rowStride` floats after the previous one.
+@inline(__always)
+func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
+                 _ columns: UnsafeMutablePointer<Float>, rowStride: Int) {
+    let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
+    for ky in 0..<k {
+        for kx in 0..<k {
+            let row = columns + (ky * k + kx) * rowStride
+            let valid = g.validColumns(offset: kx - p)
+            for oy in 0..<g.outputHeight {
+                let out = row + oy * g.outputWidth
+                let iy = oy * s + ky - p
+                if iy < 0 || iy >= g.height || valid.isEmpty {
+                    out.update(repeating: 0, count: g.outputWidth)
+                    continue
+                }
+                if valid.lowerBound > 0 { out.update(repeating: 0, count: valid.lowerBound) }
+                let source = plane + iy * W + kx - p
+                if s == 1 {
+                    (out + valid.lowerBound).update(from: source + valid.lowerBound, count: valid.count)
+                } else {
+                    for ox in valid { out[ox] = source[ox * s] }
+                }
+                if valid.upperBound < g.outputWidth {
+                    (out + valid.upperBound).update(repeating: 0, count: g.outputWidth - valid.upperBound)
+                }
+            }
+        }
+    }
+}
+
+/// Adds the `kernel*kernel` rows of `columns` back into one plane `(H, W)` (im2col's adjoint).
+@inline(__always)
+func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeometry,
+                 _ plane: UnsafeMutablePointer<Float>) {
+    let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
+    for ky in 0..<k {
+        for kx in 0..<k {
+            let row = columns + (ky * k + kx) * rowStride
+            let valid = g.validColumns(offset: kx - p)
+            if valid.isEmpty { continue }
+            for oy in 0..<g.outputHeight {
+                let iy = oy * s + ky - p
+                if iy < 0 || iy >= g.height { continue }
+                let source = row + oy * g.outputWidth
+                let target = plane + iy * W + kx - p
+                if s == 1 {
+                    for ox in valid { target[ox] += source[ox] }
+                } else {
+                    for ox in valid { target[ox * s] += source[ox] }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major `C = alpha * op(A) * op(B) + beta * C` through OpenBLAS.
+@inline(__always)
+func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+           alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+           b: UnsafePointer<Float>, ldb: Int,
+           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    Engine.prepare()
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// Depthwise forward for one output channel plane: `out (Ho, Wo) = sum_k w[k] * window(in)`.
+/// Loops run kernel-tap outermost so the innermost loop walks a contiguous output row.
+@inline(__always)
+func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
+                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>) {
+    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
+    output.update(repeating: bias, count: g.outputPlane)
+    for ky in 0..<k {
+        for kx in 0..<k {
+            let w = weights[ky * k + kx]
+            let valid = g.validColumns(offset: kx - p)
+            if valid.isEmpty { continue }
+            for oy in 0..<g.outputHeight {
+                let iy = oy * s + ky - p
+                if iy < 0 || iy >= g.height { continue }
+                let source = input + iy * W + kx - p
+                let target = output + oy * Wo
+                if s == 1 {
+                    for ox in valid { target[ox] += w * source[ox] }
+                } else {
+                    for ox in valid { target[ox] += w * source[ox * s] }
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise backward for one output channel plane: adds into the input plane's gradient and
+/// into the channel's `kernel*kernel` weight gradients.
+@inline(__always)
+func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
+                            _ outputGradient: UnsafePointer<Float>, _ g: WindowGeometry,
+                            inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>) {
+    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
+    for ky in 0..<k {
+        for kx in 0..<k {
+            let w = weights[ky * k + kx]
+            let valid = g.validColumns(offset: kx - p)
+            if valid.isEmpty { continue }
+            var dw: Float = 0
+            for oy in 0..<g.outputHeight {
+                let iy = oy * s + ky - p
+                if iy < 0 || iy >= g.height { continue }
+                let source = input + iy * W + kx - p
+                let dsource = inputGradient + iy * W + kx - p
+                let dout = outputGradient + oy * Wo
+                if s == 1 {
+                    for ox in valid {
+                        dw += dout[ox] * source[ox]
+                        dsource[ox] += w * dout[ox]
+                    }
+                } else {
+                    for ox in valid {
+                        dw += dout[ox] * source[ox * s]
+                        dsource[ox * s] += w * dout[ox]
+                    }
+                }
+            }
+            weightGradient[ky * k + kx] += dw
+        }
+    }
+}

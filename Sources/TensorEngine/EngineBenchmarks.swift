@@ -1,0 +1,62 @@
+import CBLAS
+import Foundation
+
+/// Short timing helpers for reports (no assertions rely on them): a 3x3 convolution through the
+/// engine and a bare sgemm of the same matrix shape, so the two GFLOPS figures can be compared.
+public enum EngineBenchmarks {
+    public struct Measurement: CustomStringConvertible {
+        /// Best wall time of one call, in milliseconds.
+        public let milliseconds: Double
+        public let gigaflops: Double
+        public var description: String { String(format: "%.2f ms, %.1f GFLOPS", milliseconds, gigaflops) }
+    }
+
+    /// Conv2d(channels->channels, 3x3, padding 1) on (batchSize, channels, size, size): the best
+    /// of `iterations` forwards, and of forward+backward (3x the forward's FLOPs).
+    public static func convolution3x3(batchSize: Int = 8, channels: Int = 64, size: Int = 64, iterations: Int = 3)
+        -> (forward: Measurement, forwardBackward: Measurement) {
+        let generator = SeededGenerator(seed: 1)
+        let conv = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: generator)
+        let input = generator.uniformTensor(shape: [batchSize, channels, size, size], bound: 1)
+        let flops = 2.0 * Double(batchSize * channels * channels * 9 * size * size)
+        conv.setMode(.inference)
+        let forward = best(of: iterations) { _ = conv.forward(input) }
+        conv.setMode(.training)
+        let gradient = Tensor(shape: [batchSize, channels, size, size], repeating: 0.01)
+        let both = best(of: iterations) {
+            _ = conv.forward(input)
+            _ = conv.backward(gradient)
+        }
+        return (Measurement(milliseconds: forward * 1e3, gigaflops: flops / forward / 1e9),
+                Measurement(milliseconds: both * 1e3, gigaflops: 3 * flops / both / 1e9))
+    }
+
+    /// Bare row-major sgemm C (m, n) = A (m, k) * B (k, n), best of `iterations`.
+    public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 3) -> Measurement {
+        let generator = SeededGenerator(seed: 2)
+        let a = generator.uniformTensor(shape: [m, k], bound: 1), b = generator.uniformTensor(shape: [k, n], bound: 1)
+        var c = [Float](repeating: 0, count: m * n)
+        let seconds = best(of: iterations) {
+            a.scalars.withUnsafeBufferPointer { pa in
+                b.scalars.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        TensorEngine.sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k,
+                                           b: pb.baseAddress!, ldb: n, beta: 0, c: pc.baseAddress!, ldc: n)
+                    }
+                }
+            }
+        }
+        return Measurement(milliseconds: seconds * 1e3, gigaflops: 2.0 * Double(m * n * k) / seconds / 1e9)
+    }
+
+    private static func best(of iterations: Int, _ body: () -> Void) -> Double {
+        body()  // warm-up: scratch buffers, OpenBLAS threads
+        var best = Double.infinity
+        for _ in 0..<max(1, iterations) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return best
+    }
+}

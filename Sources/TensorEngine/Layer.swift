@@ -1,0 +1,121 @@
+/// How a layer behaves in forward: see the overview in TensorEngine.swift.
+public enum LayerMode: Sendable {
+    /// Batch statistics in BatchNorm (running statistics updated); caches kept for backward.
+    case training
+    /// Running statistics in BatchNorm; caches kept, so gradients can pass through.
+    case evaluation
+    /// Running statistics and nothing cached; backward is not allowed.
+    case inference
+
+    /// Whether forward keeps what backward needs.
+    public var cachesForBackward: Bool { self != .inference }
+}
+
+/// A network piece with one input and one output and an llm.c-style forward/backward pair.
+///
+/// `forward` caches what `backward` needs unless `mode` is `.inference`; `backward` adds into
+/// parameter gradients and returns the input gradient. Containers list their children so names,
+/// modes and gradients can be handled recursively (see the extension below).
+public protocol Layer: AnyObject {
+    /// This layer's own mode; use `setMode(_:)` to set a whole tree.
+    var mode: LayerMode { get set }
+    func forward(_ input: Tensor) -> Tensor
+    func backward(_ outputGradient: Tensor) -> Tensor
+    /// Own trainable tensors under their local PyTorch names, in PyTorch's registration order.
+    var ownParameters: [Parameter] { get }
+    /// Own non-trainable state (e.g. running statistics), in PyTorch's registration order.
+    var ownBuffers: [Buffer] { get }
+    /// Child layers under their attribute names ("0", "1", ... in a `Sequential`).
+    var children: [(name: String, layer: any Layer)] { get }
+}
+
+extension Layer {
+    public var ownParameters: [Parameter] { [] }
+    public var ownBuffers: [Buffer] { [] }
+    public var children: [(name: String, layer: any Layer)] { [] }
+
+    public func callAsFunction(_ input: Tensor) -> Tensor { forward(input) }
+
+    /// Sets the mode of this layer and all its descendants.
+    public func setMode(_ newMode: LayerMode) {
+        mode = newMode
+        for child in children { child.layer.setMode(newMode) }
+    }
+
+    /// Trainable parameters of the whole tree, depth-first, each once (the list optimisers take).
+    public var parameters: [Parameter] {
+        var seen = Set<ObjectIdentifier>()
+        return namedParameters().map(\.parameter).filter { seen.insert(ObjectIdentifier($0)).inserted }
+    }
+
+    /// Parameters with dotted PyTorch names, e.g. "layer1.0.conv1.weight".
+    public func namedParameters(prefix: String = "") -> [(name: String, parameter: Parameter)] {
+        var result = ownParameters.map { (name: prefix + $0.name, parameter: $0) }
+        for child in children { result += child.layer.namedParameters(prefix: prefix + child.name + ".") }
+        return result
+    }
+
+    /// Buffers with dotted PyTorch names, e.g. "bn1.running_mean".
+    public func namedBuffers(prefix: String = "") -> [(name: String, buffer: Buffer)] {
+        var result = ownBuffers.map { (name: prefix + $0.name, buffer: $0) }
+        for child in children { result += child.layer.namedBuffers(prefix: prefix + child.name + ".") }
+        return result
+    }
+
+    /// Parameters and buffers in PyTorch `state_dict()` order: per layer its parameters, its
+    /// buffers, then its children.
+    public func namedState(prefix: String = "") -> [(name: String, tensor: any StateTensor)] {
+        var result: [(name: String, tensor: any StateTensor)] = ownParameters.map { (name: prefix + $0.name, tensor: $0) }
+        result += ownBuffers.map { (name: prefix + $0.name, tensor: $0) }
+        for child in children { result += child.layer.namedState(prefix: prefix + child.name + ".") }
+        return result
+    }
+
+    /// Zeroes the gradients of every parameter in the tree.
+    public func zeroGradients() {
+        for parameter in parameters { parameter.zeroGradient() }
+    }
+}
+
+/// Layers applied one after another; children are named "0", "1", ... as in `torch.nn.Sequential`.
+public final class Sequential: Layer {
+    public var mode: LayerMode = .training
+    public let layers: [any Layer]
+    private let names: [String]
+
+    public init(_ layers: [any Layer]) {
+        self.layers = layers
+        self.names = layers.indices.map(String.init)
+    }
+
+    /// Children under explicit attribute names, for PyTorch modules that name their parts.
+    public init(named namedLayers: [(name: String, layer: any Layer)]) {
+        self.layers = namedLayers.map(\.layer)
+        self.names = namedLayers.map(\.name)
+    }
+
+    public var children: [(name: String, layer: any Layer)] {
+        Array(zip(names, layers)).map { (name: $0.0, layer: $0.1) }
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        var x = input
+        for layer in layers { x = layer.forward(x) }
+        return x
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        var g = outputGradient
+        for layer in layers.reversed() { g = layer.backward(g) }
+        return g
+    }
+}
+
+/// Precondition shared by every layer's backward.
+@inline(__always)
+func requireCache<T>(_ cache: T?, _ layer: String) -> T {
+    guard let cache else {
+        preconditionFailure("\(layer).backward without a cached forward (was the forward run in .inference mode, or backward called twice?)")
+    }
+    return cache
+}
