@@ -184,6 +184,10 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(state["_fc.weight"]?.shape, [1000, 1280])
         XCTAssertEqual(state["_fc.bias"]?.shape, [1000])
         XCTAssertEqual(state.keys.first, "_conv_stem.weight")
+        let expected = try CheckpointFixtures.expected()
+        for key in ["_conv_stem.weight", "_blocks.7._bn1.running_var", "_fc.bias"] {
+            XCTAssertEqual(state[key]?.values, expected["lite0/" + key].values, key)
+        }
         let parameters = state.keys.reduce(0) { $0 + state[$1]!.values.count }
         print("lite0: \(state.count) tensors, \(parameters) values, loaded in \(String(format: "%.3f", seconds)) s")
         XCTAssertTrue(state.keys.allSatisfy { state[$0]!.values.allSatisfy(\.isFinite) })
