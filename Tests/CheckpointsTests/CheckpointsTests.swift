@@ -86,7 +86,7 @@ final class TorchCheckpointTests: XCTestCase {
 
     func testNestedCheckpointsSayWhichKeyHeldTheTensors() throws {
         let expected = try CheckpointFixtures.expected()
-        for (name, key) in [("nested_zip.ptfix", "state_dict"), ("nested_legacy.ptfix", "model")] {
+        for (name, key) in [("nested_zip.ptfix", "state_dict"), ("nested_legacy.ptfix", "model"), ("zip64_zip.ptfix", "state_dict")] {
             let state = try TorchCheckpoint.load(contentsOf: CheckpointFixtures.url(name))
             XCTAssertEqual(state.sourceKey, key, name)
             XCTAssertEqual(state.keys, ["layer.weight", "layer.bias"], name)
@@ -95,6 +95,12 @@ final class TorchCheckpointTests: XCTestCase {
                 XCTAssertEqual(state[tensorName]?.shape, expected["nested/" + tensorName].shape, name)
             }
         }
+    }
+
+    func testParameterIsReadAsItsData() throws {
+        let state = try TorchCheckpoint.load(contentsOf: CheckpointFixtures.url("parameter_zip.ptfix"))
+        let expected = try CheckpointFixtures.expected()["parameter/weight"]
+        XCTAssertEqual(state["weight"], StoredTensor(shape: expected.shape, values: expected.values))
     }
 
     func testMaliciousPickleIsRefusedNamingTheGlobal() throws {
