@@ -195,6 +195,12 @@ func materialize(bytes: [UInt8], storage: Range<Int>, type: ElementType, offset:
         throw FormatFailure.malformed("storage holds \(storageCount) elements but the tensor of shape \(shape), stride \(stride), offset \(offset) reaches element \(last)",
                                       hint: "the storage is shorter than its tensor: the file is corrupt or truncated")
     }
+    // Only a view that repeats elements (stride 0, as from expand) holds more values than its
+    // storage; cap those so a tiny file cannot demand gigabytes.
+    guard count <= max(storageCount, 1 << 24) else {
+        throw FormatFailure(kind: .unsupported, reason: "tensor of shape \(shape) repeats the \(storageCount) elements of its storage (strides \(stride))",
+                            hint: "save tensor.contiguous() instead of an expanded view")
+    }
     var values = [Float](repeating: 0, count: count)
     bytes.withUnsafeBytes { raw in
         let base = storage.lowerBound

@@ -139,6 +139,24 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertTrue(error?.reason.contains("storage holds 3 elements") == true, error?.reason ?? "")
     }
 
+    func testExpandedViewsAreCapped() throws {
+        // single_legacy's pickle holds size (4,) then stride (1,): BININT1 4, TUPLE1, BINPUT 8, BININT1 1, TUPLE1.
+        let bytes = try CheckpointFixtures.bytes("single_legacy.ptfix")
+        let pattern: [UInt8] = [0x4b, 0x04, 0x85, 0x71, 0x08, 0x4b, 0x01, 0x85]
+        let start = try XCTUnwrap((0..<(bytes.count - pattern.count)).first { Array(bytes[$0..<($0 + pattern.count)]) == pattern })
+        func patched(_ replacement: [UInt8]) -> [UInt8] {
+            var copy = bytes
+            copy.replaceSubrange(start..<(start + pattern.count), with: replacement)
+            return copy
+        }
+        // Size 6 with stride 0 repeats element 0: small, so it is materialized.
+        let repeated = try TorchCheckpoint.load(bytes: patched([0x4b, 0x06, 0x85, 0x71, 0x08, 0x4b, 0x00, 0x85]), path: "expand.pth")
+        XCTAssertEqual(repeated["w"], StoredTensor(shape: [6], values: [0, 0, 0, 0, 0, 0]))
+        // Size 2^31 - 1 with stride 0 would need 8 GB from a 365-byte file.
+        let huge = patched([0x4a, 0xff, 0xff, 0xff, 0x7f, 0x85, 0x71, 0x08, 0x4b, 0x00, 0x85])
+        assertCheckpointError(.unsupported, path: "huge.pth") { try TorchCheckpoint.load(bytes: huge, path: "huge.pth") }
+    }
+
     func testBadMagic() throws {
         let error = assertCheckpointError(.malformed, path: "text.pth") { try TorchCheckpoint.load(bytes: Array("hello, world".utf8), path: "text.pth") }
         XCTAssertTrue(error?.reason.contains("bad magic") == true)
