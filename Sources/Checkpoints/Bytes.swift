@@ -19,7 +19,6 @@ struct ByteReader {
     }
 
     var remaining: Int { end - position }
-    var isAtEnd: Bool { position >= end }
 
     mutating func seek(to offset: Int) throws {
         guard offset >= 0, offset <= end else { throw FormatFailure.truncated("\(context): offset \(offset) is past the end (\(end))") }
@@ -65,7 +64,7 @@ struct ByteReader {
 }
 
 /// Element types of torch storages and safetensors, all converted to Float32 on load.
-enum ElementType: String, CaseIterable {
+enum ElementType {
     case float32, float16, bfloat16, float64, int64, int32, int16, int8, uint8, bool
 
     var byteCount: Int {
