@@ -22,8 +22,9 @@ public struct AUPROResult: Codable, Equatable {
     /// Connected ground-truth regions over all images (8-connectivity, per image).
     public let regionCount: Int
     /// The curve from (0, 0) up to FPR = `fprLimit` (its last point interpolated there),
-    /// thinned for plotting: consecutive points differ by at least 1/`maximumCurvePoints`
-    /// along one axis. The value is computed from the full curve.
+    /// thinned for plotting: consecutive points differ by at least 1/`maximumCurvePoints` of
+    /// one axis' range (FPR 0...fprLimit, overlap 0...1), so there are at most about
+    /// 2 x `maximumCurvePoints`. The value is computed from the full curve.
     public let curve: [PROPoint]
 }
 
@@ -232,7 +233,7 @@ public struct PixelMetricsAccumulator {
         // A region pixel adds 1 / (regions x its region's size) to the mean overlap.
         let weights = regionSizes.map { 1.0 / (Double(regionSizes.count) * Double($0)) }
         let negatives = Double(normalKeys.count)
-        let step = fprLimit / Double(maximumCurvePoints)
+        let fprStep = fprLimit / Double(maximumCurvePoints), overlapStep = 1.0 / Double(maximumCurvePoints)
         var curve = [PROPoint(falsePositiveRate: 0, perRegionOverlap: 0, threshold: .infinity)]
         var previous = curve[0]
         var falsePositives = 0, overlap = 0.0, area = 0.0
@@ -251,7 +252,7 @@ public struct PixelMetricsAccumulator {
             area += 0.5 * (previous.perRegionOverlap + point.perRegionOverlap) * (point.falsePositiveRate - previous.falsePositiveRate)
             previous = point
             let last = curve[curve.count - 1]
-            if point.falsePositiveRate - last.falsePositiveRate >= step || point.perRegionOverlap - last.perRegionOverlap >= step
+            if point.falsePositiveRate - last.falsePositiveRate >= fprStep || point.perRegionOverlap - last.perRegionOverlap >= overlapStep
                 || point.falsePositiveRate == fprLimit {
                 curve.append(point)
             }
