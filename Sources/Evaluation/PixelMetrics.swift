@@ -115,25 +115,36 @@ public struct PixelMetricsAccumulator {
         valuesSeen += pixels
         imageCount += 1
         isSorted = false
-        guard let mask, mask.contains(where: { $0 > 127 }) else {
-            normalKeys.reserveCapacity(normalKeys.count + pixels)
-            for value in map { normalKeys.append(sortKey(value)) }
-            return
-        }
-        guard tracksRegions else {
-            for i in 0..<pixels {
-                if mask[i] > 127 { defectEntries.append(UInt64(sortKey(map[i])) << 32) }
-                else { normalKeys.append(sortKey(map[i])) }
+        let defectMask = mask.flatMap { mask in mask.contains(where: { $0 > 127 }) ? mask.map { $0 > 127 } : nil }
+        let regions = tracksRegions ? defectMask.map { ConnectedRegions(mask: $0, width: width, height: height) } : nil
+        let defectCount = defectMask?.reduce(0) { $0 + ($1 ? 1 : 0) } ?? 0
+        let regionBase = UInt64(regionSizes.count)
+        if let regions { regionSizes.append(contentsOf: regions.sizes) }
+        // Grow both arrays once, then fill them through pointers: this loop sees every pixel.
+        var n = normalKeys.count, d = defectEntries.count
+        normalKeys.append(contentsOf: repeatElement(0, count: pixels - defectCount))
+        defectEntries.append(contentsOf: repeatElement(0, count: defectCount))
+        map.withUnsafeBufferPointer { values in
+            normalKeys.withUnsafeMutableBufferPointer { normal in
+                guard let defectMask else {
+                    for i in 0..<pixels { normal[n + i] = sortKey(values[i]) }
+                    return
+                }
+                defectEntries.withUnsafeMutableBufferPointer { defect in
+                    for i in 0..<pixels {
+                        let key = sortKey(values[i])
+                        if defectMask[i] {
+                            // Regions not tracked: every defect pixel is filed under region 0.
+                            let region = regions.map { UInt64($0.labels[i] - 1) + regionBase } ?? 0
+                            defect[d] = UInt64(key) << 32 | region
+                            d += 1
+                        } else {
+                            normal[n] = key
+                            n += 1
+                        }
+                    }
+                }
             }
-            return
-        }
-        let regions = ConnectedRegions(mask: mask.map { $0 > 127 }, width: width, height: height)
-        let base = regionSizes.count
-        regionSizes.append(contentsOf: regions.sizes)
-        for i in 0..<pixels {
-            let region = Int(regions.labels[i])
-            if region == 0 { normalKeys.append(sortKey(map[i])) }
-            else { defectEntries.append(UInt64(sortKey(map[i])) << 32 | UInt64(base + region - 1)) }
         }
     }
 
