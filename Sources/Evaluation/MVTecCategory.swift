@@ -74,7 +74,11 @@ public struct MVTecCategory {
             let type = typeFolder.lastPathComponent
             let isGood = type == Self.goodType
             if !isGood { defectTypes.append(type) }
-            for image in try Self.images(in: typeFolder) {
+            let images = try Self.images(in: typeFolder)
+            guard !images.isEmpty else {
+                throw DatasetError.noImages(typeFolder, hint: "a test/<type> folder needs images (.png, .jpg); remove it if the type has none")
+            }
+            for image in images {
                 var mask: URL?
                 if !isGood && hasGroundTruth {
                     let expected = groundTruth.appendingPathComponent(type)

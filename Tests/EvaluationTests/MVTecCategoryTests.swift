@@ -79,9 +79,15 @@ final class MVTecCategoryTests: XCTestCase {
             guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
             XCTAssertEqual(url.path, emptyTrain.path + "/train/good")
         }
-        let emptyTest = try makeTree(["train/good/000.png", "test/good/readme.txt"])
+        let emptyTest = try makeTree(["train/good/000.png", "test/readme.txt"])
         XCTAssertThrowsError(try MVTecCategory(root: emptyTest)) { error in
-            guard case .noImages? = error as? DatasetError else { return XCTFail("\(error)") }
+            guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
+            XCTAssertEqual(url.path, emptyTest.path + "/test")
+        }
+        let emptyType = try makeTree(["train/good/000.png", "test/good/000.png", "test/dent/readme.txt"])
+        XCTAssertThrowsError(try MVTecCategory(root: emptyType)) { error in
+            guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
+            XCTAssertEqual(url.path, emptyType.path + "/test/dent")
         }
         XCTAssertThrowsError(try MVTecCategory(root: URL(fileURLWithPath: "/nonexistent/rstpm/category"))) { error in
             guard case .missingFolder? = error as? DatasetError else { return XCTFail("\(error)") }

@@ -109,3 +109,89 @@ final class PixelMetricsTests: XCTestCase {
         XCTAssertEqual(pro.value, try XCTUnwrap(data.meta["aupro_exact"] as? Double), accuracy: 1e-9)
     }
 }
+
+/// Brute-force references (O(thresholds x pixels)) on random small data with many ties.
+final class PixelMetricsNaiveReferenceTests: XCTestCase {
+    /// A fixed-seed generator (SplitMix64) so a failure can be reproduced.
+    private struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    private func naiveAUPRO(maps: [[Float]], masks: [[UInt8]?], width: Int, height: Int, limit: Double) -> Double {
+        var regions: [[Float]] = [], normal: [Float] = []
+        for (map, mask) in zip(maps, masks) {
+            let labelled = ConnectedRegions(mask: (mask ?? [UInt8](repeating: 0, count: map.count)).map { $0 > 127 }, width: width, height: height)
+            for r in 0..<labelled.count { regions.append(map.indices.filter { labelled.labels[$0] == Int32(r + 1) }.map { map[$0] }) }
+            normal += map.indices.filter { labelled.labels[$0] == 0 }.map { map[$0] }
+        }
+        let thresholds = Set(maps.joined()).sorted(by: >)
+        var points = [(0.0, 0.0)]
+        for t in thresholds {
+            let fpr = Double(normal.count { $0 >= t }) / Double(normal.count)
+            let pro = regions.map { region in Double(region.count { $0 >= t }) / Double(region.count) }.reduce(0, +) / Double(regions.count)
+            points.append((fpr, pro))
+        }
+        var area = 0.0
+        for (a, b) in zip(points, points.dropFirst()) {
+            if b.0 > limit {
+                let y = a.1 + (b.1 - a.1) * (limit - a.0) / (b.0 - a.0)
+                return (area + 0.5 * (a.1 + y) * (limit - a.0)) / limit
+            }
+            area += 0.5 * (a.1 + b.1) * (b.0 - a.0)
+        }
+        return area / limit
+    }
+
+    private func naiveAUROC(maps: [[Float]], masks: [[UInt8]?]) -> Double {
+        var positives: [Float] = [], negatives: [Float] = []
+        for (map, mask) in zip(maps, masks) {
+            for i in map.indices { if let mask, mask[i] > 127 { positives.append(map[i]) } else { negatives.append(map[i]) } }
+        }
+        var wins = 0.0
+        for p in positives { for n in negatives { wins += p > n ? 1 : (p == n ? 0.5 : 0) } }
+        return wins / Double(positives.count * negatives.count)
+    }
+
+    func testRandomTiedMapsAgreeWithBruteForce() throws {
+        var random = SplitMix(state: 7)
+        let (width, height) = (12, 9)
+        for trial in 0..<20 {
+            let levels = [3, 8, 50, 100_000][trial % 4]
+            var maps: [[Float]] = [], masks: [[UInt8]?] = []
+            for image in 0..<3 {
+                let mask: [UInt8]? = image == 0 ? nil : (0..<(width * height)).map { _ in Double.random(in: 0..<1, using: &random) < 0.15 ? 255 : 0 }
+                masks.append(mask)
+                maps.append((0..<(width * height)).map { i in
+                    // Signed, tied values; defect pixels shifted up a little.
+                    Float(Int.random(in: 0..<levels, using: &random)) / Float(levels) - 0.5 + (mask?[i] == 255 ? 0.2 : 0)
+                })
+            }
+            let expectedPRO = naiveAUPRO(maps: maps, masks: masks, width: width, height: height, limit: 0.3)
+            let result = try aupro(maps: maps, masks: masks, width: width, height: height, fprLimit: 0.3)
+            XCTAssertEqual(result.value, expectedPRO, accuracy: 1e-12, "trial \(trial)")
+            XCTAssertEqual(try pixelAUROC(maps: maps, masks: masks), naiveAUROC(maps: maps, masks: masks), accuracy: 1e-12, "trial \(trial)")
+        }
+    }
+
+    func testAddingAfterComputingResorts() throws {
+        var random = SplitMix(state: 11)
+        let maps = (0..<4).map { _ in (0..<64).map { _ in Float.random(in: -1..<1, using: &random) } }
+        let masks: [[UInt8]?] = (0..<4).map { _ in (0..<64).map { _ in UInt8.random(in: 0...255, using: &random) } }
+        var accumulator = PixelMetricsAccumulator(width: 8, height: 8)
+        try accumulator.add(map: maps[0], mask: masks[0])
+        try accumulator.add(map: maps[1], mask: masks[1])
+        XCTAssertEqual(try accumulator.pixelAUROC(), naiveAUROC(maps: Array(maps[0..<2]), masks: Array(masks[0..<2])), accuracy: 1e-12)
+        try accumulator.add(map: maps[2], mask: masks[2])
+        try accumulator.add(map: maps[3], mask: masks[3])
+        XCTAssertEqual(accumulator.imageCount, 4)
+        XCTAssertEqual(try accumulator.pixelAUROC(), naiveAUROC(maps: maps, masks: masks), accuracy: 1e-12)
+        XCTAssertEqual(try accumulator.aupro().value, naiveAUPRO(maps: maps, masks: masks, width: 8, height: 8, limit: 0.3), accuracy: 1e-12)
+    }
+}
