@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 masks="${TMPDIR:-/tmp}/rstpm-bench-masks-$$.u8"
 trap 'rm -f "$masks"' EXIT
 shared="${RSTPM_SHARED:-$(pwd)/../shared}"
-/work/venv/bin/python - "$shared/datasets/mvtec_ad/bottle" "$masks" <<'PY'
+"${PYTHON:-/work/venv/bin/python}" - "$shared/datasets/mvtec_ad/bottle" "$masks" <<'PY'
 import sys, pathlib
 import numpy as np
 from PIL import Image
