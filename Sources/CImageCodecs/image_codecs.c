@@ -135,7 +135,8 @@ int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *opt
 
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    // palette_to_rgb also turns tRNS into an alpha channel, which we drop with the rest.
+    if ((color & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (depth == 16) png_set_swap(png);
 #endif
@@ -390,23 +391,20 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
         jpeg_read_scanlines(&cinfo, rows, count);
     }
     jpeg_finish_decompress(&cinfo);
-    int adobe = cinfo.saw_Adobe_marker;
     unsigned source_width = cinfo.image_width, source_height = cinfo.image_height;
     jpeg_destroy_decompress(&cinfo);
 
     if (components == 4) {
-        // Adobe writes CMYK inverted (as PIL reads it); RGB = (255 - C)(255 - K) / 255.
+        // PIL and browsers read every CMYK JPEG as Adobe writes it, inverted (0 = full ink),
+        // whether or not the Adobe marker is present; RGB = C'K' / 255 with C' = stored C.
         size_t count = (size_t)width * height;
         uint8_t *rgb = pixels;
         for (size_t i = 0; i < count; i++) {
             const uint8_t *cmyk = pixels + 4 * i;
-            uint32_t c = adobe ? cmyk[0] : 255u - cmyk[0];
-            uint32_t m = adobe ? cmyk[1] : 255u - cmyk[1];
-            uint32_t y = adobe ? cmyk[2] : 255u - cmyk[2];
-            uint32_t k = adobe ? cmyk[3] : 255u - cmyk[3];
-            rgb[3 * i] = muldiv255(c, k);
-            rgb[3 * i + 1] = muldiv255(m, k);
-            rgb[3 * i + 2] = muldiv255(y, k);
+            uint8_t r = muldiv255(cmyk[0], cmyk[3]), g = muldiv255(cmyk[1], cmyk[3]), b = muldiv255(cmyk[2], cmyk[3]);
+            rgb[3 * i] = r;
+            rgb[3 * i + 1] = g;
+            rgb[3 * i + 2] = b;
         }
         components = 3;
     }
@@ -446,6 +444,13 @@ int ic_encode_jpeg(const uint8_t *pixels, int32_t width, int32_t height, int32_t
     cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
+    // At high quality keep colour at full resolution (4:4:4): heatmaps have sharp colour edges.
+    if (quality >= 90) {
+        for (int c = 0; c < cinfo.num_components; c++) {
+            cinfo.comp_info[c].h_samp_factor = 1;
+            cinfo.comp_info[c].v_samp_factor = 1;
+        }
+    }
     if (progressive) jpeg_simple_progression(&cinfo);
     jpeg_start_compress(&cinfo, TRUE);
     size_t row_bytes = (size_t)width * (size_t)channels;

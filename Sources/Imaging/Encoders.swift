@@ -41,7 +41,8 @@ public enum PNGEncoder {
     }
 }
 
-/// JPEG files (baseline or progressive), 8-bit RGB or gray.
+/// JPEG files (baseline or progressive), 8-bit RGB or gray; quality 90 and above keeps colour at
+/// full resolution (4:4:4), below it libjpeg's default 4:2:0.
 public enum JPEGEncoder {
     public static func encode(_ image: RGBImage, quality: Int = 90, progressive: Bool = false) throws -> Data {
         try encode(bytes: quantize(image.pixels), width: image.width, height: image.height, channels: 3,
