@@ -4,7 +4,7 @@ import Foundation
 public enum Heatmap {
     /// The map resized (bilinear) to the image, coloured with turbo over `scale` (values below
     /// the lower bound are deep blue, above the upper dark red), blended over the image with an
-    /// opacity that grows with the score (0.3 at the bottom of the scale, 0.7 at the top) so
+    /// opacity that grows with the score (0.2 at the bottom of the scale, 0.7 at the top) so
     /// normal areas stay recognisable; with a `threshold`, the outline of the region above it
     /// is drawn in white, about 1 pixel per 256 of the image's smaller side. Values are
     /// 8-bit levels (k / 255), ready for `PNGEncoder`.
@@ -17,7 +17,7 @@ public enum Heatmap {
         for i in 0..<width * height {
             let t = min(max((values[i] - scale.lowerBound) / span, 0), 1)
             let (red, green, blue) = turbo(t)
-            let alpha = 0.3 + 0.4 * t
+            let alpha = 0.2 + 0.5 * t
             func blend(_ base: Float, _ colour: Float) -> Float {
                 (min(max((1 - alpha) * base + alpha * colour, 0), 1) * 255).rounded() / 255
             }
