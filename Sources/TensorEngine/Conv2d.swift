@@ -55,7 +55,7 @@ public final class Conv2d: Layer {
         let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(g.outputHeight > 0 && g.outputWidth > 0, "Conv2d: input \(H)x\(W) too small for kernel \(kernelSize)")
-        var output = Tensor(zeros: [N, outputChannels, g.outputHeight, g.outputWidth])
+        var output = Tensor(unspecified: [N, outputChannels, g.outputHeight, g.outputWidth])
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in

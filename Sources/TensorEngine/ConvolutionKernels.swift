@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Geometry of one 2-D sliding window: an input plane (H, W), a square kernel, stride and
 /// symmetric zero padding, giving an output plane (outputHeight, outputWidth).
@@ -100,12 +101,40 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
 }
 
 /// Row-major `C = alpha * op(A) * op(B) + beta * C` through OpenBLAS.
+///
+/// OpenBLAS itself runs single-threaded; large products are split here into column (or row)
+/// blocks of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which
+/// on a small machine steals the cores from the engine's other parallel loops.
 @inline(__always)
 func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
            b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
+    let workers = Engine.threadCount
+    let splitColumns = n >= m
+    let parts = min(workers, (splitColumns ? n : m) / 16)
+    if parts <= 1 || m * n * k < 1 << 18 {
+        blasGemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: parts) { part in
+        if splitColumns {
+            let (j0, j1) = (n * part / parts, n * (part + 1) / parts)
+            blasGemm(transposeA, transposeB, m, j1 - j0, k, alpha, a, lda,
+                     transposeB ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc)
+        } else {
+            let (i0, i1) = (m * part / parts, m * (part + 1) / parts)
+            blasGemm(transposeA, transposeB, i1 - i0, n, k, alpha,
+                     transposeA ? a + i0 : a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc)
+        }
+    }
+}
+
+@inline(__always)
+func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
@@ -150,6 +179,7 @@ func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePoin
             let valid = g.validColumns(offset: kx - p)
             if valid.isEmpty { continue }
             var dw: Float = 0
+            let (first, n) = (valid.lowerBound, valid.count)
             for oy in 0..<g.outputHeight {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
@@ -157,15 +187,11 @@ func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePoin
                 let dsource = inputGradient + iy * W + kx - p
                 let dout = outputGradient + oy * Wo
                 if s == 1 {
-                    for ox in valid {
-                        dw += dout[ox] * source[ox]
-                        dsource[ox] += w * dout[ox]
-                    }
+                    dw += vectorDot(dout + first, source + first, count: n)
+                    for ox in valid { dsource[ox] += w * dout[ox] }
                 } else {
-                    for ox in valid {
-                        dw += dout[ox] * source[ox * s]
-                        dsource[ox * s] += w * dout[ox]
-                    }
+                    dw += stridedDot(source + first * s, stride: s, dout + first, count: n)
+                    for ox in valid { dsource[ox * s] += w * dout[ox] }
                 }
             }
             weightGradient[ky * k + kx] += dw

@@ -23,6 +23,14 @@ public struct Tensor: Equatable, CustomStringConvertible {
         self.scalars = [Float](repeating: value, count: shape.reduce(1, *))
     }
 
+    /// Storage with unspecified contents, for kernels that overwrite every element (saves
+    /// zero-filling large activations).
+    init(unspecified shape: [Int]) {
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Float](unsafeUninitializedCapacity: count) { _, initializedCount in initializedCount = count }
+    }
+
     /// Number of elements.
     public var count: Int { scalars.count }
     public var rank: Int { shape.count }
