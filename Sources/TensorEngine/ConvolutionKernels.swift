@@ -44,17 +44,18 @@ struct WindowGeometry {
 }
 
 /// Unfolds one input plane `(H, W)` into its `kernel*kernel` rows of `columns`, each row holding
-/// `outputPlane` values and starting `rowStride` floats after the previous one.
+/// the windows of output rows `rows` (`rows.count * outputWidth` values) and starting
+/// `rowStride` floats after the previous one.
 @inline(__always)
 func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
-                 _ columns: UnsafeMutablePointer<Float>, rowStride: Int) {
+                 _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
             let valid = g.validColumns(offset: kx - p)
-            for oy in 0..<g.outputHeight {
-                let out = row + oy * g.outputWidth
+            for oy in rows {
+                let out = row + (oy - rows.lowerBound) * g.outputWidth
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height || valid.isEmpty {
                     out.update(repeating: 0, count: g.outputWidth)
@@ -75,20 +76,21 @@ func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
     }
 }
 
-/// Adds the `kernel*kernel` rows of `columns` back into one plane `(H, W)` (im2col's adjoint).
+/// Adds the `kernel*kernel` rows of `columns` (windows of output rows `rows`) back into one
+/// plane `(H, W)`: im2col's adjoint.
 @inline(__always)
 func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeometry,
-                 _ plane: UnsafeMutablePointer<Float>) {
+                 _ plane: UnsafeMutablePointer<Float>, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
             let valid = g.validColumns(offset: kx - p)
             if valid.isEmpty { continue }
-            for oy in 0..<g.outputHeight {
+            for oy in rows {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = row + oy * g.outputWidth
+                let source = row + (oy - rows.lowerBound) * g.outputWidth
                 let target = plane + iy * W + kx - p
                 if s == 1 {
                     for ox in valid { target[ox] += source[ox] }
