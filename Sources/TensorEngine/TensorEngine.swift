@@ -20,7 +20,10 @@
 //   layer or an optimiser), so gradients of several losses/batches can accumulate.
 // - There is no autograd tape: a model's backward calls its layers' backwards in reverse order,
 //   and ops with two inputs (add, concatenation, multiply, distance) are small objects whose
-//   backward returns one gradient per input.
+//   backward returns one gradient per input. Backward releases the layer's cache.
+// - Shape errors are programmer errors (`precondition` with the shapes in the message); only
+//   loading state from outside (`loadState`) throws.
+// - A layer object is not thread-safe (its cache); run one model per thread, or one at a time.
 //
 // Training, evaluation and inference mode
 // ---------------------------------------
@@ -44,7 +47,17 @@
 // state_dict order (own parameters, own buffers, then each child), so a model whose children
 // are named as its PyTorch twin's attributes loads a state_dict key for key, e.g.
 // "layer1.0.conv1.weight". `parameters` is the ordered, de-duplicated trainable list the
-// optimisers take.
+// optimisers take. `stateDictionary()` and `loadState(_:source:ignoringUnexpected:)` save and
+// load the whole tree by those names.
+//
+// Ops and their PyTorch twins
+// ---------------------------
+// Layers (one input): Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, ReLU6, Sigmoid, MaxPool2d,
+// AvgPool2d, GlobalAveragePool, Linear, Flatten, BilinearResize, NearestResize,
+// L2Normalization, Sequential. Two-input or loss ops: ChannelConcatenation, Addition,
+// Multiplication (with a one-channel map broadcast over channels), HalfSquaredDistance, Mean,
+// FocalLoss. Optimisers: SGD, Adam. Each type's comment says which PyTorch call it matches and
+// where it differs; every one is checked against PyTorch by the TensorEngineTests fixtures.
 //
 // Threads and BLAS
 // ----------------
@@ -54,6 +67,14 @@
 // `Engine.threadCount` workers with `DispatchQueue.concurrentPerform`. One pool of workers, so
 // OpenBLAS's spinning threads never compete with the engine's own. The default is every core
 // the process sees (or RSTPM_THREADS); `Engine.configure(threadCount:)` changes it.
+//
+// Memory
+// ------
+// Activations are fresh arrays (value semantics; caches share storage with the tensors they
+// came from, copy-on-write). On first use the engine tells glibc to keep large blocks in its
+// heap rather than mapping and unmapping each one, which removes most page faults per layer.
+// im2col scratch comes from a small reusable pool and is bounded to about 16 MB per
+// convolution (large planes are unfolded in blocks of output rows).
 
 import CBLAS
 import Foundation
