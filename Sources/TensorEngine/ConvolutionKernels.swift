@@ -141,27 +141,47 @@ func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: I
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// Splits a row into its even and odd columns, so that stride-2 windows read contiguously:
+/// input column 2*ox + d is `even[ox + d>>1]` for even d and `odd[ox + d>>1]` for odd d.
+@inline(__always)
+func deinterleave(_ row: UnsafePointer<Float>, width: Int, even: UnsafeMutablePointer<Float>, odd: UnsafeMutablePointer<Float>) {
+    for j in 0..<(width / 2) {
+        even[j] = row[2 * j]
+        odd[j] = row[2 * j + 1]
+    }
+    if width % 2 == 1 { even[width / 2] = row[width - 1] }
+}
+
 /// Depthwise forward for one output channel plane: `out (Ho, Wo) = sum_k w[k] * window(in)`.
-/// Loops run kernel-tap outermost so the innermost loop walks a contiguous output row.
+/// Row by row: all kernel taps are added into one output row while it sits in L1, and the
+/// innermost loop walks that row contiguously (stride 2 through a de-interleaved input row).
 @inline(__always)
 func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
                            _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>) {
     let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    output.update(repeating: bias, count: g.outputPlane)
-    for ky in 0..<k {
-        for kx in 0..<k {
-            let w = weights[ky * k + kx]
-            let valid = g.validColumns(offset: kx - p)
-            if valid.isEmpty { continue }
-            for oy in 0..<g.outputHeight {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
+        for oy in 0..<g.outputHeight {
+            let target = output + oy * Wo
+            target.update(repeating: bias, count: Wo)
+            for ky in 0..<k {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = input + iy * W + kx - p
-                let target = output + oy * Wo
-                if s == 1 {
-                    for ox in valid { target[ox] += w * source[ox] }
-                } else {
-                    for ox in valid { target[ox] += w * source[ox * s] }
+                if s == 2 { deinterleave(input + iy * W, width: W, even: even, odd: odd) }
+                for kx in 0..<k {
+                    let w = weights[ky * k + kx]
+                    let valid = g.validColumns(offset: kx - p)
+                    if s == 1 {
+                        let source = input + iy * W + kx - p
+                        for ox in valid { target[ox] += w * source[ox] }
+                    } else if s == 2 {
+                        let d = kx - p
+                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                        for ox in valid { target[ox] += w * source[ox] }
+                    } else {
+                        let source = input + iy * W + kx - p
+                        for ox in valid { target[ox] += w * source[ox * s] }
+                    }
                 }
             }
         }
@@ -169,34 +189,56 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
 }
 
 /// Depthwise backward for one output channel plane: adds into the input plane's gradient and
-/// into the channel's `kernel*kernel` weight gradients.
+/// into the channel's `kernel*kernel` weight gradients, row by row as the forward (stride 2
+/// gathers into de-interleaved rows, then adds them back in place).
 @inline(__always)
 func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                             _ outputGradient: UnsafePointer<Float>, _ g: WindowGeometry,
                             inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>) {
     let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    for ky in 0..<k {
-        for kx in 0..<k {
-            let w = weights[ky * k + kx]
-            let valid = g.validColumns(offset: kx - p)
-            if valid.isEmpty { continue }
-            var dw: Float = 0
-            let (first, n) = (valid.lowerBound, valid.count)
-            for oy in 0..<g.outputHeight {
+    let half = (W + 1) / 2
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * half + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + half
+        let dEven = odd + half, dOdd = dEven + half
+        for oy in 0..<g.outputHeight {
+            let dout = outputGradient + oy * Wo
+            for ky in 0..<k {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = input + iy * W + kx - p
-                let dsource = inputGradient + iy * W + kx - p
-                let dout = outputGradient + oy * Wo
-                if s == 1 {
-                    dw += vectorDot(dout + first, source + first, count: n)
-                    for ox in valid { dsource[ox] += w * dout[ox] }
-                } else {
-                    dw += stridedDot(source + first * s, stride: s, dout + first, count: n)
-                    for ox in valid { dsource[ox * s] += w * dout[ox] }
+                if s == 2 {
+                    deinterleave(input + iy * W, width: W, even: even, odd: odd)
+                    dEven.update(repeating: 0, count: 2 * half)
+                }
+                for kx in 0..<k {
+                    let w = weights[ky * k + kx]
+                    let valid = g.validColumns(offset: kx - p)
+                    if valid.isEmpty { continue }
+                    let (first, n) = (valid.lowerBound, valid.count)
+                    if s == 1 {
+                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
+                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
+                        for ox in valid { dsource[ox] += w * dout[ox] }
+                    } else if s == 2 {
+                        let d = kx - p
+                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                        let dsource = (d & 1 == 0 ? dEven : dOdd) + (d >> 1)
+                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
+                        for ox in valid { dsource[ox] += w * dout[ox] }
+                    } else {
+                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
+                        weightGradient[ky * k + kx] += stridedDot(source + first * s, stride: s, dout + first, count: n)
+                        for ox in valid { dsource[ox * s] += w * dout[ox] }
+                    }
+                }
+                if s == 2 {
+                    let row = inputGradient + iy * W
+                    for j in 0..<(W / 2) {
+                        row[2 * j] += dEven[j]
+                        row[2 * j + 1] += dOdd[j]
+                    }
+                    if W % 2 == 1 { row[W - 1] += dEven[W / 2] }
                 }
             }
-            weightGradient[ky * k + kx] += dw
         }
     }
 }

@@ -4,8 +4,13 @@
 // by rounding).
 
 @inline(__always)
-private func load8(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
+func load8(_ pointer: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(pointer).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func store8(_ value: SIMD8<Float>, _ pointer: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: SIMD8<Float>.self)
 }
 
 /// sum_i a[i]
