@@ -1,7 +1,7 @@
 /// A float32 tensor of any rank: a shape and contiguous row-major storage, with value semantics.
 ///
 /// Feature maps are NCHW. `scalars` may be mutated in place but must keep `count` elements.
-public struct Tensor: Equatable, CustomStringConvertible {
+public struct Tensor: Equatable, Sendable, CustomStringConvertible {
     public private(set) var shape: [Int]
     public var scalars: [Float]
 
