@@ -187,15 +187,20 @@ public final class LinePipeline {
             progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
         }
         var summary = PassSummary()
-        do {
-            let ready = try scanner.scan(now: now)
-            for name in ready where !shouldStop {
-                if claim(name) { summary.claimed += 1 } else { summary.claimsLost += 1 }
+        // Claim one batch at a time, so daemons sharing the inbox share the work too.
+        var claimedNow = 0
+        repeat {
+            claimedNow = 0
+            do {
+                for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
+                    if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
+                }
+            } catch {
+                logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
             }
-        } catch {
-            logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
-        }
-        processWork(now: now, summary: &summary)
+            summary.claimed += claimedNow
+            processWork(now: now, summary: &summary)
+        } while claimedNow > 0 && !shouldStop
         return summary
     }
 
@@ -356,22 +361,31 @@ public final class LinePipeline {
         }
     }
 
-    /// Archive, delete or leave a decided input, durably.
+    /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
+    /// decided; a failing directory fsync after it only risks the input reappearing in work/
+    /// after a power cut, where it is inspected again with the same outputs, so it is logged.
     private func dispose(_ name: String) throws {
         let path = workDirectory.appending(name)
+        var touched = [workDirectory]
         switch configuration.processedInputs {
         case .archive:
             let archive = configuration.archive!
-            let destination = try availablePath(in: archive, for: name)
-            try files.syscalls.rename(path, to: destination)
-            try files.syncDirectory(archive)
+            try files.syscalls.rename(path, to: try availablePath(in: archive, for: name))
+            touched.append(archive)
         case .delete:
             try files.syscalls.unlink(path)
         case .leave:
             try files.syscalls.rename(path, to: configuration.inbox.appending(name))
-            try files.syncDirectory(configuration.inbox)
+            touched.append(configuration.inbox)
         }
-        try files.syncDirectory(workDirectory)
+        for directory in touched {
+            do {
+                try files.syncDirectory(directory)
+            } catch {
+                logger.event(.retrying, .warning, "\(name): fsync of \(directory) failed (\(error)); a power cut may bring the input back to work/",
+                             ["image.path": "\(directory)", "errno": "\(error)"])
+            }
+        }
     }
 
     /// Moves an input to quarantine with `<name>.error.json` and writes an `error` verdict to the
