@@ -92,9 +92,9 @@ public final class DaemonService {
 
     /// One status line, as `systemctl status` shows it.
     public func statusLine() -> String {
-        let counts = lines.map(\.counts)
-        let decided = counts.reduce(0) { $0 + $1.decided }
-        let queued = counts.reduce(0) { $0 + $1.queueDepth }
+        // Totals come from the metrics, which outlive the pipelines a reload replaces.
+        let decided = Int(metrics.total("rstpmd_inputs_total"))
+        let queued = lines.reduce(0) { $0 + $1.counts.queueDepth }
         return "\(lines.count) line(s), \(decided) decided, \(queued) queued"
     }
 

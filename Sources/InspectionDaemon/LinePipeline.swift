@@ -255,6 +255,7 @@ public final class LinePipeline {
             logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
             return
         }
+        let decidedBefore = summary.decided + summary.quarantined
         let due = items.filter { (retries[$0.name]?.notBefore ?? .min) <= now }
         var index = 0
         while index < due.count && !shouldStop {
@@ -266,7 +267,7 @@ public final class LinePipeline {
         let depth = (try? workItems().count) ?? items.count
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
-        progressLock.lock(); lastQueueDepth = depth; decidedTotal += summary.decided + summary.quarantined; progressLock.unlock()
+        progressLock.lock(); lastQueueDepth = depth; decidedTotal += summary.decided + summary.quarantined - decidedBefore; progressLock.unlock()
     }
 
     struct Loaded {

@@ -55,6 +55,12 @@ public final class MetricsRegistry: @unchecked Sendable {
         return counters[name]?[Self.render(labels)] ?? 0
     }
 
+    /// A counter summed over all its labels.
+    public func total(_ name: String) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        return counters[name]?.values.reduce(0, +) ?? 0
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     public func exposition() -> String {
         lock.lock(); defer { lock.unlock() }
