@@ -128,6 +128,8 @@ struct ConfigurationReader {
     var problems: [ConfigurationError.Problem] = []
     /// The `lines[i]` index of each line read, for messages (lines with errors are skipped).
     var lineIndices: [Int] = []
+    /// Every valid path of every line, broken lines included, for the disk checks.
+    var linePaths: [(index: Int, paths: [String: FilePath])] = []
 
     static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
     static let lineKeys: Set<String> = [
@@ -167,7 +169,7 @@ struct ConfigurationReader {
             if let sequence = linesNode.sequence {
                 if sequence.isEmpty { problem("lines", linesNode, "must list at least one inspection line") }
                 for (index, node) in sequence.enumerated() {
-                    if let line = readLine(node, key: "lines[\(index)]") {
+                    if let line = readLine(node, index: index) {
                         lines.append(line)
                         lineIndices.append(index)
                     }
@@ -182,7 +184,8 @@ struct ConfigurationReader {
         return DaemonConfiguration(instance: instance, metricsFile: metricsFile, drainTimeoutSeconds: drain, lines: lines)
     }
 
-    mutating func readLine(_ node: Node, key prefix: String) -> LineConfiguration? {
+    mutating func readLine(_ node: Node, index: Int) -> LineConfiguration? {
+        let prefix = "lines[\(index)]"
         guard let mapping = node.mapping else {
             problem(prefix, node, "must be a mapping with name, inbox, outbox, ..., got \(describe(node))")
             return nil
@@ -207,6 +210,9 @@ struct ConfigurationReader {
             }
         }
         let archive = path(f["archive"], key: prefix + ".archive")
+        var paths = required
+        paths["archive"] = archive
+        linePaths.append((index, paths))
         if policy == .archive && f["archive"] == nil {
             problem(prefix + ".archive", node, "missing: required when processed_inputs is archive (the default)")
         }
@@ -252,15 +258,14 @@ struct ConfigurationReader {
 
     /// Rules that need the disk: directories exist, the work directory shares the inbox's
     /// file system, the model bundle is there; and inboxes that are one directory by two names.
+    /// Checked for every line, also those with other problems.
     mutating func checkFileSystem(_ configuration: DaemonConfiguration) {
-        var seen: [String: Int] = [:]
-        for (position, line) in configuration.lines.enumerated() {
-            let index = lineIndices[position]
+        var seen: [String: (index: Int, path: FilePath)] = [:]
+        for (index, paths) in linePaths {
             let key = "lines[\(index)]"
             var inboxDevice: UInt64?
-            let directories: [(String, FilePath?)] = [("inbox", line.inbox), ("outbox", line.outbox), ("archive", line.archive), ("quarantine", line.quarantine), ("work", line.work)]
-            for (name, directory) in directories {
-                guard let directory else { continue }
+            for name in ["inbox", "outbox", "archive", "quarantine", "work"] {
+                guard let directory = paths[name] else { continue }
                 var status = stat()
                 if stat(directory.string, &status) != 0 {
                     problem("\(key).\(name)", nil, "\(directory) does not exist (\(String(cString: strerror(errno)))); create it (systemd-tmpfiles --create) or fix the path")
@@ -273,16 +278,19 @@ struct ConfigurationReader {
                 if name == "inbox" {
                     inboxDevice = UInt64(status.st_dev)
                     let identity = "\(status.st_dev):\(status.st_ino)"
-                    if let other = seen[identity] { problem("\(key).inbox", nil, "\(directory) is the same directory as the inbox of lines[\(other)]; two lines cannot share an inbox") }
-                    seen[identity] = seen[identity] ?? index
+                    // The same path was reported already without touching the disk.
+                    if let other = seen[identity], other.path != directory {
+                        problem("\(key).inbox", nil, "\(directory) is the same directory as the inbox of lines[\(other.index)] (\(other.path)); two lines cannot share an inbox")
+                    }
+                    if seen[identity] == nil { seen[identity] = (index, directory) }
                 }
                 if name == "work", let inboxDevice, UInt64(status.st_dev) != inboxDevice {
-                    problem("\(key).work", nil, "\(directory) is on another file system than the inbox \(line.inbox); the claim must be one atomic rename")
+                    problem("\(key).work", nil, "\(directory) is on another file system than the inbox \(paths["inbox"]!); the claim must be one atomic rename")
                 }
             }
             var status = stat()
-            if stat(line.modelBundle.string, &status) != 0 {
-                problem("\(key).model", nil, "model bundle \(line.modelBundle) does not exist (\(String(cString: strerror(errno))))")
+            if let model = paths["model"], stat(model.string, &status) != 0 {
+                problem("\(key).model", nil, "model bundle \(model) does not exist (\(String(cString: strerror(errno))))")
             }
         }
         if let metrics = configuration.metricsFile {
