@@ -57,11 +57,12 @@ public final class DaemonService {
         }
     }
 
-    /// Recovers work/ and starts watching every line, then sends READY=1.
+    /// Starts watching every line and sends READY=1 (the models are loaded by now). Recovery of
+    /// work/ runs on each line's queue first, so a large backlog does not delay READY.
     public func start() {
         controlQueue.sync {
             for line in lines {
-                line.queue.sync { _ = line.recover(now: monotonicNanoseconds()) }
+                line.queue.async { _ = line.recover(now: monotonicNanoseconds()) }
                 line.start()
             }
             logger.event(.started, .notice, "rstpmd ready: \(lines.count) line(s)", ["instance": "\(configuration?.instance ?? "")"])
@@ -72,16 +73,25 @@ public final class DaemonService {
     }
 
     /// `--once`: recover, then take everything complete in the inboxes (waiting out the settle
-    /// interval) until they hold nothing more. Returns the inputs left in work/ after errors.
+    /// interval) until they hold nothing more. Returns the inputs left behind (in work/ after
+    /// errors, or in an inbox without progress for twice the settle interval plus 10 s).
     public func runOnce() -> Int {
         var left = 0
         for line in lines {
             line.queue.sync {
                 _ = line.recover(now: monotonicNanoseconds())
                 let settle = line.configuration.settleIntervalSeconds
+                // A file that never settles or cannot be claimed must not keep --once alive.
+                let patience = Int64((2 * settle + 10) * 1e9)
+                var lastProgress = monotonicNanoseconds()
                 while true {
-                    let summary = line.pass(now: monotonicNanoseconds())
-                    if line.scanner.pendingCount == 0 { left += summary.queueDepth; break }
+                    let now = monotonicNanoseconds()
+                    let summary = line.pass(now: now)
+                    if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
+                    if line.scanner.pendingCount == 0 || now - lastProgress > patience {
+                        left += summary.queueDepth + line.scanner.pendingCount
+                        break
+                    }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))
                 }
             }

@@ -212,9 +212,24 @@ public final class LinePipeline {
             logger.event(.recovered, .notice, "recovering \(pending.count) input(s) left in the work directory", ["count": "\(pending.count)", "image.path": "\(workDirectory)"])
             metrics.increment("rstpmd_recovered_total", labels: ["line": configuration.name], by: Double(pending.count))
         }
+        removeStaleTemporaryFiles()
         var summary = PassSummary()
         processWork(now: now, summary: &summary)
         return summary
+    }
+
+    /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
+    /// own them: older than ten minutes, since other daemons may share the outbox.
+    private func removeStaleTemporaryFiles() {
+        let cutoff = wallClockNanoseconds() - 600 * 1_000_000_000
+        for directory in [configuration.outbox, configuration.quarantine] {
+            for name in (try? files.syscalls.listDirectory(directory)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".rstpmd.tmp") {
+                let path = directory.appending(name)
+                if let status = try? files.syscalls.lstat(path), status.kind == .regular, status.modificationNanoseconds < cutoff {
+                    try? files.syscalls.unlink(path)
+                }
+            }
+        }
     }
 
     /// Claims `name` by renaming it into the work directory. Losing the race to another daemon

@@ -129,6 +129,9 @@ final class PipelineTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: folders.path("work/host-a").string, withIntermediateDirectories: true)
         try folders.write(PGMInspector.image(hot: [(2, 2, 4, 4)]), to: "work/host-a/claimed.pgm")
         try folders.write([1, 2, 3], to: "outbox/.claimed.pgm.heatmap.png.rstpmd.tmp")
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)],
+                                              ofItemAtPath: folders.path("outbox/.claimed.pgm.heatmap.png.rstpmd.tmp").string)
+        try folders.write([4, 5, 6], to: "outbox/.other.pgm.json.rstpmd.tmp")  // another daemon may be writing it
         try folders.write(PGMInspector.image(), to: "work/host-a/written.pgm")
         try folders.write(Array("{\"stale\": true}\n".utf8), to: "outbox/written.pgm.json")
         let pipeline = try makePipeline(folders, folders.configuration())
@@ -136,6 +139,8 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(summary.decided, 2)
         XCTAssertEqual(folders.list("work/host-a"), [])
         XCTAssertEqual(folders.list("archive"), ["claimed.pgm", "written.pgm"])
+        XCTAssertFalse(folders.exists("outbox/.claimed.pgm.heatmap.png.rstpmd.tmp"), "stale temporary removed")
+        XCTAssertTrue(folders.exists("outbox/.other.pgm.json.rstpmd.tmp"), "a fresh one is left alone")
         XCTAssertEqual(try folders.json("outbox/claimed.pgm.json")["verdict"] as? String, "defect")
         XCTAssertEqual(try folders.json("outbox/written.pgm.json")["verdict"] as? String, "ok", "outputs are rewritten, not trusted")
     }

@@ -152,6 +152,18 @@ final class SystemdTests: XCTestCase {
         XCTAssertTrue(store.entries.contains { $0.2["MESSAGE_ID"] == DaemonEvent.reloadFailed.messageID })
     }
 
+    func testJournalIsUsedOnlyWhenStderrIsTheJournalStream() throws {
+        unsetenv("JOURNAL_STREAM")
+        XCTAssertEqual(JournalLogHandler.detectDestination(), .standardError)
+        var status = stat()
+        XCTAssertEqual(fstat(STDERR_FILENO, &status), 0)
+        setenv("JOURNAL_STREAM", "\(status.st_dev):\(status.st_ino)", 1)
+        defer { unsetenv("JOURNAL_STREAM") }
+        XCTAssertEqual(JournalLogHandler.detectDestination(), .journal)
+        setenv("JOURNAL_STREAM", "\(status.st_dev):\(status.st_ino + 1)", 1)
+        XCTAssertEqual(JournalLogHandler.detectDestination(), .standardError, "stderr redirected elsewhere")
+    }
+
     func testFieldNamesAndPriorities() {
         XCTAssertEqual(JournalLogHandler.fieldName(forMetadataKey: "image.path"), "IMAGE_PATH")
         XCTAssertEqual(JournalLogHandler.fieldName(forMetadataKey: "MESSAGE_ID"), "MESSAGE_ID")
