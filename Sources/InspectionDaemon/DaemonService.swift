@@ -104,7 +104,7 @@ public final class DaemonService {
     public func statusLine() -> String {
         // Totals come from the metrics, which outlive the pipelines a reload replaces.
         let decided = Int(metrics.total("rstpmd_inputs_total"))
-        let queued = lines.reduce(0) { $0 + $1.counts.queueDepth }
+        let queued = lines.reduce(0) { $0 + $1.queueDepth }
         return "\(lines.count) line(s), \(decided) decided, \(queued) queued"
     }
 

@@ -45,7 +45,6 @@ public final class LinePipeline {
     private var progressCounter: UInt64 = 0
     private var busy = false
     private var lastQueueDepth = 0
-    private var decidedTotal = 0
 
     public init(
         configuration: LineConfiguration, instance: String, inspector: any Inspector,
@@ -78,7 +77,7 @@ public final class LinePipeline {
 
     /// Starts the poll timer and, where the file system supports it, inotify.
     public func start() {
-        queue.sync { stopRequested = false }
+        progressLock.lock(); stopRequested = false; progressLock.unlock()
         let timer = DispatchSource.makeTimerSource(queue: queue)
         let interval = DispatchTimeInterval.milliseconds(Int(configuration.pollIntervalSeconds * 1000))
         timer.schedule(deadline: .now(), repeating: interval, leeway: .milliseconds(50))
@@ -161,10 +160,10 @@ public final class LinePipeline {
         return (progressCounter, busy)
     }
 
-    /// Queue depth after the last pass and inputs decided since start.
-    public var counts: (queueDepth: Int, decided: Int) {
+    /// Inputs in this instance's work directory after the last pass.
+    public var queueDepth: Int {
         progressLock.lock(); defer { progressLock.unlock() }
-        return (lastQueueDepth, decidedTotal)
+        return lastQueueDepth
     }
 
     private func advance() {
@@ -270,7 +269,6 @@ public final class LinePipeline {
             logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
             return
         }
-        let decidedBefore = summary.decided + summary.quarantined
         let due = items.filter { (retries[$0.name]?.notBefore ?? .min) <= now }
         var index = 0
         while index < due.count && !shouldStop {
@@ -282,7 +280,7 @@ public final class LinePipeline {
         let depth = (try? workItems().count) ?? items.count
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
-        progressLock.lock(); lastQueueDepth = depth; decidedTotal += summary.decided + summary.quarantined - decidedBefore; progressLock.unlock()
+        progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
     }
 
     struct Loaded {

@@ -14,9 +14,6 @@ import Glibc
 public struct ServiceNotifier: Sendable {
     public init() {}
 
-    /// Whether a notification socket is configured for this process.
-    public var isEnabled: Bool { getenv("NOTIFY_SOCKET") != nil }
-
     /// `READY=1`, optionally with a status line: start-up (or a reload) is finished.
     public func ready(status: String? = nil) {
         send(["READY=1"] + statusField(status))
