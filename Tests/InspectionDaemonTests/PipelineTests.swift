@@ -51,6 +51,25 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(pipeline.pass(now: 0).decided, 1)
     }
 
+    /// The live watcher: the poll timer is set to an hour and the settle interval to a minute,
+    /// so only inotify's IN_MOVED_TO can make the renamed-in file go through within seconds.
+    func testInotifyPicksUpARenamedInFilePromptly() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        var line = folders.configuration(settleSeconds: 60)
+        line.pollIntervalSeconds = 3600
+        let pipeline = try makePipeline(folders, line)
+        pipeline.start()
+        defer { pipeline.requestStop(); _ = pipeline.waitUntilIdle(timeout: .now() + 10) }
+        XCTAssertTrue(pipeline.waitUntilIdle(timeout: .now() + 10))
+        try folders.write(PGMInspector.image(), to: "inbox/.upload.pgm.part")
+        try FileManager.default.moveItem(atPath: folders.path("inbox/.upload.pgm.part").string, toPath: folders.path("inbox/final.pgm").string)
+        let deadline = Date().addingTimeInterval(10)
+        while !folders.exists("archive/final.pgm") && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(folders.exists("archive/final.pgm"))
+        XCTAssertTrue(folders.exists("outbox/final.pgm.json"))
+    }
+
     func testTwoDaemonsRacingOnOneInboxProcessEachFileExactlyOnce() throws {
         let folders = try LineFolders()
         defer { folders.remove() }
