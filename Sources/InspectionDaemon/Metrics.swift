@@ -91,7 +91,8 @@ public final class MetricsRegistry: @unchecked Sendable {
         return text
     }
 
-    /// Writes the exposition to `path` atomically (`path.tmp`, fsync, rename).
+    /// Writes the exposition to `path` atomically (`path.tmp`, then rename). No fsync: it is
+    /// rewritten every few seconds and losing it in a power cut costs nothing.
     public func write(to path: FilePath, using files: FileOperations) throws {
         let bytes = Array(exposition().utf8)
         let temporary = FilePath(path.string + ".tmp")
@@ -101,7 +102,6 @@ public final class MetricsRegistry: @unchecked Sendable {
             try bytes.withUnsafeBytes { raw in
                 while offset < raw.count { offset += try files.syscalls.write(descriptor, UnsafeRawBufferPointer(rebasing: raw[offset...])) }
             }
-            try files.syscalls.fsync(descriptor)
             try files.syscalls.close(descriptor)
         } catch {
             try? files.syscalls.close(descriptor)
