@@ -202,3 +202,46 @@ struct MemoryLogHandler: LogHandler {
 }
 
 let second: Int64 = 1_000_000_000
+
+/// The file system as a process sees it when it is SIGKILLed after `crashAfter` changing calls:
+/// that many go through, and nothing after them reaches the disk.
+final class CrashingSyscalls: Syscalls {
+    let real = SystemCalls()
+    let crashAfter: Int
+    private(set) var changingCalls = 0
+
+    init(crashAfter: Int) { self.crashAfter = crashAfter }
+
+    var crashed: Bool { changingCalls > crashAfter }
+
+    private func step() throws {
+        changingCalls += 1
+        if crashed { throw Errno.ioError }
+    }
+
+    func open(_ path: FilePath, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions, permissions: FilePermissions?) throws -> FileDescriptor {
+        if mode != .readOnly { try step() } else if crashed { throw Errno.ioError }
+        return try real.open(path, mode, options: options, permissions: permissions)
+    }
+    func read(_ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if crashed { throw Errno.ioError }
+        return try real.read(descriptor, into: buffer)
+    }
+    func write(_ descriptor: FileDescriptor, _ buffer: UnsafeRawBufferPointer) throws -> Int {
+        try step()
+        return try real.write(descriptor, buffer)
+    }
+    func fsync(_ descriptor: FileDescriptor) throws { try step(); try real.fsync(descriptor) }
+    func close(_ descriptor: FileDescriptor) throws { try real.close(descriptor) }
+    func rename(_ source: FilePath, to destination: FilePath) throws { try step(); try real.rename(source, to: destination) }
+    func unlink(_ path: FilePath) throws { try step(); try real.unlink(path) }
+    func mkdir(_ path: FilePath, permissions: FilePermissions) throws { try real.mkdir(path, permissions: permissions) }
+    func lstat(_ path: FilePath) throws -> FileStatus? {
+        if crashed { throw Errno.ioError }
+        return try real.lstat(path)
+    }
+    func listDirectory(_ path: FilePath) throws -> [String] {
+        if crashed { throw Errno.ioError }
+        return try real.listDirectory(path)
+    }
+}
