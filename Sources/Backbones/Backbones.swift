@@ -22,9 +22,9 @@ public final class Backbone: Layer {
     public var mode: LayerMode = .training
 
     /// Run before the first stage (ResNet: conv1/bn1/relu/maxpool; Lite: stem conv).
-    private let stem: [any Layer]
+    private let stem: [any Layer & CostCounting]
     /// Stage i ends at tap i.
-    private let stages: [[any Layer]]
+    private let stages: [[any Layer & CostCounting]]
     /// From the last tap to the logits.
     private let head: [any Layer]
     private let foldables: [any BatchNormFolding]
@@ -125,6 +125,12 @@ public final class Backbone: Layer {
         isBatchNormFolded = true
     }
 
+    /// Convolution multiply-accumulates of `features(_:upTo:)` for one item of `height` x `width`
+    /// (BatchNorm, activations and additions not counted).
+    public func featureMultiplyAccumulates(height: Int, width: Int, upTo tapCount: Int) -> Int {
+        chainedCost(stem + stages.prefix(tapCount).flatMap { $0 }, height: height, width: width, extra: 0).count
+    }
+
     private func run(_ layers: [any Layer], _ input: Tensor) -> Tensor {
         var x = input
         for layer in layers { x = layer.forward(x) }
@@ -169,7 +175,7 @@ public final class Backbone: Layer {
 
     // MARK: architectures
 
-    private typealias Parts = ([any Layer], [[any Layer]], [any Layer], [any BatchNormFolding], () -> [(name: String, layer: any Layer)])
+    private typealias Parts = ([any Layer & CostCounting], [[any Layer & CostCounting]], [any Layer], [any BatchNormFolding], () -> [(name: String, layer: any Layer)])
 
     private static func makeResNet(kind: BackboneKind, generator: SeededGenerator) -> Parts {
         let stem = ConvolutionUnit(convolutionName: "conv1", normalizationName: "bn1", inputChannels: 3, outputChannels: 64,
@@ -178,10 +184,10 @@ public final class Backbone: Layer {
         let bottleneck = kind == .resnet50
         let repeats = bottleneck ? [3, 4, 6, 3] : [2, 2, 2, 2]
         var inputChannels = 64
-        var layers: [Sequential] = [], foldables: [any BatchNormFolding] = [stem]
+        var layers: [Sequential] = [], stageBlocks: [[any Layer & CostCounting]] = [], foldables: [any BatchNormFolding] = [stem]
         for (index, count) in repeats.enumerated() {
             let channels = 64 << index
-            var blocks: [any Layer] = []
+            var blocks: [any Layer & CostCounting] = []
             for b in 0..<count {
                 let stride = b == 0 && index > 0 ? 2 : 1
                 if bottleneck {
@@ -194,6 +200,7 @@ public final class Backbone: Layer {
                     inputChannels = channels
                 }
             }
+            stageBlocks.append(blocks)
             layers.append(Sequential(blocks))
         }
         let pool = GlobalAveragePool(), flatten = Flatten()
@@ -203,7 +210,7 @@ public final class Backbone: Layer {
                 + layers.enumerated().map { (name: "layer\($0.offset + 1)", layer: $0.element as any Layer) }
                 + [("avgpool", pool), ("flatten", flatten), ("fc", classifier)]
         }
-        return ([stem, maxPool], layers.map { [$0] }, [pool, flatten, classifier], foldables, children)
+        return ([stem, maxPool], stageBlocks, [pool, flatten, classifier], foldables, children)
     }
 
     private static func makeLite(stages: [BackboneKind.LiteStage], generator: SeededGenerator) -> Parts {
@@ -212,7 +219,7 @@ public final class Backbone: Layer {
                                    kernelSize: 3, stride: 2, epsilon: 1e-3, activation: .relu6, generator: generator)
         var blocks: [InvertedResidualBlock] = []
         var inputChannels = stemChannels
-        var tapSegments: [[any Layer]] = [], segment: [any Layer] = []
+        var tapSegments: [[any Layer & CostCounting]] = [], segment: [any Layer & CostCounting] = []
         for (index, stage) in stages.enumerated() {
             for repeatIndex in 0..<stage.repeats {
                 let block = InvertedResidualBlock(inputChannels: inputChannels, expandedChannels: inputChannels * stage.expansionRatio,

