@@ -36,6 +36,8 @@ let package = Package(
 
         // Pixels in and out.
         .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: optimized),
+        // Developer harness: imaging benchmark, corrupted-file fuzzing, sample heatmaps.
+        .executableTarget(name: "ImagingBench", dependencies: ["Imaging"], swiftSettings: optimized),
 
         // The method, its evaluation, and the programs around it.
         .target(

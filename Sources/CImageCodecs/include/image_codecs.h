@@ -1,3 +1,68 @@
-// C shim around libpng and libjpeg: both report fatal errors by longjmp, which Swift cannot
-// catch, so every call into them happens here behind setjmp.
 #pragma once
+// CImageCodecs: a small C shim around libpng and libjpeg.
+//
+// Both libraries report fatal errors with longjmp, which Swift cannot catch; every call into
+// them therefore happens in this file behind setjmp, and each entry point returns a status
+// code plus a message instead. Every allocation is released on every error path. No global
+// state: the functions may run concurrently on different threads.
+//
+// Decoded pixels are interleaved rows, `channels` 1 (gray) or 3 (RGB), `bit_depth` 8 or 16
+// (16-bit samples in host byte order). Alpha is dropped, not composited, as PIL's
+// `convert("RGB")` does. The caller frees the pixels with ic_image_free.
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    IC_OK = 0,
+    IC_ERR_EMPTY = 1,        // zero bytes
+    IC_ERR_TRUNCATED = 2,    // the data ends before the image does
+    IC_ERR_CORRUPT = 3,      // the library rejected the data (message says why)
+    IC_ERR_UNSUPPORTED = 4,  // not a PNG / JPEG, or a colour space we do not handle
+    IC_ERR_TOO_LARGE = 5,    // declared width * height above max_pixels
+    IC_ERR_NO_MEMORY = 6,
+} ic_status;
+
+typedef struct {
+    uint64_t max_pixels;     // refuse headers declaring more pixels than this (0: no limit)
+    int32_t target_width;    // > 0 with target_height: JPEG may decode with DCT scaling down to
+    int32_t target_height;   // the smallest M/8 (M = 1, 2, 4) whose size is still >= the target
+} ic_decode_options;
+
+typedef struct {
+    int32_t width;           // decoded size (after DCT scaling, before orientation)
+    int32_t height;
+    int32_t channels;        // 1 or 3
+    int32_t bit_depth;       // 8 or 16
+    int32_t orientation;     // EXIF orientation 1...8 (1 when absent); not yet applied
+    int32_t source_width;    // size declared by the header
+    int32_t source_height;
+    void *pixels;            // malloc'd; free with ic_image_free
+} ic_image;
+
+int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *options,
+                  ic_image *out, char *message, size_t message_size);
+int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *options,
+                   ic_image *out, char *message, size_t message_size);
+void ic_image_free(ic_image *image);
+
+// Encoders. `pixels` are interleaved rows; PNG takes channels 1 or 3 at bit_depth 8, or
+// channels 1 at bit_depth 16 (host order); text_keys/text_values add tEXt chunks (Latin-1,
+// keys 1-79 bytes). JPEG takes channels 1 or 3 at 8 bits. On success *out is malloc'd; free
+// it with ic_buffer_free.
+int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t channels,
+                  int32_t bit_depth, const char *const *text_keys,
+                  const char *const *text_values, int32_t text_count,
+                  uint8_t **out, size_t *out_size, char *message, size_t message_size);
+int ic_encode_jpeg(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels,
+                   int32_t quality, int32_t progressive,
+                   uint8_t **out, size_t *out_size, char *message, size_t message_size);
+void ic_buffer_free(void *buffer);
+
+#ifdef __cplusplus
+}
+#endif

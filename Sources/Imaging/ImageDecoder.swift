@@ -1,0 +1,173 @@
+import CImageCodecs
+import Foundation
+
+/// Decodes PNG and JPEG files (told apart by their signature, not their name).
+public enum ImageDecoder {
+    /// Reads and decodes `url`. `targetSize` (the size the caller will resize to) lets a large
+    /// JPEG decode at 1/2, 1/4 or 1/8 scale via libjpeg's DCT scaling, never below the target;
+    /// the result is then larger than or equal to `targetSize`, not equal to it.
+    public static func decode(contentsOf url: URL, limits: ImageLimits = .default, targetSize: ImageSize? = nil) throws -> RGBImage {
+        try decode(data: read(url), name: url.path, limits: limits, targetSize: targetSize)
+    }
+
+    /// Decodes bytes already in memory; `name` is what errors report as the path.
+    public static func decode(data: Data, name: String, limits: ImageLimits = .default, targetSize: ImageSize? = nil) throws -> RGBImage {
+        try decodeRaw(data: data, name: name, limits: limits, targetSize: targetSize).rgb()
+    }
+
+    /// Decodes a mask (0 = good, 255 = defect, as MVTec AD's `*_mask.png`) to 8 bits per pixel.
+    /// A colour mask keeps the brightest channel; 16-bit masks keep the high byte.
+    public static func decodeMask(contentsOf url: URL, limits: ImageLimits = .default) throws -> GrayImage {
+        try decodeMask(data: read(url), name: url.path, limits: limits)
+    }
+
+    public static func decodeMask(data: Data, name: String, limits: ImageLimits = .default) throws -> GrayImage {
+        try decodeRaw(data: data, name: name, limits: limits, targetSize: nil).gray()
+    }
+
+    static func read(_ url: URL) throws -> Data {
+        do {
+            return try Data(contentsOf: url)
+        } catch {
+            throw ImageError(path: url.path, reason: .unreadable, detail: (error as NSError).localizedDescription)
+        }
+    }
+
+    static func decodeRaw(data: Data, name: String, limits: ImageLimits, targetSize: ImageSize?) throws -> DecodedBuffer {
+        if data.isEmpty { throw ImageError(path: name, reason: .empty, detail: "the file has zero bytes") }
+        var options = ic_decode_options(
+            max_pixels: UInt64(max(limits.maxPixels, 0)),
+            target_width: Int32(clamping: targetSize?.width ?? 0),
+            target_height: Int32(clamping: targetSize?.height ?? 0))
+        let buffer = DecodedBuffer()
+        var message = [CChar](repeating: 0, count: 256)
+        let status: Int32 = data.withUnsafeBytes { bytes in
+            let base = bytes.bindMemory(to: UInt8.self).baseAddress!
+            if bytes.count >= 1 && base[0] == 0x89 {
+                return ic_decode_png(base, bytes.count, &options, &buffer.image, &message, message.count)
+            }
+            if bytes.count >= 1 && base[0] == 0xFF {
+                return ic_decode_jpeg(base, bytes.count, &options, &buffer.image, &message, message.count)
+            }
+            return -1
+        }
+        if status == -1 {
+            let head = data.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+            throw ImageError(path: name, reason: .unsupported, detail: "neither PNG nor JPEG (starts with \(head))")
+        }
+        if status != Int32(IC_OK.rawValue) {
+            let detail = String(cString: message)
+            throw ImageError(path: name, reason: reason(status), detail: detail.isEmpty ? "the codec gave no reason" : detail)
+        }
+        return buffer
+    }
+
+    static func reason(_ status: Int32) -> ImageError.Reason {
+        switch UInt32(status) {
+        case IC_ERR_EMPTY.rawValue: return .empty
+        case IC_ERR_TRUNCATED.rawValue: return .truncated
+        case IC_ERR_UNSUPPORTED.rawValue: return .unsupported
+        case IC_ERR_TOO_LARGE.rawValue: return .tooLarge
+        case IC_ERR_NO_MEMORY.rawValue: return .outOfMemory
+        default: return .corrupt
+        }
+    }
+}
+
+/// The shim's output: interleaved 1 or 3 channels at 8 or 16 bits, orientation not applied.
+final class DecodedBuffer {
+    var image = ic_image()
+
+    deinit { ic_image_free(&image) }
+
+    /// v / 255 for every byte: a lookup is exact and avoids a divide per sample.
+    private static let unit8: [Float] = (0..<256).map { Float($0) / 255 }
+
+    func rgb() -> RGBImage {
+        let width = Int(image.width), height = Int(image.height), channels = Int(image.channels)
+        let count = width * height
+        var pixels = [Float](repeating: 0, count: count * 3)
+        pixels.withUnsafeMutableBufferPointer { out in
+            if image.bit_depth == 8 {
+                let source = image.pixels.assumingMemoryBound(to: UInt8.self)
+                DecodedBuffer.unit8.withUnsafeBufferPointer { unit in
+                    if channels == 3 {
+                        for i in 0..<count * 3 { out[i] = unit[Int(source[i])] }
+                    } else {
+                        for i in 0..<count {
+                            let v = unit[Int(source[i])]
+                            out[3 * i] = v; out[3 * i + 1] = v; out[3 * i + 2] = v
+                        }
+                    }
+                }
+            } else {
+                let source = image.pixels.assumingMemoryBound(to: UInt16.self)
+                let scale: Float = 1 / 65535
+                if channels == 3 {
+                    for i in 0..<count * 3 { out[i] = Float(source[i]) * scale }
+                } else {
+                    for i in 0..<count {
+                        let v = Float(source[i]) * scale
+                        out[3 * i] = v; out[3 * i + 1] = v; out[3 * i + 2] = v
+                    }
+                }
+            }
+        }
+        let (orientedWidth, orientedHeight, oriented) = Orientation.apply(
+            Int(image.orientation), pixels: pixels, width: width, height: height, channels: 3)
+        return RGBImage(width: orientedWidth, height: orientedHeight, pixels: oriented)
+    }
+
+    func gray() -> GrayImage {
+        let width = Int(image.width), height = Int(image.height), channels = Int(image.channels)
+        let count = width * height
+        var pixels = [UInt8](repeating: 0, count: count)
+        pixels.withUnsafeMutableBufferPointer { out in
+            for i in 0..<count {
+                var value: UInt8 = 0
+                for c in 0..<channels {
+                    let sample: UInt8 = image.bit_depth == 8
+                        ? image.pixels.assumingMemoryBound(to: UInt8.self)[i * channels + c]
+                        : UInt8(image.pixels.assumingMemoryBound(to: UInt16.self)[i * channels + c] >> 8)
+                    value = max(value, sample)
+                }
+                out[i] = value
+            }
+        }
+        let (orientedWidth, orientedHeight, oriented) = Orientation.apply(
+            Int(image.orientation), pixels: pixels, width: width, height: height, channels: 1)
+        return GrayImage(width: orientedWidth, height: orientedHeight, pixels: oriented)
+    }
+}
+
+/// EXIF orientation (1...8) turned into the upright image, as PIL's `ImageOps.exif_transpose`.
+enum Orientation {
+    static func apply<T>(_ orientation: Int, pixels: [T], width: Int, height: Int, channels: Int) -> (Int, Int, [T]) {
+        guard orientation >= 2 && orientation <= 8 else { return (width, height, pixels) }
+        let swaps = orientation >= 5
+        let outWidth = swaps ? height : width, outHeight = swaps ? width : height
+        var out = pixels
+        pixels.withUnsafeBufferPointer { source in
+            out.withUnsafeMutableBufferPointer { destination in
+                for y in 0..<outHeight {
+                    for x in 0..<outWidth {
+                        // (sx, sy): the source pixel shown at (x, y).
+                        let sx: Int, sy: Int
+                        switch orientation {
+                        case 2: (sx, sy) = (width - 1 - x, y)
+                        case 3: (sx, sy) = (width - 1 - x, height - 1 - y)
+                        case 4: (sx, sy) = (x, height - 1 - y)
+                        case 5: (sx, sy) = (y, x)
+                        case 6: (sx, sy) = (y, height - 1 - x)
+                        case 7: (sx, sy) = (width - 1 - y, height - 1 - x)
+                        default: (sx, sy) = (width - 1 - y, x)
+                        }
+                        let d = (y * outWidth + x) * channels, s = (sy * width + sx) * channels
+                        for c in 0..<channels { destination[d + c] = source[s + c] }
+                    }
+                }
+            }
+        }
+        return (outWidth, outHeight, out)
+    }
+}
