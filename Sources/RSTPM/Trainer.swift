@@ -78,7 +78,9 @@ public final class RSTPMTrainer {
         let url = checkpointDirectory.appendingPathComponent(name)
         let temporary = checkpointDirectory.appendingPathComponent(".\(name).tmp")
         try SafeTensors.write(pairs, metadata: ["format": "rstpm-checkpoint"], to: temporary)
-        _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+        guard rename(temporary.path, url.path) == 0 else {  // atomic replace: a crash leaves the old or the new file
+            throw RSTPMError(path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
+        }
     }
 
     private func loadState(_ name: String) throws {
@@ -94,11 +96,12 @@ public final class RSTPMTrainer {
     // MARK: run
 
     /// Trains both phases (continuing from the checkpoints when `resume`), calibrates the
-    /// threshold and writes the bundle to `output`. Returns the model ready for inference.
-    public func run(resume: Bool = false, progress report: (TrainingEvent) -> Void = { _ in }) throws -> RSTPMModel {
+    /// threshold and writes the bundle to `output`. Returns the model ready for inference. An error
+    /// thrown by `report` stops the run; the last finished epoch stays in the checkpoints.
+    public func run(resume: Bool = false, progress report: (TrainingEvent) throws -> Void = { _ in }) throws -> RSTPMModel {
         let started = Date()
-        var state = Progress(phase: TrainingEvent.Phase.students.rawValue, completedEpochs: 0, bestLoss: .infinity, bestEpoch: 0,
-                             studentLoss: .infinity, studentBestEpoch: 0, elapsedSeconds: 0, configuration: configuration)
+        var state = Progress(phase: TrainingEvent.Phase.students.rawValue, completedEpochs: 0, bestLoss: .greatestFiniteMagnitude, bestEpoch: 0,
+                             studentLoss: .greatestFiniteMagnitude, studentBestEpoch: 0, elapsedSeconds: 0, configuration: configuration)
         let progressURL = checkpointDirectory.appendingPathComponent("progress.json")
         if resume, let data = try? Data(contentsOf: progressURL) {
             let saved = try JSONDecoder().decode(Progress.self, from: data)
@@ -130,7 +133,7 @@ public final class RSTPMTrainer {
                                                     "d_input_means": "\(networks.discriminatorInputMeans)"])
             state.phase = TrainingEvent.Phase.discriminator.rawValue
             state.completedEpochs = 0
-            state.bestLoss = .infinity
+            state.bestLoss = .greatestFiniteMagnitude
             state.bestEpoch = 0
             try saveState("last.safetensors")
             try saveState("best.safetensors")
@@ -186,7 +189,7 @@ public final class RSTPMTrainer {
     // MARK: phase 1
 
     private func trainStudents(state: inout Progress, clock: () -> Double, remaining: (Double) -> Double,
-                               report: (TrainingEvent) -> Void) throws {
+                               report: (TrainingEvent) throws -> Void) throws {
         let epochs = configuration.studentEpochs
         let optimizers: [SGD]
         let (lr, mu, wd) = (configuration.studentLearningRate, configuration.studentMomentum, configuration.studentWeightDecay)
@@ -218,7 +221,7 @@ public final class RSTPMTrainer {
                 networks.studentBackward(levelMaps: maps)
                 for optimizer in optimizers { optimizer.step() }
                 let done = Double(epoch - 1) + Double(step + 1) / Double(batches.count)
-                report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
+                try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
                                      attentionMeans: networks.student2.lastAttentionMeans, validationLoss: nil,
                                      elapsedSeconds: clock(), remainingSeconds: remaining(done)))
             }
@@ -235,7 +238,7 @@ public final class RSTPMTrainer {
             let means = networks.student2.lastAttentionMeans.map { $0.map { String(format: "%.3f", $0) } ?? "-" }
             logger.info("student epoch", metadata: ["epoch": "\(epoch)/\(epochs)", "validation_loss": "\(validation)",
                                                     "attention_mean": "\(means.joined(separator: ","))"])
-            report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
+            try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
                                  loss: validation, attentionMeans: networks.student2.lastAttentionMeans, validationLoss: validation,
                                  elapsedSeconds: clock(), remainingSeconds: remaining(Double(epoch))))
         }
@@ -292,7 +295,7 @@ public final class RSTPMTrainer {
     }
 
     private func trainDiscriminator(state: inout Progress, clock: () -> Double, remaining: (Double) -> Double,
-                                    report: (TrainingEvent) -> Void) throws {
+                                    report: (TrainingEvent) throws -> Void) throws {
         let epochs = configuration.discriminatorEpochs
         let anomalies = PseudoAnomalyGenerator(source: textures)
         let optimizer = Adam(parameters: networks.discriminator.parameters, learningRate: configuration.discriminatorLearningRate,
@@ -316,7 +319,7 @@ public final class RSTPMTrainer {
                 _ = networks.discriminator.backward(focal.backward())
                 optimizer.step()
                 let done = Double(configuration.studentEpochs + epoch - 1) + Double(step + 1) / Double(batches.count)
-                report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
+                try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
                                      attentionMeans: [], validationLoss: nil, elapsedSeconds: clock(), remainingSeconds: remaining(done)))
             }
             let validation = try validationDiscriminatorLoss(anomalies: anomalies)
@@ -330,7 +333,7 @@ public final class RSTPMTrainer {
             state.elapsedSeconds = clock()
             try saveProgress(state)
             logger.info("discriminator epoch", metadata: ["epoch": "\(epoch)/\(epochs)", "validation_loss": "\(validation)"])
-            report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
+            try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
                                  loss: validation, attentionMeans: [], validationLoss: validation, elapsedSeconds: clock(),
                                  remainingSeconds: remaining(Double(configuration.studentEpochs + epoch))))
         }
