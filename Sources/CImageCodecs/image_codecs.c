@@ -163,8 +163,6 @@ int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *opt
     out->channels = channels;
     out->bit_depth = bit_depth;
     out->orientation = orientation;
-    out->source_width = (int32_t)width;
-    out->source_height = (int32_t)height;
     out->pixels = pixels;
     return IC_OK;
 }
@@ -391,7 +389,6 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
         jpeg_read_scanlines(&cinfo, rows, count);
     }
     jpeg_finish_decompress(&cinfo);
-    unsigned source_width = cinfo.image_width, source_height = cinfo.image_height;
     jpeg_destroy_decompress(&cinfo);
 
     if (components == 4) {
@@ -413,8 +410,6 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
     out->channels = components;
     out->bit_depth = 8;
     out->orientation = orientation;
-    out->source_width = (int32_t)source_width;
-    out->source_height = (int32_t)source_height;
     out->pixels = pixels;
     return IC_OK;
 }

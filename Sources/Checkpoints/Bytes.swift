@@ -19,7 +19,6 @@ struct ByteReader {
     }
 
     var remaining: Int { end - position }
-    var isAtEnd: Bool { position >= end }
 
     mutating func seek(to offset: Int) throws {
         guard offset >= 0, offset <= end else { throw FormatFailure.truncated("\(context): offset \(offset) is past the end (\(end))") }
@@ -65,7 +64,7 @@ struct ByteReader {
 }
 
 /// Element types of torch storages and safetensors, all converted to Float32 on load.
-enum ElementType: String, CaseIterable {
+enum ElementType {
     case float32, float16, bfloat16, float64, int64, int32, int16, int8, uint8, bool
 
     var byteCount: Int {
@@ -194,6 +193,12 @@ func materialize(bytes: [UInt8], storage: Range<Int>, type: ElementType, offset:
     guard last < storageCount else {
         throw FormatFailure.malformed("storage holds \(storageCount) elements but the tensor of shape \(shape), stride \(stride), offset \(offset) reaches element \(last)",
                                       hint: "the storage is shorter than its tensor: the file is corrupt or truncated")
+    }
+    // Only a view that repeats elements (stride 0, as from expand) holds more values than its
+    // storage; cap those so a tiny file cannot demand gigabytes.
+    guard count <= max(storageCount, 1 << 24) else {
+        throw FormatFailure(kind: .unsupported, reason: "tensor of shape \(shape) repeats the \(storageCount) elements of its storage (strides \(stride))",
+                            hint: "save tensor.contiguous() instead of an expanded view")
     }
     var values = [Float](repeating: 0, count: count)
     bytes.withUnsafeBytes { raw in

@@ -73,7 +73,10 @@ struct SHA256 {
     }
 
     private mutating func compress(_ bytes: [UInt8], at start: Int) {
-        var w = [UInt32](repeating: 0, count: 64)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in compress(bytes, at: start, schedule: w) }
+    }
+
+    private mutating func compress(_ bytes: [UInt8], at start: Int, schedule w: UnsafeMutableBufferPointer<UInt32>) {
         for t in 0..<16 {
             let i = start + 4 * t
             w[t] = UInt32(bytes[i]) << 24 | UInt32(bytes[i + 1]) << 16 | UInt32(bytes[i + 2]) << 8 | UInt32(bytes[i + 3])

@@ -50,6 +50,7 @@ public enum TorchCheckpoint {
             storages[reference.key] = reference.type
             return .storage(reference)
         }
+        defer { unpickler.releaseContainers() }
         let root = try unpickler.load()
         var located: [String: Range<Int>] = [:]
         for key in storages.keys {
@@ -74,6 +75,7 @@ public enum TorchCheckpoint {
             if storages.updateValue(reference.type, forKey: reference.key) == nil { keyOrder.append(reference.key) }
             return .storage(reference)
         }
+        defer { unpickler.releaseContainers() }
         guard case .bigInt(let magic) = try unpickler.load(), magic == legacyMagic else {
             throw FormatFailure.malformed("bad magic number in the legacy header", hint: "expected a file written by torch.save (.pth / .pt)")
         }

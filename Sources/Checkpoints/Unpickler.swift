@@ -59,6 +59,11 @@ final class PickleDict {
         entries.append((key, value))
     }
 
+    func removeAll() {
+        entries.removeAll()
+        stringIndex.removeAll()
+    }
+
     subscript(name: String) -> PickleValue? {
         stringIndex[name].map { entries[$0].value }
     }
@@ -100,6 +105,10 @@ struct Unpickler {
     private var stack: [PickleValue] = []
     private var marks: [Int] = []
     private var memo: [Int: PickleValue] = [:]
+    /// Every list and dict made, so `releaseContainers` can break the cycles a pickle may build
+    /// (a list appended to itself) that reference counting would otherwise leak.
+    private var lists: [PickleList] = []
+    private var dicts: [PickleDict] = []
 
     /// Bounds on what a hostile pickle can make us hold, far above any state_dict's needs.
     private static let stackLimit = 1 << 20
@@ -112,6 +121,26 @@ struct Unpickler {
 
     /// Offset just past the last STOP read: where the next pickle of a legacy stream starts.
     var position: Int { reader.position }
+
+    /// Empties every list and dict this unpickler made; values it returned are unusable after.
+    mutating func releaseContainers() {
+        for list in lists { list.items.removeAll() }
+        for dict in dicts { dict.removeAll() }
+        lists.removeAll()
+        dicts.removeAll()
+    }
+
+    private mutating func newList() -> PickleList {
+        let list = PickleList()
+        lists.append(list)
+        return list
+    }
+
+    private mutating func newDict() -> PickleDict {
+        let dict = PickleDict()
+        dicts.append(dict)
+        return dict
+    }
 
     /// Reads one pickle up to its STOP and returns its value.
     mutating func load() throws -> PickleValue {
@@ -139,19 +168,19 @@ struct Unpickler {
             }
         case 0x95: try reader.skip(8)  // FRAME: a length hint only
         case 0x28: marks.append(stack.count)  // MARK
-        case 0x7d: stack.append(.dict(PickleDict()))  // EMPTY_DICT
-        case 0x5d: stack.append(.list(PickleList()))  // EMPTY_LIST
+        case 0x7d: stack.append(.dict(newDict()))  // EMPTY_DICT
+        case 0x5d: stack.append(.list(newList()))  // EMPTY_LIST
         case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
         case 0x74: stack.append(.tuple(try popMark(at: offset)))  // TUPLE
         case 0x85, 0x86, 0x87:  // TUPLE1, TUPLE2, TUPLE3
             let count = Int(opcode - 0x84)
             stack.append(.tuple(try pop(count, at: offset)))
         case 0x6c:  // LIST
-            let list = PickleList()
+            let list = newList()
             list.items = try popMark(at: offset)
             stack.append(.list(list))
         case 0x64:  // DICT
-            let dict = PickleDict()
+            let dict = newDict()
             try setItems(dict, try popMark(at: offset), at: offset)
             stack.append(.dict(dict))
         case 0x61:  // APPEND
@@ -217,7 +246,7 @@ struct Unpickler {
                 throw FormatFailure(kind: .unsafe, reason: "\(reader.context): refuses to construct \(cls.typeName) (offset \(offset))",
                                     hint: "only OrderedDict may be constructed; the file may be malicious")
             }
-            stack.append(.dict(PickleDict()))
+            stack.append(.dict(newDict()))
         case 0x62:  // BUILD
             let state = try pop(at: offset)
             guard let target = stack.last else { throw failure("BUILD on an empty stack", at: offset) }
@@ -313,11 +342,11 @@ struct Unpickler {
         return .global(module: module, name: name)
     }
 
-    private func call(_ callable: PickleValue, _ arguments: [PickleValue], at offset: Int) throws -> PickleValue {
+    private mutating func call(_ callable: PickleValue, _ arguments: [PickleValue], at offset: Int) throws -> PickleValue {
         switch callable {
         case .global("collections", "OrderedDict"):
             guard arguments.isEmpty else { throw failure("OrderedDict called with arguments", at: offset) }
-            return .dict(PickleDict())
+            return .dict(newDict())
         case .global("torch._utils", "_rebuild_tensor_v2"):
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
             guard arguments.count >= 4, case .storage(let storage) = arguments[0], case .int(let storageOffset) = arguments[1],

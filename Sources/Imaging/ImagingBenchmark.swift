@@ -3,12 +3,15 @@ import Foundation
 /// Decode + resize timings, for `rstpm bench imaging` and `bench/imaging.sh`.
 public enum ImagingBenchmark {
     public struct Measurement: Sendable {
-        /// What was measured, e.g. "png 900x900 -> 256x256".
+        /// What was measured, e.g. "png good_000.png -> 256x256".
         public let label: String
-        /// Mean wall time of one decode + resize, after one warm-up run.
+        /// Mean wall time of one read + decode + resize, after one warm-up run.
         public let millisecondsPerImage: Double
         /// Size the decoder produced before the resize (smaller than the file with DCT scaling).
         public let decodedSize: ImageSize
+        /// For the DCT-scaled JPEG path: mean |difference| from the full decode's result, in
+        /// 8-bit levels (what the shortcut costs in fidelity).
+        public let meanLevelsFromFullDecode: Double?
     }
 
     public struct Report: Sendable, CustomStringConvertible {
@@ -17,34 +20,42 @@ public enum ImagingBenchmark {
         public var description: String {
             measurements.map { m in
                 let ms = String(format: "%8.2f", m.millisecondsPerImage)
-                return "\(ms) ms/image  \(m.label)  (decoded at \(m.decodedSize.width)x\(m.decodedSize.height))"
+                let fidelity = m.meanLevelsFromFullDecode.map { String(format: ", mean %.2f levels from the full decode", $0) } ?? ""
+                return "\(ms) ms/image  \(m.label)  (decoded at \(m.decodedSize.width)x\(m.decodedSize.height)\(fidelity))"
             }.joined(separator: "\n")
         }
     }
 
-    /// Decodes each file and resizes it to `size` (antialiased bilinear) `iterations` times;
-    /// JPEGs are measured with DCT scaling (the production path) and without it.
+    /// Reads and decodes each file (from the page cache after the warm-up) and resizes it to
+    /// `size` (antialiased bilinear) `iterations` times; JPEGs are measured with DCT scaling
+    /// (the production path) and without it.
     public static func run(files: [URL], size: ImageSize = ImageSize(width: 256, height: 256), iterations: Int = 10) throws -> Report {
         var measurements: [Measurement] = []
         for url in files {
-            let data = try ImageDecoder.read(url)
-            let isJPEG = data.first == 0xFF
-            for useScaling in isJPEG ? [true, false] : [true] {
+            let isJPEG = try ImageDecoder.read(url).first == 0xFF
+            var full: RGBImage?
+            for useScaling in isJPEG ? [false, true] : [true] {
                 let target = useScaling ? size : nil
                 var decoded = ImageSize(width: 0, height: 0)
-                func once() throws {
-                    let image = try ImageDecoder.decode(data: data, name: url.path, targetSize: target)
+                func once() throws -> RGBImage {
+                    let image = try ImageDecoder.decode(contentsOf: url, targetSize: target)
                     decoded = ImageSize(width: image.width, height: image.height)
-                    _ = Resize.bilinear(image, width: size.width, height: size.height)
+                    return Resize.bilinear(image, width: size.width, height: size.height)
                 }
-                try once()
+                let result = try once()
                 let start = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<iterations { try once() }
+                for _ in 0..<iterations { _ = try once() }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(max(iterations, 1))
+                var fidelity: Double?
+                if isJPEG && !useScaling { full = result }
+                if isJPEG && useScaling, let full {
+                    let total = zip(result.pixels, full.pixels).reduce(0.0) { $0 + Double(abs($1.0 - $1.1)) }
+                    fidelity = total * 255 / Double(result.pixels.count)
+                }
                 let kind = isJPEG ? (useScaling ? "jpeg (DCT scaling)" : "jpeg (full decode)") : "png"
                 measurements.append(Measurement(
                     label: "\(kind) \(url.lastPathComponent) -> \(size.width)x\(size.height)",
-                    millisecondsPerImage: elapsed, decodedSize: decoded))
+                    millisecondsPerImage: elapsed, decodedSize: decoded, meanLevelsFromFullDecode: fidelity))
             }
         }
         return Report(measurements: measurements)

@@ -1,7 +1,7 @@
 // ImagingBench: developer harness for the Imaging module (not part of rstpm's products).
 //   ImagingBench bench FILE... [--iterations N]      decode + resize to 256x256, ms per image
 //   ImagingBench fuzz FILE...                         corrupted variants; every failure must be an ImageError
-//   ImagingBench make-jpeg IN OUT WIDTH HEIGHT        resize IN and write it as a quality-90 JPEG
+//   ImagingBench make-jpeg IN OUT WIDTH HEIGHT [progressive]   resize IN, write a quality-90 JPEG
 //   ImagingBench heatmap IN OUT                       synthetic anomaly map rendered over IN
 import Foundation
 import Imaging
@@ -61,13 +61,13 @@ func fuzz(_ paths: [String]) {
     var outcomes: [String: Int] = [:]
     var untyped = 0
     var generator = SplitMix(state: 20261129)
-    func attempt(_ data: Data, _ name: String, scaled: Bool) {
+    func attempt(_ data: Data, _ name: String, kind: String, scaled: Bool) {
         do {
             let target = scaled ? ImageSize(width: 64, height: 64) : nil
             _ = try ImageDecoder.decode(data: data, name: name, targetSize: target)
-            outcomes["decoded", default: 0] += 1
+            outcomes["\(kind): decoded", default: 0] += 1
         } catch let error as ImageError {
-            outcomes[error.reason.rawValue, default: 0] += 1
+            outcomes["\(kind): \(error.reason)", default: 0] += 1
         } catch {
             untyped += 1
             print("untyped error for \(name): \(error)")
@@ -78,31 +78,32 @@ func fuzz(_ paths: [String]) {
         guard let data = try? Data(contentsOf: url) else { fail("cannot read \(path)") }
         var cases = 0
         for length in stride(from: 0, to: data.count, by: 97) {
-            attempt(data.prefix(length), "\(path)[..<\(length)]", scaled: length % 2 == 0); cases += 1
+            attempt(data.prefix(length), "\(path)[..<\(length)]", kind: "truncated", scaled: length % 2 == 0); cases += 1
         }
         for round in 0..<300 {
             var bytes = data
             for _ in 0..<Int.random(in: 1...8, using: &generator) {
                 bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &generator)
             }
-            attempt(bytes, "\(path) flips#\(round)", scaled: round % 2 == 0); cases += 1
+            attempt(bytes, "\(path) flips#\(round)", kind: "bit flips", scaled: round % 2 == 0); cases += 1
         }
         for round in 0..<60 {
             var bytes = data
             let span = min(bytes.count, round < 30 ? 16 : 256)
             for i in 0..<span where Bool.random(using: &generator) { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
-            attempt(bytes, "\(path) header#\(round)", scaled: false); cases += 1
+            attempt(bytes, "\(path) header#\(round)", kind: "wrong header", scaled: false); cases += 1
         }
         let other: [UInt8] = data.first == 0xFF ? [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] : [0xFF, 0xD8, 0xFF, 0xE0]
-        attempt(Data(other) + data.dropFirst(other.count), "\(path) swapped signature", scaled: false); cases += 1
+        attempt(Data(other) + data.dropFirst(other.count), "\(path) swapped signature", kind: "wrong header", scaled: false); cases += 1
         for (width, height) in [(100_000, 100_000), (65535, 65535), (0x7FFF_FFFF, 1), (1, 0x7FFF_FFFF), (0, 10), (20000, 6000), (10001, 10000)] {
             if let bytes = declaring(data, width: UInt32(width), height: UInt32(height)) {
-                attempt(bytes, "\(path) declares \(width)x\(height)", scaled: false); cases += 1
+                attempt(bytes, "\(path) declares \(width)x\(height)", kind: "declared size", scaled: false); cases += 1
             }
         }
         print("\(path): \(cases) cases")
     }
-    print("outcomes:", outcomes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+    for (key, count) in outcomes.sorted(by: { $0.key < $1.key }) { print("  \(key): \(count)") }
+    print("cases: \(outcomes.values.reduce(0, +))")
     print("untyped errors: \(untyped)")
     if untyped > 0 { exit(1) }
 }
@@ -122,10 +123,10 @@ do {
     case "fuzz":
         fuzz(arguments)
     case "make-jpeg":
-        guard arguments.count == 4, let width = Int(arguments[2]), let height = Int(arguments[3]) else { fail("make-jpeg IN OUT WIDTH HEIGHT") }
+        guard arguments.count >= 4, let width = Int(arguments[2]), let height = Int(arguments[3]) else { fail("make-jpeg IN OUT WIDTH HEIGHT [progressive]") }
         let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: arguments[0]))
         let resized = Resize.bilinear(image, width: width, height: height)
-        try JPEGEncoder.encode(resized, quality: 90).write(to: URL(fileURLWithPath: arguments[1]))
+        try JPEGEncoder.encode(resized, quality: 90, progressive: arguments.count > 4 && arguments[4] == "progressive").write(to: URL(fileURLWithPath: arguments[1]))
     case "heatmap":
         guard arguments.count == 2 else { fail("heatmap IN OUT") }
         let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: arguments[0]))

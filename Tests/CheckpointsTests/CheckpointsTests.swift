@@ -86,7 +86,7 @@ final class TorchCheckpointTests: XCTestCase {
 
     func testNestedCheckpointsSayWhichKeyHeldTheTensors() throws {
         let expected = try CheckpointFixtures.expected()
-        for (name, key) in [("nested_zip.ptfix", "state_dict"), ("nested_legacy.ptfix", "model")] {
+        for (name, key) in [("nested_zip.ptfix", "state_dict"), ("nested_legacy.ptfix", "model"), ("zip64_zip.ptfix", "state_dict")] {
             let state = try TorchCheckpoint.load(contentsOf: CheckpointFixtures.url(name))
             XCTAssertEqual(state.sourceKey, key, name)
             XCTAssertEqual(state.keys, ["layer.weight", "layer.bias"], name)
@@ -95,6 +95,12 @@ final class TorchCheckpointTests: XCTestCase {
                 XCTAssertEqual(state[tensorName]?.shape, expected["nested/" + tensorName].shape, name)
             }
         }
+    }
+
+    func testParameterIsReadAsItsData() throws {
+        let state = try TorchCheckpoint.load(contentsOf: CheckpointFixtures.url("parameter_zip.ptfix"))
+        let expected = try CheckpointFixtures.expected()["parameter/weight"]
+        XCTAssertEqual(state["weight"], StoredTensor(shape: expected.shape, values: expected.values))
     }
 
     func testMaliciousPickleIsRefusedNamingTheGlobal() throws {
@@ -131,6 +137,24 @@ final class TorchCheckpointTests: XCTestCase {
         bytes.removeLast(4)
         let error = assertCheckpointError(.malformed, path: "short.pth") { try TorchCheckpoint.load(bytes: bytes, path: "short.pth") }
         XCTAssertTrue(error?.reason.contains("storage holds 3 elements") == true, error?.reason ?? "")
+    }
+
+    func testExpandedViewsAreCapped() throws {
+        // single_legacy's pickle holds size (4,) then stride (1,): BININT1 4, TUPLE1, BINPUT 8, BININT1 1, TUPLE1.
+        let bytes = try CheckpointFixtures.bytes("single_legacy.ptfix")
+        let pattern: [UInt8] = [0x4b, 0x04, 0x85, 0x71, 0x08, 0x4b, 0x01, 0x85]
+        let start = try XCTUnwrap((0..<(bytes.count - pattern.count)).first { Array(bytes[$0..<($0 + pattern.count)]) == pattern })
+        func patched(_ replacement: [UInt8]) -> [UInt8] {
+            var copy = bytes
+            copy.replaceSubrange(start..<(start + pattern.count), with: replacement)
+            return copy
+        }
+        // Size 6 with stride 0 repeats element 0: small, so it is materialized.
+        let repeated = try TorchCheckpoint.load(bytes: patched([0x4b, 0x06, 0x85, 0x71, 0x08, 0x4b, 0x00, 0x85]), path: "expand.pth")
+        XCTAssertEqual(repeated["w"], StoredTensor(shape: [6], values: [0, 0, 0, 0, 0, 0]))
+        // Size 2^31 - 1 with stride 0 would need 8 GB from a 365-byte file.
+        let huge = patched([0x4a, 0xff, 0xff, 0xff, 0x7f, 0x85, 0x71, 0x08, 0x4b, 0x00, 0x85])
+        assertCheckpointError(.unsupported, path: "huge.pth") { try TorchCheckpoint.load(bytes: huge, path: "huge.pth") }
     }
 
     func testBadMagic() throws {
@@ -184,6 +208,10 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(state["_fc.weight"]?.shape, [1000, 1280])
         XCTAssertEqual(state["_fc.bias"]?.shape, [1000])
         XCTAssertEqual(state.keys.first, "_conv_stem.weight")
+        let expected = try CheckpointFixtures.expected()
+        for key in ["_conv_stem.weight", "_blocks.7._bn1.running_var", "_fc.bias"] {
+            XCTAssertEqual(state[key]?.values, expected["lite0/" + key].values, key)
+        }
         let parameters = state.keys.reduce(0) { $0 + state[$1]!.values.count }
         print("lite0: \(state.count) tensors, \(parameters) values, loaded in \(String(format: "%.3f", seconds)) s")
         XCTAssertTrue(state.keys.allSatisfy { state[$0]!.values.allSatisfy(\.isFinite) })

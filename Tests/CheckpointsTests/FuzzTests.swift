@@ -76,13 +76,68 @@ final class FuzzTests: XCTestCase {
 
     func testMutatedTorchCheckpointsFailWithTypedErrors() throws {
         let names = ["state_zip.ptfix", "state_legacy.ptfix", "nested_zip.ptfix", "nested_legacy.ptfix",
-                     "malicious_zip.ptfix", "malicious_legacy.ptfix", "single_legacy.ptfix", "deflated_zip.ptfix"]
+                     "malicious_zip.ptfix", "malicious_legacy.ptfix", "single_legacy.ptfix", "deflated_zip.ptfix",
+                     "zip64_zip.ptfix", "parameter_zip.ptfix"]
         let seeds = try names.map { ($0, try CheckpointFixtures.bytes($0)) }
         let (loaded, refused) = run(seeds, cases: 4000, seed: 0x5eed) { bytes, path in _ = try TorchCheckpoint.load(bytes: bytes, path: path) }
         print("torch fuzz: 4000 cases, \(loaded) loaded, refused \(refused)")
         XCTAssertGreaterThan(refused.values.reduce(0, +), 2000)
         XCTAssertGreaterThan(refused[.malformed, default: 0], 0)
         XCTAssertGreaterThan(refused[.truncated, default: 0], 0)
+    }
+
+    /// Mutates only the bytes of `<folder>/data.pkl` in place and rewrites its CRC-32 in both
+    /// headers, so the mutated pickle gets past the zip layer to the unpickler.
+    func testMutatedPicklesInsideZipFailWithTypedErrors() throws {
+        let original = try CheckpointFixtures.bytes("state_zip.ptfix")
+        // data.pkl is the first entry: local header at 0, data after its name and extra field.
+        let nameLength = Int(original[26]) | Int(original[27]) << 8
+        let extraLength = Int(original[28]) | Int(original[29]) << 8
+        XCTAssertEqual(String(decoding: original[30..<(30 + nameLength)], as: UTF8.self), "state_zip/data.pkl")
+        // torch writes data descriptors, so the size is in the (first) central directory entry.
+        let central = try XCTUnwrap((0..<(original.count - 4)).first { original[$0..<($0 + 4)] == [0x50, 0x4b, 0x01, 0x02] })
+        XCTAssertEqual(String(decoding: original[(central + 46)..<(central + 46 + nameLength)], as: UTF8.self), "state_zip/data.pkl")
+        let size = original[(central + 24)..<(central + 28)].reversed().reduce(0) { $0 << 8 | Int($1) }
+        XCTAssertGreaterThan(size, 1000)
+        let pickle = (30 + nameLength + extraLength)..<(30 + nameLength + extraLength + size)
+        var random = SplitMix64(state: 0x21b)
+        var loaded = 0
+        var refused: [CheckpointError.Kind: Int] = [:]
+        for index in 0..<1500 {
+            var bytes = original
+            for _ in 0..<(1 + random.below(3)) {
+                let position = pickle.lowerBound + random.below(pickle.count)
+                if random.below(2) == 0 {
+                    bytes[position] ^= UInt8(1) << UInt8(random.below(8))
+                } else {
+                    bytes[position] = Self.opcodes[random.below(Self.opcodes.count)]
+                }
+            }
+            let crc = Self.crc32(bytes[pickle])
+            for headerCRC in [14, central + 16] {
+                for byte in 0..<4 { bytes[headerCRC + byte] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(byte))) }
+            }
+            do {
+                _ = try TorchCheckpoint.load(bytes: bytes, path: "zip#\(index)")
+                loaded += 1
+            } catch let error as CheckpointError {
+                XCTAssertFalse(error.reason.contains("CRC"), "case \(index): CRC fix-up failed: \(error)")
+                refused[error.kind, default: 0] += 1
+            } catch {
+                XCTFail("case \(index) threw \(type(of: error)): \(error)")
+            }
+        }
+        print("zip pickle fuzz: 1500 cases, \(loaded) loaded, refused \(refused)")
+        XCTAssertGreaterThan(refused.values.reduce(0, +), 500)
+    }
+
+    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xffff_ffff
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xedb8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return ~crc
     }
 
     func testMutatedSafeTensorsFailWithTypedErrors() throws {

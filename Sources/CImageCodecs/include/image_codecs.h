@@ -39,8 +39,6 @@ typedef struct {
     int32_t channels;        // 1 or 3
     int32_t bit_depth;       // 8 or 16
     int32_t orientation;     // EXIF orientation 1...8 (1 when absent); not yet applied
-    int32_t source_width;    // size declared by the header
-    int32_t source_height;
     void *pixels;            // malloc'd; free with ic_image_free
 } ic_image;
 

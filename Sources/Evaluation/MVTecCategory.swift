@@ -1,0 +1,135 @@
+// The MVTec AD folder layout of one category:
+//   ROOT/train/good/*.png
+//   ROOT/test/<good|defect type>/*.png
+//   ROOT/ground_truth/<defect type>/<name>_mask.png   (optional: without it, image metrics only)
+import Foundation
+
+/// Something wrong with a data-set folder, with the path and what to do about it.
+public enum DatasetError: Error, CustomStringConvertible, Equatable {
+    case missingFolder(URL, hint: String)
+    case noImages(URL, hint: String)
+    case missingMask(image: URL, expectedMask: URL)
+    case unreadableFolder(URL, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .missingFolder(url, hint): return "\(url.path): folder not found (\(hint))"
+        case let .noImages(url, hint): return "\(url.path): no images (\(hint))"
+        case let .missingMask(image, mask):
+            return "\(image.path): its ground-truth mask \(mask.path) does not exist (every defective test image needs ground_truth/<type>/<name>_mask.png; remove the ground_truth folder to evaluate image metrics only)"
+        case let .unreadableFolder(url, reason): return "\(url.path): cannot list the folder: \(reason) (check its permissions)"
+        }
+    }
+}
+
+/// One test image of a category.
+public struct MVTecSample: Codable, Equatable {
+    public let image: URL
+    /// "good" or the defect type (the folder name under test/).
+    public let defectType: String
+    /// 0 for good, 1 for defective.
+    public let label: Int
+    /// The ground-truth mask; nil for good images and in categories without ground_truth/.
+    public let mask: URL?
+}
+
+/// The file listing of one category in the MVTec AD layout.
+public struct MVTecCategory {
+    public static let goodType = "good"
+    public static let imageExtensions: Set<String> = ["png", "jpg", "jpeg"]
+
+    public let root: URL
+    /// The category name: the root folder's name.
+    public let name: String
+    public let trainImages: [URL]
+    /// Test images sorted by defect type ("good" first), then by file name.
+    public let testSamples: [MVTecSample]
+    /// Defect types found under test/, sorted, without "good".
+    public let defectTypes: [String]
+    /// Whether ground_truth/ exists: pixel metrics are possible only then.
+    public let hasPixelGroundTruth: Bool
+
+    public init(root: URL) throws {
+        let fileManager = FileManager.default
+        let train = root.appendingPathComponent("train").appendingPathComponent(Self.goodType)
+        let test = root.appendingPathComponent("test")
+        let groundTruth = root.appendingPathComponent("ground_truth")
+        guard Self.isDirectory(root) else {
+            throw DatasetError.missingFolder(root, hint: "expected a category folder with train/good, test/<type> and optionally ground_truth/<type>")
+        }
+        guard Self.isDirectory(train) else {
+            throw DatasetError.missingFolder(train, hint: "the training images of the MVTec AD layout live in train/good")
+        }
+        guard Self.isDirectory(test) else {
+            throw DatasetError.missingFolder(test, hint: "the test images of the MVTec AD layout live in test/<good|defect type>")
+        }
+        let trainImages = try Self.images(in: train)
+        guard !trainImages.isEmpty else {
+            throw DatasetError.noImages(train, hint: "add the defect-free training images (.png, .jpg)")
+        }
+        let hasGroundTruth = Self.isDirectory(groundTruth)
+        var samples: [MVTecSample] = []
+        var defectTypes: [String] = []
+        for typeFolder in try Self.subfolders(of: test) {
+            let type = typeFolder.lastPathComponent
+            let isGood = type == Self.goodType
+            if !isGood { defectTypes.append(type) }
+            let images = try Self.images(in: typeFolder)
+            guard !images.isEmpty else {
+                throw DatasetError.noImages(typeFolder, hint: "a test/<type> folder needs images (.png, .jpg); remove it if the type has none")
+            }
+            for image in images {
+                var mask: URL?
+                if !isGood && hasGroundTruth {
+                    let expected = groundTruth.appendingPathComponent(type)
+                        .appendingPathComponent(image.deletingPathExtension().lastPathComponent + "_mask.png")
+                    guard fileManager.fileExists(atPath: expected.path) else {
+                        throw DatasetError.missingMask(image: image, expectedMask: expected)
+                    }
+                    mask = expected
+                }
+                samples.append(MVTecSample(image: image, defectType: type, label: isGood ? 0 : 1, mask: mask))
+            }
+        }
+        guard !samples.isEmpty else {
+            throw DatasetError.noImages(test, hint: "add test images under test/good and test/<defect type>")
+        }
+        samples.sort { ($0.label, $0.defectType, $0.image.lastPathComponent) < ($1.label, $1.defectType, $1.image.lastPathComponent) }
+        self.root = root
+        self.name = root.lastPathComponent
+        self.trainImages = trainImages
+        self.testSamples = samples
+        self.defectTypes = defectTypes
+        self.hasPixelGroundTruth = hasGroundTruth
+    }
+
+    public var goodTestCount: Int { testSamples.count { $0.label == 0 } }
+    public var defectiveTestCount: Int { testSamples.count { $0.label == 1 } }
+
+    /// Test samples of one defect type (or "good").
+    public func testSamples(ofType type: String) -> [MVTecSample] {
+        testSamples.filter { $0.defectType == type }
+    }
+
+    private static func isDirectory(_ url: URL) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
+    private static func contents(of folder: URL) throws -> [URL] {
+        do {
+            return try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil, options: [.skipsHiddenFiles])
+                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        } catch {
+            throw DatasetError.unreadableFolder(folder, reason: "\(error.localizedDescription)")
+        }
+    }
+
+    private static func images(in folder: URL) throws -> [URL] {
+        try contents(of: folder).filter { imageExtensions.contains($0.pathExtension.lowercased()) && !isDirectory($0) }
+    }
+
+    private static func subfolders(of folder: URL) throws -> [URL] {
+        try contents(of: folder).filter { isDirectory($0) }
+    }
+}
