@@ -1,6 +1,12 @@
 import ArgumentParser
 
+/// The `rstpm` root command: each subcommand lives in its own file and is listed here.
 struct RSTPMCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rstpm", abstract: "Train, run, evaluate and benchmark RSTPM anomaly detection models.")
+    static let configuration = CommandConfiguration(
+        commandName: "rstpm",
+        abstract: "Train, run, evaluate and benchmark RSTPM anomaly detection models.",
+        subcommands: [WeightsCommand.self, ClassifyCommand.self, BenchCommand.self]
+    )
 }
+
 RSTPMCommand.main()
