@@ -38,8 +38,8 @@ public struct RSTPMConfiguration: Codable, Equatable, Sendable {
     // Training
     public var seed: UInt64 = 0
     public var lossMode = LossMode.all
-    public var studentEpochs = 8
-    public var discriminatorEpochs = 4
+    public var studentEpochs = 20
+    public var discriminatorEpochs = 12
     public var batchSize = 8
     public var studentLearningRate: Float = 0.4
     public var studentMomentum: Float = 0.9
