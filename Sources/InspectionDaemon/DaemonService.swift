@@ -46,7 +46,7 @@ public final class DaemonService {
         try configuration.lines.map { line in
             let inspector: any Inspector
             do {
-                inspector = try modelLoader(line.modelBundle)
+                inspector = try modelLoader(line)
             } catch {
                 throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "\(error)")
             }
