@@ -26,6 +26,7 @@ final class CrashTests: XCTestCase {
         }
         var dropped: [String: Data] = [:]
         var killedBeforeReady = 0
+        var killedMidWork = 0
         for round in 0..<kills {
             for index in 0..<3 {
                 let name = "r\(round)-\(index).png"
@@ -45,6 +46,7 @@ final class CrashTests: XCTestCase {
                 usleep(useconds_t(random.next() % 400_000))
             }
             daemon.killHard()
+            if !folders.list("work/test-host").isEmpty { killedMidWork += 1 }
             try checkInvariants(folders, dropped: dropped, context: "after kill \(round + 1), seed \(seed)")
         }
 
@@ -61,7 +63,9 @@ final class CrashTests: XCTestCase {
         for (name, bytes) in dropped {
             XCTAssertEqual(try? Data(contentsOf: folders.root.appendingPathComponent("archive/\(name)")), bytes, name)
         }
-        print("crash test: \(kills) SIGKILLs (\(killedBeforeReady) during start-up), \(dropped.count) inputs, seed \(seed)")
+        // The kills must land while inputs are being worked on, or the test proves nothing.
+        XCTAssertGreaterThanOrEqual(killedMidWork, kills / 5, "only \(killedMidWork) of \(kills) kills left inputs in work/")
+        print("crash test: \(kills) SIGKILLs (\(killedBeforeReady) during start-up, \(killedMidWork) with inputs in work/), \(dropped.count) inputs, seed \(seed)")
     }
 
     /// Every input is archived with a complete verdict and heatmap, or pending in the inbox or
