@@ -92,7 +92,7 @@ public enum ChartRenderer {
     /// Where the axes' ranges land in a chart of this size, in pixels (x right, y down): the
     /// lower bound of x at `left`, of y at `bottom`.
     public static func plotArea(width: Int, height: Int) -> (left: Double, top: Double, right: Double, bottom: Double) {
-        (78, 16, Double(width) - 20, Double(height) - 58)
+        (78, 16, Double(width) - 32, Double(height) - 58)
     }
 
     static func frame(width: Int, height: Int, x: ChartAxis, y: ChartAxis) -> Frame {
