@@ -15,7 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
@@ -23,6 +23,7 @@ let package = Package(
         // C libraries of the system.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CSystemd", path: "Sources/CSystemd"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
@@ -31,7 +32,7 @@ let package = Package(
 
         // Numeric core.
         .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
-        .target(name: "Checkpoints", swiftSettings: optimized),
+        .target(name: "Checkpoints", dependencies: ["CZlib"], swiftSettings: optimized),
         .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
 
         // Pixels in and out.

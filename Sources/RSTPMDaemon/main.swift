@@ -1,6 +1,81 @@
+// rstpmd: the watch-folder inspection daemon (see the InspectionDaemon module).
 import ArgumentParser
+import Foundation
+import InspectionDaemon
+import Logging
+import SystemPackage
+import Systemd
 
 struct RSTPMDaemonCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rstpmd", abstract: "Watch-folder inspection daemon.")
+    static let configuration = CommandConfiguration(
+        commandName: "rstpmd",
+        abstract: "Watch-folder inspection daemon: inspects every image landing in a line's inbox and writes a verdict and a heatmap to its outbox.",
+        discussion: "Runs under systemd (Type=notify): SIGHUP reloads configuration and models, SIGTERM drains and stops.")
+
+    @Option(name: .long, help: "Configuration file.")
+    var config: String = DaemonConfiguration.defaultPath.string
+
+    @Flag(name: .long, help: "Check the configuration file (given here or by --config) and explain every problem, then exit.")
+    var checkConfig = false
+
+    @Argument(help: "With --check-config: the file to check (overrides --config).")
+    var file: String?
+
+    @Flag(name: .long, help: "Process what is in the inboxes (and work directories) now, then exit.")
+    var once = false
+
+    func validate() throws {
+        if file != nil && !checkConfig { throw ValidationError("a positional FILE is only taken with --check-config; use --config FILE") }
+        if checkConfig && once { throw ValidationError("--check-config and --once exclude each other") }
+    }
+
+    func run() throws {
+        let path = FilePath(file ?? config)
+        if checkConfig {
+            do {
+                let configuration = try DaemonConfiguration.load(from: path)
+                print("\(path): OK, \(configuration.lines.count) line(s): \(configuration.lines.map(\.name).joined(separator: ", "))")
+            } catch let error as ConfigurationError {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
+
+        LoggingSystem.bootstrap { label in
+            var handler = JournalLogHandler(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["RSTPMD_DEBUG"] == nil ? .info : .debug
+            return handler
+        }
+        let logger = Logger(label: "rstpmd")
+        let service = DaemonService(configurationPath: path, modelLoader: loadModelBundle, logger: logger)
+        do {
+            try service.load()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        if once {
+            let left = service.runOnce()
+            if left > 0 {
+                logger.error("\(left) input(s) left in work directories after errors; they are retried at the next run")
+                throw ExitCode(1)
+            }
+            return
+        }
+        service.start()
+        service.runUntilSignalled()
+    }
 }
+
+/// The RSTPM model bundle loader; the RSTPM module does not exist in this build yet.
+func loadModelBundle(_ bundle: FilePath) throws -> any Inspector {
+    throw ModelBundleUnavailable(bundle: bundle)
+}
+
+struct ModelBundleUnavailable: Error, CustomStringConvertible {
+    var bundle: FilePath
+    var description: String { "model bundle loading is not available in this build (bundle \(bundle))" }
+}
+
 RSTPMDaemonCommand.main()

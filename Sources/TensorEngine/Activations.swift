@@ -1,5 +1,44 @@
 import Foundation
 
+/// Applies `kernel` to contiguous chunks of `input`, writing the same positions of a new tensor,
+/// on the engine's workers (activations are memory-bound; both cores add bandwidth).
+@inline(__always)
+func parallelElementwise(_ input: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    var output = Tensor(unspecified: input.shape)
+    let chunk = 1 << 14
+    input.scalars.withUnsafeBufferPointer { x in
+        output.scalars.withUnsafeMutableBufferPointer { y in
+            let count = x.count
+            parallelRanges(count: (count + chunk - 1) / chunk) { range in
+                let start = range.lowerBound * chunk, end = min(count, range.upperBound * chunk)
+                kernel(x.baseAddress! + start, y.baseAddress! + start, end - start)
+            }
+        }
+    }
+    return output
+}
+
+/// As `parallelElementwise` with a second input of the same shape (gradient and cached tensor).
+@inline(__always)
+func parallelElementwise(_ a: Tensor, _ b: Tensor,
+                         _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    precondition(a.shape == b.shape, "elementwise op on \(a.shape) and \(b.shape)")
+    var output = Tensor(unspecified: a.shape)
+    let chunk = 1 << 14
+    a.scalars.withUnsafeBufferPointer { pa in
+        b.scalars.withUnsafeBufferPointer { pb in
+            output.scalars.withUnsafeMutableBufferPointer { y in
+                let count = pa.count
+                parallelRanges(count: (count + chunk - 1) / chunk) { range in
+                    let start = range.lowerBound * chunk, end = min(count, range.upperBound * chunk)
+                    kernel(pa.baseAddress! + start, pb.baseAddress! + start, y.baseAddress! + start, end - start)
+                }
+            }
+        }
+    }
+    return output
+}
+
 /// `torch.nn.ReLU`: max(x, 0). Backward passes the gradient where the output is positive.
 public final class ReLU: Layer {
     public var mode: LayerMode = .training
@@ -8,7 +47,15 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ input: Tensor) -> Tensor {
-        let output = input.mapped { $0 > 0 ? $0 : 0 }
+        let output = parallelElementwise(input) { x, y, n in
+            var i = 0
+            while i + 8 <= n {
+                let v = load8(x + i)
+                store8(v.replacing(with: 0, where: v .<= 0), y + i)
+                i += 8
+            }
+            while i < n { y[i] = x[i] > 0 ? x[i] : 0; i += 1 }
+        }
         cachedOutput = mode.cachesForBackward ? output : nil
         return output
     }
@@ -16,7 +63,14 @@ public final class ReLU: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let output = requireCache(cachedOutput, "ReLU")
         cachedOutput = nil
-        return outputGradient.zipped(with: output) { g, y in y > 0 ? g : 0 }
+        return parallelElementwise(outputGradient, output) { g, y, dx, n in
+            var i = 0
+            while i + 8 <= n {
+                store8(load8(g + i).replacing(with: 0, where: load8(y + i) .<= 0), dx + i)
+                i += 8
+            }
+            while i < n { dx[i] = y[i] > 0 ? g[i] : 0; i += 1 }
+        }
     }
 }
 
@@ -30,13 +84,29 @@ public final class ReLU6: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         cachedInput = mode.cachesForBackward ? input : nil
-        return input.mapped { Swift.min(Swift.max($0, 0), 6) }
+        return parallelElementwise(input) { x, y, n in
+            var i = 0
+            while i + 8 <= n {
+                let v = load8(x + i)
+                store8(v.replacing(with: 0, where: v .< 0).replacing(with: 6, where: v .> 6), y + i)
+                i += 8
+            }
+            while i < n { y[i] = Swift.min(Swift.max(x[i], 0), 6); i += 1 }
+        }
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = requireCache(cachedInput, "ReLU6")
         cachedInput = nil
-        return outputGradient.zipped(with: input) { g, x in x > 0 && x < 6 ? g : 0 }
+        return parallelElementwise(outputGradient, input) { g, x, dx, n in
+            var i = 0
+            while i + 8 <= n {
+                let v = load8(x + i)
+                store8(load8(g + i).replacing(with: 0, where: (v .<= 0) .| (v .>= 6)), dx + i)
+                i += 8
+            }
+            while i < n { dx[i] = x[i] > 0 && x[i] < 6 ? g[i] : 0; i += 1 }
+        }
     }
 }
 
@@ -48,7 +118,9 @@ public final class Sigmoid: Layer {
     public init() {}
 
     public func forward(_ input: Tensor) -> Tensor {
-        let output = input.mapped { 1 / (1 + expf(-$0)) }
+        let output = parallelElementwise(input) { x, y, n in
+            for i in 0..<n { y[i] = 1 / (1 + expf(-x[i])) }
+        }
         cachedOutput = mode.cachesForBackward ? output : nil
         return output
     }
@@ -56,6 +128,8 @@ public final class Sigmoid: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let output = requireCache(cachedOutput, "Sigmoid")
         cachedOutput = nil
-        return outputGradient.zipped(with: output) { g, y in g * y * (1 - y) }
+        return parallelElementwise(outputGradient, output) { g, y, dx, n in
+            for i in 0..<n { dx[i] = g[i] * y[i] * (1 - y[i]) }
+        }
     }
 }

@@ -64,23 +64,15 @@ public final class BatchNorm2d: Layer {
                     batchVariance.withUnsafeMutableBufferPointer { varianceOut in
                         parallelRanges(count: C) { range in
                             for c in range {
+                                // Two passes (mean, then squared deviations), per-plane partial sums in double.
                                 var sum = 0.0
-                                for n in 0..<N {
-                                    let start = (n * C + c) * plane
-                                    var partial: Float = 0
-                                    for i in start..<(start + plane) { partial += x[i] }
-                                    sum += Double(partial)
-                                }
-                                let m = sum / Double(count)
+                                for n in 0..<N { sum += Double(vectorSum(x.baseAddress! + (n * C + c) * plane, count: plane)) }
+                                let m = Float(sum / Double(count))
                                 var squares = 0.0
                                 for n in 0..<N {
-                                    let start = (n * C + c) * plane
-                                    var partial: Float = 0
-                                    let mf = Float(m)
-                                    for i in start..<(start + plane) { let d = x[i] - mf; partial += d * d }
-                                    squares += Double(partial)
+                                    squares += Double(vectorSquaredDeviation(x.baseAddress! + (n * C + c) * plane, center: m, count: plane))
                                 }
-                                meanOut[c] = Float(m)
+                                meanOut[c] = m
                                 varianceOut[c] = Float(squares / Double(count))
                             }
                         }
@@ -101,8 +93,8 @@ public final class BatchNorm2d: Layer {
             }
         }
 
-        var output = Tensor(zeros: input.shape)
-        var normalized = keep ? Tensor(zeros: input.shape) : Tensor(zeros: [0])
+        var output = Tensor(unspecified: input.shape)
+        var normalized = keep ? Tensor(unspecified: input.shape) : Tensor(zeros: [0])
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 normalized.scalars.withUnsafeMutableBufferPointer { xhat in
@@ -148,7 +140,7 @@ public final class BatchNorm2d: Layer {
         let count = Float(N * plane)
         let reciprocalStd = cachedReciprocalStd
         let batchStatistics = cachedUsedBatchStatistics
-        var inputGradient = Tensor(zeros: normalized.shape)
+        var inputGradient = Tensor(unspecified: normalized.shape)
         var sumGradient = [Float](repeating: 0, count: C), sumGradientNormalized = sumGradient
         normalized.scalars.withUnsafeBufferPointer { xhat in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
@@ -161,7 +153,8 @@ public final class BatchNorm2d: Layer {
                                         var s: Float = 0, sx: Float = 0
                                         for n in 0..<N {
                                             let start = (n * C + c) * plane
-                                            for i in start..<(start + plane) { s += dy[i]; sx += dy[i] * xhat[i] }
+                                            s += vectorSum(dy.baseAddress! + start, count: plane)
+                                            sx += vectorDot(dy.baseAddress! + start, xhat.baseAddress! + start, count: plane)
                                         }
                                         sumDy[c] = s
                                         sumDyXhat[c] = sx

@@ -55,7 +55,7 @@ public final class Conv2d: Layer {
         let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(g.outputHeight > 0 && g.outputWidth > 0, "Conv2d: input \(H)x\(W) too small for kernel \(kernelSize)")
-        var output = Tensor(zeros: [N, outputChannels, g.outputHeight, g.outputWidth])
+        var output = Tensor(unspecified: [N, outputChannels, g.outputHeight, g.outputWidth])
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
@@ -182,48 +182,72 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// Items per sgemm: enough columns (about 2048) for OpenBLAS to use both cores well.
-    private func itemsPerChunk(N: Int, L: Int) -> Int {
-        min(N, max(1, 2048 / max(1, L)))
+    /// A slice of the unfolded input that one sgemm per group handles: several whole batch items
+    /// (small planes: enough columns to keep both cores busy) or some output rows of one item
+    /// (large planes: bounds the scratch memory).
+    private struct ColumnBlock {
+        let firstItem: Int, items: Int
+        let rows: Range<Int>
+        func width(_ g: WindowGeometry) -> Int { items * rows.count * g.outputWidth }
     }
 
-    /// Unfolds `items` batch items into columns (C*k*k, items*L), item i at column i*L.
-    private func unfold(_ x: UnsafePointer<Float>, firstItem: Int, items: Int, g: WindowGeometry, into columns: UnsafeMutablePointer<Float>) {
-        let (C, kk, L, plane) = (inputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
-        let rowStride = items * L
-        parallelRanges(count: items * C) { range in
-            for task in range {
-                let (i, c) = (task / C, task % C)
-                im2colPlane(x + ((firstItem + i) * C + c) * plane, g, columns + c * kk * rowStride + i * L, rowStride: rowStride)
+    private static let targetColumns = 2048
+    private static let maximumColumnFloats = 1 << 22
+
+    private func columnBlocks(N: Int, g: WindowGeometry) -> [ColumnBlock] {
+        let (rowFloats, L) = (inputChannels * kernelSize * kernelSize, g.outputPlane)
+        let items = min(N, max(1, Self.targetColumns / L), max(1, Self.maximumColumnFloats / (rowFloats * L)))
+        if items > 1 {
+            return Swift.stride(from: 0, to: N, by: items).map { ColumnBlock(firstItem: $0, items: min(items, N - $0), rows: 0..<g.outputHeight) }
+        }
+        let rowsPerBlock = max(1, min(g.outputHeight, Self.maximumColumnFloats / (rowFloats * g.outputWidth)))
+        return (0..<N).flatMap { n in
+            Swift.stride(from: 0, to: g.outputHeight, by: rowsPerBlock).map {
+                ColumnBlock(firstItem: n, items: 1, rows: $0..<min($0 + rowsPerBlock, g.outputHeight))
             }
         }
+    }
+
+    /// Unfolds a block into columns (C*k*k, width): item i's windows start at column i*rows*Wo.
+    private func unfold(_ x: UnsafePointer<Float>, _ block: ColumnBlock, g: WindowGeometry, into columns: UnsafeMutablePointer<Float>) {
+        let (C, kk, plane) = (inputChannels, kernelSize * kernelSize, g.height * g.width)
+        let (rowStride, itemWidth) = (block.width(g), block.rows.count * g.outputWidth)
+        parallelRanges(count: block.items * C) { range in
+            for task in range {
+                let (i, c) = (task / C, task % C)
+                im2colPlane(x + ((block.firstItem + i) * C + c) * plane, g, columns + c * kk * rowStride + i * itemWidth,
+                            rowStride: rowStride, rows: block.rows)
+            }
+        }
+    }
+
+    private func scratchSize(_ blocks: [ColumnBlock], g: WindowGeometry) -> Int {
+        let width = blocks.map { $0.width(g) }.max() ?? 0
+        return inputChannels * kernelSize * kernelSize * width + (blocks.contains { $0.items > 1 } ? outputChannels * width : 0)
     }
 
     private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
-        let chunk = itemsPerChunk(N: N, L: L)
-        let columnCount = C * kk * chunk * L
-        ScratchPool.withBuffer(count: columnCount + (chunk > 1 ? O * chunk * L : 0)) { scratch in
-            let columns = scratch, gathered = scratch + columnCount
-            var first = 0
-            while first < N {
-                let items = min(chunk, N - first), width = items * L
-                unfold(x, firstItem: first, items: items, g: g, into: columns)
-                // Straight into the output when one item; else into (O, items*L) then scattered.
-                let target = items == 1 ? y + first * O * L : gathered
+        let blocks = columnBlocks(N: N, g: g)
+        ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in
+            for block in blocks {
+                let width = block.width(g)
+                let columns = scratch, gathered = scratch + C * kk * width
+                unfold(x, block, g: g, into: columns)
+                // One item: straight into its output rows. Several: into (O, width), then scattered.
+                let (target, ldc) = block.items == 1 ? (y + block.firstItem * O * L + block.rows.lowerBound * g.outputWidth, L) : (gathered, width)
                 for group in 0..<groups {
                     sgemm(transposeA: false, transposeB: false, m: Og, n: width, k: K, a: w + group * Og * K, lda: K,
-                          b: columns + group * K * width, ldb: width, beta: 0, c: target + group * Og * width, ldc: width)
+                          b: columns + group * K * width, ldb: width, beta: 0, c: target + group * Og * ldc, ldc: ldc)
                 }
-                if items > 1 {
-                    for i in 0..<items {
+                if block.items > 1 {
+                    for i in 0..<block.items {
                         for o in 0..<O {
-                            (y + ((first + i) * O + o) * L).update(from: gathered + o * width + i * L, count: L)
+                            (y + ((block.firstItem + i) * O + o) * L).update(from: gathered + o * width + i * L, count: L)
                         }
                     }
                 }
-                first += items
             }
         }
     }
@@ -232,41 +256,40 @@ public final class Conv2d: Layer {
                                   _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
         let (K, Og) = (C / groups * kk, O / groups)
-        let chunk = itemsPerChunk(N: N, L: L)
-        let columnCount = C * kk * chunk * L
-        ScratchPool.withBuffer(count: columnCount + (chunk > 1 ? O * chunk * L : 0)) { scratch in
-            let columns = scratch, gathered = scratch + columnCount
-            var first = 0
-            while first < N {
-                let items = min(chunk, N - first), width = items * L
-                unfold(x, firstItem: first, items: items, g: g, into: columns)
-                let dyChunk: UnsafePointer<Float>
-                if items == 1 {
-                    dyChunk = dy + first * O * L
+        let blocks = columnBlocks(N: N, g: g)
+        ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in
+            for block in blocks {
+                let width = block.width(g), itemWidth = block.rows.count * g.outputWidth
+                let columns = scratch, gathered = scratch + C * kk * width
+                unfold(x, block, g: g, into: columns)
+                // The block's output gradient as an (O, width) matrix with leading dimension ld.
+                let dyBlock: UnsafePointer<Float>, ld: Int
+                if block.items == 1 {
+                    (dyBlock, ld) = (dy + block.firstItem * O * L + block.rows.lowerBound * g.outputWidth, L)
                 } else {
-                    for i in 0..<items {
+                    for i in 0..<block.items {
                         for o in 0..<O {
-                            (gathered + o * width + i * L).update(from: dy + ((first + i) * O + o) * L, count: L)
+                            (gathered + o * width + i * L).update(from: dy + ((block.firstItem + i) * O + o) * L, count: L)
                         }
                     }
-                    dyChunk = UnsafePointer(gathered)
+                    (dyBlock, ld) = (UnsafePointer(gathered), width)
                 }
                 for group in 0..<groups {
-                    let columnsGroup = columns + group * K * width, dyGroup = dyChunk + group * Og * width
+                    let columnsGroup = columns + group * K * width, dyGroup = dyBlock + group * Og * ld
                     // dw (Og, K) += dy (Og, width) * columns^T (width, K)
-                    sgemm(transposeA: false, transposeB: true, m: Og, n: K, k: width, a: dyGroup, lda: width,
+                    sgemm(transposeA: false, transposeB: true, m: Og, n: K, k: width, a: dyGroup, lda: ld,
                           b: columnsGroup, ldb: width, beta: 1, c: dw + group * Og * K, ldc: K)
                     // dcolumns (K, width) = w^T (K, Og) * dy (Og, width), written over the used columns
                     sgemm(transposeA: true, transposeB: false, m: K, n: width, k: Og, a: w + group * Og * K, lda: K,
-                          b: dyGroup, ldb: width, beta: 0, c: columnsGroup, ldc: width)
+                          b: dyGroup, ldb: ld, beta: 0, c: columnsGroup, ldc: width)
                 }
-                parallelRanges(count: items * C) { range in
+                parallelRanges(count: block.items * C) { range in
                     for task in range {
                         let (i, c) = (task / C, task % C)
-                        col2imPlane(columns + c * kk * width + i * L, rowStride: width, g, dx + ((first + i) * C + c) * plane)
+                        col2imPlane(columns + c * kk * width + i * itemWidth, rowStride: width, g,
+                                    dx + ((block.firstItem + i) * C + c) * plane, rows: block.rows)
                     }
                 }
-                first += items
             }
         }
     }

@@ -69,7 +69,7 @@ public final class ConvTranspose2d: Layer {
                                   b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
                             let target = y.baseAddress! + n * O * plane
                             parallelRanges(count: O) { range in
-                                for o in range { col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane) }
+                                for o in range { col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight) }
                             }
                         }
                     }
@@ -100,7 +100,7 @@ public final class ConvTranspose2d: Layer {
                                 for n in 0..<N {
                                     let source = dy.baseAddress! + n * O * plane
                                     parallelRanges(count: O) { range in
-                                        for o in range { im2colPlane(source + o * plane, g, columns + o * kk * L, rowStride: L) }
+                                        for o in range { im2colPlane(source + o * plane, g, columns + o * kk * L, rowStride: L, rows: 0..<g.outputHeight) }
                                     }
                                     // dx (C, L) = w (C, O*k*k) * columns (O*k*k, L)
                                     sgemm(transposeA: false, transposeB: false, m: C, n: L, k: O * kk, a: w.baseAddress!, lda: O * kk,

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Geometry of one 2-D sliding window: an input plane (H, W), a square kernel, stride and
 /// symmetric zero padding, giving an output plane (outputHeight, outputWidth).
@@ -43,17 +44,18 @@ struct WindowGeometry {
 }
 
 /// Unfolds one input plane `(H, W)` into its `kernel*kernel` rows of `columns`, each row holding
-/// `outputPlane` values and starting `rowStride` floats after the previous one.
+/// the windows of output rows `rows` (`rows.count * outputWidth` values) and starting
+/// `rowStride` floats after the previous one.
 @inline(__always)
 func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
-                 _ columns: UnsafeMutablePointer<Float>, rowStride: Int) {
+                 _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
             let valid = g.validColumns(offset: kx - p)
-            for oy in 0..<g.outputHeight {
-                let out = row + oy * g.outputWidth
+            for oy in rows {
+                let out = row + (oy - rows.lowerBound) * g.outputWidth
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height || valid.isEmpty {
                     out.update(repeating: 0, count: g.outputWidth)
@@ -74,20 +76,21 @@ func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
     }
 }
 
-/// Adds the `kernel*kernel` rows of `columns` back into one plane `(H, W)` (im2col's adjoint).
+/// Adds the `kernel*kernel` rows of `columns` (windows of output rows `rows`) back into one
+/// plane `(H, W)`: im2col's adjoint.
 @inline(__always)
 func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeometry,
-                 _ plane: UnsafeMutablePointer<Float>) {
+                 _ plane: UnsafeMutablePointer<Float>, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
             let valid = g.validColumns(offset: kx - p)
             if valid.isEmpty { continue }
-            for oy in 0..<g.outputHeight {
+            for oy in rows {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = row + oy * g.outputWidth
+                let source = row + (oy - rows.lowerBound) * g.outputWidth
                 let target = plane + iy * W + kx - p
                 if s == 1 {
                     for ox in valid { target[ox] += source[ox] }
@@ -100,37 +103,85 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
 }
 
 /// Row-major `C = alpha * op(A) * op(B) + beta * C` through OpenBLAS.
+///
+/// OpenBLAS itself runs single-threaded; large products are split here into column (or row)
+/// blocks of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which
+/// on a small machine steals the cores from the engine's other parallel loops.
 @inline(__always)
 func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
            b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
+    let workers = Engine.threadCount
+    let splitColumns = n >= m
+    let parts = min(workers, (splitColumns ? n : m) / 16)
+    if parts <= 1 || m * n * k < 1 << 18 {
+        blasGemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: parts) { part in
+        if splitColumns {
+            let (j0, j1) = (n * part / parts, n * (part + 1) / parts)
+            blasGemm(transposeA, transposeB, m, j1 - j0, k, alpha, a, lda,
+                     transposeB ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc)
+        } else {
+            let (i0, i1) = (m * part / parts, m * (part + 1) / parts)
+            blasGemm(transposeA, transposeB, i1 - i0, n, k, alpha,
+                     transposeA ? a + i0 : a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc)
+        }
+    }
+}
+
+@inline(__always)
+func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// Splits a row into its even and odd columns, so that stride-2 windows read contiguously:
+/// input column 2*ox + d is `even[ox + d>>1]` for even d and `odd[ox + d>>1]` for odd d.
+@inline(__always)
+func deinterleave(_ row: UnsafePointer<Float>, width: Int, even: UnsafeMutablePointer<Float>, odd: UnsafeMutablePointer<Float>) {
+    for j in 0..<(width / 2) {
+        even[j] = row[2 * j]
+        odd[j] = row[2 * j + 1]
+    }
+    if width % 2 == 1 { even[width / 2] = row[width - 1] }
+}
+
 /// Depthwise forward for one output channel plane: `out (Ho, Wo) = sum_k w[k] * window(in)`.
-/// Loops run kernel-tap outermost so the innermost loop walks a contiguous output row.
+/// Row by row: all kernel taps are added into one output row while it sits in L1, and the
+/// innermost loop walks that row contiguously (stride 2 through a de-interleaved input row).
 @inline(__always)
 func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
                            _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>) {
     let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    output.update(repeating: bias, count: g.outputPlane)
-    for ky in 0..<k {
-        for kx in 0..<k {
-            let w = weights[ky * k + kx]
-            let valid = g.validColumns(offset: kx - p)
-            if valid.isEmpty { continue }
-            for oy in 0..<g.outputHeight {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
+        for oy in 0..<g.outputHeight {
+            let target = output + oy * Wo
+            target.update(repeating: bias, count: Wo)
+            for ky in 0..<k {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = input + iy * W + kx - p
-                let target = output + oy * Wo
-                if s == 1 {
-                    for ox in valid { target[ox] += w * source[ox] }
-                } else {
-                    for ox in valid { target[ox] += w * source[ox * s] }
+                if s == 2 { deinterleave(input + iy * W, width: W, even: even, odd: odd) }
+                for kx in 0..<k {
+                    let w = weights[ky * k + kx]
+                    let valid = g.validColumns(offset: kx - p)
+                    if s == 1 {
+                        let source = input + iy * W + kx - p
+                        for ox in valid { target[ox] += w * source[ox] }
+                    } else if s == 2 {
+                        let d = kx - p
+                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                        for ox in valid { target[ox] += w * source[ox] }
+                    } else {
+                        let source = input + iy * W + kx - p
+                        for ox in valid { target[ox] += w * source[ox * s] }
+                    }
                 }
             }
         }
@@ -138,37 +189,56 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
 }
 
 /// Depthwise backward for one output channel plane: adds into the input plane's gradient and
-/// into the channel's `kernel*kernel` weight gradients.
+/// into the channel's `kernel*kernel` weight gradients, row by row as the forward (stride 2
+/// gathers into de-interleaved rows, then adds them back in place).
 @inline(__always)
 func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                             _ outputGradient: UnsafePointer<Float>, _ g: WindowGeometry,
                             inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>) {
     let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    for ky in 0..<k {
-        for kx in 0..<k {
-            let w = weights[ky * k + kx]
-            let valid = g.validColumns(offset: kx - p)
-            if valid.isEmpty { continue }
-            var dw: Float = 0
-            for oy in 0..<g.outputHeight {
+    let half = (W + 1) / 2
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * half + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + half
+        let dEven = odd + half, dOdd = dEven + half
+        for oy in 0..<g.outputHeight {
+            let dout = outputGradient + oy * Wo
+            for ky in 0..<k {
                 let iy = oy * s + ky - p
                 if iy < 0 || iy >= g.height { continue }
-                let source = input + iy * W + kx - p
-                let dsource = inputGradient + iy * W + kx - p
-                let dout = outputGradient + oy * Wo
-                if s == 1 {
-                    for ox in valid {
-                        dw += dout[ox] * source[ox]
-                        dsource[ox] += w * dout[ox]
-                    }
-                } else {
-                    for ox in valid {
-                        dw += dout[ox] * source[ox * s]
-                        dsource[ox * s] += w * dout[ox]
+                if s == 2 {
+                    deinterleave(input + iy * W, width: W, even: even, odd: odd)
+                    dEven.update(repeating: 0, count: 2 * half)
+                }
+                for kx in 0..<k {
+                    let w = weights[ky * k + kx]
+                    let valid = g.validColumns(offset: kx - p)
+                    if valid.isEmpty { continue }
+                    let (first, n) = (valid.lowerBound, valid.count)
+                    if s == 1 {
+                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
+                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
+                        for ox in valid { dsource[ox] += w * dout[ox] }
+                    } else if s == 2 {
+                        let d = kx - p
+                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                        let dsource = (d & 1 == 0 ? dEven : dOdd) + (d >> 1)
+                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
+                        for ox in valid { dsource[ox] += w * dout[ox] }
+                    } else {
+                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
+                        weightGradient[ky * k + kx] += stridedDot(source + first * s, stride: s, dout + first, count: n)
+                        for ox in valid { dsource[ox * s] += w * dout[ox] }
                     }
                 }
+                if s == 2 {
+                    let row = inputGradient + iy * W
+                    for j in 0..<(W / 2) {
+                        row[2 * j] += dEven[j]
+                        row[2 * j + 1] += dOdd[j]
+                    }
+                    if W % 2 == 1 { row[W - 1] += dEven[W / 2] }
+                }
             }
-            weightGradient[ky * k + kx] += dw
         }
     }
 }

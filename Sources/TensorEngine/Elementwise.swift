@@ -133,7 +133,7 @@ public final class L2Normalization: Layer {
     public func forward(_ input: Tensor) -> Tensor {
         precondition(input.rank >= 2, "L2Normalization needs (N, C, ...), got \(input.shape)")
         let (N, C) = (input.shape[0], input.shape[1]), plane = input.count / Swift.max(1, N * C)
-        var output = Tensor(zeros: input.shape)
+        var output = Tensor(unspecified: input.shape)
         var norms = [Float](repeating: 0, count: N * plane)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
@@ -161,7 +161,7 @@ public final class L2Normalization: Layer {
         cached = nil
         precondition(outputGradient.shape == output.shape, "L2Normalization.backward: gradient \(outputGradient.shape) for \(output.shape)")
         let (N, C) = (output.shape[0], output.shape[1]), plane = output.count / Swift.max(1, N * C)
-        var inputGradient = Tensor(zeros: output.shape)
+        var inputGradient = Tensor(unspecified: output.shape)
         output.scalars.withUnsafeBufferPointer { y in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient.scalars.withUnsafeMutableBufferPointer { dx in

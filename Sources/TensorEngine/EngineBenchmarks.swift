@@ -31,8 +31,13 @@ public enum EngineBenchmarks {
                 Measurement(milliseconds: both * 1e3, gigaflops: 3 * flops / both / 1e9))
     }
 
-    /// Bare row-major sgemm C (m, n) = A (m, k) * B (k, n), best of `iterations`.
-    public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 3) -> Measurement {
+    /// C (m, n) = A (m, k) * B (k, n), best of `iterations`: a bare `cblas_sgemm` with OpenBLAS's
+    /// own threads (`Engine.threadCount` of them), or, with `engineSplit`, the engine's product
+    /// (single-threaded OpenBLAS calls on column blocks, one per engine worker).
+    public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 3, engineSplit: Bool = false) -> Measurement {
+        Engine.prepare()
+        if !engineSplit { openblas_set_num_threads(Int32(Engine.threadCount)) }
+        defer { openblas_set_num_threads(1) }
         let generator = SeededGenerator(seed: 2)
         let a = generator.uniformTensor(shape: [m, k], bound: 1), b = generator.uniformTensor(shape: [k, n], bound: 1)
         var c = [Float](repeating: 0, count: m * n)
@@ -40,8 +45,13 @@ public enum EngineBenchmarks {
             a.scalars.withUnsafeBufferPointer { pa in
                 b.scalars.withUnsafeBufferPointer { pb in
                     c.withUnsafeMutableBufferPointer { pc in
-                        TensorEngine.sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k,
-                                           b: pb.baseAddress!, ldb: n, beta: 0, c: pc.baseAddress!, ldc: n)
+                        if engineSplit {
+                            TensorEngine.sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k,
+                                               b: pb.baseAddress!, ldb: n, beta: 0, c: pc.baseAddress!, ldc: n)
+                        } else {
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                                        pa.baseAddress!, Int32(k), pb.baseAddress!, Int32(n), 0, pc.baseAddress!, Int32(n))
+                        }
                     }
                 }
             }

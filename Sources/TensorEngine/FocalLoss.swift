@@ -10,6 +10,8 @@ import Foundation
 /// where P(1) = p and P(0) = 1 - p; this equals DRAEM's loss on `cat([1 - p, p], dim=1)`
 /// (its one-hot is clamped to [smooth, 1 - smooth] and `smooth` is added to pt before the log).
 /// The input is the probability map (apply `Sigmoid` first); backward returns d loss / d p.
+/// A mask value above 0.5 counts as anomalous. (DRAEM's `target.long()` would truncate a
+/// fractional value, e.g. from resizing, to normal; binarise a resized mask first to choose.)
 public final class FocalLoss {
     public var mode: LayerMode = .training
     public let gamma: Float

@@ -119,3 +119,55 @@ func requireCache<T>(_ cache: T?, _ layer: String) -> T {
     }
     return cache
 }
+
+/// Why a set of named tensors could not be loaded into a model; `source` names where they came
+/// from (a checkpoint path) so the operator knows which file to fix or replace.
+public enum StateLoadingError: Error, CustomStringConvertible {
+    case missingTensor(name: String, source: String)
+    case shapeMismatch(name: String, expected: [Int], found: [Int], source: String)
+    case unexpectedTensors(names: [String], source: String)
+
+    public var description: String {
+        switch self {
+        case .missingTensor(let name, let source):
+            return "\(source): no tensor \"\(name)\" (is this checkpoint for this architecture and variant?)"
+        case .shapeMismatch(let name, let expected, let found, let source):
+            return "\(source): tensor \"\(name)\" has shape \(found), the model expects \(expected) (wrong architecture or width?)"
+        case .unexpectedTensors(let names, let source):
+            let shown = names.prefix(5).joined(separator: ", ")
+            return "\(source): \(names.count) tensors the model does not have (\(shown)\(names.count > 5 ? ", ..." : "")); wrong architecture?"
+        }
+    }
+}
+
+extension Layer {
+    /// Every parameter and buffer by its state_dict name (copies: values are tensors), for saving.
+    public func stateDictionary() -> [String: Tensor] {
+        Dictionary(namedState().map { ($0.name, $0.tensor.value) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Copies `tensors` into this model's parameters and buffers by state_dict name.
+    ///
+    /// Every state tensor of the model must be present with its shape, except that one-element
+    /// tensors match whatever their shape (PyTorch's 0-d `num_batches_tracked` may arrive as
+    /// shape [] or [1]). Names the model does not have are an error unless
+    /// `ignoringUnexpected` (e.g. a backbone's classifier head). Nothing is changed on error.
+    public func loadState(_ tensors: [String: Tensor], source: String, ignoringUnexpected: Bool = false) throws {
+        let state = namedState()
+        var assignments: [(any StateTensor, Tensor)] = []
+        for (name, target) in state {
+            guard let tensor = tensors[name] else { throw StateLoadingError.missingTensor(name: name, source: source) }
+            let bothScalars = tensor.count == 1 && target.value.count == 1
+            guard tensor.shape == target.value.shape || bothScalars else {
+                throw StateLoadingError.shapeMismatch(name: name, expected: target.value.shape, found: tensor.shape, source: source)
+            }
+            assignments.append((target, tensor.reshaped(to: target.value.shape)))
+        }
+        if !ignoringUnexpected {
+            let known = Set(state.map(\.name))
+            let unexpected = tensors.keys.filter { !known.contains($0) }.sorted()
+            if !unexpected.isEmpty { throw StateLoadingError.unexpectedTensors(names: unexpected, source: source) }
+        }
+        for (target, tensor) in assignments { target.value = tensor }
+    }
+}

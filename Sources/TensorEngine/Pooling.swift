@@ -20,7 +20,7 @@ public final class MaxPool2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         let (k, s, p, Ho, Wo) = (kernelSize, stride, padding, g.outputHeight, g.outputWidth)
         let keep = mode.cachesForBackward
-        var output = Tensor(zeros: [N, C, Ho, Wo])
+        var output = Tensor(unspecified: [N, C, Ho, Wo])
         var argmax = [Int32](repeating: 0, count: keep ? output.count : 0)
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
@@ -96,7 +96,7 @@ public final class AvgPool2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         let (k, s, p, Ho, Wo) = (kernelSize, stride, padding, g.outputHeight, g.outputWidth)
         let scale = 1 / Float(k * k)
-        var output = Tensor(zeros: [N, C, Ho, Wo])
+        var output = Tensor(unspecified: [N, C, Ho, Wo])
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 parallelRanges(count: N * C) { range in

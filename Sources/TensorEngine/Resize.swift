@@ -38,7 +38,7 @@ public final class BilinearResize: Layer {
         let (N, C, H, W) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (Ho, Wo) = (outputHeight, outputWidth)
         let rows = Self.taps(input: H, output: Ho), columns = Self.taps(input: W, output: Wo)
-        var output = Tensor(zeros: [N, C, Ho, Wo])
+        var output = Tensor(unspecified: [N, C, Ho, Wo])
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 parallelRanges(count: N * C) { range in
@@ -117,7 +117,7 @@ public final class NearestResize: Layer {
         let (N, C, H, W) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (Ho, Wo) = (outputHeight, outputWidth)
         let rows = Self.sources(input: H, output: Ho), columns = Self.sources(input: W, output: Wo)
-        var output = Tensor(zeros: [N, C, Ho, Wo])
+        var output = Tensor(unspecified: [N, C, Ho, Wo])
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
                 parallelRanges(count: N * C) { range in

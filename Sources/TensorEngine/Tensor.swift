@@ -1,7 +1,7 @@
 /// A float32 tensor of any rank: a shape and contiguous row-major storage, with value semantics.
 ///
 /// Feature maps are NCHW. `scalars` may be mutated in place but must keep `count` elements.
-public struct Tensor: Equatable, CustomStringConvertible {
+public struct Tensor: Equatable, Sendable, CustomStringConvertible {
     public private(set) var shape: [Int]
     public var scalars: [Float]
 
@@ -21,6 +21,14 @@ public struct Tensor: Equatable, CustomStringConvertible {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         self.shape = shape
         self.scalars = [Float](repeating: value, count: shape.reduce(1, *))
+    }
+
+    /// Storage with unspecified contents, for kernels that overwrite every element (saves
+    /// zero-filling large activations).
+    init(unspecified shape: [Int]) {
+        let count = shape.reduce(1, *)
+        self.shape = shape
+        self.scalars = [Float](unsafeUninitializedCapacity: count) { _, initializedCount in initializedCount = count }
     }
 
     /// Number of elements.

@@ -20,7 +20,10 @@
 //   layer or an optimiser), so gradients of several losses/batches can accumulate.
 // - There is no autograd tape: a model's backward calls its layers' backwards in reverse order,
 //   and ops with two inputs (add, concatenation, multiply, distance) are small objects whose
-//   backward returns one gradient per input.
+//   backward returns one gradient per input. Backward releases the layer's cache.
+// - Shape errors are programmer errors (`precondition` with the shapes in the message); only
+//   loading state from outside (`loadState`) throws.
+// - A layer object is not thread-safe (its cache); run one model per thread, or one at a time.
 //
 // Training, evaluation and inference mode
 // ---------------------------------------
@@ -44,15 +47,34 @@
 // state_dict order (own parameters, own buffers, then each child), so a model whose children
 // are named as its PyTorch twin's attributes loads a state_dict key for key, e.g.
 // "layer1.0.conv1.weight". `parameters` is the ordered, de-duplicated trainable list the
-// optimisers take.
+// optimisers take. `stateDictionary()` and `loadState(_:source:ignoringUnexpected:)` save and
+// load the whole tree by those names.
+//
+// Ops and their PyTorch twins
+// ---------------------------
+// Layers (one input): Conv2d, ConvTranspose2d, BatchNorm2d, ReLU, ReLU6, Sigmoid, MaxPool2d,
+// AvgPool2d, GlobalAveragePool, Linear, Flatten, BilinearResize, NearestResize,
+// L2Normalization, Sequential. Two-input or loss ops: ChannelConcatenation, Addition,
+// Multiplication (with a one-channel map broadcast over channels), HalfSquaredDistance, Mean,
+// FocalLoss. Optimisers: SGD, Adam. Each type's comment says which PyTorch call it matches and
+// where it differs; every one is checked against PyTorch by the TensorEngineTests fixtures.
 //
 // Threads and BLAS
 // ----------------
-// Matrix products go to OpenBLAS (`cblas_sgemm`); loops that OpenBLAS does not own (im2col,
-// depthwise convolution, BatchNorm, pooling, resizing) split their channels or rows over
-// `Engine.threadCount` workers with `DispatchQueue.concurrentPerform`. `Engine.configure` sets
-// both; by default they use every core the process sees, and OpenBLAS keeps OPENBLAS_NUM_THREADS
-// when the environment sets it.
+// Matrix products go to OpenBLAS (`cblas_sgemm`), single-threaded per call: the engine splits a
+// large product into column blocks itself, and every other loop (im2col, depthwise convolution,
+// BatchNorm, pooling, resizing) splits its channels or rows the same way, over
+// `Engine.threadCount` workers with `DispatchQueue.concurrentPerform`. One pool of workers, so
+// OpenBLAS's spinning threads never compete with the engine's own. The default is every core
+// the process sees (or RSTPM_THREADS); `Engine.configure(threadCount:)` changes it.
+//
+// Memory
+// ------
+// Activations are fresh arrays (value semantics; caches share storage with the tensors they
+// came from, copy-on-write). On first use the engine tells glibc to keep large blocks in its
+// heap rather than mapping and unmapping each one, which removes most page faults per layer.
+// im2col scratch comes from a small reusable pool and is bounded to about 16 MB per
+// convolution (large planes are unfolded in blocks of output rows).
 
 import CBLAS
 import Foundation
@@ -68,37 +90,56 @@ public enum Engine {
         return configuredThreadCount ?? 1
     }
 
-    /// Sets the worker count of the engine's loops and of OpenBLAS.
+    /// Sets the worker count of the engine's loops and matrix products (call it before work
+    /// starts; RSTPM_THREADS in the environment sets the default).
     public static func configure(threadCount: Int) {
         precondition(threadCount >= 1, "thread count must be at least 1, got \(threadCount)")
+        _ = defaultConfiguration
         configuredThreadCount = threadCount
-        openblas_set_num_threads(Int32(threadCount))
     }
 
     private static let defaultConfiguration: Void = {
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        if configuredThreadCount == nil { configuredThreadCount = cores }
-        // OpenBLAS reads OPENBLAS_NUM_THREADS itself; only override it when nobody chose.
-        if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
-            openblas_set_num_threads(Int32(configuredThreadCount ?? cores))
-        }
+        let requested = ProcessInfo.processInfo.environment["RSTPM_THREADS"].flatMap(Int.init) ?? cores
+        if configuredThreadCount == nil { configuredThreadCount = max(1, requested) }
+        // The engine splits matrix products over its own workers (see sgemm), so each OpenBLAS
+        // call runs on the calling thread.
+        openblas_set_num_threads(1)
+        keepLargeAllocationsInHeap()
     }()
+
+    /// Activations are large, short-lived arrays. By default glibc maps each one fresh from the
+    /// kernel and unmaps it on free, so every layer pays page faults on new pages; serving them
+    /// from the heap and keeping freed memory lets the next layer reuse the pages. (mallopt is
+    /// looked up at run time: Glibc's Swift module does not export malloc.h.)
+    private static func keepLargeAllocationsInHeap() {
+        #if os(Linux)
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let (trimThreshold, mmapThreshold): (Int32, Int32) = (-1, -3)  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        _ = mallopt(mmapThreshold, 1 << 25)  // glibc caps this at 32 MiB (HEAP_MAX_SIZE / 2)
+        _ = mallopt(trimThreshold, 1 << 30)
+        #endif
+    }
 
     /// Applies the default configuration once; kernels call this before their first sgemm.
     @inline(__always) static func prepare() { _ = defaultConfiguration }
 }
 
-/// Runs `body` over `0..<count` split into at most `Engine.threadCount` contiguous ranges.
-/// Small loops (under `minimumPerWorker` items per worker) stay on the calling thread.
+/// Runs `body` over `0..<count` split into contiguous ranges on `Engine.threadCount` workers.
+/// Four ranges per worker, so that a worker the OS schedules late (a busy machine) leaves its
+/// share to the others instead of holding everyone up.
 @inline(__always)
-func parallelRanges(count: Int, minimumPerWorker: Int = 1, _ body: (Range<Int>) -> Void) {
-    let workers = min(Engine.threadCount, count / max(1, minimumPerWorker))
-    if workers <= 1 {
+func parallelRanges(count: Int, _ body: (Range<Int>) -> Void) {
+    let threads = Engine.threadCount
+    let ranges = threads <= 1 ? 1 : min(4 * threads, count)
+    if ranges <= 1 {
         if count > 0 { body(0..<count) }
         return
     }
-    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-        let start = count * worker / workers, end = count * (worker + 1) / workers
+    DispatchQueue.concurrentPerform(iterations: ranges) { index in
+        let start = count * index / ranges, end = count * (index + 1) / ranges
         if start < end { body(start..<end) }
     }
 }

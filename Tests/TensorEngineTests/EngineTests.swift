@@ -101,9 +101,50 @@ final class EngineTests: XCTestCase {
     /// Prints the figures the report quotes; no timing assertion.
     func testBenchmarkReport() {
         let conv = EngineBenchmarks.convolution3x3(batchSize: 8, channels: 64, size: 64, iterations: 2)
-        let gemm = EngineBenchmarks.sgemm(m: 64, n: 4096, k: 576, iterations: 2)
+        let bare = EngineBenchmarks.sgemm(m: 64, n: 4096, k: 576, iterations: 2)
+        let split = EngineBenchmarks.sgemm(m: 64, n: 4096, k: 576, iterations: 2, engineSplit: true)
         print("benchmark conv3x3 64->64 64x64 batch 8 forward: \(conv.forward); forward+backward: \(conv.forwardBackward)")
-        print("benchmark bare sgemm 64x4096x576: \(gemm); threads \(Engine.threadCount)")
+        print("benchmark sgemm 64x4096x576 (the conv's per-item product): bare cblas \(bare); engine split \(split); threads \(Engine.threadCount)")
         XCTAssertGreaterThan(conv.forward.gigaflops, 0)
+    }
+}
+
+final class StateLoadingTests: XCTestCase {
+    func makeModel(seed: UInt64) -> Sequential {
+        let generator = SeededGenerator(seed: seed)
+        return Sequential(named: [
+            ("conv", Conv2d(inputChannels: 2, outputChannels: 3, kernelSize: 3, generator: generator)),
+            ("bn", BatchNorm2d(channels: 3)),
+        ])
+    }
+
+    func testSavedStateLoadsIntoATwin() throws {
+        let source = makeModel(seed: 1), twin = makeModel(seed: 2)
+        source.setMode(.training)
+        _ = source.forward(SeededGenerator(seed: 3).uniformTensor(shape: [2, 2, 5, 5], bound: 1))  // moves running stats
+        XCTAssertNotEqual(twin.stateDictionary(), source.stateDictionary())
+        var saved = source.stateDictionary()
+        saved["bn.num_batches_tracked"] = Tensor(shape: [], scalars: [1])
+        try twin.loadState(saved, source: "memory")
+        XCTAssertEqual(twin.stateDictionary(), source.stateDictionary())
+    }
+
+    func testLoadingErrorsNameTheTensorAndChangeNothing() {
+        let model = makeModel(seed: 1)
+        let before = model.stateDictionary()
+        var missing = before
+        missing["bn.running_var"] = nil
+        XCTAssertThrowsError(try model.loadState(missing, source: "a.pth")) { error in
+            XCTAssertTrue("\(error)".contains("a.pth") && "\(error)".contains("bn.running_var"), "\(error)")
+        }
+        var wrongShape = before
+        wrongShape["conv.weight"] = Tensor(zeros: [3, 2, 3, 3])  // valid, loaded before the bad one is seen
+        wrongShape["bn.bias"] = Tensor(zeros: [4])
+        XCTAssertThrowsError(try model.loadState(wrongShape, source: "b.pth"))
+        var extra = before
+        extra["fc.weight"] = Tensor(zeros: [1])
+        XCTAssertThrowsError(try model.loadState(extra, source: "c.pth"))
+        XCTAssertNoThrow(try model.loadState(extra, source: "c.pth", ignoringUnexpected: true))
+        XCTAssertEqual(model.stateDictionary(), before)
     }
 }

@@ -13,9 +13,13 @@ final class ReferenceConvolutionTests: XCTestCase {
             Case(c: 4, o: 6, k: 3, s: 2, p: 1, groups: 2, n: 2, h: 9, w: 8),    // grouped, strided
             Case(c: 6, o: 6, k: 5, s: 2, p: 2, groups: 6, n: 2, h: 11, w: 10),  // depthwise
             Case(c: 3, o: 6, k: 3, s: 1, p: 0, groups: 3, n: 1, h: 5, w: 5),   // depthwise multiplier 2
+            Case(c: 4, o: 4, k: 3, s: 3, p: 1, groups: 4, n: 1, h: 10, w: 11), // depthwise, generic stride
+            Case(c: 4, o: 4, k: 3, s: 2, p: 1, groups: 4, n: 2, h: 7, w: 9),   // depthwise stride 2, odd width
             Case(c: 8, o: 4, k: 1, s: 1, p: 0, groups: 1, n: 2, h: 4, w: 5),    // pointwise
+            Case(c: 8, o: 6, k: 1, s: 1, p: 0, groups: 2, n: 2, h: 3, w: 5),    // pointwise, grouped
             Case(c: 8, o: 4, k: 1, s: 2, p: 0, groups: 2, n: 2, h: 5, w: 5),    // strided 1x1, grouped
-            Case(c: 2, o: 3, k: 7, s: 2, p: 3, groups: 1, n: 2, h: 40, w: 36),  // ResNet stem-like, one item per chunk
+            Case(c: 2, o: 3, k: 7, s: 2, p: 3, groups: 1, n: 2, h: 40, w: 36),  // ResNet stem-like, one item per block
+            Case(c: 64, o: 4, k: 3, s: 1, p: 1, groups: 2, n: 2, h: 96, w: 90), // large plane: blocks of output rows
         ]
         let generator = SeededGenerator(seed: 7)
         for t in cases {
@@ -32,7 +36,7 @@ final class ReferenceConvolutionTests: XCTestCase {
                           maxRelativeDifference(conv.weight.gradient.scalars, reference.dw.scalars),
                           maxRelativeDifference(conv.bias!.gradient.scalars, reference.db.scalars)]
             print("conv \(t): y \(errors[0]) dx \(errors[1]) dw \(errors[2]) db \(errors[3])")
-            for error in errors { XCTAssertLessThanOrEqual(error, 1e-5, "\(t)") }
+            for error in errors { XCTAssertLessThanOrEqual(error, 1e-4, "\(t)") }
         }
     }
 

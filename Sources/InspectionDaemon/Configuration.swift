@@ -1,0 +1,394 @@
+import Foundation
+import SystemPackage
+import Yams
+
+/// What happens to an input once its verdict and heatmap are safely in the outbox.
+public enum ProcessedInputPolicy: String, Sendable, CaseIterable {
+    /// Moved to the line's archive directory.
+    case archive
+    /// Unlinked.
+    case delete
+    /// Put back in the inbox under its own name; the watcher skips a file whose verdict in the
+    /// outbox is newer than the file. Meant for one daemon per inbox.
+    case leave
+}
+
+/// One inspection line: its folders, its model and its timing.
+public struct LineConfiguration: Sendable, Equatable {
+    public var name: String
+    public var inbox: FilePath
+    public var outbox: FilePath
+    public var archive: FilePath?
+    public var quarantine: FilePath
+    /// On the inbox's file system, so that the claim is one atomic rename. Each daemon
+    /// instance claims into its own subdirectory `<work>/<instance>`.
+    public var work: FilePath
+    public var modelBundle: FilePath
+    public var thresholdOverride: Float?
+    public var pollIntervalSeconds: Double
+    public var settleIntervalSeconds: Double
+    public var processedInputs: ProcessedInputPolicy
+    public var batchSize: Int
+    public var maximumInputBytes: Int
+
+    public init(
+        name: String, inbox: FilePath, outbox: FilePath, archive: FilePath?, quarantine: FilePath, work: FilePath,
+        modelBundle: FilePath, thresholdOverride: Float? = nil, pollIntervalSeconds: Double = 2, settleIntervalSeconds: Double = 2,
+        processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20
+    ) {
+        self.name = name
+        self.inbox = inbox
+        self.outbox = outbox
+        self.archive = archive
+        self.quarantine = quarantine
+        self.work = work
+        self.modelBundle = modelBundle
+        self.thresholdOverride = thresholdOverride
+        self.pollIntervalSeconds = pollIntervalSeconds
+        self.settleIntervalSeconds = settleIntervalSeconds
+        self.processedInputs = processedInputs
+        self.batchSize = batchSize
+        self.maximumInputBytes = maximumInputBytes
+    }
+}
+
+/// The whole daemon configuration (`/etc/rstpmd/rstpmd.yaml`).
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// This daemon's name among those sharing an inbox; names its work subdirectory.
+    public var instance: String
+    /// Prometheus textfile (node exporter's textfile collector), or nil for none.
+    public var metricsFile: FilePath?
+    /// How long SIGTERM waits for the current batches; keep it below TimeoutStopSec.
+    public var drainTimeoutSeconds: Double
+    public var lines: [LineConfiguration]
+
+    public init(instance: String, metricsFile: FilePath? = nil, drainTimeoutSeconds: Double = 60, lines: [LineConfiguration]) {
+        self.instance = instance
+        self.metricsFile = metricsFile
+        self.drainTimeoutSeconds = drainTimeoutSeconds
+        self.lines = lines
+    }
+}
+
+/// Every problem found in a configuration file, each with the key that has it.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        /// The key path, e.g. `lines[1].inbox`.
+        public var key: String
+        /// 1-based line in the file, when known.
+        public var fileLine: Int?
+        public var message: String
+
+        public var description: String {
+            (fileLine.map { "line \($0): " } ?? "") + "\(key): \(message)"
+        }
+    }
+
+    public var file: FilePath
+    public var problems: [Problem]
+
+    public var description: String {
+        "\(file): \(problems.count) problem\(problems.count == 1 ? "" : "s")\n"
+            + problems.map { "  \(file):\($0)" }.joined(separator: "\n")
+    }
+}
+
+extension DaemonConfiguration {
+    /// The default path the service reads.
+    public static let defaultPath: FilePath = "/etc/rstpmd/rstpmd.yaml"
+
+    /// Reads, parses and checks a configuration file; throws `ConfigurationError` listing all
+    /// problems found (unknown keys, wrong types, missing directories, shared inboxes, ...).
+    public static func load(from path: FilePath) throws -> DaemonConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path.string, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(file: path, problems: [.init(key: "(file)", fileLine: nil, message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Parses and checks configuration text; `file` only names it in errors and anchors
+    /// relative paths... which are refused: every path must be absolute.
+    public static func parse(yaml text: String, file: FilePath, checkFileSystem: Bool = true) throws -> DaemonConfiguration {
+        var reader = ConfigurationReader(file: file)
+        let configuration = reader.read(text)
+        if checkFileSystem, let configuration { reader.checkFileSystem(configuration) }
+        if !reader.problems.isEmpty || configuration == nil {
+            throw ConfigurationError(file: file, problems: reader.problems)
+        }
+        return configuration!
+    }
+}
+
+/// Walks the YAML node tree, collecting problems instead of stopping at the first.
+struct ConfigurationReader {
+    let file: FilePath
+    var problems: [ConfigurationError.Problem] = []
+    /// The `lines[i]` index of each line read, for messages (lines with errors are skipped).
+    var lineIndices: [Int] = []
+    /// Every valid path of every line, broken lines included, for the disk checks.
+    var linePaths: [(index: Int, paths: [String: FilePath])] = []
+
+    static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
+    static let lineKeys: Set<String> = [
+        "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold",
+        "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
+    ]
+
+    mutating func problem(_ key: String, _ node: Node?, _ message: String) {
+        problems.append(.init(key: key, fileLine: node?.mark?.line, message: message))
+    }
+
+    mutating func read(_ text: String) -> DaemonConfiguration? {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            problem("(syntax)", nil, "not valid YAML: \(error)")
+            return nil
+        } catch {
+            problem("(syntax)", nil, "not valid YAML: \(error)")
+            return nil
+        }
+        guard let root, let mapping = root.mapping else {
+            problem("(document)", root, "the document must be a mapping with a `lines:` list")
+            return nil
+        }
+        let top = fields(of: mapping, at: "", allowed: Self.topKeys)
+        let instance = string(top["instance"], key: "instance") ?? Self.hostName()
+        let metricsFile = path(top["metrics_file"], key: "metrics_file")
+        let drain = number(top["drain_timeout_seconds"], key: "drain_timeout_seconds", range: 1...3600) ?? 60
+        if instance.isEmpty || instance.contains("/") || instance.hasPrefix(".") {
+            problem("instance", top["instance"], "must be a plain name (no '/', not starting with '.'), got \"\(instance)\"")
+        }
+
+        var lines: [LineConfiguration] = []
+        if let linesNode = top["lines"] {
+            if let sequence = linesNode.sequence {
+                if sequence.isEmpty { problem("lines", linesNode, "must list at least one inspection line") }
+                for (index, node) in sequence.enumerated() {
+                    if let line = readLine(node, index: index) {
+                        lines.append(line)
+                        lineIndices.append(index)
+                    }
+                }
+            } else {
+                problem("lines", linesNode, "must be a list of inspection lines, got \(describe(linesNode))")
+            }
+        } else {
+            problem("lines", root, "missing: list at least one inspection line")
+        }
+        checkRelations(nodes: top["lines"]?.sequence.map(Array.init) ?? [])
+        return DaemonConfiguration(instance: instance, metricsFile: metricsFile, drainTimeoutSeconds: drain, lines: lines)
+    }
+
+    mutating func readLine(_ node: Node, index: Int) -> LineConfiguration? {
+        let prefix = "lines[\(index)]"
+        guard let mapping = node.mapping else {
+            problem(prefix, node, "must be a mapping with name, inbox, outbox, ..., got \(describe(node))")
+            return nil
+        }
+        let f = fields(of: mapping, at: prefix + ".", allowed: Self.lineKeys)
+        let name = string(f["name"], key: prefix + ".name")
+        if f["name"] == nil { problem(prefix + ".name", node, "missing: every line needs a name (used in logs, verdicts and metrics)") }
+        if let name, name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+            problem(prefix + ".name", f["name"], "must be letters, digits, '-', '_' or '.', got \"\(name)\"")
+        }
+        let policyText = string(f["processed_inputs"], key: prefix + ".processed_inputs") ?? "archive"
+        let policy = ProcessedInputPolicy(rawValue: policyText)
+        if policy == nil {
+            problem(prefix + ".processed_inputs", f["processed_inputs"], "must be one of archive, delete, leave, got \"\(policyText)\"")
+        }
+        var required: [String: FilePath] = [:]
+        for directory in ["inbox", "outbox", "quarantine", "work", "model"] {
+            if f[directory] == nil {
+                problem("\(prefix).\(directory)", node, "missing: required")
+            } else if let value = path(f[directory], key: "\(prefix).\(directory)") {
+                required[directory] = value
+            }
+        }
+        let archive = path(f["archive"], key: prefix + ".archive")
+        var paths = required
+        paths["archive"] = archive
+        linePaths.append((index, paths))
+        if policy == .archive && f["archive"] == nil {
+            problem(prefix + ".archive", node, "missing: required when processed_inputs is archive (the default)")
+        }
+        let threshold = number(f["threshold"], key: prefix + ".threshold", range: -1e30...1e30)
+        let poll = number(f["poll_interval_seconds"], key: prefix + ".poll_interval_seconds", range: 0.05...3600) ?? 2
+        let settle = number(f["settle_interval_seconds"], key: prefix + ".settle_interval_seconds", range: 0...3600) ?? 2
+        let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
+        let maximum = integer(f["max_input_bytes"], key: prefix + ".max_input_bytes", range: 1...(1 << 40)) ?? (256 << 20)
+        guard let name, let policy, let inbox = required["inbox"], let outbox = required["outbox"],
+              let quarantine = required["quarantine"], let work = required["work"], let model = required["model"]
+        else { return nil }
+        return LineConfiguration(
+            name: name, inbox: inbox, outbox: outbox, archive: archive, quarantine: quarantine, work: work,
+            modelBundle: model, thresholdOverride: threshold.map { Float($0) }, pollIntervalSeconds: poll,
+            settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum)
+    }
+
+    /// Rules between lines, found without touching the disk; read from the raw nodes so that a
+    /// line with other problems is still compared.
+    mutating func checkRelations(nodes: [Node]) {
+        func raw(_ node: Node, _ key: String) -> String? {
+            node.mapping?.first { $0.key.scalar?.string == key }?.value.scalar?.string
+        }
+        var names: [String: Int] = [:]
+        var inboxes: [FilePath: Int] = [:]
+        for (index, node) in nodes.enumerated() where node.mapping != nil {
+            let key = "lines[\(index)]"
+            if let name = raw(node, "name") {
+                if let other = names[name] { problem(key + ".name", node, "\"\(name)\" is also the name of lines[\(other)]") }
+                names[name] = names[name] ?? index
+            }
+            guard let inboxText = raw(node, "inbox") else { continue }
+            let inbox = FilePath(inboxText).lexicallyNormalized()
+            if let other = inboxes[inbox] { problem(key + ".inbox", node, "\(inbox) is also the inbox of lines[\(other)]; two lines cannot share an inbox") }
+            inboxes[inbox] = inboxes[inbox] ?? index
+            for name in ["outbox", "archive", "quarantine", "work"] {
+                if let text = raw(node, name), FilePath(text).lexicallyNormalized() == inbox {
+                    problem("\(key).\(name)", node, "must not be the inbox itself (\(inbox)): its files would be inspected again")
+                }
+            }
+        }
+    }
+
+    /// Rules that need the disk: directories exist, the work directory shares the inbox's
+    /// file system, the model bundle is there; and inboxes that are one directory by two names.
+    /// Checked for every line, also those with other problems.
+    mutating func checkFileSystem(_ configuration: DaemonConfiguration) {
+        var seen: [String: (index: Int, path: FilePath)] = [:]
+        for (index, paths) in linePaths {
+            let key = "lines[\(index)]"
+            var inboxDevice: UInt64?
+            for name in ["inbox", "outbox", "archive", "quarantine", "work"] {
+                guard let directory = paths[name] else { continue }
+                var status = stat()
+                if stat(directory.string, &status) != 0 {
+                    problem("\(key).\(name)", nil, "\(directory) does not exist (\(String(cString: strerror(errno)))); create it (systemd-tmpfiles --create) or fix the path")
+                    continue
+                }
+                if status.st_mode & S_IFMT != S_IFDIR {
+                    problem("\(key).\(name)", nil, "\(directory) is not a directory")
+                    continue
+                }
+                if name == "inbox" {
+                    inboxDevice = UInt64(status.st_dev)
+                    let identity = "\(status.st_dev):\(status.st_ino)"
+                    // The same path was reported already without touching the disk.
+                    if let other = seen[identity], other.path != directory {
+                        problem("\(key).inbox", nil, "\(directory) is the same directory as the inbox of lines[\(other.index)] (\(other.path)); two lines cannot share an inbox")
+                    }
+                    if seen[identity] == nil { seen[identity] = (index, directory) }
+                }
+                if name == "work", let inboxDevice, UInt64(status.st_dev) != inboxDevice {
+                    problem("\(key).work", nil, "\(directory) is on another file system than the inbox \(paths["inbox"]!); the claim must be one atomic rename")
+                }
+            }
+            var status = stat()
+            if let model = paths["model"], stat(model.string, &status) != 0 {
+                problem("\(key).model", nil, "model bundle \(model) does not exist (\(String(cString: strerror(errno))))")
+            }
+        }
+        if let metrics = configuration.metricsFile {
+            var status = stat()
+            let directory = metrics.removingLastComponent()
+            if stat(directory.string, &status) != 0 || status.st_mode & S_IFMT != S_IFDIR {
+                problem("metrics_file", nil, "directory \(directory) does not exist")
+            }
+        }
+    }
+
+    // MARK: typed values
+
+    mutating func fields(of mapping: Node.Mapping, at prefix: String, allowed: Set<String>) -> [String: Node] {
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else {
+                problem(prefix + "?", keyNode, "keys must be plain strings")
+                continue
+            }
+            if !allowed.contains(key) {
+                let suggestion = allowed.sorted().first { $0.hasPrefix(String(key.prefix(3))) }.map { " (did you mean `\($0)`?)" } ?? ""
+                problem(prefix + key, keyNode, "unknown key\(suggestion); allowed: \(allowed.sorted().joined(separator: ", "))")
+                continue
+            }
+            if result[key] != nil { problem(prefix + key, keyNode, "given twice") }
+            result[key] = value
+        }
+        return result
+    }
+
+    mutating func string(_ node: Node?, key: String) -> String? {
+        guard let node else { return nil }
+        guard let scalar = node.scalar, node.tag == Tag(.str) else {
+            problem(key, node, "must be a string, got \(describe(node))")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func path(_ node: Node?, key: String) -> FilePath? {
+        guard let text = string(node, key: key) else { return nil }
+        let path = FilePath(text)
+        guard path.isAbsolute else {
+            problem(key, node, "must be an absolute path, got \"\(text)\"")
+            return nil
+        }
+        return path.lexicallyNormalized()
+    }
+
+    mutating func number(_ node: Node?, key: String, range: ClosedRange<Double>) -> Double? {
+        guard let node else { return nil }
+        guard node.tag == Tag(.int) || node.tag == Tag(.float), let value = node.float, value.isFinite else {
+            problem(key, node, "must be a number, got \(describe(node))")
+            return nil
+        }
+        guard range.contains(value) else {
+            problem(key, node, "must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func integer(_ node: Node?, key: String, range: ClosedRange<Int>) -> Int? {
+        guard let node else { return nil }
+        guard node.tag == Tag(.int), let value = node.int else {
+            problem(key, node, "must be an integer, got \(describe(node))")
+            return nil
+        }
+        guard range.contains(value) else {
+            problem(key, node, "must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let scalar):
+            let kind: String
+            switch node.tag {
+            case Tag(.int): kind = "integer"
+            case Tag(.float): kind = "number"
+            case Tag(.bool): kind = "boolean"
+            case Tag(.null): kind = "nothing (null)"
+            default: kind = "string"
+            }
+            return "\(kind) \"\(scalar.string)\""
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "rstpmd" }
+        let name = String(cString: buffer)
+        return name.isEmpty ? "rstpmd" : name
+    }
+}

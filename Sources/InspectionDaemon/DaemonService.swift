@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import SystemPackage
+import Systemd
+
+/// The daemon's life under systemd: load configuration and models, recover, watch, report
+/// READY/STATUS/WATCHDOG, reload on SIGHUP without losing queued work (it is in work/), and
+/// drain on SIGTERM. The housekeeping timer pings the watchdog only when every line is idle or
+/// has advanced since the last check, so a hung inspection lets systemd's watchdog fire.
+public final class DaemonService {
+    public let configurationPath: FilePath
+    let modelLoader: ModelLoader
+    let notifier: ServiceNotifier
+    let syscalls: any Syscalls
+    let logger: Logger
+    public let metrics = MetricsRegistry()
+    /// Serialises start, reload, housekeeping and stop.
+    public let controlQueue = DispatchQueue(label: "rstpmd.control")
+
+    public private(set) var configuration: DaemonConfiguration?
+    public private(set) var lines: [LinePipeline] = []
+    private var lastProgress: [String: UInt64] = [:]
+    private var housekeepingTimer: DispatchSourceTimer?
+    private var signalSources: [DispatchSourceSignal] = []
+
+    public init(configurationPath: FilePath, modelLoader: @escaping ModelLoader, notifier: ServiceNotifier = ServiceNotifier(),
+                syscalls: any Syscalls = SystemCalls(), logger: Logger) {
+        self.configurationPath = configurationPath
+        self.modelLoader = modelLoader
+        self.notifier = notifier
+        self.syscalls = syscalls
+        self.logger = logger
+    }
+
+    /// Loads the configuration and every line's model, creates the work directories, and
+    /// builds the pipelines (not yet watching). Throws `ConfigurationError`, `ModelLoadError`
+    /// or an `Errno` for a work directory.
+    public func load() throws {
+        let configuration = try DaemonConfiguration.load(from: configurationPath)
+        let pipelines = try makePipelines(configuration)
+        self.configuration = configuration
+        self.lines = pipelines
+    }
+
+    private func makePipelines(_ configuration: DaemonConfiguration) throws -> [LinePipeline] {
+        try configuration.lines.map { line in
+            let inspector: any Inspector
+            do {
+                inspector = try modelLoader(line.modelBundle)
+            } catch {
+                throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "\(error)")
+            }
+            let pipeline = LinePipeline(configuration: line, instance: configuration.instance, inspector: inspector,
+                                        syscalls: syscalls, metrics: metrics, logger: logger)
+            try pipeline.prepare()
+            return pipeline
+        }
+    }
+
+    /// Starts watching every line and sends READY=1 (the models are loaded by now). Recovery of
+    /// work/ runs on each line's queue first, so a large backlog does not delay READY.
+    public func start() {
+        controlQueue.sync {
+            for line in lines {
+                line.queue.async { _ = line.recover(now: monotonicNanoseconds()) }
+                line.start()
+            }
+            logger.event(.started, .notice, "rstpmd ready: \(lines.count) line(s)", ["instance": "\(configuration?.instance ?? "")"])
+            notifier.ready()
+            notifier.status(statusLine())
+        }
+        startHousekeeping()
+    }
+
+    /// `--once`: recover, then take everything complete in the inboxes (waiting out the settle
+    /// interval) until they hold nothing more. Returns the inputs left behind (in work/ after
+    /// errors, or in an inbox without progress for twice the settle interval plus 10 s).
+    public func runOnce() -> Int {
+        var left = 0
+        for line in lines {
+            line.queue.sync {
+                _ = line.recover(now: monotonicNanoseconds())
+                let settle = line.configuration.settleIntervalSeconds
+                // A file that never settles or cannot be claimed must not keep --once alive.
+                let patience = Int64((2 * settle + 10) * 1e9)
+                var lastProgress = monotonicNanoseconds()
+                while true {
+                    let now = monotonicNanoseconds()
+                    let summary = line.pass(now: now)
+                    if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
+                    if line.scanner.pendingCount == 0 || now - lastProgress > patience {
+                        left += summary.queueDepth + line.scanner.pendingCount
+                        break
+                    }
+                    usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))
+                }
+            }
+        }
+        writeMetrics()
+        return left
+    }
+
+    /// One status line, as `systemctl status` shows it.
+    public func statusLine() -> String {
+        // Totals come from the metrics, which outlive the pipelines a reload replaces.
+        let decided = Int(metrics.total("rstpmd_inputs_total"))
+        let queued = lines.reduce(0) { $0 + $1.queueDepth }
+        return "\(lines.count) line(s), \(decided) decided, \(queued) queued"
+    }
+
+    // MARK: watchdog, status, metrics
+
+    private func startHousekeeping() {
+        let intervalMicroseconds = notifier.watchdogIntervalMicroseconds.map { $0 / 2 } ?? 2_000_000
+        let timer = DispatchSource.makeTimerSource(queue: controlQueue)
+        timer.schedule(deadline: .now(), repeating: .microseconds(Int(min(intervalMicroseconds, 5_000_000))), leeway: .milliseconds(100))
+        timer.setEventHandler { [weak self] in _ = self?.housekeeping() }
+        timer.resume()
+        housekeepingTimer = timer
+    }
+
+    /// Pings the watchdog when every line is idle or advanced since the last call, updates
+    /// STATUS and writes the metrics file. Returns whether it pinged. Runs on `controlQueue`
+    /// (tests may call it directly when they own the service).
+    @discardableResult
+    public func housekeeping() -> Bool {
+        var healthy = true
+        for line in lines {
+            let (counter, busy) = line.progress
+            let name = line.configuration.name
+            if busy && lastProgress[name] == counter { healthy = false }
+            lastProgress[name] = counter
+        }
+        if healthy && notifier.watchdogIntervalMicroseconds != nil { notifier.watchdog() }
+        notifier.status(statusLine())
+        writeMetrics()
+        return healthy
+    }
+
+    private func writeMetrics() {
+        guard let path = configuration?.metricsFile else { return }
+        do {
+            try metrics.write(to: path, using: FileOperations(syscalls: syscalls))
+        } catch {
+            logger.event(.metricsFailed, .warning, "cannot write metrics file: \(error)", ["image.path": "\(path)"])
+        }
+    }
+
+    // MARK: reload and stop
+
+    /// SIGHUP: RELOADING=1, read the configuration and load models while the old lines keep
+    /// working; then stop the old lines between batches and start the new ones (queued work is
+    /// in work/ and is picked up again). A bad configuration or model keeps the old setup.
+    public func reload() {
+        controlQueue.sync {
+            notifier.reloading(status: "reloading configuration and models")
+            let newConfiguration: DaemonConfiguration
+            let newLines: [LinePipeline]
+            do {
+                newConfiguration = try DaemonConfiguration.load(from: configurationPath)
+                newLines = try makePipelines(newConfiguration)
+            } catch {
+                logger.event(.reloadFailed, .error, "reload failed, keeping the running configuration: \(error)", ["config": "\(configurationPath)"])
+                notifier.ready(status: "reload failed; running the previous configuration (see journal)")
+                return
+            }
+            drain(lines, timeoutSeconds: configuration?.drainTimeoutSeconds ?? 60)
+            configuration = newConfiguration
+            lines = newLines
+            lastProgress = [:]
+            for line in lines { line.start() }
+            logger.event(.reloaded, .notice, "reloaded: \(lines.count) line(s)", ["config": "\(configurationPath)"])
+            notifier.ready(status: statusLine())
+        }
+    }
+
+    /// SIGTERM: STOPPING=1, stop watching, let running batches finish within the drain budget.
+    /// An unfinished input stays in work/ and is recovered at the next start.
+    public func stop() {
+        controlQueue.sync {
+            housekeepingTimer?.cancel()
+            housekeepingTimer = nil
+            notifier.stopping(status: "draining")
+            logger.event(.stopping, .notice, "stopping: draining \(lines.count) line(s)")
+            drain(lines, timeoutSeconds: configuration?.drainTimeoutSeconds ?? 60)
+            writeMetrics()
+        }
+    }
+
+    private func drain(_ pipelines: [LinePipeline], timeoutSeconds: Double) {
+        for line in pipelines { line.requestStop() }
+        let deadline = DispatchTime.now() + timeoutSeconds
+        for line in pipelines where !line.waitUntilIdle(timeout: deadline) {
+            logger.event(.stopping, .warning, "line \(line.configuration.name) did not finish its batch in \(timeoutSeconds) s; its input stays in work/")
+        }
+    }
+
+    /// Installs SIGTERM/SIGINT (stop, exit 0) and SIGHUP (reload) and never returns.
+    public func runUntilSignalled() -> Never {
+        for signalNumber in [SIGTERM, SIGINT, SIGHUP] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
+            source.setEventHandler { [self] in
+                if signalNumber == SIGHUP {
+                    DispatchQueue.global().async { self.reload() }
+                } else {
+                    DispatchQueue.global().async {
+                        self.stop()
+                        exit(0)
+                    }
+                }
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+        dispatchMain()
+    }
+}
+
+/// A line's model bundle could not be loaded.
+public struct ModelLoadError: Error, CustomStringConvertible {
+    public var line: String
+    public var bundle: FilePath
+    public var underlying: String
+
+    public var description: String {
+        "line \(line): cannot load model bundle \(bundle): \(underlying)"
+    }
+}

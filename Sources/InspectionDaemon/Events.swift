@@ -1,0 +1,30 @@
+import Logging
+
+/// The daemon's journal events. Each has a fixed 128-bit MESSAGE_ID, so operators can select
+/// one kind with `journalctl MESSAGE_ID=...` whatever the message text says.
+public enum DaemonEvent: String, CaseIterable, Sendable {
+    case started = "be66c60759b14810b48cf8db62453298"
+    case verdict = "7cfe5971ae814086862510b581359fab"
+    case quarantined = "7bc0243fd47d4a4dae5d0eb250777a3a"
+    case retrying = "9bdb7eb8048b440daf715220125063c3"
+    case claimLost = "31d2acc80bf1480a8f69bd34d6469ad4"
+    case recovered = "945e0543389c4779bde38b46a8492ea6"
+    case reloaded = "bf822c631eab460eb1e8a3191fa21ef4"
+    case reloadFailed = "b1d11b61f09e4666926ddb2d5b6bf421"
+    case stopping = "23a54459597e4582ab0c57039a57a152"
+    case watcherFailed = "467c635b6d3a47fe94dee7aa4334462d"
+    case metricsFailed = "0090dbb0f521432fae100eb09c1ce031"
+
+    /// The metadata value for the `MESSAGE_ID` journal field.
+    public var messageID: Logger.MetadataValue { .string(rawValue) }
+}
+
+extension Logger {
+    /// Logs one daemon event with its MESSAGE_ID and structured fields.
+    func event(_ event: DaemonEvent, _ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ fields: Logger.Metadata = [:],
+               file: String = #fileID, function: String = #function, line: UInt = #line) {
+        var metadata = fields
+        metadata["MESSAGE_ID"] = event.messageID
+        log(level: level, message(), metadata: metadata, file: file, function: function, line: line)
+    }
+}

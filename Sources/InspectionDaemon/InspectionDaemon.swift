@@ -1,1 +1,0 @@
-// InspectionDaemon: module overview lives here once the module has code.

@@ -1,0 +1,142 @@
+// InspectionDaemon: the watch-folder service behind `rstpmd`.
+//
+// Images land in a line's inbox; an `InboxWatcher` notices them (a poll timer for SMB/NFS plus
+// inotify for local disks) and reports a file once it is complete. A `LinePipeline` claims it
+// by an atomic rename into its own work directory, asks an `Inspector` (the model, supplied by
+// the executable) for a score and an anomaly map, extracts the anomaly regions, writes
+// `<name>.json` and `<name>.heatmap.png` durably to the outbox, and then archives, deletes or
+// leaves the input. The work directory is the queue: whatever is there at start is recovered.
+// Every file operation goes through `Syscalls`, so tests can make the disk fail on purpose.
+// `DaemonService` runs the lines under systemd (sd_notify, watchdog, reload, drain).
+import SystemPackage
+
+/// What the model behind a line is, as recorded in every verdict.
+public struct ModelIdentity: Sendable, Equatable, Codable {
+    public var identifier: String
+    public var version: String
+
+    public init(identifier: String, version: String) {
+        self.identifier = identifier
+        self.version = version
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case identifier = "id"
+        case version
+    }
+}
+
+/// One claimed input handed to the inspector: its bytes, already read (O_NOFOLLOW) from the
+/// work directory.
+public struct InspectionInput: Sendable {
+    /// The file name as it arrived in the inbox.
+    public var fileName: String
+    /// Where it lies now (the line's work directory).
+    public var path: FilePath
+    public var bytes: [UInt8]
+
+    public init(fileName: String, path: FilePath, bytes: [UInt8]) {
+        self.fileName = fileName
+        self.path = path
+        self.bytes = bytes
+    }
+}
+
+/// Where a decision threshold came from, as recorded in the verdict.
+public enum ThresholdSource: String, Sendable, Codable {
+    /// Shipped with the model bundle (calibrated on good validation images).
+    case model
+    /// `threshold:` in the line's configuration overrides the model's value.
+    case configuration
+}
+
+/// Milliseconds spent in each stage for one image.
+public struct InspectionTimings: Sendable, Equatable {
+    public var decodeMilliseconds: Double
+    public var inferMilliseconds: Double
+
+    public init(decodeMilliseconds: Double, inferMilliseconds: Double) {
+        self.decodeMilliseconds = decodeMilliseconds
+        self.inferMilliseconds = inferMilliseconds
+    }
+}
+
+/// The inspector's answer for one image.
+public struct InspectionOutcome: Sendable {
+    /// Image-level anomaly score (higher is more anomalous).
+    public var score: Float
+    /// The model's own threshold; a line's `threshold:` replaces it.
+    public var threshold: Float
+    public var thresholdSource: ThresholdSource
+    /// Pixel anomaly scores, row-major, covering the whole original image. // (mapHeight, mapWidth)
+    public var anomalyMap: [Float]
+    public var mapWidth: Int
+    public var mapHeight: Int
+    /// The decoded image's size, to which the map is scaled for region extraction.
+    public var imageWidth: Int
+    public var imageHeight: Int
+    /// The heatmap figure, already encoded as PNG.
+    public var heatmapPNG: [UInt8]
+    public var timings: InspectionTimings
+
+    public init(
+        score: Float, threshold: Float, thresholdSource: ThresholdSource,
+        anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
+        imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
+    ) {
+        precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
+        self.score = score
+        self.threshold = threshold
+        self.thresholdSource = thresholdSource
+        self.anomalyMap = anomalyMap
+        self.mapWidth = mapWidth
+        self.mapHeight = mapHeight
+        self.imageWidth = imageWidth
+        self.imageHeight = imageHeight
+        self.heatmapPNG = heatmapPNG
+        self.timings = timings
+    }
+}
+
+/// Why one image could not be inspected. Each sends that input (and only that input) to
+/// quarantine with `<name>.error.json`; the rest of the batch goes on.
+public enum InspectionError: Error, Sendable, Equatable {
+    /// Not a readable image: the codec's message says why.
+    case decodeFailure(message: String)
+    /// Larger than the line accepts.
+    case tooLarge(width: Int, height: Int, limit: Int)
+    /// A format the inspector does not read.
+    case unsupportedFormat(message: String)
+    /// The model failed on a decoded image (non-finite scores, shape it cannot take).
+    case inferenceFailure(message: String)
+
+    /// A stable, machine-readable kind for error.json.
+    public var kind: String {
+        switch self {
+        case .decodeFailure: return "decode_failure"
+        case .tooLarge: return "too_large"
+        case .unsupportedFormat: return "unsupported_format"
+        case .inferenceFailure: return "inference_failure"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .decodeFailure(let message): return "cannot decode image: \(message)"
+        case .tooLarge(let width, let height, let limit): return "image is \(width)x\(height) pixels, more than the limit of \(limit) pixels"
+        case .unsupportedFormat(let message): return "unsupported image format: \(message)"
+        case .inferenceFailure(let message): return "inference failed: \(message)"
+        }
+    }
+}
+
+/// The model behind a line. Implemented by the RSTPM module (teacher, student, discriminator);
+/// tests use a deterministic double. Called from one line's queue at a time.
+public protocol Inspector: AnyObject {
+    var modelIdentity: ModelIdentity { get }
+    /// One result per input, in order. A batch holds the files that arrived together.
+    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
+}
+
+/// Loads the model bundle at a path; called at start and on every SIGHUP reload.
+public typealias ModelLoader = (_ bundlePath: FilePath) throws -> any Inspector

@@ -1,0 +1,463 @@
+import Foundation
+import Logging
+import SystemPackage
+
+/// What one pass over a line did; tests and the status line read it.
+public struct PassSummary: Sendable, Equatable {
+    public var claimed = 0
+    public var claimsLost = 0
+    public var decided = 0
+    public var quarantined = 0
+    public var retrying = 0
+    /// Inputs left in this instance's work directory after the pass.
+    public var queueDepth = 0
+
+    public init() {}
+}
+
+/// Claims, inspects and disposes of one line's inputs. Everything runs on `queue`; the public
+/// methods that take `now` are synchronous so tests can drive them step by step.
+///
+/// The instance's work directory (`<work>/<instance>`) is the queue: a claimed file stays there
+/// until its outputs are durable and it has been archived, deleted, left or quarantined. A
+/// transient error (ENOSPC, EIO, ...) leaves it there to retry with backoff; a restart finds it
+/// there again. Nothing is deleted on error.
+public final class LinePipeline {
+    public let configuration: LineConfiguration
+    public let instance: String
+    public let workDirectory: FilePath
+    public let queue: DispatchQueue
+    public let scanner: InboxScanner
+    let inspector: any Inspector
+    let files: FileOperations
+    let metrics: MetricsRegistry
+    let logger: Logger
+    let clock: () -> Int64
+
+    struct Retry { var attempts: Int; var notBefore: Int64 }
+    private var retries: [String: Retry] = [:]
+    private var stopRequested = false
+    private var timer: DispatchSourceTimer?
+    private var inotifySource: DispatchSourceRead?
+
+    // Read from the watchdog check on another queue.
+    private let progressLock = NSLock()
+    private var progressCounter: UInt64 = 0
+    private var busy = false
+    private var lastQueueDepth = 0
+
+    public init(
+        configuration: LineConfiguration, instance: String, inspector: any Inspector,
+        syscalls: any Syscalls = SystemCalls(), metrics: MetricsRegistry = MetricsRegistry(),
+        logger: Logger, clock: @escaping () -> Int64 = monotonicNanoseconds
+    ) {
+        self.configuration = configuration
+        self.instance = instance
+        self.workDirectory = configuration.work.appending(instance)
+        self.inspector = inspector
+        self.files = FileOperations(syscalls: syscalls)
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "line"] = .string(configuration.name)
+        logger[metadataKey: "model"] = .string("\(inspector.modelIdentity.identifier)@\(inspector.modelIdentity.version)")
+        self.logger = logger
+        self.clock = clock
+        self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
+        self.scanner = InboxScanner(
+            inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
+            leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
+    }
+
+    /// Creates this instance's work directory.
+    public func prepare() throws {
+        try files.createDirectories(workDirectory)
+    }
+
+    // MARK: watching
+
+    /// Starts the poll timer and, where the file system supports it, inotify.
+    public func start() {
+        progressLock.lock(); stopRequested = false; progressLock.unlock()
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        let interval = DispatchTimeInterval.milliseconds(Int(configuration.pollIntervalSeconds * 1000))
+        timer.schedule(deadline: .now(), repeating: interval, leeway: .milliseconds(50))
+        timer.setEventHandler { [weak self] in self?.runPass() }
+        timer.resume()
+        self.timer = timer
+        startInotify()
+    }
+
+    /// Stops watching and asks a running pass to stop after its current batch.
+    public func requestStop() {
+        timer?.cancel()
+        inotifySource?.cancel()
+        timer = nil
+        inotifySource = nil
+        progressLock.lock(); stopRequested = true; progressLock.unlock()
+    }
+
+    /// Blocks until the line's queue is idle or `timeout` passes; true when idle.
+    public func waitUntilIdle(timeout: DispatchTime) -> Bool {
+        let group = DispatchGroup()
+        group.enter()
+        queue.async { group.leave() }
+        return group.wait(timeout: timeout) == .success
+    }
+
+    private func startInotify() {
+        let descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard descriptor >= 0 else {
+            logger.event(.watcherFailed, .warning, "inotify unavailable; polling only", ["errno": "\(Errno(rawValue: errno))"])
+            return
+        }
+        let mask = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR)
+        guard inotify_add_watch(descriptor, configuration.inbox.string, mask) >= 0 else {
+            logger.event(.watcherFailed, .warning, "cannot watch inbox with inotify; polling only",
+                         ["image.path": "\(configuration.inbox)", "errno": "\(Errno(rawValue: errno))"])
+            close(descriptor)
+            return
+        }
+        let source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: queue)
+        source.setEventHandler { [weak self] in self?.drainInotify(descriptor) }
+        source.setCancelHandler { close(descriptor) }
+        source.resume()
+        inotifySource = source
+    }
+
+    private func drainInotify(_ descriptor: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        var sawEvent = false
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            var offset = 0
+            while offset + 16 <= count {
+                let mask = buffer.withUnsafeBytes { $0.load(fromByteOffset: offset + 4, as: UInt32.self) }
+                let length = Int(buffer.withUnsafeBytes { $0.load(fromByteOffset: offset + 12, as: UInt32.self) })
+                let nameBytes = buffer[(offset + 16)..<min(offset + 16 + length, count)].prefix { $0 != 0 }
+                if mask & UInt32(IN_MOVED_TO) != 0, let name = String(validating: Array(nameBytes), as: UTF8.self) {
+                    scanner.noteMovedIn(name)
+                }
+                sawEvent = true
+                offset += 16 + length
+            }
+        }
+        if sawEvent { runPass() }
+    }
+
+    private func runPass() {
+        let summary = pass(now: clock())
+        if summary.claimed + summary.decided + summary.quarantined > 0 {
+            logger.debug("pass", metadata: ["claimed": "\(summary.claimed)", "decided": "\(summary.decided)", "queue": "\(summary.queueDepth)"])
+        }
+    }
+
+    // MARK: watchdog
+
+    /// A counter that moves whenever a batch or pass completes.
+    public var progress: (counter: UInt64, busy: Bool) {
+        progressLock.lock(); defer { progressLock.unlock() }
+        return (progressCounter, busy)
+    }
+
+    /// Inputs in this instance's work directory after the last pass.
+    public var queueDepth: Int {
+        progressLock.lock(); defer { progressLock.unlock() }
+        return lastQueueDepth
+    }
+
+    private func advance() {
+        progressLock.lock(); progressCounter &+= 1; progressLock.unlock()
+    }
+
+    private var shouldStop: Bool {
+        progressLock.lock(); defer { progressLock.unlock() }
+        return stopRequested
+    }
+
+    // MARK: one pass
+
+    /// Scans the inbox, claims what is complete, and processes this instance's work directory.
+    /// Call on `queue` (or from a test that owns the pipeline).
+    @discardableResult
+    public func pass(now: Int64) -> PassSummary {
+        progressLock.lock(); busy = true; progressLock.unlock()
+        defer {
+            progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
+        }
+        var summary = PassSummary()
+        // Claim one batch at a time, so daemons sharing the inbox share the work too.
+        var claimedNow = 0
+        repeat {
+            claimedNow = 0
+            do {
+                for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
+                    if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
+                }
+            } catch {
+                logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
+            }
+            summary.claimed += claimedNow
+            processWork(now: now, summary: &summary)
+        } while claimedNow > 0 && !shouldStop
+        return summary
+    }
+
+    /// Everything in the work directory, as at start after a crash: outputs are idempotent.
+    @discardableResult
+    public func recover(now: Int64) -> PassSummary {
+        let pending = (try? workItems()) ?? []
+        if !pending.isEmpty {
+            logger.event(.recovered, .notice, "recovering \(pending.count) input(s) left in the work directory", ["count": "\(pending.count)", "image.path": "\(workDirectory)"])
+            metrics.increment("rstpmd_recovered_total", labels: ["line": configuration.name], by: Double(pending.count))
+        }
+        removeStaleTemporaryFiles()
+        var summary = PassSummary()
+        processWork(now: now, summary: &summary)
+        return summary
+    }
+
+    /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
+    /// own them: older than ten minutes, since other daemons may share the outbox.
+    private func removeStaleTemporaryFiles() {
+        let cutoff = wallClockNanoseconds() - 600 * 1_000_000_000
+        for directory in [configuration.outbox, configuration.quarantine] {
+            for name in (try? files.syscalls.listDirectory(directory)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".rstpmd.tmp") {
+                let path = directory.appending(name)
+                if let status = try? files.syscalls.lstat(path), status.kind == .regular, status.modificationNanoseconds < cutoff {
+                    try? files.syscalls.unlink(path)
+                }
+            }
+        }
+    }
+
+    /// Claims `name` by renaming it into the work directory. Losing the race to another daemon
+    /// (ENOENT) is normal. A same-named file still in work/ waits in the inbox.
+    func claim(_ name: String) -> Bool {
+        let source = configuration.inbox.appending(name)
+        let destination = workDirectory.appending(name)
+        if (try? files.syscalls.lstat(destination)) != nil { return false }
+        do {
+            try files.syscalls.rename(source, to: destination)
+            scanner.forget(name)
+            return true
+        } catch Errno.noSuchFileOrDirectory {
+            scanner.forget(name)
+            metrics.increment("rstpmd_claims_lost_total", labels: ["line": configuration.name])
+            logger.event(.claimLost, .debug, "another daemon claimed the input first", ["image.path": "\(source)"])
+            return false
+        } catch {
+            logger.event(.retrying, .warning, "cannot claim input: \(error)", ["image.path": "\(source)", "errno": "\(error)"])
+            return false
+        }
+    }
+
+    /// Work items in claim order (ctime, then name).
+    func workItems() throws -> [(name: String, status: FileStatus)] {
+        var items: [(String, FileStatus)] = []
+        for name in try files.syscalls.listDirectory(workDirectory) where !name.hasPrefix(".") {
+            if let status = try? files.syscalls.lstat(workDirectory.appending(name)) { items.append((name, status)) }
+        }
+        return items.sorted { ($0.1.changeNanoseconds, $0.0) < ($1.1.changeNanoseconds, $1.0) }
+    }
+
+    private func processWork(now: Int64, summary: inout PassSummary) {
+        let items: [(name: String, status: FileStatus)]
+        do {
+            items = try workItems()
+        } catch {
+            logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
+            return
+        }
+        let due = items.filter { (retries[$0.name]?.notBefore ?? .min) <= now }
+        var index = 0
+        while index < due.count && !shouldStop {
+            let batch = Array(due[index..<min(index + configuration.batchSize, due.count)])
+            index += batch.count
+            processBatch(batch, now: now, summary: &summary)
+            advance()
+        }
+        let depth = (try? workItems().count) ?? items.count
+        summary.queueDepth = depth
+        metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
+        progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
+    }
+
+    struct Loaded {
+        var name: String
+        var path: FilePath
+        var bytes: [UInt8]
+        var sha256: String
+        var receivedNanoseconds: Int64
+    }
+
+    private func processBatch(_ batch: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
+        let started = monotonicNanoseconds()
+        var loaded: [Loaded] = []
+        for (name, status) in batch {
+            let path = workDirectory.appending(name)
+            // Rename sets ctime, so a work file's ctime is its claim time, even after a restart.
+            let received = status.changeNanoseconds
+            guard status.kind == .regular else {
+                quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
+                           message: "the input is a \(status.kind) and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
+                continue
+            }
+            do {
+                let bytes = try files.readFile(path, maximumBytes: configuration.maximumInputBytes)
+                loaded.append(Loaded(name: name, path: path, bytes: bytes, sha256: SHA256.hexDigest(of: bytes), receivedNanoseconds: received))
+            } catch Errno.fileTooLarge {
+                quarantine(name: name, sha256: nil, received: received, kind: "too_large",
+                           message: "the input has more than max_input_bytes = \(configuration.maximumInputBytes) bytes",
+                           hint: "raise lines[].max_input_bytes if such files are expected", now: now, summary: &summary)
+            } catch Errno.tooManySymbolicLinkLevels {
+                quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
+                           message: "the input is a symbolic link and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
+            } catch Errno.noSuchFileOrDirectory {
+                retries[name] = nil
+            } catch {
+                scheduleRetry(name, now: now, stage: "read", error: error, summary: &summary)
+            }
+        }
+        guard !loaded.isEmpty else { return }
+        let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
+        let results = inspector.inspect(inputs)
+        precondition(results.count == inputs.count, "inspector returned \(results.count) results for \(inputs.count) inputs")
+        for (input, result) in zip(loaded, results) {
+            switch result {
+            case .success(let outcome):
+                decide(input, outcome: outcome, now: now, summary: &summary)
+            case .failure(let error):
+                quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
+                           hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &summary)
+            }
+        }
+        metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - started) / 1e9)
+    }
+
+    private func decide(_ input: Loaded, outcome: InspectionOutcome, now: Int64, summary: inout PassSummary) {
+        let threshold = configuration.thresholdOverride ?? outcome.threshold
+        let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
+        let (regions, truncated) = RegionExtractor.regions(
+            map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
+            imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
+        let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
+        let heatmapName = input.name + ".heatmap.png"
+        do {
+            let writeStart = monotonicNanoseconds()
+            try files.writeDurably(outcome.heatmapPNG, to: configuration.outbox.appending(heatmapName))
+            let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
+            let verdict = Verdict(
+                file: input.name, sha256: input.sha256,
+                size: .init(bytes: input.bytes.count, width: outcome.imageWidth, height: outcome.imageHeight),
+                receivedAt: iso8601(nanosecondsSinceEpoch: input.receivedNanoseconds),
+                decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
+                line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: decision,
+                score: outcome.score, threshold: .init(value: threshold, source: source),
+                regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
+                timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds, write: writeMilliseconds),
+                error: nil)
+            // The verdict goes last: its presence says the heatmap is complete too.
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
+            try dispose(input.name)
+            retries[input.name] = nil
+            summary.decided += 1
+            metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
+            metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "decode"], seconds: outcome.timings.decodeMilliseconds / 1e3)
+            metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "infer"], seconds: outcome.timings.inferMilliseconds / 1e3)
+            metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "write"], seconds: writeMilliseconds / 1e3)
+            logger.event(.verdict, decision == .defect ? .notice : .info, "\(input.name): \(decision.rawValue) (score \(outcome.score), threshold \(threshold))", [
+                "image.path": "\(configuration.inbox.appending(input.name))", "score": "\(outcome.score)", "verdict": "\(decision.rawValue)",
+                "threshold": "\(threshold)", "regions": "\(regions.count)", "sha256": "\(input.sha256)",
+            ])
+        } catch {
+            scheduleRetry(input.name, now: now, stage: "write", error: error, summary: &summary)
+        }
+    }
+
+    /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
+    /// decided; a failing directory fsync after it only risks the input reappearing in work/
+    /// after a power cut, where it is inspected again with the same outputs, so it is logged.
+    private func dispose(_ name: String) throws {
+        let path = workDirectory.appending(name)
+        var touched = [workDirectory]
+        switch configuration.processedInputs {
+        case .archive:
+            let archive = configuration.archive!
+            try files.syscalls.rename(path, to: try availablePath(in: archive, for: name))
+            touched.append(archive)
+        case .delete:
+            try files.syscalls.unlink(path)
+        case .leave:
+            try files.syscalls.rename(path, to: configuration.inbox.appending(name))
+            touched.append(configuration.inbox)
+        }
+        for directory in touched {
+            do {
+                try files.syncDirectory(directory)
+            } catch {
+                logger.event(.retrying, .warning, "\(name): fsync of \(directory) failed (\(error)); a power cut may bring the input back to work/",
+                             ["image.path": "\(directory)", "errno": "\(error)"])
+            }
+        }
+    }
+
+    /// Moves an input to quarantine with `<name>.error.json` and writes an `error` verdict to the
+    /// outbox. If any of that fails the input stays in work/ and is retried.
+    private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String, now: Int64, summary: inout PassSummary) {
+        do {
+            let destination = try availablePath(in: configuration.quarantine, for: name)
+            let storedName = destination.lastComponent!.string
+            let record = QuarantineRecord(
+                file: name, sha256: sha256, line: configuration.name, instance: instance,
+                quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
+            try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(storedName + ".error.json"))
+            let verdict = Verdict(
+                file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
+                receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
+                line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
+                regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, write: 0),
+                error: .init(kind: kind, message: message))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(name + ".json"))
+            try files.syscalls.rename(workDirectory.appending(name), to: destination)
+            try files.syncDirectory(configuration.quarantine)
+            try files.syncDirectory(workDirectory)
+            retries[name] = nil
+            summary.quarantined += 1
+            metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
+            logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
+                "image.path": "\(destination)", "verdict": "error", "error.kind": "\(kind)",
+            ])
+        } catch {
+            scheduleRetry(name, now: now, stage: "quarantine", error: error, summary: &summary)
+        }
+    }
+
+    /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile.
+    private func scheduleRetry(_ name: String, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
+        var retry = retries[name] ?? Retry(attempts: 0, notBefore: now)
+        let delaySeconds = min(Double(1 << min(retry.attempts, 9)), 300)
+        retry.attempts += 1
+        retry.notBefore = now + Int64(delaySeconds * 1e9)
+        retries[name] = retry
+        summary.retrying += 1
+        metrics.increment("rstpmd_retries_total", labels: ["line": configuration.name, "stage": stage])
+        logger.event(.retrying, .error, "\(name): \(stage) failed (\(error)); kept in the work directory, retry in \(Int(delaySeconds)) s", [
+            "image.path": "\(workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
+        ])
+    }
+
+    /// `name` in `directory`, or `stem-N.ext` when that is taken.
+    private func availablePath(in directory: FilePath, for name: String) throws -> FilePath {
+        let candidate = directory.appending(name)
+        if try files.syscalls.lstat(candidate) == nil { return candidate }
+        let component = FilePath.Component(name)
+        let stem = component?.stem ?? name
+        let suffix = component?.extension.map { "." + $0 } ?? ""
+        for index in 1..<10_000 {
+            let path = directory.appending("\(stem)-\(index)\(suffix)")
+            if try files.syscalls.lstat(path) == nil { return path }
+        }
+        throw Errno.fileExists
+    }
+}

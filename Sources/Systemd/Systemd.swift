@@ -1,1 +1,0 @@
-// Systemd: module overview lives here once the module has code.

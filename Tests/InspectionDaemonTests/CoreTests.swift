@@ -1,0 +1,206 @@
+import Foundation
+import InspectionDaemon
+import SystemPackage
+import TestSupport
+import XCTest
+
+final class SHA256Tests: XCTestCase {
+    func testKnownVectors() {
+        XCTAssertEqual(SHA256.hexDigest(of: []), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hexDigest(of: Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hexDigest(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // hashlib.sha256(b"a" * 100_000): crosses many blocks and a partial final one.
+        XCTAssertEqual(SHA256.hexDigest(of: [UInt8](repeating: 0x61, count: 100_000)),
+                       "6d1cf22d7cc09b085dfc25ee1a1f3ae0265804c607bc2074ad253bcc82fd81ee")
+    }
+
+    func testChunkedUpdatesMatchOneShot() {
+        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7 + 3) }
+        var hasher = SHA256()
+        for chunk in stride(from: 0, to: bytes.count, by: 37) { hasher.update(Array(bytes[chunk..<min(chunk + 37, bytes.count)])) }
+        XCTAssertEqual(hasher.finalize(), { var h = SHA256(); h.update(bytes); return h.finalize() }())
+    }
+}
+
+final class RegionTests: XCTestCase {
+    func testEightConnectedComponentsAtFullResolution() {
+        // Two components: a diagonal chain (8-connected, not 4-connected) and a single pixel.
+        let W = 6, H = 4
+        var map = [Float](repeating: 0, count: W * H)
+        map[0 * W + 0] = 0.9
+        map[1 * W + 1] = 0.7
+        map[2 * W + 2] = 0.8
+        map[0 * W + 5] = 0.6
+        let (regions, truncated) = RegionExtractor.regions(map: map, mapWidth: W, mapHeight: H, imageWidth: W, imageHeight: H, threshold: 0.5)
+        XCTAssertFalse(truncated)
+        XCTAssertEqual(regions, [
+            AnomalyRegion(x: 0, y: 0, width: 3, height: 3, area: 3, peakScore: 0.9),
+            AnomalyRegion(x: 5, y: 0, width: 1, height: 1, area: 1, peakScore: 0.6),
+        ])
+    }
+
+    func testMapIsScaledToTheOriginalImage() {
+        // A 2x2 map with one hot cell, scaled to 8x8: the region lies in that quadrant.
+        let map: [Float] = [0, 0, 0, 1]
+        let (regions, _) = RegionExtractor.regions(map: map, mapWidth: 2, mapHeight: 2, imageWidth: 8, imageHeight: 8, threshold: 0.99)
+        XCTAssertEqual(regions.count, 1)
+        XCTAssertEqual(regions[0].x, 6)
+        XCTAssertEqual(regions[0].y, 6)
+        XCTAssertEqual(regions[0].width, 2)
+        XCTAssertEqual(regions[0].area, 4)
+        XCTAssertEqual(regions[0].peakScore, 1)
+    }
+
+    func testUpsampleMatchesAlignCornersFalse() {
+        // torch.nn.functional.interpolate([[0, 1]], size=4, mode="linear", align_corners=False)
+        let row = RegionExtractor.upsample(map: [0, 1], mapWidth: 2, mapHeight: 1, width: 4, height: 1)
+        XCTAssertEqual(row, [0, 0.25, 0.75, 1])
+    }
+
+    func testRegionCountIsCapped() {
+        let W = 9
+        var map = [Float](repeating: 0, count: W)
+        for x in stride(from: 0, to: W, by: 2) { map[x] = 1 }
+        let (regions, truncated) = RegionExtractor.regions(map: map, mapWidth: W, mapHeight: 1, imageWidth: W, imageHeight: 1, threshold: 0.5, maximumRegions: 3)
+        XCTAssertEqual(regions.count, 3)
+        XCTAssertTrue(truncated)
+    }
+}
+
+/// A valid one-line configuration over `folders`, plus `extra` YAML appended.
+func lineYAML(_ folders: LineFolders, extra: String = "") -> String {
+    """
+    instance: host-a
+    lines:
+      - name: line-1
+        inbox: \(folders.path("inbox"))
+        work: \(folders.path("work"))
+        outbox: \(folders.path("outbox"))
+        archive: \(folders.path("archive"))
+        quarantine: \(folders.path("quarantine"))
+        model: \(folders.path("model"))
+        threshold: 0.25
+        settle_interval_seconds: 3
+        processed_inputs: archive
+    \(extra)
+    """
+}
+
+final class ConfigurationTests: XCTestCase {
+    func testValidConfiguration() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let configuration = try DaemonConfiguration.parse(yaml: lineYAML(folders), file: "test.yaml")
+        XCTAssertEqual(configuration.instance, "host-a")
+        XCTAssertEqual(configuration.lines.count, 1)
+        XCTAssertEqual(configuration.lines[0].thresholdOverride, 0.25)
+        XCTAssertEqual(configuration.lines[0].settleIntervalSeconds, 3)
+        XCTAssertEqual(configuration.lines[0].pollIntervalSeconds, 2, "default")
+        XCTAssertEqual(configuration.lines[0].processedInputs, .archive)
+        XCTAssertEqual(configuration.lines[0].inbox, folders.path("inbox"))
+    }
+
+    func testEveryProblemIsReportedWithItsKey() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let text = lineYAML(folders, extra: """
+          - name: line-2
+            inbox: \(folders.path("inbox"))/
+            work: \(folders.path("missing-work"))
+            outbox: relative/outbox
+            quarantine: \(folders.path("quarantine"))
+            model: \(folders.path("model"))
+            batch_size: many
+            colour: blue
+            processed_inputs: shred
+        metrics_fle: /tmp/x.prom
+        """)
+        XCTAssertThrowsError(try DaemonConfiguration.parse(yaml: text, file: "/etc/rstpmd/rstpmd.yaml")) { error in
+            guard let error = error as? ConfigurationError else { return XCTFail("\(error)") }
+            let keys = error.problems.map(\.key)
+            for key in ["lines[1].inbox", "lines[1].work", "lines[1].outbox", "lines[1].batch_size", "lines[1].colour", "lines[1].processed_inputs", "metrics_fle"] {
+                XCTAssertTrue(keys.contains(key), "\(key) missing from \(keys)")
+            }
+            XCTAssertTrue(error.description.hasPrefix("/etc/rstpmd/rstpmd.yaml: \(error.problems.count) problems"), error.description)
+            XCTAssertTrue(error.description.contains("two lines cannot share an inbox"), error.description)
+            XCTAssertTrue(error.description.contains("unknown key"), error.description)
+            XCTAssertTrue(error.description.contains("must be an integer"), error.description)
+            XCTAssertTrue(error.problems.contains { $0.key == "lines[1].colour" && $0.fileLine == 20 }, "\(error.problems)")
+        }
+    }
+
+    func testMissingArchiveAndEmptyLines() {
+        XCTAssertThrowsError(try DaemonConfiguration.parse(yaml: "lines: []\n", file: "a.yaml", checkFileSystem: false)) { error in
+            XCTAssertEqual((error as? ConfigurationError)?.problems.map(\.key), ["lines"])
+        }
+        let noArchive = "lines:\n  - {name: a, inbox: /i, work: /w, outbox: /o, quarantine: /q, model: /m}\n"
+        XCTAssertThrowsError(try DaemonConfiguration.parse(yaml: noArchive, file: "a.yaml", checkFileSystem: false)) { error in
+            XCTAssertEqual((error as? ConfigurationError)?.problems.map(\.key), ["lines[0].archive"])
+        }
+        XCTAssertNoThrow(try DaemonConfiguration.parse(yaml: noArchive.replacingOccurrences(of: "}", with: ", processed_inputs: delete}"), file: "a.yaml", checkFileSystem: false))
+    }
+
+    func testShippedExampleParses() throws {
+        let example = TestPaths.repositoryRoot.appendingPathComponent("etc/rstpmd/rstpmd.yaml")
+        let text = try String(contentsOf: example, encoding: .utf8)
+        let configuration = try DaemonConfiguration.parse(yaml: text, file: FilePath(example.path), checkFileSystem: false)
+        XCTAssertEqual(configuration.lines.map(\.name), ["bottle-line-1"])
+    }
+}
+
+final class MetricsTests: XCTestCase {
+    func testExpositionFormat() {
+        let metrics = MetricsRegistry()
+        metrics.increment("rstpmd_inputs_total", labels: ["line": "a", "verdict": "ok"])
+        metrics.increment("rstpmd_inputs_total", labels: ["line": "a", "verdict": "ok"])
+        metrics.observe("rstpmd_stage_seconds", labels: ["line": "a", "stage": "infer"], seconds: 0.3)
+        let text = metrics.exposition()
+        XCTAssertTrue(text.contains("# TYPE rstpmd_inputs_total counter\n"), text)
+        XCTAssertTrue(text.contains(#"rstpmd_inputs_total{line="a",verdict="ok"} 2.0"#), text)
+        XCTAssertTrue(text.contains(#"rstpmd_stage_seconds_bucket{line="a",stage="infer",le="0.25"} 0"#), text)
+        XCTAssertTrue(text.contains(#"rstpmd_stage_seconds_bucket{line="a",stage="infer",le="0.5"} 1"#), text)
+        XCTAssertTrue(text.contains(#"rstpmd_stage_seconds_bucket{line="a",stage="infer",le="+Inf"} 1"#), text)
+        XCTAssertTrue(text.contains(#"rstpmd_stage_seconds_count{line="a",stage="infer"} 1"#), text)
+    }
+}
+
+/// The `rstpmd` binary itself: --check-config, and the clear start-up failure while model
+/// bundles cannot be loaded in this build.
+final class ExecutableTests: XCTestCase {
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let binary = TestPaths.repositoryRoot.appendingPathComponent(".build/release/rstpmd")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("rstpmd is not built at \(binary.path)") }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.environment = ["PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    func testCheckConfigAndModelLoaderMessage() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let good = lineYAML(folders)
+        try folders.write(Array(good.utf8), to: "good.yaml")
+        try folders.write(Array((good + "\nbogus: 1\n").utf8), to: "bad.yaml")
+
+        let checked = try run(["--check-config", folders.path("good.yaml").string])
+        XCTAssertEqual(checked.status, 0, checked.output)
+        XCTAssertTrue(checked.output.contains("OK, 1 line(s): line-1"), checked.output)
+
+        let bad = try run(["--check-config", "--config", folders.path("bad.yaml").string])
+        XCTAssertEqual(bad.status, 1, bad.output)
+        XCTAssertTrue(bad.output.contains("bogus: unknown key"), bad.output)
+
+        let once = try run(["--config", folders.path("good.yaml").string, "--once"])
+        XCTAssertEqual(once.status, 1, once.output)
+        XCTAssertTrue(once.output.contains("model bundle loading is not available in this build"), once.output)
+    }
+}
