@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TestSupport"]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Systemd", "TestSupport"]),
     ],
