@@ -130,14 +130,16 @@ public enum ChartRenderer {
         canvas.verticalText(frame.y.title, x: 6, y: Int((frame.top + frame.bottom) / 2) + yTitleWidth / 2, scale: 2)
     }
 
+    enum Corner { case topLeft, topRight, bottomRight }
+
     /// A legend box in a corner of the plot: a short line in each series' colour and its label.
-    static func drawLegend(_ canvas: inout Canvas, _ frame: Frame, entries: [(String, ChartColor)], bottomRight: Bool) {
+    static func drawLegend(_ canvas: inout Canvas, _ frame: Frame, entries: [(String, ChartColor)], corner: Corner) {
         guard !entries.isEmpty else { return }
         let rowHeight = 20.0, swatch = 24.0
         let textWidth = Double(entries.map { Canvas.textWidth($0.0, scale: 2) }.max() ?? 0)
         let boxWidth = swatch + 18 + textWidth, boxHeight = rowHeight * Double(entries.count) + 8
-        let x0 = bottomRight ? frame.right - boxWidth - 8 : frame.left + 8
-        let y0 = bottomRight ? frame.bottom - boxHeight - 8 : frame.top + 8
+        let x0 = corner == .topLeft ? frame.left + 8 : frame.right - boxWidth - 8
+        let y0 = corner == .bottomRight ? frame.bottom - boxHeight - 8 : frame.top + 8
         canvas.fillRect(x0: x0, y0: y0, x1: x0 + boxWidth, y1: y0 + boxHeight, color: .white, alpha: 0.9)
         for (index, (label, color)) in entries.enumerated() {
             let y = y0 + 4 + rowHeight * Double(index) + rowHeight / 2
@@ -162,7 +164,7 @@ public enum ChartRenderer {
             let points = curve.points.map { (x: frame.px($0.x), y: frame.py($0.y)) }
             canvas.strokePolyline(points, color: curve.color, lineWidth: 2.5, alpha: 0.95)
         }
-        drawLegend(&canvas, frame, entries: series.map { ($0.label, $0.color) }, bottomRight: true)
+        drawLegend(&canvas, frame, entries: series.map { ($0.label, $0.color) }, corner: .bottomRight)
         return canvas.image
     }
 
@@ -184,7 +186,7 @@ public enum ChartRenderer {
         for curve in series {
             canvas.strokePolyline(curve.points.map { (x: frame.px($0.x), y: frame.py($0.y)) }, color: curve.color, lineWidth: 2.5, alpha: 0.95)
         }
-        drawLegend(&canvas, frame, entries: series.map { ($0.label, $0.color) }, bottomRight: true)
+        drawLegend(&canvas, frame, entries: series.map { ($0.label, $0.color) }, corner: .bottomRight)
         return canvas.image
     }
 
@@ -215,12 +217,15 @@ public enum ChartRenderer {
             }
         }
         var entries = [("good", ChartColor.green), ("defective", ChartColor.vermillion)]
+        var corner = Corner.topRight
         if let threshold, threshold.isFinite {
             let tx = frame.px(threshold)
             canvas.strokePolyline([(tx, frame.bottom), (tx, frame.top)], color: .black, lineWidth: 2, dash: (8, 5))
             entries.append(("threshold", .black))
+            // Keep the legend on the other side of the threshold line.
+            if tx > (frame.left + frame.right) / 2 { corner = .topLeft }
         }
-        drawLegend(&canvas, frame, entries: entries, bottomRight: false)
+        drawLegend(&canvas, frame, entries: entries, corner: corner)
         return canvas.image
     }
 }

@@ -89,7 +89,7 @@ public enum HTMLReport {
     .charts img { width: 560px; height: auto; border: 1px solid #eee; }
     .grid { display: flex; flex-wrap: wrap; gap: 12px; }
     .grid figure { width: 220px; } .grid img { width: 220px; height: auto; display: block; }
-    .grid figcaption { font-size: 12px; word-break: break-all; }
+    .grid figcaption { font-size: 12px; overflow-wrap: anywhere; }
     .flag { color: #b00; font-weight: 600; } .ok { color: #070; font-weight: 600; }
     .swatch { display: inline-block; width: 18px; height: 4px; vertical-align: middle; margin: 0 4px 0 10px; }
     """

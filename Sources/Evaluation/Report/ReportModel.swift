@@ -28,7 +28,7 @@ public struct MapEvaluation: Codable, Equatable {
     /// Computes the table and the three curves from scored samples. Curves are thinned to about
     /// 2 x `maximumCurvePoints` points; the metrics themselves are exact.
     public static func evaluate(name: String, title: String, samples: [ScoredSample], width: Int, height: Int,
-                                fprLimit: Double = 0.3, maximumCurvePoints: Int = 512) throws -> MapEvaluation {
+                                fprLimit: Double = 0.3, maximumCurvePoints: Int = 256) throws -> MapEvaluation {
         let table = try evaluateCategory(title: title, samples: samples, width: width, height: height, fprLimit: fprLimit)
         let labels = samples.map(\.label)
         let defective = labels.reduce(0, +)
