@@ -57,13 +57,15 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         if let threads { Engine.configure(threadCount: threads) }
         let weightsDirectory = WeightsDirectory.resolve(override: weightsDir)
+        // List every data set first: a wrong folder should fail before minutes of inference.
+        let datasets = try categories.map { try MVTecCategory(root: URL(fileURLWithPath: $0)) }
         var loaded: [String: RSTPMModel] = [:]
         var reports: [CategoryReport] = []
-        for (index, path) in categories.enumerated() {
+        for (index, dataset) in datasets.enumerated() {
             let modelPath = models.count == 1 ? models[0] : models[index]
             let model = try loaded[modelPath] ?? RSTPMModel.load(bundle: URL(fileURLWithPath: modelPath), weightsDirectory: weightsDirectory)
             loaded[modelPath] = model
-            let category = try evaluate(model: model, modelPath: modelPath, category: try MVTecCategory(root: URL(fileURLWithPath: path)))
+            let category = try evaluate(model: model, modelPath: modelPath, category: dataset)
             reports.append(category)
             for map in category.maps { print(map.table.rendered(), terminator: "\n\n") }
             let timing = category.timing

@@ -31,9 +31,22 @@ final class ReportCLITests: XCTestCase {
         XCTAssertTrue(result.text.contains("2 --model for 3 --data"), result.text)
     }
 
+    func testMissingCategoryIsReportedBeforeTheModelLoads() throws {
+        let result = try runRSTPM(["eval", "--model", "/nonexistent/model", "--data", "/nonexistent/category"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.text.contains("/nonexistent/category: folder not found"), result.text)
+    }
+
     func testMissingModelNamesThePath() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-cli-\(UUID().uuidString)/widget")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root.deletingLastPathComponent()) }
+        for file in ["train/good/000.png", "test/good/000.png"] {
+            let url = root.appendingPathComponent(file)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data([0]).write(to: url)
+        }
         let missing = "/nonexistent/rstpm-model-\(UUID().uuidString)"
-        let result = try runRSTPM(["eval", "--model", missing, "--data", "/nonexistent/category"])
+        let result = try runRSTPM(["eval", "--model", missing, "--data", root.path])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.text.contains(missing), result.text)
     }
