@@ -3,7 +3,7 @@ import Checkpoints
 import Foundation
 import TensorEngine
 
-extension Backbone: FeatureExtractor {
+extension Backbone: FeatureExtractor, InferenceFoldable {
     public var tapChannels: [Int] { kind.tapChannels }
 }
 

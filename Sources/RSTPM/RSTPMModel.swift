@@ -57,11 +57,13 @@ public final class RSTPMModel {
         return RSTPMModel(manifest: manifest, networks: networks)
     }
 
-    /// A model around networks in memory (after training).
+    /// A model around networks in memory (after training or loading). S1's BatchNorms are
+    /// folded when it supports it, so `networks` can no longer be saved afterwards.
     public init(manifest: BundleManifest, networks: RSTPMNetworks) {
         self.manifest = manifest
         self.networks = networks
         networks.setTrainableMode(.inference)
+        (networks.student1 as? any InferenceFoldable)?.foldBatchNorm()
         for parameter in networks.student1.parameters + networks.student2.parameters + networks.discriminator.parameters {
             parameter.dropGradient()
         }

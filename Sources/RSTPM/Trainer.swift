@@ -105,11 +105,16 @@ public final class RSTPMTrainer {
         let progressURL = checkpointDirectory.appendingPathComponent("progress.json")
         if resume, let data = try? Data(contentsOf: progressURL) {
             let saved = try JSONDecoder().decode(Progress.self, from: data)
-            guard saved.configuration == configuration else {
+            // Epoch counts may change on resume (to extend or shorten a run); nothing else may.
+            var comparable = saved.configuration
+            comparable.studentEpochs = configuration.studentEpochs
+            comparable.discriminatorEpochs = configuration.discriminatorEpochs
+            guard comparable == configuration else {
                 throw RSTPMError(path: progressURL.path, problem: "the checkpoint was made with another configuration",
-                                 hint: "resume with the same flags and config file, or start afresh without --resume")
+                                 hint: "resume with the same flags and config file (only --epochs may change), or start afresh without --resume")
             }
             state = saved
+            state.configuration = configuration
             try loadState("last.safetensors")
             logger.info("resuming", metadata: ["phase": "\(state.phase)", "completed_epochs": "\(state.completedEpochs)"])
         }

@@ -105,15 +105,24 @@ final class TrainingTests: XCTestCase {
         let images = TinySetup.images(count: 12, seed: 5)
         let data = TrainingImages(folder: directory, files: images.indices.map { directory.appendingPathComponent("\($0).png") }, images: images)
         let output = directory.appendingPathComponent("c")
-        func trainer() throws -> RSTPMTrainer {
-            try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
+        func trainer(studentEpochs: Int = configuration.studentEpochs) throws -> RSTPMTrainer {
+            var configuration = configuration
+            configuration.studentEpochs = studentEpochs
+            return try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
                              textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
         }
         XCTAssertThrowsError(try trainer().run { if $0.validationLoss != nil { throw Stop() } })
         XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("checkpoints/progress.json").path))
         var resumedEvents: [TrainingEvent] = []
-        let resumed = try trainer().run(resume: true) { resumedEvents.append($0) }
+        var other = configuration
+        other.seed = 77
+        XCTAssertThrowsError(try RSTPMTrainer(configuration: other, teachers: TinySetup.teachers(), data: data, output: output,
+                                              textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
+            .run(resume: true)) { XCTAssertTrue("\($0)".contains("another configuration"), "\($0)") }
+        // Resuming may extend the run (epoch counts are the only thing allowed to change).
+        let resumed = try trainer(studentEpochs: 3).run(resume: true) { resumedEvents.append($0) }
         XCTAssertEqual(resumedEvents.first?.epoch, 2)
+        XCTAssertEqual(resumedEvents.filter { $0.phase == .students && $0.validationLoss != nil }.map(\.epoch), [2, 3])
         XCTAssertEqual(resumedEvents.first?.phase, .students)
         XCTAssertTrue(resumed.threshold.isFinite)
     }

@@ -12,3 +12,9 @@ public protocol FeatureExtractor: Layer {
     /// parameter gradients and returns the input gradient.
     func backward(tapGradients: [Tensor?]) -> Tensor
 }
+
+/// A network that can fold its BatchNorms into the preceding convolutions once training is over
+/// (running statistics); its named state no longer matches saved weights afterwards.
+public protocol InferenceFoldable: AnyObject {
+    func foldBatchNorm()
+}
