@@ -18,7 +18,11 @@ final class BinaryDaemonTests: XCTestCase {
             (BinaryHarness.bottle.appendingPathComponent("test/contamination/000.png"), "contamination_000.png"),
         ]
         for input in inputs { try BinaryHarness.drop(try Data(contentsOf: input.source), as: input.name, into: folders) }
-        let done = BinaryHarness.wait(seconds: 60) { inputs.allSatisfy { BinaryHarness.verdict($0.name, in: folders) != nil } }
+        // A camera JPEG: the network gets libjpeg's DCT-scaled decode, the heatmap the full image.
+        let camera = try ImageDecoder.decode(contentsOf: BinaryHarness.fullResolutionBottle.appendingPathComponent("contamination_000.png"))
+        try BinaryHarness.drop(try JPEGEncoder.encode(camera, quality: 92), as: "camera.jpg", into: folders)
+        let names = inputs.map(\.name) + ["camera.jpg"]
+        let done = BinaryHarness.wait(seconds: 60) { names.allSatisfy { BinaryHarness.verdict($0, in: folders) != nil } }
         XCTAssertTrue(done, daemon.output)
         XCTAssertEqual(daemon.stop(), 0, daemon.output)
 
@@ -44,6 +48,10 @@ final class BinaryDaemonTests: XCTestCase {
             XCTAssertNotEqual(heatmap.pixels, original.pixels)
             XCTAssertTrue(folders.exists("archive/\(input.name)"), input.name)
         }
+        let jpeg = try XCTUnwrap(BinaryHarness.verdict("camera.jpg", in: folders))
+        XCTAssertTrue(["ok", "defect"].contains(jpeg["verdict"] as? String), "\(jpeg)")
+        let jpegHeatmap = try ImageDecoder.decode(contentsOf: folders.root.appendingPathComponent("outbox/camera.jpg.heatmap.png"))
+        XCTAssertEqual([jpegHeatmap.width, jpegHeatmap.height], [900, 900])
         XCTAssertEqual(folders.list("quarantine"), [])
         XCTAssertEqual(folders.list("inbox"), [])
         // 900x900 camera images are tested at full size, not at the 256x256 of the data set.
