@@ -108,6 +108,13 @@ public enum Engine {
         keepLargeAllocationsInHeap()
     }()
 
+    /// The OpenBLAS kernel set in use (e.g. "Haswell", "Cooperlake"), for benchmark reports:
+    /// OPENBLAS_CORETYPE in the environment overrides OpenBLAS's own choice by CPU model.
+    public static var blasCoreName: String {
+        prepare()
+        return openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+    }
+
     /// Activations are large, short-lived arrays. By default glibc maps each one fresh from the
     /// kernel and unmaps it on free, so every layer pays page faults on new pages; serving them
     /// from the heap and keeping freed memory lets the next layer reuse the pages. (mallopt is
@@ -117,9 +124,11 @@ public enum Engine {
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        let (trimThreshold, mmapThreshold): (Int32, Int32) = (-1, -3)  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-        _ = mallopt(mmapThreshold, 1 << 25)  // glibc caps this at 32 MiB (HEAP_MAX_SIZE / 2)
-        _ = mallopt(trimThreshold, 1 << 30)
+        let (trimThreshold, mmapMaximum): (Int32, Int32) = (-1, -4)  // M_TRIM_THRESHOLD, M_MMAP_MAX
+        // No block is mapped on its own (the threshold cannot exceed 32 MiB, and batch-8 feature
+        // maps are larger), and freed memory stays with the process for the next forward.
+        _ = mallopt(mmapMaximum, 0)
+        _ = mallopt(trimThreshold, Int32.max)
         #endif
     }
 
