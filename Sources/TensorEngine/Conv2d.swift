@@ -50,6 +50,21 @@ public final class Conv2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
+        let output = compute(input, activation: .none)
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
+    }
+
+    /// The convolution followed by `activation`, in one pass over the output: the bias and the
+    /// activation are applied while each output plane is in cache, instead of two more passes
+    /// and a second tensor. Caches nothing, so the layer must be in `.inference` mode.
+    public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        precondition(mode == .inference, "Conv2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
+        cachedInput = nil
+        return compute(input, activation: activation)
+    }
+
+    private func compute(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == inputChannels,
                      "Conv2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
         let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
@@ -60,18 +75,33 @@ public final class Conv2d: Layer {
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
                     if isDepthwise {
-                        depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
-                    } else if isPointwise {
-                        pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W)
+                        depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, activation: activation)
                     } else {
-                        unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                        if isPointwise {
+                            pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W)
+                        } else {
+                            unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                        }
+                        applyBias(to: y.baseAddress!, planes: N * outputChannels, planeSize: g.outputPlane, activation: activation)
                     }
                 }
             }
         }
-        if !isDepthwise, let bias { addBias(bias.value, to: &output) }
-        cachedInput = mode.cachesForBackward ? input : nil
         return output
+    }
+
+    /// Adds the bias to each output plane and applies `activation`, planes split over the workers.
+    private func applyBias(to y: UnsafeMutablePointer<Float>, planes: Int, planeSize: Int, activation: FusedActivation) {
+        if bias == nil && activation == .none { return }
+        let O = outputChannels
+        let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: O)
+        biasValues.withUnsafeBufferPointer { b in
+            parallelRanges(count: planes) { range in
+                for plane in range {
+                    addAndActivate(y + plane * planeSize, count: planeSize, adding: b[plane % O], activation: activation)
+                }
+            }
+        }
     }
 
     /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)
@@ -125,14 +155,18 @@ public final class Conv2d: Layer {
     // MARK: kernels
 
     /// Depthwise: output channel o reads input channel o / multiplier; one plane per task.
-    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                  activation: FusedActivation) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
         let biasValues = bias?.value.scalars
         parallelRanges(count: N * O) { range in
-            for task in range {
-                let (n, o) = (task / O, task % O)
-                depthwisePlaneForward(x + (n * C + o / multiplier) * plane, w + o * kk, bias: biasValues?[o] ?? 0, g, y + task * outPlane)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseScratchSize(g)) { scratch in
+                for task in range {
+                    let (n, o) = (task / O, task % O)
+                    depthwisePlaneForward(x + (n * C + o / multiplier) * plane, w + o * kk, bias: biasValues?[o] ?? 0, g, y + task * outPlane,
+                                          activation: activation, scratch: scratch.baseAddress!)
+                }
             }
         }
     }

@@ -152,38 +152,80 @@ func deinterleave(_ row: UnsafePointer<Float>, width: Int, even: UnsafeMutablePo
     if width % 2 == 1 { even[width / 2] = row[width - 1] }
 }
 
-/// Depthwise forward for one output channel plane: `out (Ho, Wo) = sum_k w[k] * window(in)`.
-/// Row by row: all kernel taps are added into one output row while it sits in L1, and the
-/// innermost loop walks that row contiguously (stride 2 through a de-interleaved input row).
+/// Floats of scratch `depthwisePlaneForward` needs for one plane of geometry `g`.
+func depthwiseScratchSize(_ g: WindowGeometry) -> Int {
+    (g.height + 2 * g.padding) * g.stride * depthwiseRowLength(g)
+}
+
+/// Length of one de-interleaved padded row: every output column's taps, and whole vectors.
+@inline(__always)
+func depthwiseRowLength(_ g: WindowGeometry) -> Int {
+    (g.outputWidth + 7) / 8 * 8 + (g.kernel - 1) / g.stride + 8
+}
+
+/// Depthwise forward for one output channel plane: `out (Ho, Wo) = act(bias + sum_k w[k] * window(in))`.
+/// The plane is first copied into `scratch` with its zero padding, each row split into its
+/// `stride` phases (columns q, q+s, q+2s, ...), so that every kernel tap of eight adjacent
+/// outputs is one contiguous vector load; each group of outputs then sums all its taps in
+/// registers and is stored once, already activated.
 @inline(__always)
 func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
-                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>) {
-    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
-        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
-        for oy in 0..<g.outputHeight {
-            let target = output + oy * Wo
-            target.update(repeating: bias, count: Wo)
-            for ky in 0..<k {
-                let iy = oy * s + ky - p
-                if iy < 0 || iy >= g.height { continue }
-                if s == 2 { deinterleave(input + iy * W, width: W, even: even, odd: odd) }
-                for kx in 0..<k {
-                    let w = weights[ky * k + kx]
-                    let valid = g.validColumns(offset: kx - p)
-                    if s == 1 {
-                        let source = input + iy * W + kx - p
-                        for ox in valid { target[ox] += w * source[ox] }
-                    } else if s == 2 {
-                        let d = kx - p
-                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
-                        for ox in valid { target[ox] += w * source[ox] }
-                    } else {
-                        let source = input + iy * W + kx - p
-                        for ox in valid { target[ox] += w * source[ox * s] }
-                    }
+                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>,
+                           activation: FusedActivation, scratch: UnsafeMutablePointer<Float>) {
+    let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
+    let rowLength = depthwiseRowLength(g)
+    // Padded row r, phase q, position j holds input (r - p, q + s*j - p), zero outside.
+    for r in 0..<(H + 2 * p) {
+        let iy = r - p
+        for q in 0..<s {
+            let row = scratch + (r * s + q) * rowLength
+            guard iy >= 0 && iy < H else {
+                row.update(repeating: 0, count: rowLength)
+                continue
+            }
+            let source = input + iy * W
+            if s == 1 {
+                row.update(repeating: 0, count: p)
+                (row + p).update(from: source, count: W)
+                (row + p + W).update(repeating: 0, count: rowLength - p - W)
+            } else {
+                for j in 0..<rowLength {
+                    let ix = q + s * j - p
+                    row[j] = ix >= 0 && ix < W ? source[ix] : 0
                 }
             }
+        }
+    }
+    let (low, high): (Float, Float) = switch activation {
+    case .none: (-.infinity, .infinity)
+    case .relu: (0, .infinity)
+    case .relu6: (0, 6)
+    }
+    let (lowVector, highVector, biasVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high), SIMD8<Float>(repeating: bias))
+    for oy in 0..<Ho {
+        let target = output + oy * Wo
+        var ox = 0
+        while ox < Wo {
+            var sum0 = biasVector, sum1 = biasVector
+            for ky in 0..<k {
+                let rowBase = scratch + ((oy * s + ky) * s) * rowLength + ox
+                for kx in 0..<k {
+                    let w = SIMD8<Float>(repeating: weights[ky * k + kx])
+                    let source = rowBase + (kx % s) * rowLength + kx / s
+                    sum0 += w * load8(source)
+                    sum1 += w * load8(source + 8)
+                }
+            }
+            sum0 = sum0.replacing(with: lowVector, where: sum0 .< lowVector).replacing(with: highVector, where: sum0 .> highVector)
+            sum1 = sum1.replacing(with: lowVector, where: sum1 .< lowVector).replacing(with: highVector, where: sum1 .> highVector)
+            if ox + 16 <= Wo {
+                store8(sum0, target + ox)
+                store8(sum1, target + ox + 8)
+            } else {
+                for i in 0..<Swift.min(8, Wo - ox) { target[ox + i] = sum0[i] }
+                for i in 0..<Swift.max(0, Wo - ox - 8) { target[ox + 8 + i] = sum1[i] }
+            }
+            ox += 16
         }
     }
 }
