@@ -26,6 +26,9 @@ struct EngineBenchCommand: ParsableCommand {
     @Option(help: "Timed forwards per configuration (the best is reported).")
     var iterations: Int = 5
 
+    @Option(help: "Only the networks whose names contain this (e.g. lite0, resnet).")
+    var only: String = ""
+
     @Option(help: "Input side in pixels.")
     var size: Int = 256
 
@@ -48,7 +51,7 @@ struct EngineBenchCommand: ParsableCommand {
         print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), BatchNorm folded, best of \(iterations)")
         print("sgemm 1024^3 peak: \(String(format: "%.1f", peak.gigaflops)) GFLOPS (OpenBLAS \(Engine.blasCoreName) kernels)")
         print("network               batch   ms/image    GFLOPS   % of sgemm peak   CPU ms/image  faults/image")
-        for network in Self.networks {
+        for network in Self.networks where only.isEmpty || network.name.contains(only) {
             let backbone = Backbone(kind: network.kind, seed: 1)
             backbone.setMode(.inference)
             backbone.foldBatchNorm()

@@ -183,18 +183,24 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
                 row.update(repeating: 0, count: rowLength)
                 continue
             }
-            let source = input + iy * W
+            // Positions j with q + s*j - p inside [0, W) read the input; the others are padding.
+            let first = Swift.max(0, (p - q + s - 1) / s), end = Swift.min(rowLength, Swift.max(first, (W - 1 + p - q) / s + 1))
+            row.update(repeating: 0, count: first)
+            let source = input + iy * W + q - p
             if s == 1 {
-                row.update(repeating: 0, count: p)
-                (row + p).update(from: source, count: W)
-                (row + p + W).update(repeating: 0, count: rowLength - p - W)
+                (row + first).update(from: source + first, count: end - first)
             } else {
-                for j in 0..<rowLength {
-                    let ix = q + s * j - p
-                    row[j] = ix >= 0 && ix < W ? source[ix] : 0
-                }
+                for j in first..<end { row[j] = source[s * j] }
             }
+            (row + end).update(repeating: 0, count: rowLength - end)
         }
+    }
+    // Each tap's offset from an output row's first padded row, so the inner loop does no division.
+    let kk = k * k
+    let taps = UnsafeMutablePointer<Int>.allocate(capacity: kk)
+    defer { taps.deallocate() }
+    for ky in 0..<k {
+        for kx in 0..<k { taps[ky * k + kx] = (ky * s + kx % s) * rowLength + kx / s }
     }
     let (low, high): (Float, Float) = switch activation {
     case .none: (-.infinity, .infinity)
@@ -207,14 +213,12 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
         var ox = 0
         while ox < Wo {
             var sum0 = biasVector, sum1 = biasVector
-            for ky in 0..<k {
-                let rowBase = scratch + ((oy * s + ky) * s) * rowLength + ox
-                for kx in 0..<k {
-                    let w = SIMD8<Float>(repeating: weights[ky * k + kx])
-                    let source = rowBase + (kx % s) * rowLength + kx / s
-                    sum0 += w * load8(source)
-                    sum1 += w * load8(source + 8)
-                }
+            let base = scratch + oy * s * s * rowLength + ox
+            for t in 0..<kk {
+                let w = SIMD8<Float>(repeating: weights[t])
+                let source = base + taps[t]
+                sum0 += w * load8(source)
+                sum1 += w * load8(source + 8)
             }
             sum0 = sum0.replacing(with: lowVector, where: sum0 .< lowVector).replacing(with: highVector, where: sum0 .> highVector)
             sum1 = sum1.replacing(with: lowVector, where: sum1 .< lowVector).replacing(with: highVector, where: sum1 .> highVector)
