@@ -77,12 +77,13 @@ public final class Conv2d: Layer {
                     if isDepthwise {
                         depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, activation: activation)
                     } else {
-                        if isPointwise {
-                            pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W)
-                        } else {
-                            unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                        withBiasPointer { b in
+                            if isPointwise {
+                                pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W, bias: b, activation: activation)
+                            } else {
+                                unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation)
+                            }
                         }
-                        applyBias(to: y.baseAddress!, planes: N * outputChannels, planeSize: g.outputPlane, activation: activation)
                     }
                 }
             }
@@ -90,18 +91,9 @@ public final class Conv2d: Layer {
         return output
     }
 
-    /// Adds the bias to each output plane and applies `activation`, planes split over the workers.
-    private func applyBias(to y: UnsafeMutablePointer<Float>, planes: Int, planeSize: Int, activation: FusedActivation) {
-        if bias == nil && activation == .none { return }
-        let O = outputChannels
-        let biasValues = bias?.value.scalars ?? [Float](repeating: 0, count: O)
-        biasValues.withUnsafeBufferPointer { b in
-            parallelRanges(count: planes) { range in
-                for plane in range {
-                    addAndActivate(y + plane * planeSize, count: planeSize, adding: b[plane % O], activation: activation)
-                }
-            }
-        }
+    private func withBiasPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
+        guard let bias else { return body(nil) }
+        return bias.value.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)
@@ -188,14 +180,14 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// 1x1 stride 1: per item and group, y (Og, L) = w (Og, Cg) * x (Cg, L).
-    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int) {
+    /// 1x1 stride 1: per item and group, y (Og, L) = act(bias + w (Og, Cg) * x (Cg, L)).
+    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int,
+                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
         for n in 0..<N {
             for group in 0..<groups {
-                sgemm(transposeA: false, transposeB: false, m: Og, n: L, k: Cg,
-                      a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
-                      beta: 0, c: y + (n * outputChannels + group * Og) * L, ldc: L)
+                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
+                                  bias: bias.map { $0 + group * Og }, activation: activation, c: y + (n * outputChannels + group * Og) * L, ldc: L)
             }
         }
     }
@@ -260,7 +252,8 @@ public final class Conv2d: Layer {
         return inputChannels * kernelSize * kernelSize * width + (blocks.contains { $0.items > 1 } ? outputChannels * width : 0)
     }
 
-    private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+    private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                 bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
         let blocks = columnBlocks(N: N, g: g)
@@ -272,8 +265,8 @@ public final class Conv2d: Layer {
                 // One item: straight into its output rows. Several: into (O, width), then scattered.
                 let (target, ldc) = block.items == 1 ? (y + block.firstItem * O * L + block.rows.lowerBound * g.outputWidth, L) : (gathered, width)
                 for group in 0..<groups {
-                    sgemm(transposeA: false, transposeB: false, m: Og, n: width, k: K, a: w + group * Og * K, lda: K,
-                          b: columns + group * K * width, ldb: width, beta: 0, c: target + group * Og * ldc, ldc: ldc)
+                    sgemmWithEpilogue(m: Og, n: width, k: K, a: w + group * Og * K, lda: K, b: columns + group * K * width, ldb: width,
+                                      bias: bias.map { $0 + group * Og }, activation: activation, c: target + group * Og * ldc, ldc: ldc)
                 }
                 if block.items > 1 {
                     for i in 0..<block.items {

@@ -133,6 +133,38 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     }
 }
 
+/// `C (m, n) = activation(bias + A (m, k) * B (k, n))`, bias one value per row of C (a
+/// convolution's output channel), both row-major without transposes.
+///
+/// C is cut into tiles of a few hundred columns (or rows, when C is tall and narrow), spread
+/// over the workers; each tile is filled with its bias, multiplied into with beta = 1 (OpenBLAS
+/// then skips its own pass that zeroes C) and activated while it is still in cache, so the
+/// output is written once instead of three times.
+func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    Engine.prepare()
+    let workers = Engine.threadCount
+    // Column tiles of 256...1024 when there are enough columns for every worker; else one row
+    // tile per worker (each row tile packs all of B again). Small products stay in one call.
+    let small = m * n * k < 1 << 18
+    let columnTiles = small ? 1 : Swift.max(1, Swift.min(n / 256, Swift.max(4 * workers, n / 1024)))
+    let rowTiles = small || columnTiles >= workers ? 1 : Swift.max(1, Swift.min(m / 16, workers))
+    parallelRanges(count: rowTiles * columnTiles) { range in
+        for tile in range {
+            let (rowTile, columnTile) = (tile / columnTiles, tile % columnTiles)
+            let (i0, i1) = (m * rowTile / rowTiles, m * (rowTile + 1) / rowTiles)
+            let (j0, j1) = (n * columnTile / columnTiles, n * (columnTile + 1) / columnTiles)
+            if let bias {
+                for i in i0..<i1 { (c + i * ldc + j0).update(repeating: bias[i], count: j1 - j0) }
+            }
+            blasGemm(false, false, i1 - i0, j1 - j0, k, 1, a + i0 * lda, lda, b + j0, ldb, bias == nil ? 0 : 1, c + i0 * ldc + j0, ldc)
+            if activation != .none {
+                for i in i0..<i1 { addAndActivate(c + i * ldc + j0, count: j1 - j0, adding: 0, activation: activation) }
+            }
+        }
+    }
+}
+
 @inline(__always)
 func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
