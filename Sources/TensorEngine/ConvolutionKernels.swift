@@ -50,6 +50,10 @@ struct WindowGeometry {
 func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
                  _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
+    if s == 2 {
+        im2colPlaneStride2(plane, g, columns, rowStride: rowStride, rows: rows)
+        return
+    }
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
@@ -70,6 +74,37 @@ func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
                 }
                 if valid.upperBound < g.outputWidth {
                     (out + valid.upperBound).update(repeating: 0, count: g.outputWidth - valid.upperBound)
+                }
+            }
+        }
+    }
+}
+
+/// im2colPlane for stride 2: each input row is split once into its even and odd columns, and
+/// every kernel column then copies a contiguous run (instead of a strided gather per tap).
+@inline(__always)
+func im2colPlaneStride2(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
+                        _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
+    let (k, p, W, Wo) = (g.kernel, g.padding, g.width, g.outputWidth)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
+        for oy in rows {
+            for ky in 0..<k {
+                let iy = oy * 2 + ky - p
+                let inside = iy >= 0 && iy < g.height
+                if inside { deinterleave(plane + iy * W, width: W, even: even, odd: odd) }
+                for kx in 0..<k {
+                    let out = columns + (ky * k + kx) * rowStride + (oy - rows.lowerBound) * Wo
+                    let valid = g.validColumns(offset: kx - p)
+                    if !inside || valid.isEmpty {
+                        out.update(repeating: 0, count: Wo)
+                        continue
+                    }
+                    let d = kx - p
+                    let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                    out.update(repeating: 0, count: valid.lowerBound)
+                    (out + valid.lowerBound).update(from: source + valid.lowerBound, count: valid.count)
+                    (out + valid.upperBound).update(repeating: 0, count: Wo - valid.upperBound)
                 }
             }
         }
