@@ -29,6 +29,9 @@ struct EngineBenchCommand: ParsableCommand {
     @Option(help: "Only the networks whose names contain this (e.g. lite0, resnet).")
     var only: String = ""
 
+    @Flag(help: "Time a training step instead: features in .training mode (BatchNorm not folded) and backward from every tap.")
+    var training = false
+
     @Option(help: "Input side in pixels.")
     var size: Int = 256
 
@@ -48,22 +51,29 @@ struct EngineBenchCommand: ParsableCommand {
     func run() throws {
         Engine.configure(threadCount: threads)
         let peak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
-        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), BatchNorm folded, best of \(iterations)")
+        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
+              + (training ? "training step (forward + backward; GFLOPS count the forward only)" : "BatchNorm folded") + ", best of \(iterations)")
         print("sgemm 1024^3 peak: \(String(format: "%.1f", peak.gigaflops)) GFLOPS (OpenBLAS \(Engine.blasCoreName) kernels)")
         print("network               batch   ms/image    GFLOPS   % of sgemm peak   CPU ms/image  faults/image")
         for network in Self.networks where only.isEmpty || network.name.contains(only) {
             let backbone = Backbone(kind: network.kind, seed: 1)
-            backbone.setMode(.inference)
-            backbone.foldBatchNorm()
+            if !training {
+                backbone.setMode(.inference)
+                backbone.foldBatchNorm()
+            }
             let flopsPerImage = 2 * Double(backbone.featureMultiplyAccumulates(height: size, width: size, upTo: network.taps))
             for batchSize in batchSizes {
                 let generator = SeededGenerator(seed: 2)
                 let input = generator.uniformTensor(shape: [batchSize, 3, size, size], bound: 2)
-                _ = backbone.features(input, upTo: network.taps)
+                let step = {
+                    let taps = backbone.features(input, upTo: network.taps)
+                    if training { _ = backbone.backward(tapGradients: taps.map { Tensor(shape: $0.shape, repeating: 1e-3) }) }
+                }
+                step()
                 var (best, bestProcessor, bestFaults) = (Double.infinity, Double.infinity, Int.max)
                 for _ in 0..<iterations {
                     let (startUsage, start) = (ResourceUsage.now(), DispatchTime.now().uptimeNanoseconds)
-                    _ = backbone.features(input, upTo: network.taps)
+                    step()
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
                     let usage = ResourceUsage.now()
                     bestProcessor = min(bestProcessor, usage.processorMilliseconds - startUsage.processorMilliseconds)

@@ -169,11 +169,13 @@ public final class Conv2d: Layer {
         let multiplier = O / C
         // Split by input channel: each task owns its dx planes and its weights' gradients.
         parallelRanges(count: C) { range in
-            for c in range {
-                for o in (c * multiplier)..<((c + 1) * multiplier) {
-                    for n in 0..<N {
-                        depthwisePlaneBackward(x + (n * C + c) * plane, w + o * kk, dy + (n * O + o) * outPlane, g,
-                                               inputGradient: dx + (n * C + c) * plane, weightGradient: dw + o * kk)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseBackwardScratchSize(g)) { scratch in
+                for c in range {
+                    for o in (c * multiplier)..<((c + 1) * multiplier) {
+                        for n in 0..<N {
+                            depthwisePlaneBackward(x + (n * C + c) * plane, w + o * kk, dy + (n * O + o) * outPlane, g,
+                                                   inputGradient: dx + (n * C + c) * plane, weightGradient: dw + o * kk, scratch: scratch.baseAddress!)
+                        }
                     }
                 }
             }

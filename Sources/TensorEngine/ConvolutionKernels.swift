@@ -230,18 +230,12 @@ func depthwiseRowLength(_ g: WindowGeometry) -> Int {
     (g.outputWidth + 7) / 8 * 8 + (g.kernel - 1) / g.stride + 8
 }
 
-/// Depthwise forward for one output channel plane: `out (Ho, Wo) = act(bias + sum_k w[k] * window(in))`.
-/// The plane is first copied into `scratch` with its zero padding, each row split into its
-/// `stride` phases (columns q, q+s, q+2s, ...), so that every kernel tap of eight adjacent
-/// outputs is one contiguous vector load; each group of outputs then sums all its taps in
-/// registers and is stored once, already activated.
+/// Copies an input plane into `scratch` with its zero padding, each row split into its `stride`
+/// phases: padded row r, phase q, position j holds input (r - p, q + s*j - p), zero outside.
 @inline(__always)
-func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
-                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>,
-                           activation: FusedActivation, scratch: UnsafeMutablePointer<Float>) {
-    let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
+func fillPhaseRows(_ input: UnsafePointer<Float>, _ g: WindowGeometry, _ scratch: UnsafeMutablePointer<Float>) {
+    let (s, p, H, W) = (g.stride, g.padding, g.height, g.width)
     let rowLength = depthwiseRowLength(g)
-    // Padded row r, phase q, position j holds input (r - p, q + s*j - p), zero outside.
     for r in 0..<(H + 2 * p) {
         let iy = r - p
         for q in 0..<s {
@@ -250,8 +244,7 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
                 row.update(repeating: 0, count: rowLength)
                 continue
             }
-            // Positions j with q + s*j - p inside [0, W) read the input; the others are padding.
-            let first = Swift.max(0, (p - q + s - 1) / s), end = Swift.min(rowLength, Swift.max(first, (W - 1 + p - q) / s + 1))
+            let (first, end) = phaseRange(g, phase: q)
             row.update(repeating: 0, count: first)
             let source = input + iy * W + q - p
             if s == 1 {
@@ -262,13 +255,43 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
             (row + end).update(repeating: 0, count: rowLength - end)
         }
     }
-    // Each tap's offset from an output row's first padded row, so the inner loop does no division.
-    let kk = k * k
-    let taps = UnsafeMutablePointer<Int>.allocate(capacity: kk)
-    defer { taps.deallocate() }
+}
+
+/// Positions j of phase q whose input column q + s*j - p lies inside [0, W).
+@inline(__always)
+func phaseRange(_ g: WindowGeometry, phase q: Int) -> (first: Int, end: Int) {
+    let (s, p) = (g.stride, g.padding)
+    let first = Swift.max(0, (p - q + s - 1) / s)
+    return (first, Swift.min(depthwiseRowLength(g), Swift.max(first, (g.width - 1 + p - q) / s + 1)))
+}
+
+/// Each tap's offset from an output row's first phase row, so inner loops do no division
+/// (the caller deallocates).
+@inline(__always)
+func phaseTapOffsets(_ g: WindowGeometry) -> UnsafeMutablePointer<Int> {
+    let (k, s, rowLength) = (g.kernel, g.stride, depthwiseRowLength(g))
+    let taps = UnsafeMutablePointer<Int>.allocate(capacity: k * k)
     for ky in 0..<k {
         for kx in 0..<k { taps[ky * k + kx] = (ky * s + kx % s) * rowLength + kx / s }
     }
+    return taps
+}
+
+/// Depthwise forward for one output channel plane: `out (Ho, Wo) = act(bias + sum_k w[k] * window(in))`.
+/// The plane is first copied into `scratch` with its zero padding, each row split into its
+/// `stride` phases (columns q, q+s, q+2s, ...), so that every kernel tap of eight adjacent
+/// outputs is one contiguous vector load; each group of outputs then sums all its taps in
+/// registers and is stored once, already activated.
+@inline(__always)
+func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
+                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>,
+                           activation: FusedActivation, scratch: UnsafeMutablePointer<Float>) {
+    let (k, s, Ho, Wo) = (g.kernel, g.stride, g.outputHeight, g.outputWidth)
+    let rowLength = depthwiseRowLength(g)
+    fillPhaseRows(input, g, scratch)
+    let kk = k * k
+    let taps = phaseTapOffsets(g)
+    defer { taps.deallocate() }
     let (low, high): (Float, Float) = switch activation {
     case .none: (-.infinity, .infinity)
     case .relu: (0, .infinity)
@@ -301,56 +324,58 @@ func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePoint
     }
 }
 
-/// Depthwise backward for one output channel plane: adds into the input plane's gradient and
-/// into the channel's `kernel*kernel` weight gradients, row by row as the forward (stride 2
-/// gathers into de-interleaved rows, then adds them back in place).
+/// Floats of scratch `depthwisePlaneBackward` needs for one plane of geometry `g`.
+func depthwiseBackwardScratchSize(_ g: WindowGeometry) -> Int {
+    2 * depthwiseScratchSize(g) + (g.outputWidth + 15) / 16 * 16 + 8 * g.kernel * g.kernel
+}
+
+/// Depthwise backward for one output channel plane, in the forward's phase-row layout: for
+/// sixteen outputs at a time, each tap adds `w * dy` into the padded input gradient and
+/// `dy * x` into its weight-gradient vector; the padded gradient is then added back into
+/// `inputGradient` and the vectors summed into `weightGradient`.
 @inline(__always)
 func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                             _ outputGradient: UnsafePointer<Float>, _ g: WindowGeometry,
-                            inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>) {
-    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    let half = (W + 1) / 2
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * half + 2) { temporary in
-        let even = temporary.baseAddress!, odd = even + half
-        let dEven = odd + half, dOdd = dEven + half
-        for oy in 0..<g.outputHeight {
-            let dout = outputGradient + oy * Wo
-            for ky in 0..<k {
-                let iy = oy * s + ky - p
-                if iy < 0 || iy >= g.height { continue }
-                if s == 2 {
-                    deinterleave(input + iy * W, width: W, even: even, odd: odd)
-                    dEven.update(repeating: 0, count: 2 * half)
-                }
-                for kx in 0..<k {
-                    let w = weights[ky * k + kx]
-                    let valid = g.validColumns(offset: kx - p)
-                    if valid.isEmpty { continue }
-                    let (first, n) = (valid.lowerBound, valid.count)
-                    if s == 1 {
-                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
-                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
-                        for ox in valid { dsource[ox] += w * dout[ox] }
-                    } else if s == 2 {
-                        let d = kx - p
-                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
-                        let dsource = (d & 1 == 0 ? dEven : dOdd) + (d >> 1)
-                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
-                        for ox in valid { dsource[ox] += w * dout[ox] }
-                    } else {
-                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
-                        weightGradient[ky * k + kx] += stridedDot(source + first * s, stride: s, dout + first, count: n)
-                        for ox in valid { dsource[ox * s] += w * dout[ox] }
-                    }
-                }
-                if s == 2 {
-                    let row = inputGradient + iy * W
-                    for j in 0..<(W / 2) {
-                        row[2 * j] += dEven[j]
-                        row[2 * j + 1] += dOdd[j]
-                    }
-                    if W % 2 == 1 { row[W - 1] += dEven[W / 2] }
-                }
+                            inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>,
+                            scratch: UnsafeMutablePointer<Float>) {
+    let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
+    let (kk, rowLength, size, paddedWidth) = (k * k, depthwiseRowLength(g), depthwiseScratchSize(g), (Wo + 15) / 16 * 16)
+    let (x, dxPadded) = (scratch, scratch + size)
+    let (dyRow, sums) = (dxPadded + size, dxPadded + size + paddedWidth)
+    fillPhaseRows(input, g, x)
+    dxPadded.update(repeating: 0, count: size)
+    sums.update(repeating: 0, count: 8 * kk)
+    let taps = phaseTapOffsets(g)
+    defer { taps.deallocate() }
+    for oy in 0..<Ho {
+        // The row's gradient padded with zeros to whole vectors: the extra lanes add nothing.
+        dyRow.update(from: outputGradient + oy * Wo, count: Wo)
+        (dyRow + Wo).update(repeating: 0, count: paddedWidth - Wo)
+        let base = oy * s * s * rowLength
+        var ox = 0
+        while ox < Wo {
+            let (g0, g1) = (load8(dyRow + ox), load8(dyRow + ox + 8))
+            for t in 0..<kk {
+                let offset = base + ox + taps[t]
+                let w = SIMD8<Float>(repeating: weights[t])
+                store8(load8(sums + 8 * t) + g0 * load8(x + offset) + g1 * load8(x + offset + 8), sums + 8 * t)
+                store8(load8(dxPadded + offset) + w * g0, dxPadded + offset)
+                store8(load8(dxPadded + offset + 8) + w * g1, dxPadded + offset + 8)
+            }
+            ox += 16
+        }
+    }
+    for t in 0..<kk { weightGradient[t] += load8(sums + 8 * t).sum() }
+    for r in p..<(p + H) {
+        let iy = r - p
+        for q in 0..<s {
+            let row = dxPadded + (r * s + q) * rowLength
+            let (first, end) = phaseRange(g, phase: q)
+            let target = inputGradient + iy * W + q - p
+            if s == 1 {
+                for j in first..<end { target[j] += row[j] }
+            } else {
+                for j in first..<end { target[s * j] += row[j] }
             }
         }
     }
