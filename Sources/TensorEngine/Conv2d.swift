@@ -4,8 +4,9 @@
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
-/// per group) run a direct loop; the rest unfold (im2col) several batch items into one matrix
-/// and multiply it with one sgemm per group.
+/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows; the rest
+/// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
+/// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
     public var mode: LayerMode = .training
     public let inputChannels: Int, outputChannels: Int

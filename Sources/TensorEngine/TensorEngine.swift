@@ -71,10 +71,19 @@
 // Memory
 // ------
 // Activations are fresh arrays (value semantics; caches share storage with the tensors they
-// came from, copy-on-write). On first use the engine tells glibc to keep large blocks in its
-// heap rather than mapping and unmapping each one, which removes most page faults per layer.
-// im2col scratch comes from a small reusable pool and is bounded to about 16 MB per
-// convolution (large planes are unfolded in blocks of output rows).
+// came from, copy-on-write). On first use the engine tells glibc never to map a block on its
+// own and never to return freed heap memory, so the next forward reuses the pages of the last
+// one instead of page-faulting fresh ones (batch-8 feature maps are tens of MB). im2col scratch
+// comes from a small reusable pool and is bounded to about 16 MB per convolution (large planes
+// are unfolded in blocks of output rows).
+//
+// Inference fast paths
+// --------------------
+// A frozen network (teachers, benchmarks) can skip the layer-by-layer passes over memory:
+// `Conv2d.inferenceForward(_:activation:)` writes bias + convolution + ReLU/ReLU6 in one pass
+// (cache-sized output tiles: bias fill, sgemm with beta 1, activation), `Tensor.add(_:activation:)`
+// adds a residual in place, and MaxPool2d in `.inference` keeps no argmax. Backbones use them
+// after `foldBatchNorm()`; the training paths are unchanged.
 
 import CBLAS
 import Foundation
