@@ -21,6 +21,14 @@ extension MaxPool2d: CostCounting {
 enum Activation {
     case none, relu, relu6
 
+    var fused: FusedActivation {
+        switch self {
+        case .none: return .none
+        case .relu: return .relu
+        case .relu6: return .relu6
+        }
+    }
+
     func makeLayer() -> (any Layer)? {
         switch self {
         case .none: return nil
@@ -42,6 +50,7 @@ final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
     private(set) var convolution: Conv2d
     private(set) var normalization: BatchNorm2d?
     let activation: (any Layer)?
+    let activationKind: Activation
 
     init(convolutionName: String, normalizationName: String, inputChannels: Int, outputChannels: Int,
          kernelSize: Int, stride: Int = 1, groups: Int = 1, epsilon: Float, activation: Activation, generator: SeededGenerator) {
@@ -51,6 +60,7 @@ final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
                              padding: kernelSize / 2, groups: groups, bias: false, generator: generator)
         normalization = BatchNorm2d(channels: outputChannels, epsilon: epsilon)
         self.activation = activation.makeLayer()
+        activationKind = activation
     }
 
     var children: [(name: String, layer: any Layer)] {
@@ -62,6 +72,11 @@ final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
 
     /// input (N, Cin, H, W) -> output (N, Cout, H/stride, W/stride)
     func forward(_ input: Tensor) -> Tensor {
+        // Folded inference: convolution, bias and activation in one pass.
+        // (The unit's own mode is not set by setMode: its parent lists the convolution directly.)
+        if normalization == nil && convolution.mode == .inference && (activation?.mode ?? .inference) == .inference {
+            return convolution.inferenceForward(input, activation: activationKind.fused)
+        }
         var x = convolution.forward(input)
         if let normalization { x = normalization.forward(x) }
         if let activation { x = activation.forward(x) }
@@ -122,7 +137,11 @@ final class BasicBlock: Layer, BatchNormFolding, CostCounting {
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        let main = second.forward(first.forward(input))
+        var main = second.forward(first.forward(input))
+        if mode == .inference && outputActivation.mode == .inference {
+            main.add(downsample?.forward(input) ?? input, activation: .relu)
+            return main
+        }
         return outputActivation.forward(summing(main, downsample?.forward(input) ?? input))
     }
 
@@ -170,7 +189,11 @@ final class BottleneckBlock: Layer, BatchNormFolding, CostCounting {
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        let main = expand.forward(spatial.forward(reduce.forward(input)))
+        var main = expand.forward(spatial.forward(reduce.forward(input)))
+        if mode == .inference && outputActivation.mode == .inference {
+            main.add(downsample?.forward(input) ?? input, activation: .relu)
+            return main
+        }
         return outputActivation.forward(summing(main, downsample?.forward(input) ?? input))
     }
 
@@ -218,8 +241,13 @@ final class InvertedResidualBlock: Layer, BatchNormFolding, CostCounting {
 
     func forward(_ input: Tensor) -> Tensor {
         let expanded = expansion?.forward(input) ?? input
-        let output = projection.forward(depthwise.forward(expanded))
-        return hasSkip ? summing(output, input) : output
+        var output = projection.forward(depthwise.forward(expanded))
+        guard hasSkip else { return output }
+        if mode == .inference {
+            output.add(input, activation: .none)
+            return output
+        }
+        return summing(output, input)
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {

@@ -9,7 +9,9 @@ struct BenchCommand: ParsableCommand {
 }
 
 /// `rstpm bench engine`: backbone feature extraction (the teachers' work) in ms per image,
-/// achieved GFLOPS (2 x convolution MACs) and percent of the sgemm peak measured in the same run.
+/// achieved GFLOPS (2 x convolution MACs) and percent of the sgemm peak measured in the same run,
+/// plus CPU time (all threads) and minor page faults per image: on a shared machine wall time
+/// varies with the other load, CPU time much less.
 /// Random weights: timing does not depend on the values. bench/engine.sh compares with PyTorch,
 /// ONNX Runtime and OpenVINO running the same networks.
 struct EngineBenchCommand: ParsableCommand {
@@ -23,6 +25,12 @@ struct EngineBenchCommand: ParsableCommand {
 
     @Option(help: "Timed forwards per configuration (the best is reported).")
     var iterations: Int = 5
+
+    @Option(help: "Only the networks whose names contain this (e.g. lite0, resnet).")
+    var only: String = ""
+
+    @Flag(help: "Time a training step instead: features in .training mode (BatchNorm not folded) and backward from every tap.")
+    var training = false
 
     @Option(help: "Input side in pixels.")
     var size: Int = 256
@@ -43,29 +51,53 @@ struct EngineBenchCommand: ParsableCommand {
     func run() throws {
         Engine.configure(threadCount: threads)
         let peak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
-        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), BatchNorm folded, best of \(iterations)")
-        print("sgemm 1024^3 peak: \(String(format: "%.1f", peak.gigaflops)) GFLOPS")
-        print("network               batch   ms/image    GFLOPS   % of sgemm peak")
-        for network in Self.networks {
+        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
+              + (training ? "training step (forward + backward; GFLOPS count the forward only)" : "BatchNorm folded") + ", best of \(iterations)")
+        print("sgemm 1024^3 peak: \(String(format: "%.1f", peak.gigaflops)) GFLOPS (OpenBLAS \(Engine.blasCoreName) kernels)")
+        print("network               batch   ms/image    GFLOPS   % of sgemm peak   CPU ms/image  faults/image")
+        for network in Self.networks where only.isEmpty || network.name.contains(only) {
             let backbone = Backbone(kind: network.kind, seed: 1)
-            backbone.setMode(.inference)
-            backbone.foldBatchNorm()
+            if !training {
+                backbone.setMode(.inference)
+                backbone.foldBatchNorm()
+            }
             let flopsPerImage = 2 * Double(backbone.featureMultiplyAccumulates(height: size, width: size, upTo: network.taps))
             for batchSize in batchSizes {
                 let generator = SeededGenerator(seed: 2)
                 let input = generator.uniformTensor(shape: [batchSize, 3, size, size], bound: 2)
-                _ = backbone.features(input, upTo: network.taps)
-                var best = Double.infinity
+                let step = {
+                    let taps = backbone.features(input, upTo: network.taps)
+                    if training { _ = backbone.backward(tapGradients: taps.map { Tensor(shape: $0.shape, repeating: 1e-3) }) }
+                }
+                step()
+                var (best, bestProcessor, bestFaults) = (Double.infinity, Double.infinity, Int.max)
                 for _ in 0..<iterations {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    _ = backbone.features(input, upTo: network.taps)
+                    let (startUsage, start) = (ResourceUsage.now(), DispatchTime.now().uptimeNanoseconds)
+                    step()
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                    let usage = ResourceUsage.now()
+                    bestProcessor = min(bestProcessor, usage.processorMilliseconds - startUsage.processorMilliseconds)
+                    bestFaults = min(bestFaults, usage.pageFaults - startUsage.pageFaults)
                 }
                 let perImage = best / Double(batchSize)
                 let gigaflops = flopsPerImage / (perImage * 1e6)
                 print("RESULT " + network.name.padding(toLength: 18, withPad: " ", startingAt: 0)
-                      + String(format: " %5d %10.2f %9.1f %9.1f", batchSize, perImage, gigaflops, 100 * gigaflops / peak.gigaflops))
+                      + String(format: " %5d %10.2f %9.1f %9.1f %12.2f %12d", batchSize, perImage, gigaflops, 100 * gigaflops / peak.gigaflops,
+                               bestProcessor / Double(batchSize), bestFaults / batchSize))
             }
         }
+    }
+}
+
+/// Process CPU time and minor page faults so far (getrusage).
+private struct ResourceUsage {
+    let processorMilliseconds: Double
+    let pageFaults: Int
+
+    static func now() -> ResourceUsage {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let seconds = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return ResourceUsage(processorMilliseconds: seconds * 1e3, pageFaults: usage.ru_minflt)
     }
 }

@@ -39,6 +39,67 @@ func parallelElementwise(_ a: Tensor, _ b: Tensor,
     return output
 }
 
+/// An activation applied inside another kernel's pass over its output (inference paths:
+/// `Conv2d.inferenceForward(_:activation:)`, `Tensor.add(_:activation:)`).
+public enum FusedActivation: Sendable {
+    case none, relu, relu6
+}
+
+/// x[i] = activation(x[i] + value) over `count` floats, eight at a time.
+@inline(__always)
+func addAndActivate(_ x: UnsafeMutablePointer<Float>, count: Int, adding value: Float, activation: FusedActivation) {
+    let shift = SIMD8<Float>(repeating: value)
+    let (low, high): (Float, Float) = switch activation {
+    case .none: (-.infinity, .infinity)
+    case .relu: (0, .infinity)
+    case .relu6: (0, 6)
+    }
+    let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
+    var i = 0
+    while i + 8 <= count {
+        let v = load8(x + i) + shift
+        store8(v.replacing(with: lowVector, where: v .< lowVector).replacing(with: highVector, where: v .> highVector), x + i)
+        i += 8
+    }
+    while i < count { x[i] = Swift.min(Swift.max(x[i] + value, low), high); i += 1 }
+}
+
+/// x[i] = activation(x[i] + y[i]) over `count` floats, eight at a time.
+@inline(__always)
+func addAndActivate(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, activation: FusedActivation) {
+    let (low, high): (Float, Float) = switch activation {
+    case .none: (-.infinity, .infinity)
+    case .relu: (0, .infinity)
+    case .relu6: (0, 6)
+    }
+    let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
+    var i = 0
+    while i + 8 <= count {
+        let v = load8(x + i) + load8(y + i)
+        store8(v.replacing(with: lowVector, where: v .< lowVector).replacing(with: highVector, where: v .> highVector), x + i)
+        i += 8
+    }
+    while i < count { x[i] = Swift.min(Swift.max(x[i] + y[i], low), high); i += 1 }
+}
+
+extension Tensor {
+    /// self = activation(self + other) in place, on the engine's workers (residual connections
+    /// at inference: no new tensor, one pass).
+    public mutating func add(_ other: Tensor, activation: FusedActivation) {
+        precondition(shape == other.shape, "adding \(other.shape) into \(shape)")
+        let chunk = 1 << 14
+        scalars.withUnsafeMutableBufferPointer { x in
+            other.scalars.withUnsafeBufferPointer { y in
+                let count = x.count
+                parallelRanges(count: (count + chunk - 1) / chunk) { range in
+                    let start = range.lowerBound * chunk, end = Swift.min(count, range.upperBound * chunk)
+                    addAndActivate(x.baseAddress! + start, y.baseAddress! + start, count: end - start, activation: activation)
+                }
+            }
+        }
+    }
+}
+
 /// `torch.nn.ReLU`: max(x, 0). Backward passes the gradient where the output is positive.
 public final class ReLU: Layer {
     public var mode: LayerMode = .training

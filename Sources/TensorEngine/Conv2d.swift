@@ -4,8 +4,9 @@
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
-/// per group) run a direct loop; the rest unfold (im2col) several batch items into one matrix
-/// and multiply it with one sgemm per group.
+/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows; the rest
+/// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
+/// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
     public var mode: LayerMode = .training
     public let inputChannels: Int, outputChannels: Int
@@ -50,6 +51,21 @@ public final class Conv2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
+        let output = compute(input, activation: .none)
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
+    }
+
+    /// The convolution followed by `activation`, in one pass over the output: the bias and the
+    /// activation are applied while each output plane is in cache, instead of two more passes
+    /// and a second tensor. Caches nothing, so the layer must be in `.inference` mode.
+    public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        precondition(mode == .inference, "Conv2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
+        cachedInput = nil
+        return compute(input, activation: activation)
+    }
+
+    private func compute(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == inputChannels,
                      "Conv2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
         let (N, H, W) = (input.shape[0], input.shape[2], input.shape[3])
@@ -60,18 +76,25 @@ public final class Conv2d: Layer {
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
                     if isDepthwise {
-                        depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
-                    } else if isPointwise {
-                        pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W)
+                        depthwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, activation: activation)
                     } else {
-                        unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g)
+                        withBiasPointer { b in
+                            if isPointwise {
+                                pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W, bias: b, activation: activation)
+                            } else {
+                                unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation)
+                            }
+                        }
                     }
                 }
             }
         }
-        if !isDepthwise, let bias { addBias(bias.value, to: &output) }
-        cachedInput = mode.cachesForBackward ? input : nil
         return output
+    }
+
+    private func withBiasPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
+        guard let bias else { return body(nil) }
+        return bias.value.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)
@@ -125,14 +148,18 @@ public final class Conv2d: Layer {
     // MARK: kernels
 
     /// Depthwise: output channel o reads input channel o / multiplier; one plane per task.
-    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+    private func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                  activation: FusedActivation) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
         let biasValues = bias?.value.scalars
         parallelRanges(count: N * O) { range in
-            for task in range {
-                let (n, o) = (task / O, task % O)
-                depthwisePlaneForward(x + (n * C + o / multiplier) * plane, w + o * kk, bias: biasValues?[o] ?? 0, g, y + task * outPlane)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseScratchSize(g)) { scratch in
+                for task in range {
+                    let (n, o) = (task / O, task % O)
+                    depthwisePlaneForward(x + (n * C + o / multiplier) * plane, w + o * kk, bias: biasValues?[o] ?? 0, g, y + task * outPlane,
+                                          activation: activation, scratch: scratch.baseAddress!)
+                }
             }
         }
     }
@@ -143,25 +170,27 @@ public final class Conv2d: Layer {
         let multiplier = O / C
         // Split by input channel: each task owns its dx planes and its weights' gradients.
         parallelRanges(count: C) { range in
-            for c in range {
-                for o in (c * multiplier)..<((c + 1) * multiplier) {
-                    for n in 0..<N {
-                        depthwisePlaneBackward(x + (n * C + c) * plane, w + o * kk, dy + (n * O + o) * outPlane, g,
-                                               inputGradient: dx + (n * C + c) * plane, weightGradient: dw + o * kk)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseBackwardScratchSize(g)) { scratch in
+                for c in range {
+                    for o in (c * multiplier)..<((c + 1) * multiplier) {
+                        for n in 0..<N {
+                            depthwisePlaneBackward(x + (n * C + c) * plane, w + o * kk, dy + (n * O + o) * outPlane, g,
+                                                   inputGradient: dx + (n * C + c) * plane, weightGradient: dw + o * kk, scratch: scratch.baseAddress!)
+                        }
                     }
                 }
             }
         }
     }
 
-    /// 1x1 stride 1: per item and group, y (Og, L) = w (Og, Cg) * x (Cg, L).
-    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int) {
+    /// 1x1 stride 1: per item and group, y (Og, L) = act(bias + w (Og, Cg) * x (Cg, L)).
+    private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int,
+                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
         for n in 0..<N {
             for group in 0..<groups {
-                sgemm(transposeA: false, transposeB: false, m: Og, n: L, k: Cg,
-                      a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
-                      beta: 0, c: y + (n * outputChannels + group * Og) * L, ldc: L)
+                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
+                                  bias: bias.map { $0 + group * Og }, activation: activation, c: y + (n * outputChannels + group * Og) * L, ldc: L)
             }
         }
     }
@@ -226,7 +255,8 @@ public final class Conv2d: Layer {
         return inputChannels * kernelSize * kernelSize * width + (blocks.contains { $0.items > 1 } ? outputChannels * width : 0)
     }
 
-    private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
+    private func unfoldedForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                 bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
         let blocks = columnBlocks(N: N, g: g)
@@ -238,8 +268,8 @@ public final class Conv2d: Layer {
                 // One item: straight into its output rows. Several: into (O, width), then scattered.
                 let (target, ldc) = block.items == 1 ? (y + block.firstItem * O * L + block.rows.lowerBound * g.outputWidth, L) : (gathered, width)
                 for group in 0..<groups {
-                    sgemm(transposeA: false, transposeB: false, m: Og, n: width, k: K, a: w + group * Og * K, lda: K,
-                          b: columns + group * K * width, ldb: width, beta: 0, c: target + group * Og * ldc, ldc: ldc)
+                    sgemmWithEpilogue(m: Og, n: width, k: K, a: w + group * Og * K, lda: K, b: columns + group * K * width, ldb: width,
+                                      bias: bias.map { $0 + group * Og }, activation: activation, c: target + group * Og * ldc, ldc: ldc)
                 }
                 if block.items > 1 {
                     for i in 0..<block.items {

@@ -50,6 +50,10 @@ struct WindowGeometry {
 func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
                  _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
     let (k, s, p, W) = (g.kernel, g.stride, g.padding, g.width)
+    if s == 2 {
+        im2colPlaneStride2(plane, g, columns, rowStride: rowStride, rows: rows)
+        return
+    }
     for ky in 0..<k {
         for kx in 0..<k {
             let row = columns + (ky * k + kx) * rowStride
@@ -70,6 +74,37 @@ func im2colPlane(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
                 }
                 if valid.upperBound < g.outputWidth {
                     (out + valid.upperBound).update(repeating: 0, count: g.outputWidth - valid.upperBound)
+                }
+            }
+        }
+    }
+}
+
+/// im2colPlane for stride 2: each input row is split once into its even and odd columns, and
+/// every kernel column then copies a contiguous run (instead of a strided gather per tap).
+@inline(__always)
+func im2colPlaneStride2(_ plane: UnsafePointer<Float>, _ g: WindowGeometry,
+                        _ columns: UnsafeMutablePointer<Float>, rowStride: Int, rows: Range<Int>) {
+    let (k, p, W, Wo) = (g.kernel, g.padding, g.width, g.outputWidth)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
+        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
+        for oy in rows {
+            for ky in 0..<k {
+                let iy = oy * 2 + ky - p
+                let inside = iy >= 0 && iy < g.height
+                if inside { deinterleave(plane + iy * W, width: W, even: even, odd: odd) }
+                for kx in 0..<k {
+                    let out = columns + (ky * k + kx) * rowStride + (oy - rows.lowerBound) * Wo
+                    let valid = g.validColumns(offset: kx - p)
+                    if !inside || valid.isEmpty {
+                        out.update(repeating: 0, count: Wo)
+                        continue
+                    }
+                    let d = kx - p
+                    let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
+                    out.update(repeating: 0, count: valid.lowerBound)
+                    (out + valid.lowerBound).update(from: source + valid.lowerBound, count: valid.count)
+                    (out + valid.upperBound).update(repeating: 0, count: Wo - valid.upperBound)
                 }
             }
         }
@@ -133,6 +168,38 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     }
 }
 
+/// `C (m, n) = activation(bias + A (m, k) * B (k, n))`, bias one value per row of C (a
+/// convolution's output channel), both row-major without transposes.
+///
+/// C is cut into tiles of a few hundred columns (or rows, when C is tall and narrow), spread
+/// over the workers; each tile is filled with its bias, multiplied into with beta = 1 (OpenBLAS
+/// then skips its own pass that zeroes C) and activated while it is still in cache, so the
+/// output is written once instead of three times.
+func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                       bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    Engine.prepare()
+    let workers = Engine.threadCount
+    // Column tiles of 256...1024 when there are enough columns for every worker; else one row
+    // tile per worker (each row tile packs all of B again). Small products stay in one call.
+    let small = m * n * k < 1 << 18
+    let columnTiles = small ? 1 : Swift.max(1, Swift.min(n / 256, Swift.max(4 * workers, n / 1024)))
+    let rowTiles = small || columnTiles >= workers ? 1 : Swift.max(1, Swift.min(m / 16, workers))
+    parallelRanges(count: rowTiles * columnTiles) { range in
+        for tile in range {
+            let (rowTile, columnTile) = (tile / columnTiles, tile % columnTiles)
+            let (i0, i1) = (m * rowTile / rowTiles, m * (rowTile + 1) / rowTiles)
+            let (j0, j1) = (n * columnTile / columnTiles, n * (columnTile + 1) / columnTiles)
+            if let bias {
+                for i in i0..<i1 { (c + i * ldc + j0).update(repeating: bias[i], count: j1 - j0) }
+            }
+            blasGemm(false, false, i1 - i0, j1 - j0, k, 1, a + i0 * lda, lda, b + j0, ldb, bias == nil ? 0 : 1, c + i0 * ldc + j0, ldc)
+            if activation != .none {
+                for i in i0..<i1 { addAndActivate(c + i * ldc + j0, count: j1 - j0, adding: 0, activation: activation) }
+            }
+        }
+    }
+}
+
 @inline(__always)
 func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -152,92 +219,163 @@ func deinterleave(_ row: UnsafePointer<Float>, width: Int, even: UnsafeMutablePo
     if width % 2 == 1 { even[width / 2] = row[width - 1] }
 }
 
-/// Depthwise forward for one output channel plane: `out (Ho, Wo) = sum_k w[k] * window(in)`.
-/// Row by row: all kernel taps are added into one output row while it sits in L1, and the
-/// innermost loop walks that row contiguously (stride 2 through a de-interleaved input row).
+/// Floats of scratch `depthwisePlaneForward` needs for one plane of geometry `g`.
+func depthwiseScratchSize(_ g: WindowGeometry) -> Int {
+    (g.height + 2 * g.padding) * g.stride * depthwiseRowLength(g)
+}
+
+/// Length of one de-interleaved padded row: every output column's taps, and whole vectors.
 @inline(__always)
-func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
-                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>) {
-    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2) { temporary in
-        let even = temporary.baseAddress!, odd = even + (W + 1) / 2
-        for oy in 0..<g.outputHeight {
-            let target = output + oy * Wo
-            target.update(repeating: bias, count: Wo)
-            for ky in 0..<k {
-                let iy = oy * s + ky - p
-                if iy < 0 || iy >= g.height { continue }
-                if s == 2 { deinterleave(input + iy * W, width: W, even: even, odd: odd) }
-                for kx in 0..<k {
-                    let w = weights[ky * k + kx]
-                    let valid = g.validColumns(offset: kx - p)
-                    if s == 1 {
-                        let source = input + iy * W + kx - p
-                        for ox in valid { target[ox] += w * source[ox] }
-                    } else if s == 2 {
-                        let d = kx - p
-                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
-                        for ox in valid { target[ox] += w * source[ox] }
-                    } else {
-                        let source = input + iy * W + kx - p
-                        for ox in valid { target[ox] += w * source[ox * s] }
-                    }
-                }
+func depthwiseRowLength(_ g: WindowGeometry) -> Int {
+    (g.outputWidth + 7) / 8 * 8 + (g.kernel - 1) / g.stride + 8
+}
+
+/// Copies an input plane into `scratch` with its zero padding, each row split into its `stride`
+/// phases: padded row r, phase q, position j holds input (r - p, q + s*j - p), zero outside.
+@inline(__always)
+func fillPhaseRows(_ input: UnsafePointer<Float>, _ g: WindowGeometry, _ scratch: UnsafeMutablePointer<Float>) {
+    let (s, p, H, W) = (g.stride, g.padding, g.height, g.width)
+    let rowLength = depthwiseRowLength(g)
+    for r in 0..<(H + 2 * p) {
+        let iy = r - p
+        for q in 0..<s {
+            let row = scratch + (r * s + q) * rowLength
+            guard iy >= 0 && iy < H else {
+                row.update(repeating: 0, count: rowLength)
+                continue
             }
+            let (first, end) = phaseRange(g, phase: q)
+            row.update(repeating: 0, count: first)
+            let source = input + iy * W + q - p
+            if s == 1 {
+                (row + first).update(from: source + first, count: end - first)
+            } else {
+                for j in first..<end { row[j] = source[s * j] }
+            }
+            (row + end).update(repeating: 0, count: rowLength - end)
         }
     }
 }
 
-/// Depthwise backward for one output channel plane: adds into the input plane's gradient and
-/// into the channel's `kernel*kernel` weight gradients, row by row as the forward (stride 2
-/// gathers into de-interleaved rows, then adds them back in place).
+/// Positions j of phase q whose input column q + s*j - p lies inside [0, W).
+@inline(__always)
+func phaseRange(_ g: WindowGeometry, phase q: Int) -> (first: Int, end: Int) {
+    let (s, p) = (g.stride, g.padding)
+    let first = Swift.max(0, (p - q + s - 1) / s)
+    return (first, Swift.min(depthwiseRowLength(g), Swift.max(first, (g.width - 1 + p - q) / s + 1)))
+}
+
+/// Each tap's offset from an output row's first phase row, so inner loops do no division
+/// (the caller deallocates).
+@inline(__always)
+func phaseTapOffsets(_ g: WindowGeometry) -> UnsafeMutablePointer<Int> {
+    let (k, s, rowLength) = (g.kernel, g.stride, depthwiseRowLength(g))
+    let taps = UnsafeMutablePointer<Int>.allocate(capacity: k * k)
+    for ky in 0..<k {
+        for kx in 0..<k { taps[ky * k + kx] = (ky * s + kx % s) * rowLength + kx / s }
+    }
+    return taps
+}
+
+/// Depthwise forward for one output channel plane: `out (Ho, Wo) = act(bias + sum_k w[k] * window(in))`.
+/// The plane is first copied into `scratch` with its zero padding, each row split into its
+/// `stride` phases (columns q, q+s, q+2s, ...), so that every kernel tap of eight adjacent
+/// outputs is one contiguous vector load; each group of outputs then sums all its taps in
+/// registers and is stored once, already activated.
+@inline(__always)
+func depthwisePlaneForward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, bias: Float,
+                           _ g: WindowGeometry, _ output: UnsafeMutablePointer<Float>,
+                           activation: FusedActivation, scratch: UnsafeMutablePointer<Float>) {
+    let (k, s, Ho, Wo) = (g.kernel, g.stride, g.outputHeight, g.outputWidth)
+    let rowLength = depthwiseRowLength(g)
+    fillPhaseRows(input, g, scratch)
+    let kk = k * k
+    let taps = phaseTapOffsets(g)
+    defer { taps.deallocate() }
+    let (low, high): (Float, Float) = switch activation {
+    case .none: (-.infinity, .infinity)
+    case .relu: (0, .infinity)
+    case .relu6: (0, 6)
+    }
+    let (lowVector, highVector, biasVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high), SIMD8<Float>(repeating: bias))
+    for oy in 0..<Ho {
+        let target = output + oy * Wo
+        var ox = 0
+        while ox < Wo {
+            var sum0 = biasVector, sum1 = biasVector
+            let base = scratch + oy * s * s * rowLength + ox
+            for t in 0..<kk {
+                let w = SIMD8<Float>(repeating: weights[t])
+                let source = base + taps[t]
+                sum0 += w * load8(source)
+                sum1 += w * load8(source + 8)
+            }
+            sum0 = sum0.replacing(with: lowVector, where: sum0 .< lowVector).replacing(with: highVector, where: sum0 .> highVector)
+            sum1 = sum1.replacing(with: lowVector, where: sum1 .< lowVector).replacing(with: highVector, where: sum1 .> highVector)
+            if ox + 16 <= Wo {
+                store8(sum0, target + ox)
+                store8(sum1, target + ox + 8)
+            } else {
+                for i in 0..<Swift.min(8, Wo - ox) { target[ox + i] = sum0[i] }
+                for i in 0..<Swift.max(0, Wo - ox - 8) { target[ox + 8 + i] = sum1[i] }
+            }
+            ox += 16
+        }
+    }
+}
+
+/// Floats of scratch `depthwisePlaneBackward` needs for one plane of geometry `g`.
+func depthwiseBackwardScratchSize(_ g: WindowGeometry) -> Int {
+    2 * depthwiseScratchSize(g) + (g.outputWidth + 15) / 16 * 16 + 8 * g.kernel * g.kernel
+}
+
+/// Depthwise backward for one output channel plane, in the forward's phase-row layout: for
+/// sixteen outputs at a time, each tap adds `w * dy` into the padded input gradient and
+/// `dy * x` into its weight-gradient vector; the padded gradient is then added back into
+/// `inputGradient` and the vectors summed into `weightGradient`.
 @inline(__always)
 func depthwisePlaneBackward(_ input: UnsafePointer<Float>, _ weights: UnsafePointer<Float>,
                             _ outputGradient: UnsafePointer<Float>, _ g: WindowGeometry,
-                            inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>) {
-    let (k, s, p, W, Wo) = (g.kernel, g.stride, g.padding, g.width, g.outputWidth)
-    let half = (W + 1) / 2
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * half + 2) { temporary in
-        let even = temporary.baseAddress!, odd = even + half
-        let dEven = odd + half, dOdd = dEven + half
-        for oy in 0..<g.outputHeight {
-            let dout = outputGradient + oy * Wo
-            for ky in 0..<k {
-                let iy = oy * s + ky - p
-                if iy < 0 || iy >= g.height { continue }
-                if s == 2 {
-                    deinterleave(input + iy * W, width: W, even: even, odd: odd)
-                    dEven.update(repeating: 0, count: 2 * half)
-                }
-                for kx in 0..<k {
-                    let w = weights[ky * k + kx]
-                    let valid = g.validColumns(offset: kx - p)
-                    if valid.isEmpty { continue }
-                    let (first, n) = (valid.lowerBound, valid.count)
-                    if s == 1 {
-                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
-                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
-                        for ox in valid { dsource[ox] += w * dout[ox] }
-                    } else if s == 2 {
-                        let d = kx - p
-                        let source = UnsafePointer(d & 1 == 0 ? even : odd) + (d >> 1)
-                        let dsource = (d & 1 == 0 ? dEven : dOdd) + (d >> 1)
-                        weightGradient[ky * k + kx] += vectorDot(dout + first, source + first, count: n)
-                        for ox in valid { dsource[ox] += w * dout[ox] }
-                    } else {
-                        let source = input + iy * W + kx - p, dsource = inputGradient + iy * W + kx - p
-                        weightGradient[ky * k + kx] += stridedDot(source + first * s, stride: s, dout + first, count: n)
-                        for ox in valid { dsource[ox * s] += w * dout[ox] }
-                    }
-                }
-                if s == 2 {
-                    let row = inputGradient + iy * W
-                    for j in 0..<(W / 2) {
-                        row[2 * j] += dEven[j]
-                        row[2 * j + 1] += dOdd[j]
-                    }
-                    if W % 2 == 1 { row[W - 1] += dEven[W / 2] }
-                }
+                            inputGradient: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>,
+                            scratch: UnsafeMutablePointer<Float>) {
+    let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
+    let (kk, rowLength, size, paddedWidth) = (k * k, depthwiseRowLength(g), depthwiseScratchSize(g), (Wo + 15) / 16 * 16)
+    let (x, dxPadded) = (scratch, scratch + size)
+    let (dyRow, sums) = (dxPadded + size, dxPadded + size + paddedWidth)
+    fillPhaseRows(input, g, x)
+    dxPadded.update(repeating: 0, count: size)
+    sums.update(repeating: 0, count: 8 * kk)
+    let taps = phaseTapOffsets(g)
+    defer { taps.deallocate() }
+    for oy in 0..<Ho {
+        // The row's gradient padded with zeros to whole vectors: the extra lanes add nothing.
+        dyRow.update(from: outputGradient + oy * Wo, count: Wo)
+        (dyRow + Wo).update(repeating: 0, count: paddedWidth - Wo)
+        let base = oy * s * s * rowLength
+        var ox = 0
+        while ox < Wo {
+            let (g0, g1) = (load8(dyRow + ox), load8(dyRow + ox + 8))
+            for t in 0..<kk {
+                let offset = base + ox + taps[t]
+                let w = SIMD8<Float>(repeating: weights[t])
+                store8(load8(sums + 8 * t) + g0 * load8(x + offset) + g1 * load8(x + offset + 8), sums + 8 * t)
+                store8(load8(dxPadded + offset) + w * g0, dxPadded + offset)
+                store8(load8(dxPadded + offset + 8) + w * g1, dxPadded + offset + 8)
+            }
+            ox += 16
+        }
+    }
+    for t in 0..<kk { weightGradient[t] += load8(sums + 8 * t).sum() }
+    for r in p..<(p + H) {
+        let iy = r - p
+        for q in 0..<s {
+            let row = dxPadded + (r * s + q) * rowLength
+            let (first, end) = phaseRange(g, phase: q)
+            let target = inputGradient + iy * W + q - p
+            if s == 1 {
+                for j in first..<end { target[j] += row[j] }
+            } else {
+                for j in first..<end { target[s * j] += row[j] }
             }
         }
     }

@@ -26,6 +26,10 @@ public final class MaxPool2d: Layer {
             output.scalars.withUnsafeMutableBufferPointer { y in
                 argmax.withUnsafeMutableBufferPointer { indices in
                     parallelRanges(count: N * C) { range in
+                        if !keep {
+                            Self.maximumPlanes(x.baseAddress!, y.baseAddress!, planes: range, g: g)
+                            return
+                        }
                         for planeIndex in range {
                             let inBase = planeIndex * H * W, outBase = planeIndex * Ho * Wo
                             for oy in 0..<Ho {
@@ -51,6 +55,41 @@ public final class MaxPool2d: Layer {
         cachedInputShape = input.shape
         cachedArgmax = keep ? argmax : nil
         return output
+    }
+
+    /// Inference (no argmax): per output row, the window rows' maximum eight columns at a
+    /// time into a row padded with -infinity, then each output the maximum of its k columns.
+    /// NaN propagates, as in the indexed path.
+    private static func maximumPlanes(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Range<Int>, g: WindowGeometry) {
+        let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2 * p + k) { buffer in
+            let padded = buffer.baseAddress!, row = padded + p
+            padded.update(repeating: -.infinity, count: W + 2 * p + k)
+            for planeIndex in planes {
+                let input = x + planeIndex * H * W, output = y + planeIndex * Ho * Wo
+                for oy in 0..<Ho {
+                    let y0 = Swift.max(oy * s - p, 0), y1 = Swift.min(oy * s - p + k, H)
+                    row.update(from: input + y0 * W, count: W)
+                    for iy in (y0 + 1)..<y1 {
+                        let source = input + iy * W
+                        var i = 0
+                        while i + 8 <= W {
+                            let (a, b) = (load8(row + i), load8(source + i))
+                            store8(a.replacing(with: b, where: (b .> a) .| (b .!= b)), row + i)
+                            i += 8
+                        }
+                        while i < W { if source[i] > row[i] || source[i].isNaN { row[i] = source[i] }; i += 1 }
+                    }
+                    let target = output + oy * Wo
+                    for ox in 0..<Wo {
+                        let window = padded + ox * s
+                        var best = window[0]
+                        for kx in 1..<k where window[kx] > best || window[kx].isNaN { best = window[kx] }
+                        target[ox] = best
+                    }
+                }
+            }
+        }
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {

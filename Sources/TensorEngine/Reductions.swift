@@ -60,19 +60,3 @@ func vectorSquaredDeviation(_ a: UnsafePointer<Float>, center: Float, count: Int
     return total
 }
 
-/// sum_i a[i * stride] * b[i], for strided windows (four independent partial sums).
-@inline(__always)
-func stridedDot(_ a: UnsafePointer<Float>, stride: Int, _ b: UnsafePointer<Float>, count: Int) -> Float {
-    var (s0, s1, s2, s3): (Float, Float, Float, Float) = (0, 0, 0, 0)
-    var i = 0
-    while i + 4 <= count {
-        s0 += a[i * stride] * b[i]
-        s1 += a[(i + 1) * stride] * b[i + 1]
-        s2 += a[(i + 2) * stride] * b[i + 2]
-        s3 += a[(i + 3) * stride] * b[i + 3]
-        i += 4
-    }
-    var total = (s0 + s1) + (s2 + s3)
-    while i < count { total += a[i * stride] * b[i]; i += 1 }
-    return total
-}

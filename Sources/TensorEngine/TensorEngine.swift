@@ -71,10 +71,19 @@
 // Memory
 // ------
 // Activations are fresh arrays (value semantics; caches share storage with the tensors they
-// came from, copy-on-write). On first use the engine tells glibc to keep large blocks in its
-// heap rather than mapping and unmapping each one, which removes most page faults per layer.
-// im2col scratch comes from a small reusable pool and is bounded to about 16 MB per
-// convolution (large planes are unfolded in blocks of output rows).
+// came from, copy-on-write). On first use the engine tells glibc never to map a block on its
+// own and never to return freed heap memory, so the next forward reuses the pages of the last
+// one instead of page-faulting fresh ones (batch-8 feature maps are tens of MB). im2col scratch
+// comes from a small reusable pool and is bounded to about 16 MB per convolution (large planes
+// are unfolded in blocks of output rows).
+//
+// Inference fast paths
+// --------------------
+// A frozen network (teachers, benchmarks) can skip the layer-by-layer passes over memory:
+// `Conv2d.inferenceForward(_:activation:)` writes bias + convolution + ReLU/ReLU6 in one pass
+// (cache-sized output tiles: bias fill, sgemm with beta 1, activation), `Tensor.add(_:activation:)`
+// adds a residual in place, and MaxPool2d in `.inference` keeps no argmax. Backbones use them
+// after `foldBatchNorm()`; the training paths are unchanged.
 
 import CBLAS
 import Foundation
@@ -108,6 +117,13 @@ public enum Engine {
         keepLargeAllocationsInHeap()
     }()
 
+    /// The OpenBLAS kernel set in use (e.g. "Haswell", "Cooperlake"), for benchmark reports:
+    /// OPENBLAS_CORETYPE in the environment overrides OpenBLAS's own choice by CPU model.
+    public static var blasCoreName: String {
+        prepare()
+        return openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+    }
+
     /// Activations are large, short-lived arrays. By default glibc maps each one fresh from the
     /// kernel and unmaps it on free, so every layer pays page faults on new pages; serving them
     /// from the heap and keeping freed memory lets the next layer reuse the pages. (mallopt is
@@ -117,9 +133,11 @@ public enum Engine {
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
         let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        let (trimThreshold, mmapThreshold): (Int32, Int32) = (-1, -3)  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-        _ = mallopt(mmapThreshold, 1 << 25)  // glibc caps this at 32 MiB (HEAP_MAX_SIZE / 2)
-        _ = mallopt(trimThreshold, 1 << 30)
+        let (trimThreshold, mmapMaximum): (Int32, Int32) = (-1, -4)  // M_TRIM_THRESHOLD, M_MMAP_MAX
+        // No block is mapped on its own (the threshold cannot exceed 32 MiB, and batch-8 feature
+        // maps are larger), and freed memory stays with the process for the next forward.
+        _ = mallopt(mmapMaximum, 0)
+        _ = mallopt(trimThreshold, Int32.max)
         #endif
     }
 
