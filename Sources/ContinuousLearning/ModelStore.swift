@@ -170,5 +170,11 @@ public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var hint: String
 
+    public init(store: FilePath, message: String, hint: String) {
+        self.store = store
+        self.message = message
+        self.hint = hint
+    }
+
     public var description: String { "model store \(store): \(message) (\(hint))" }
 }
