@@ -52,6 +52,8 @@ public final class LearningLine: @unchecked Sendable {
     let timeZone: TimeZone
 
     private var trainer: TrainerProcess?
+    /// Set by `stop`: the trainer's end is then expected, not a failure.
+    private var stopping = false
     private var failures = 0
     private var notBefore: Date?
     // Read by the status line from other queues.
@@ -150,7 +152,7 @@ public final class LearningLine: @unchecked Sendable {
     /// SIGTERM to the trainer's group, SIGKILL after `timeout`; the candidate folder stays so the
     /// run resumes at the next start.
     public func stop(timeout: TimeInterval = 5) {
-        guard let trainer = queue.sync(execute: { trainer }) else { return }
+        guard let trainer = queue.sync(execute: { () -> TrainerProcess? in stopping = true; return trainer }) else { return }
         trainer.send(SIGTERM)
         if trainer.wait(timeout: .now() + timeout) == nil {
             trainer.send(SIGKILL)
@@ -177,7 +179,7 @@ public final class LearningLine: @unchecked Sendable {
             // The index on disk is the truth; forget what this pass changed in memory.
             try? store.open()
         }
-        guard trainer == nil else { return tick }
+        guard trainer == nil, !stopping else { return tick }
         let now = clock()
         let attempt = readAttempt()
         let requested = isRetrainRequested
@@ -254,6 +256,11 @@ public final class LearningLine: @unchecked Sendable {
         attempt.processID = nil
         attempt.processStartTicks = nil
         try? writeAttempt(attempt)
+        if stopping {
+            logger.learningEvent(.trainingFailed, .notice, "trainer stopped with the daemon (\(termination)); the run resumes at the next start")
+            setStatus("training stopped")
+            return
+        }
         guard termination.succeeded else {
             recordFailure("trainer \(termination); the next attempt resumes the candidate")
             return

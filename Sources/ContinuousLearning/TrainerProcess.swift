@@ -18,9 +18,9 @@ public enum TrainerTermination: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A training run in a child process that inspection does not notice: started with the
-/// SCHED_IDLE policy (it runs only when a core is otherwise idle; also the idle I/O class
-/// unless set otherwise), then given nice 19 and the idle I/O class explicitly, one thread
+/// A training run in a child process that inspection does not notice: SCHED_IDLE (it runs
+/// only when a core is otherwise idle), nice 19 and the idle I/O class from its first
+/// instruction on, one thread
 /// (`RSTPM_THREADS`, `OPENBLAS_NUM_THREADS`, `OMP_NUM_THREADS`), and its own process group so
 /// that stopping it stops whatever it started. stdout and stderr come back line by line.
 public final class TrainerProcess: @unchecked Sendable {
@@ -41,12 +41,63 @@ public final class TrainerProcess: @unchecked Sendable {
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
         _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
 
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        // glibc's posix_spawnattr_setschedpolicy refuses SCHED_IDLE, and lowering the child
+        // after the spawn would race with the threads it starts. Instead a throwaway thread
+        // lowers itself (policy, nice and I/O priority are per thread on Linux and inherited
+        // by a child) and spawns; the daemon's own threads keep their priority.
+        let spawned = SpawnResult()
+        let spawner = Thread {
+            var parameters = sched_param()
+            parameters.sched_priority = 0
+            _ = sched_setscheduler(0, Self.schedIdle, &parameters)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+            _ = Self.ioprioSet?(Self.ioprioSetNumber, 1, 0, 3 << 13)
+            (spawned.result, spawned.processID) = Self.spawn(arguments: arguments, variables: variables, output: writeEnd)
+            spawned.done.signal()
+        }
+        spawner.start()
+        spawned.done.wait()
+        Glibc.close(writeEnd)
+        guard spawned.result == 0 else {
+            Glibc.close(readEnd)
+            throw TrainerLaunchError(program: arguments[0], errno: spawned.result)
+        }
+        let child = spawned.processID
+        processID = child
+
+        let linesDone = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            Self.readLines(from: readEnd, onLine: onLine)
+            Glibc.close(readEnd)
+            linesDone.signal()
+        }
+        reader.name = "rstpmd.trainer.\(child).output"
+        reader.start()
+        let thread = Thread { [self, child] in
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            // Whatever the trainer started dies with it, so nothing keeps the pipe open.
+            _ = kill(-child, SIGKILL)
+            linesDone.wait()
+            let termination: TrainerTermination = (status & 0x7f) == 0 ? .exited(code: (status >> 8) & 0xff) : .signalled(signal: status & 0x7f)
+            lock.lock(); self.termination = termination; lock.unlock()
+            onExit(termination)
+            finished.signal()
+        }
+        thread.name = "rstpmd.trainer.\(child)"
+        thread.start()
+    }
+
+    /// posix_spawn with stdin from /dev/null, stdout and stderr to `output`, default signal
+    /// dispositions, an empty mask and a process group of its own. Returns (error, pid).
+    private static func spawn(arguments: [String], variables: [String: String], output: Int32) -> (Int32, pid_t) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+        posix_spawn_file_actions_adddup2(&actions, output, 2)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -61,13 +112,8 @@ public final class TrainerProcess: @unchecked Sendable {
         sigemptyset(&emptyMask)
         posix_spawnattr_setsigmask(&attributes, &emptyMask)
         posix_spawnattr_setpgroup(&attributes, 0)
-        var parameters = sched_param()
-        parameters.sched_priority = 0
-        posix_spawnattr_setschedparam(&attributes, &parameters)
-        posix_spawnattr_setschedpolicy(&attributes, Self.schedIdle)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
-        var variables = ProcessInfo.processInfo.environment
-        variables.merge(environment) { _, new in new }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -75,36 +121,8 @@ public final class TrainerProcess: @unchecked Sendable {
             for pointer in envp { free(pointer) }
         }
         var child: pid_t = 0
-        let flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP)
-        posix_spawnattr_setflags(&attributes, flags | Int16(POSIX_SPAWN_SETSCHEDULER))
-        var result = posix_spawn(&child, arguments[0], &actions, &attributes, argv, envp)
-        if result == EPERM || result == EINVAL {
-            // A seccomp filter or an old kernel refusing SCHED_IDLE: nice and ioprio below still apply.
-            posix_spawnattr_setflags(&attributes, flags)
-            result = posix_spawn(&child, arguments[0], &actions, &attributes, argv, envp)
-        }
-        Glibc.close(writeEnd)
-        guard result == 0 else {
-            Glibc.close(readEnd)
-            throw TrainerLaunchError(program: arguments[0], errno: result)
-        }
-        processID = child
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(child), 19)
-        // ioprio_set(IOPRIO_WHO_PROCESS, pid, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)).
-        _ = Self.ioprioSet?(Self.ioprioSetNumber, 1, Int(child), 3 << 13)
-
-        let thread = Thread { [self, child] in
-            Self.readLines(from: readEnd, onLine: onLine)
-            Glibc.close(readEnd)
-            var status: Int32 = 0
-            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-            let termination: TrainerTermination = (status & 0x7f) == 0 ? .exited(code: (status >> 8) & 0xff) : .signalled(signal: status & 0x7f)
-            lock.lock(); self.termination = termination; lock.unlock()
-            onExit(termination)
-            finished.signal()
-        }
-        thread.name = "rstpmd.trainer.\(child)"
-        thread.start()
+        let result = posix_spawn(&child, arguments[0], &actions, &attributes, argv, envp)
+        return (result, child)
     }
 
     /// Not exported by Glibc's Swift overlay: linux/sched.h and the syscall tables.
@@ -171,6 +189,13 @@ public final class TrainerProcess: @unchecked Sendable {
         guard fields.count > 19, fields[0] != "Z" else { return nil }
         return UInt64(fields[19])
     }
+}
+
+/// Handed from the spawning thread, which the caller waits for.
+private final class SpawnResult: @unchecked Sendable {
+    var result: Int32 = 0
+    var processID: pid_t = 0
+    let done = DispatchSemaphore(value: 0)
 }
 
 /// The trainer program could not be started.

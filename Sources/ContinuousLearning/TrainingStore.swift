@@ -190,6 +190,7 @@ public final class TrainingStore {
     }
 
     /// Takes every complete image out of `accepted` into the store.
+    @discardableResult
     public func ingest(from accepted: FilePath) throws -> IngestSummary {
         var summary = IngestSummary()
         var taken: [String] = []
