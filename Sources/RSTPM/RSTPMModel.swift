@@ -1,0 +1,107 @@
+import Foundation
+import Imaging
+import TensorEngine
+
+/// What inference says about one image. Maps are (height, width) at the model's input size,
+/// row-major.
+public struct AnomalyResult: Sendable {
+    public struct Timings: Codable, Sendable {
+        /// Share of the batch's preprocessing and network time (milliseconds per image).
+        public var preprocessMilliseconds: Double
+        public var networkMilliseconds: Double
+    }
+
+    public var width: Int
+    public var height: Int
+    /// Eq. 1: A64 * A32 * A16 * Omega7.
+    public var finalMap: [Float]
+    /// A64 * A32 * A16 (student-teacher pairs only).
+    public var studentTeacherMap: [Float]
+    /// Omega7, D's output upsampled.
+    public var discriminatorMap: [Float]
+    /// Image score of the final map under the model's score rule; likewise for the two parts.
+    public var score: Float
+    public var studentTeacherScore: Float
+    public var discriminatorScore: Float
+    public var threshold: Float
+    public var isAnomalous: Bool { score > threshold }
+    public var timings: Timings
+}
+
+/// A trained model ready for inspection: teachers, students and D in `.inference` mode.
+/// Not safe for concurrent calls: serialise `inspect` (one model per worker).
+public final class RSTPMModel {
+    public let manifest: BundleManifest
+    public let networks: RSTPMNetworks
+    public var threshold: Float { manifest.threshold.value }
+    public var modelID: String { manifest.modelID }
+    public var inputWidth: Int { manifest.inputWidth }
+    public var inputHeight: Int { manifest.inputHeight }
+
+    /// Loads a bundle for the given teachers, refusing it if their kinds or checkpoint hashes
+    /// differ from the manifest's.
+    public static func load(bundle: URL, teachers: TeacherSet) throws -> RSTPMModel {
+        let (manifest, tensors) = try ModelBundle.read(from: bundle)
+        for (expected, actual) in zip(manifest.teachers, teachers.records) {
+            guard expected.kind == actual.kind, expected.checkpointSHA256 == actual.checkpointSHA256 else {
+                throw RSTPMError(path: bundle.path,
+                                 problem: "model was trained with \(expected.role) \(expected.kind) sha256 \(expected.checkpointSHA256), these weights are \(actual.kind) sha256 \(actual.checkpointSHA256)",
+                                 hint: "use the weights directory with \(expected.checkpointFile) the model was trained with")
+            }
+        }
+        guard teachers.records.count == manifest.teachers.count else {
+            throw RSTPMError(path: bundle.path, problem: "expected \(manifest.teachers.count) teacher records", hint: "internal: pass T1 and T2 records")
+        }
+        let networks = RSTPMNetworks(configuration: manifest.configuration, teachers: teachers)
+        try ModelBundle.load(tensors, into: networks, path: bundle.appendingPathComponent(ModelBundle.weightsFileName).path)
+        return RSTPMModel(manifest: manifest, networks: networks)
+    }
+
+    /// A model around networks in memory (after training or loading). S1's BatchNorms are
+    /// folded when it supports it, so `networks` can no longer be saved afterwards.
+    public init(manifest: BundleManifest, networks: RSTPMNetworks) {
+        self.manifest = manifest
+        self.networks = networks
+        networks.setTrainableMode(.inference)
+        (networks.student1 as? any InferenceFoldable)?.foldBatchNorm()
+        for parameter in networks.student1.parameters + networks.student2.parameters + networks.discriminator.parameters {
+            parameter.dropGradient()
+        }
+    }
+
+    /// Inspects decoded images (any size; resized to the input size) as one batch.
+    public func inspect(images: [RGBImage]) -> [AnomalyResult] {
+        let start = Date()
+        let planar = images.map { ImageNormalization.planar($0, width: inputWidth, height: inputHeight) }
+        return inspect(planarImages: planar, preprocessSeconds: Date().timeIntervalSince(start))
+    }
+
+    /// Inspects images already at the input size, values in [0, 1].
+    public func inspect(planarImages: [PlanarImage], preprocessSeconds: Double = 0) -> [AnomalyResult] {
+        guard !planarImages.isEmpty else { return [] }
+        let start = Date()
+        let maps = Self.maps(networks: networks, input: networks.inputTensor(planarImages))
+        let seconds = Date().timeIntervalSince(start)
+        let count = Double(planarImages.count)
+        let timings = AnomalyResult.Timings(preprocessMilliseconds: preprocessSeconds * 1000 / count, networkMilliseconds: seconds * 1000 / count)
+        let rule = manifest.configuration.scoreRule
+        let scores = MapFusion.scores(of: maps.final, rule: rule)
+        let stScores = MapFusion.scores(of: maps.studentTeacher, rule: rule)
+        let dScores = MapFusion.scores(of: maps.discriminator, rule: rule)
+        return planarImages.indices.map { n in
+            AnomalyResult(width: inputWidth, height: inputHeight, finalMap: maps.final.batchItem(n).scalars,
+                          studentTeacherMap: maps.studentTeacher.batchItem(n).scalars, discriminatorMap: maps.discriminator.batchItem(n).scalars,
+                          score: scores[n], studentTeacherScore: stScores[n], discriminatorScore: dScores[n], threshold: threshold, timings: timings)
+        }
+    }
+
+    /// Final, S-T and D maps (N, 1, H, W) with every network in `.inference`.
+    static func maps(networks: RSTPMNetworks, input: Tensor) -> (final: Tensor, studentTeacher: Tensor, discriminator: Tensor) {
+        let configuration = networks.configuration
+        let (H, W) = (configuration.inputHeight, configuration.inputWidth)
+        let levelMaps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
+        let studentTeacher = MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W)
+        let discriminator = MapFusion.resized(networks.discriminator(networks.discriminatorInput(levelMaps: levelMaps)), height: H, width: W)
+        return (studentTeacher * discriminator, studentTeacher, discriminator)
+    }
+}

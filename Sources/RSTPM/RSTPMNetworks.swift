@@ -1,0 +1,132 @@
+import Foundation
+import TensorEngine
+
+/// What a model's teachers are, for the manifest: kind, checkpoint file name and its SHA-256.
+public struct TeacherRecord: Codable, Equatable, Sendable {
+    public var role: String  // "T1" or "T2"
+    public var kind: String
+    public var checkpointFile: String
+    public var checkpointSHA256: String
+
+    public init(role: String, kind: String, checkpointFile: String, checkpointSHA256: String) {
+        self.role = role
+        self.kind = kind
+        self.checkpointFile = checkpointFile
+        self.checkpointSHA256 = checkpointSHA256
+    }
+}
+
+/// The frozen teachers, where they came from, and how to make a student with T1's architecture.
+public struct TeacherSet {
+    public var teacher1: any FeatureExtractor
+    public var teacher2: any FeatureExtractor
+    public var records: [TeacherRecord]
+    /// A randomly initialised network with T1's architecture (S1), from a seed.
+    public var makeStudent: (UInt64) -> any FeatureExtractor
+
+    public init(teacher1: any FeatureExtractor, teacher2: any FeatureExtractor, records: [TeacherRecord],
+                makeStudent: @escaping (UInt64) -> any FeatureExtractor) {
+        precondition(teacher1.tapChannels.count == 4 && teacher2.tapChannels.count >= 3, "teachers need taps at strides 4, 8, 16 (32 for T1)")
+        self.teacher1 = teacher1
+        self.teacher2 = teacher2
+        self.records = records
+        self.makeStudent = makeStudent
+    }
+}
+
+/// Features of both teachers for one batch: T1 at strides 4, 8, 16, 32; T2 at 4, 8, 16.
+struct TeacherFeatures {
+    var t1: [Tensor]
+    var t2: [Tensor]
+}
+
+/// All networks of one RSTPM model: teachers T1, T2 (frozen, `.inference`), students S1, S2
+/// with its attention branches, the discriminator D, and D's input statistics.
+public final class RSTPMNetworks {
+    public let configuration: RSTPMConfiguration
+    public let teachers: TeacherSet
+    public let student1: any FeatureExtractor
+    public let student2: ReconstructionStudent
+    public let discriminator: Discriminator
+    /// Mean of A64, A32, A16 (at D's resolution) over normal training samples; D's input scale.
+    public var discriminatorInputMeans: [Float] {
+        get { statistics.value.scalars }
+        set { statistics.value = Tensor(shape: [3], scalars: newValue) }
+    }
+    private let statistics = Buffer(name: "discriminator_input_mean", value: Tensor(shape: [3], repeating: 1))
+    private let distances = (0..<6).map { _ in PairDistance() }
+
+    public init(configuration: RSTPMConfiguration, teachers: TeacherSet) {
+        precondition(configuration.problems().isEmpty, "invalid configuration: \(configuration.problems())")
+        self.configuration = configuration
+        self.teachers = teachers
+        student1 = teachers.makeStudent(configuration.seed)
+        precondition(student1.tapChannels == teachers.teacher1.tapChannels, "S1 must have T1's architecture")
+        let generator = SeededGenerator(seed: configuration.seed &+ 0x5EED_0002)
+        let t1 = teachers.teacher1.tapChannels, t2 = teachers.teacher2.tapChannels
+        student2 = ReconstructionStudent(variant: configuration.studentVariant, inputChannels: t1[3],
+                                         outputChannels: [t2[2], t2[1], t2[0]], attentionModes: configuration.attentionModes!,
+                                         attentionHiddenChannels: configuration.attentionHiddenChannels,
+                                         residualBlocks: configuration.paperResidualBlocks, generator: generator)
+        discriminator = Discriminator(baseWidth: configuration.discriminatorBaseWidth, levels: configuration.discriminatorLevels,
+                                      generator: SeededGenerator(seed: configuration.seed &+ 0x5EED_0003))
+        teachers.teacher1.setMode(.inference)
+        teachers.teacher2.setMode(.inference)
+    }
+
+    // MARK: state
+
+    /// Everything a bundle stores, with its name: students, attention, D, statistics.
+    public func namedState() -> [(name: String, tensor: any StateTensor)] {
+        student1.namedState(prefix: "student1.") + student2.namedState(prefix: "student2.")
+            + discriminator.namedState(prefix: "discriminator.") + [(name: "statistics.discriminator_input_mean", tensor: statistics)]
+    }
+
+    /// Trainable parameters of S1, of S2 (attention included), and of D.
+    public var student1Parameters: [Parameter] { student1.parameters }
+    public var student2Parameters: [Parameter] { student2.parameters }
+
+    // MARK: forward
+
+    func teacherFeatures(_ input: Tensor) -> TeacherFeatures {
+        TeacherFeatures(t1: teachers.teacher1.features(input, upTo: 4), t2: Array(teachers.teacher2.features(input, upTo: 3).prefix(3)))
+    }
+
+    /// The six level maps (N, 1, h, w) in Omega order. With `caching`, the students must be in
+    /// `.training` (or `.evaluation`) mode and `studentBackward` may follow.
+    func levelMaps(input: Tensor, teachers features: TeacherFeatures, caching: Bool) -> [Tensor] {
+        let s1 = student1.features(input, upTo: 3)
+        let s2 = student2.forward(features.t1[3], attentionSources: [features.t2[2], features.t2[1]])
+        var maps: [Tensor] = []
+        for level in 0..<3 { maps.append(distances[level].forward(teacher: features.t1[level], student: s1[level], caching: caching)) }
+        for level in 0..<3 { maps.append(distances[3 + level].forward(teacher: features.t2[2 - level], student: s2[level], caching: caching)) }
+        return maps
+    }
+
+    /// Backward of `sum_l mean(map_l) * weights[l]` into S1, S2 and the attention branches.
+    func studentBackward(levelMaps: [Tensor]) {
+        let gradients = levelMaps.enumerated().map { level, map in
+            distances[level].backward(Tensor(shape: map.shape, repeating: 1 / Float(map.count)))
+        }
+        _ = student1.backward(tapGradients: Array(gradients[0..<3]))
+        student2.backward(outputGradients: Array(gradients[3..<6]))
+    }
+
+    /// Puts students and D into `mode` (teachers stay in `.inference`).
+    public func setTrainableMode(_ mode: LayerMode) {
+        student1.setMode(mode)
+        student2.setMode(mode)
+        discriminator.setMode(mode)
+    }
+
+    /// D's input at its resolution from six level maps.
+    func discriminatorInput(levelMaps: [Tensor]) -> Tensor {
+        MapFusion.discriminatorInput(levelMaps: levelMaps, height: configuration.discriminatorHeight,
+                                     width: configuration.discriminatorWidth, channelMeans: discriminatorInputMeans)
+    }
+
+    /// Normalised model input (N, 3, H, W) from images in [0, 1] at the input size.
+    public func inputTensor(_ images: [PlanarImage]) -> Tensor {
+        ImageNormalization.tensor(images, width: configuration.inputWidth, height: configuration.inputHeight)
+    }
+}

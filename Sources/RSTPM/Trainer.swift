@@ -1,0 +1,379 @@
+import Checkpoints
+import Foundation
+import Logging
+import TensorEngine
+
+/// Progress of a training run, reported after every step and at the end of every epoch.
+public struct TrainingEvent: Sendable {
+    public enum Phase: String, Sendable { case students, discriminator }
+    public var phase: Phase
+    /// 1-based epoch and step within it.
+    public var epoch: Int, epochs: Int
+    public var step: Int, steps: Int
+    /// Loss of this step (students: sum of six level losses; D: focal loss).
+    public var loss: Float
+    /// Mean of M per attention site in this step (nil where the site has none; students only).
+    public var attentionMeans: [Float?]
+    /// Set on the epoch's last event.
+    public var validationLoss: Float?
+    public var elapsedSeconds: Double
+    /// Estimated seconds left for the whole run.
+    public var remainingSeconds: Double
+}
+
+/// Two-phase RSTPM training (method.md): phase 1 trains S1, S2 and the attention branches with
+/// SGD on the six level losses; phase 2 trains D with Adam and focal loss on pseudo-anomalies,
+/// S-T frozen. Validation images (a seeded split) select the best epoch of each phase and
+/// calibrate the threshold. Epoch checkpoints go to `<output>/checkpoints/` so `resume` continues.
+public final class RSTPMTrainer {
+    public let configuration: RSTPMConfiguration
+    public let networks: RSTPMNetworks
+    public let data: TrainingImages
+    public let output: URL
+    public let textures: any TextureSource
+    private let logger: Logger
+    private let trainingIndices: [Int], validationIndices: [Int]
+    private var checkpointDirectory: URL { output.appendingPathComponent("checkpoints") }
+
+    public init(configuration: RSTPMConfiguration, teachers: TeacherSet, data: TrainingImages, output: URL,
+                textures: any TextureSource, logger: Logger) throws {
+        let problems = configuration.problems()
+        guard problems.isEmpty else {
+            throw RSTPMError(path: "configuration", problem: problems.joined(separator: "; "), hint: "fix the configuration file or flags")
+        }
+        guard data.images.count >= 3 else {
+            throw RSTPMError(path: data.folder.path, problem: "\(data.images.count) images; training needs at least 3 (2 train + 1 validation)",
+                             hint: "add normal images")
+        }
+        self.configuration = configuration
+        self.data = data
+        self.output = output
+        self.textures = textures
+        self.logger = logger
+        networks = RSTPMNetworks(configuration: configuration, teachers: teachers)
+        var order = Array(data.images.indices)
+        var generator = SeededGenerator(seed: configuration.seed &+ 0x5EED_0001)
+        order.shuffle(using: &generator)
+        let validationCount = min(data.images.count - 2, max(1, Int((Float(data.images.count) * configuration.validationFraction).rounded())))
+        validationIndices = Array(order.prefix(validationCount)).sorted()
+        trainingIndices = Array(order.dropFirst(validationCount)).sorted()
+    }
+
+    // MARK: checkpoints
+
+    private struct Progress: Codable {
+        var phase: TrainingEvent.Phase.RawValue
+        var completedEpochs: Int
+        var bestLoss: Float
+        var bestEpoch: Int
+        var studentLoss: Float
+        var studentBestEpoch: Int
+        var elapsedSeconds: Double
+        var configuration: RSTPMConfiguration
+    }
+
+    private func saveState(_ name: String) throws {
+        try FileManager.default.createDirectory(at: checkpointDirectory, withIntermediateDirectories: true)
+        let pairs = networks.namedState().map { ($0.name, StoredTensor(shape: $0.tensor.value.shape, values: $0.tensor.value.scalars)) }
+        let url = checkpointDirectory.appendingPathComponent(name)
+        let temporary = checkpointDirectory.appendingPathComponent(".\(name).tmp")
+        try SafeTensors.write(pairs, metadata: ["format": "rstpm-checkpoint"], to: temporary)
+        guard rename(temporary.path, url.path) == 0 else {  // atomic replace: a crash leaves the old or the new file
+            throw RSTPMError(path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
+        }
+    }
+
+    private func loadState(_ name: String) throws {
+        let url = checkpointDirectory.appendingPathComponent(name)
+        try ModelBundle.load(try SafeTensors.read(contentsOf: url).tensors, into: networks, path: url.path)
+    }
+
+    private func saveProgress(_ progress: Progress) throws {
+        let data = try JSONEncoder().encode(progress)
+        try data.write(to: checkpointDirectory.appendingPathComponent("progress.json"), options: .atomic)
+    }
+
+    // MARK: run
+
+    /// Trains both phases (continuing from the checkpoints when `resume`), calibrates the
+    /// threshold and writes the bundle to `output`. Returns the model ready for inference. An error
+    /// thrown by `report` stops the run; the last finished epoch stays in the checkpoints.
+    public func run(resume: Bool = false, progress report: (TrainingEvent) throws -> Void = { _ in }) throws -> RSTPMModel {
+        let started = Date()
+        var state = Progress(phase: TrainingEvent.Phase.students.rawValue, completedEpochs: 0, bestLoss: .greatestFiniteMagnitude, bestEpoch: 0,
+                             studentLoss: .greatestFiniteMagnitude, studentBestEpoch: 0, elapsedSeconds: 0, configuration: configuration)
+        let progressURL = checkpointDirectory.appendingPathComponent("progress.json")
+        if resume, let data = try? Data(contentsOf: progressURL) {
+            let saved = try JSONDecoder().decode(Progress.self, from: data)
+            // Epoch counts may change on resume (to extend or shorten a run); nothing else may.
+            var comparable = saved.configuration
+            comparable.studentEpochs = configuration.studentEpochs
+            comparable.discriminatorEpochs = configuration.discriminatorEpochs
+            guard comparable == configuration else {
+                throw RSTPMError(path: progressURL.path, problem: "the checkpoint was made with another configuration",
+                                 hint: "resume with the same flags and config file (only --epochs may change), or start afresh without --resume")
+            }
+            state = saved
+            state.configuration = configuration
+            try loadState("last.safetensors")
+            logger.info("resuming", metadata: ["phase": "\(state.phase)", "completed_epochs": "\(state.completedEpochs)"])
+        }
+        let elapsedBefore = state.elapsedSeconds
+        let clock = { elapsedBefore + Date().timeIntervalSince(started) }
+        let totalEpochs = Double(configuration.studentEpochs + configuration.discriminatorEpochs)
+        let stepsPerEpoch = Double(batches(trainingIndices, epoch: 0, phase: 0).count)
+        func remaining(_ doneEpochs: Double) -> Double {
+            let done = max(doneEpochs, 1 / stepsPerEpoch)
+            // discriminator epochs cost about as much as student epochs (both run all four S-T nets)
+            return clock() / done * max(0, totalEpochs - doneEpochs)
+        }
+
+        if state.phase == TrainingEvent.Phase.students.rawValue {
+            try trainStudents(state: &state, clock: clock, remaining: remaining, report: report)
+            try loadState("best.safetensors")
+            state.studentLoss = state.bestLoss
+            state.studentBestEpoch = state.bestEpoch
+            networks.discriminatorInputMeans = discriminatorInputMeans()
+            logger.info("students done", metadata: ["validation_loss": "\(state.bestLoss)", "best_epoch": "\(state.bestEpoch)",
+                                                    "d_input_means": "\(networks.discriminatorInputMeans)"])
+            state.phase = TrainingEvent.Phase.discriminator.rawValue
+            state.completedEpochs = 0
+            state.bestLoss = .greatestFiniteMagnitude
+            state.bestEpoch = 0
+            try saveState("last.safetensors")
+            try saveState("best.safetensors")
+            state.elapsedSeconds = clock()
+            try saveProgress(state)
+        }
+        try trainDiscriminator(state: &state, clock: clock, remaining: remaining, report: report)
+        try loadState("best.safetensors")
+
+        // Threshold from validation-normal scores only.
+        networks.setTrainableMode(.inference)
+        var scores: [Float] = []
+        for batch in chunks(validationIndices) {
+            let maps = RSTPMModel.maps(networks: networks, input: networks.inputTensor(batch.map { data.images[$0] }))
+            scores += MapFusion.scores(of: maps.final, rule: configuration.scoreRule)
+        }
+        let (threshold, statement) = Self.threshold(scores: scores, configuration: configuration)
+        logger.info("threshold", metadata: ["value": "\(threshold)", "rule": "\(statement)"])
+        let manifest = BundleManifest(
+            formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
+            createdAt: ISO8601DateFormatter().string(from: Date()), configuration: configuration, teachers: networks.teachers.records,
+            inputWidth: configuration.inputWidth, inputHeight: configuration.inputHeight,
+            normalization: .init(mean: ImageNormalization.mean, std: ImageNormalization.std),
+            threshold: .init(value: threshold, rule: configuration.thresholdRule, statement: statement),
+            training: .init(imageCount: data.images.count, trainingCount: trainingIndices.count, validationCount: validationIndices.count,
+                            folder: data.folder.path, fileListSHA256: data.fileListSHA256, studentEpochs: configuration.studentEpochs,
+                            discriminatorEpochs: configuration.discriminatorEpochs, seconds: clock()),
+            validation: .init(studentLoss: state.studentLoss, studentBestEpoch: state.studentBestEpoch, discriminatorLoss: state.bestLoss,
+                              discriminatorBestEpoch: state.bestEpoch, scoreMax: scores.max() ?? 0,
+                              scoreMean: scores.reduce(0, +) / Float(max(1, scores.count))),
+            weightsSHA256: "", tensors: [:])
+        try? FileManager.default.removeItem(at: checkpointDirectory)
+        let written = try ModelBundle.write(networks: networks, manifest: manifest, to: output)
+        return RSTPMModel(manifest: written, networks: networks)
+    }
+
+    /// The threshold rule: max score x margin [default] or a quantile of the scores.
+    public static func threshold(scores: [Float], configuration: RSTPMConfiguration) -> (Float, String) {
+        let sorted = scores.sorted()
+        guard let last = sorted.last else { return (.infinity, "no validation scores") }
+        switch configuration.thresholdRule {
+        case .maxTimesMargin:
+            return (last * configuration.thresholdMargin,
+                    "max validation-normal score (\(last)) x \(configuration.thresholdMargin), \(scores.count) images")
+        case .quantile:
+            let position = configuration.thresholdQuantile * Float(sorted.count - 1)
+            let low = Int(position.rounded(.down)), high = min(sorted.count - 1, low + 1)
+            let value = sorted[low] + (sorted[high] - sorted[low]) * (position - Float(low))
+            return (value, "\(configuration.thresholdQuantile) quantile of \(scores.count) validation-normal scores")
+        }
+    }
+
+    // MARK: phase 1
+
+    private func trainStudents(state: inout Progress, clock: () -> Double, remaining: (Double) -> Double,
+                               report: (TrainingEvent) throws -> Void) throws {
+        let epochs = configuration.studentEpochs
+        let optimizers: [SGD]
+        let (lr, mu, wd) = (configuration.studentLearningRate, configuration.studentMomentum, configuration.studentWeightDecay)
+        switch configuration.lossMode {
+        case .all:
+            optimizers = [SGD(parameters: networks.student1Parameters + networks.student2Parameters, learningRate: lr, momentum: mu, weightDecay: wd)]
+        case .split:
+            optimizers = [SGD(parameters: networks.student1Parameters, learningRate: lr, momentum: mu, weightDecay: wd),
+                          SGD(parameters: networks.student2Parameters, learningRate: lr, momentum: mu, weightDecay: wd)]
+        }
+        if epochs == 0 {
+            state.bestLoss = validationStudentLoss()
+            try saveState("best.safetensors")
+            return
+        }
+        while state.completedEpochs < epochs {
+            let epoch = state.completedEpochs + 1
+            let batches = self.batches(trainingIndices, epoch: epoch, phase: 1)
+            for (step, batch) in batches.enumerated() {
+                networks.student1.setMode(.training)
+                networks.student2.setMode(.training)
+                let input = networks.inputTensor(batch.map { data.images[$0] })
+                let maps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: true)
+                let loss = maps.reduce(0) { $0 + $1.mean() }
+                guard loss.isFinite else {
+                    throw RSTPMError(path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
+                }
+                for optimizer in optimizers { optimizer.zeroGradients() }
+                networks.studentBackward(levelMaps: maps)
+                for optimizer in optimizers { optimizer.step() }
+                let done = Double(epoch - 1) + Double(step + 1) / Double(batches.count)
+                try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
+                                     attentionMeans: networks.student2.lastAttentionMeans, validationLoss: nil,
+                                     elapsedSeconds: clock(), remainingSeconds: remaining(done)))
+            }
+            let validation = validationStudentLoss()
+            state.completedEpochs = epoch
+            if validation < state.bestLoss {
+                state.bestLoss = validation
+                state.bestEpoch = epoch
+                try saveState("best.safetensors")
+            }
+            try saveState("last.safetensors")
+            state.elapsedSeconds = clock()
+            try saveProgress(state)
+            let means = networks.student2.lastAttentionMeans.map { $0.map { String(format: "%.3f", $0) } ?? "-" }
+            logger.info("student epoch", metadata: ["epoch": "\(epoch)/\(epochs)", "validation_loss": "\(validation)",
+                                                    "attention_mean": "\(means.joined(separator: ","))"])
+            try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
+                                 loss: validation, attentionMeans: networks.student2.lastAttentionMeans, validationLoss: validation,
+                                 elapsedSeconds: clock(), remainingSeconds: remaining(Double(epoch))))
+        }
+    }
+
+    /// Sum of the six level losses over the validation images, students in inference mode.
+    private func validationStudentLoss() -> Float {
+        networks.setTrainableMode(.inference)
+        var total = 0.0
+        for batch in chunks(validationIndices) {
+            let input = networks.inputTensor(batch.map { data.images[$0] })
+            let maps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
+            total += Double(maps.reduce(0) { $0 + $1.mean() }) * Double(batch.count)
+        }
+        return Float(total / Double(validationIndices.count))
+    }
+
+    /// Per-channel mean of D's input (A64, A32, A16 at D's resolution) over the training images.
+    private func discriminatorInputMeans() -> [Float] {
+        networks.setTrainableMode(.inference)
+        var sums = [Double](repeating: 0, count: 3)
+        var count = 0
+        let (h, w) = (configuration.discriminatorHeight, configuration.discriminatorWidth)
+        for batch in chunks(trainingIndices) {
+            let input = networks.inputTensor(batch.map { data.images[$0] })
+            let sums3 = MapFusion.sums(levelMaps: networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false),
+                                       height: h, width: w)
+            for c in 0..<3 { sums[c] += Double(sums3[c].mean()) * Double(sums3[c].count) }
+            count += batch.count * h * w
+        }
+        return sums.map { Float($0 / Double(count)) }
+    }
+
+    // MARK: phase 2
+
+    private func pseudoBatch(_ batch: [Int], generator: inout SeededGenerator, anomalies: PseudoAnomalyGenerator) throws -> (Tensor, Tensor) {
+        let samples = try batch.map { try anomalies.sample(from: data.images[$0], using: &generator) }
+        let (H, W) = (configuration.inputHeight, configuration.inputWidth)
+        let masks = Tensor(shape: [batch.count, 1, H, W], scalars: samples.flatMap(\.mask))
+        let factor = configuration.discriminatorDownscale
+        let target = factor == 1 ? masks : { () -> Tensor in
+            let pool = AvgPool2d(kernelSize: factor)
+            pool.mode = .inference
+            return pool(masks)  // area fraction; the focal loss counts > 0.5 as anomalous
+        }()
+        return (networks.inputTensor(samples.map(\.image)), target)
+    }
+
+    private func discriminatorInputs(_ input: Tensor) -> Tensor {
+        networks.student1.setMode(.inference)
+        networks.student2.setMode(.inference)
+        let maps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
+        return networks.discriminatorInput(levelMaps: maps)
+    }
+
+    private func trainDiscriminator(state: inout Progress, clock: () -> Double, remaining: (Double) -> Double,
+                                    report: (TrainingEvent) throws -> Void) throws {
+        let epochs = configuration.discriminatorEpochs
+        let anomalies = PseudoAnomalyGenerator(source: textures)
+        let optimizer = Adam(parameters: networks.discriminator.parameters, learningRate: configuration.discriminatorLearningRate,
+                             betas: (0.9, 0.999), weightDecay: configuration.discriminatorWeightDecay)
+        let focal = FocalLoss(gamma: 2)
+        if epochs == 0 {
+            state.bestLoss = try validationDiscriminatorLoss(anomalies: anomalies)
+            try saveState("best.safetensors")
+            return
+        }
+        while state.completedEpochs < epochs {
+            let epoch = state.completedEpochs + 1
+            let batches = self.batches(trainingIndices, epoch: epoch, phase: 2)
+            var generator = SeededGenerator(seed: configuration.seed ^ (0xD15C_0000 &+ UInt64(epoch)))
+            for (step, batch) in batches.enumerated() {
+                let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
+                let dInput = discriminatorInputs(input)
+                networks.discriminator.setMode(.training)
+                optimizer.zeroGradients()
+                let loss = focal.forward(probabilities: networks.discriminator(dInput), mask: mask)
+                _ = networks.discriminator.backward(focal.backward())
+                optimizer.step()
+                let done = Double(configuration.studentEpochs + epoch - 1) + Double(step + 1) / Double(batches.count)
+                try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
+                                     attentionMeans: [], validationLoss: nil, elapsedSeconds: clock(), remainingSeconds: remaining(done)))
+            }
+            let validation = try validationDiscriminatorLoss(anomalies: anomalies)
+            state.completedEpochs = epoch
+            if validation < state.bestLoss {
+                state.bestLoss = validation
+                state.bestEpoch = epoch
+                try saveState("best.safetensors")
+            }
+            try saveState("last.safetensors")
+            state.elapsedSeconds = clock()
+            try saveProgress(state)
+            logger.info("discriminator epoch", metadata: ["epoch": "\(epoch)/\(epochs)", "validation_loss": "\(validation)"])
+            try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: batches.count, steps: batches.count,
+                                 loss: validation, attentionMeans: [], validationLoss: validation, elapsedSeconds: clock(),
+                                 remainingSeconds: remaining(Double(configuration.studentEpochs + epoch))))
+        }
+    }
+
+    /// Focal loss of D on the validation images made anomalous with a fixed seed (the same
+    /// pseudo-anomalies every epoch, so epochs compare).
+    private func validationDiscriminatorLoss(anomalies: PseudoAnomalyGenerator) throws -> Float {
+        var generator = SeededGenerator(seed: configuration.seed ^ 0x7A11_DA7E)
+        var total = 0.0
+        for batch in chunks(validationIndices) {
+            let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
+            let dInput = discriminatorInputs(input)
+            networks.discriminator.setMode(.inference)
+            let focal = FocalLoss(gamma: 2)
+            focal.mode = .inference
+            total += Double(focal.forward(probabilities: networks.discriminator(dInput), mask: mask)) * Double(batch.count)
+        }
+        return Float(total / Double(validationIndices.count))
+    }
+
+    // MARK: batches
+
+    /// Shuffled training batches of `batchSize` for an epoch (seeded by seed, phase and epoch, so
+    /// a resumed run sees the same order); a last batch of one image is dropped (BatchNorm).
+    private func batches(_ indices: [Int], epoch: Int, phase: Int) -> [[Int]] {
+        var order = indices
+        var generator = SeededGenerator(seed: configuration.seed ^ (UInt64(phase) << 32) ^ UInt64(epoch))
+        order.shuffle(using: &generator)
+        var result = chunks(order)
+        if result.count > 1, result.last!.count == 1 { result.removeLast() }
+        return result
+    }
+
+    private func chunks(_ indices: [Int]) -> [[Int]] {
+        stride(from: 0, to: indices.count, by: configuration.batchSize).map { Array(indices[$0..<min(indices.count, $0 + configuration.batchSize)]) }
+    }
+}

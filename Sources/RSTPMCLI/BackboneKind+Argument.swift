@@ -1,0 +1,4 @@
+import ArgumentParser
+import Backbones
+
+extension BackboneKind: ExpressibleByArgument {}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Backbones
+import Foundation
+import TensorEngine
+
+/// `rstpm bench`: short timing runs for reports.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks.", subcommands: [EngineBenchCommand.self])
+}
+
+/// `rstpm bench engine`: backbone feature extraction (the teachers' work) in ms per image,
+/// achieved GFLOPS (2 x convolution MACs) and percent of the sgemm peak measured in the same run.
+/// Random weights: timing does not depend on the values. bench/engine.sh compares with PyTorch,
+/// ONNX Runtime and OpenVINO running the same networks.
+struct EngineBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "engine", abstract: "Time the backbones' feature extraction.")
+
+    @Option(help: "Comma-separated batch sizes.")
+    var batch: String = "1,8"
+
+    @Option(help: "Threads for the engine and OpenBLAS.")
+    var threads: Int = 2
+
+    @Option(help: "Timed forwards per configuration (the best is reported).")
+    var iterations: Int = 5
+
+    @Option(help: "Input side in pixels.")
+    var size: Int = 256
+
+    /// Networks as bench/engine_reference.py builds them: name, backbone, taps run.
+    static let networks: [(name: String, kind: BackboneKind, taps: Int)] = [
+        ("resnet18-layer3", .resnet18, 3), ("resnet50-layer3", .resnet50, 3),
+        ("efficientnet-lite0", .efficientNetLite0, 3), ("efficientnet-lite2", .efficientNetLite2, 3),
+    ]
+
+    func validate() throws {
+        if batchSizes.isEmpty || batchSizes.contains(where: { $0 < 1 }) { throw ValidationError("--batch takes positive integers, e.g. 1,8") }
+        if threads < 1 || iterations < 1 || size < 32 { throw ValidationError("--threads and --iterations must be >= 1, --size >= 32") }
+    }
+
+    var batchSizes: [Int] { batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        Engine.configure(threadCount: threads)
+        let peak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
+        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), BatchNorm folded, best of \(iterations)")
+        print("sgemm 1024^3 peak: \(String(format: "%.1f", peak.gigaflops)) GFLOPS")
+        print("network               batch   ms/image    GFLOPS   % of sgemm peak")
+        for network in Self.networks {
+            let backbone = Backbone(kind: network.kind, seed: 1)
+            backbone.setMode(.inference)
+            backbone.foldBatchNorm()
+            let flopsPerImage = 2 * Double(backbone.featureMultiplyAccumulates(height: size, width: size, upTo: network.taps))
+            for batchSize in batchSizes {
+                let generator = SeededGenerator(seed: 2)
+                let input = generator.uniformTensor(shape: [batchSize, 3, size, size], bound: 2)
+                _ = backbone.features(input, upTo: network.taps)
+                var best = Double.infinity
+                for _ in 0..<iterations {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = backbone.features(input, upTo: network.taps)
+                    best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+                let perImage = best / Double(batchSize)
+                let gigaflops = flopsPerImage / (perImage * 1e6)
+                print("RESULT " + network.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+                      + String(format: " %5d %10.2f %9.1f %9.1f", batchSize, perImage, gigaflops, 100 * gigaflops / peak.gigaflops))
+            }
+        }
+    }
+}

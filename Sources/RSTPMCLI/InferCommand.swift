@@ -1,0 +1,123 @@
+import ArgumentParser
+import Backbones
+import Evaluation
+import Foundation
+import Imaging
+import RSTPM
+import TensorEngine
+
+/// `rstpm infer`: anomaly maps and verdicts for images with a trained bundle.
+struct InferCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "infer", abstract: "Inspect images with a trained model: heatmap PNG and JSON verdict per image.")
+
+    @Option(help: "Model bundle directory written by `rstpm train`.")
+    var model: String
+
+    @Option(help: "Output folder for <name>.png (heatmap) and <name>.json (verdict).")
+    var out: String
+
+    @Option(help: "Weights directory with the teachers' checkpoints.")
+    var weightsDir: String?
+
+    @Option(help: "Images per network batch.")
+    var batchSize = 4
+
+    @Option(help: "Engine threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Also evaluate on CATEGORY/test (MVTec AD layout): image and pixel AUROC of the final, S-T and D maps.")
+    var category: String?
+
+    @Argument(help: "PNG or JPEG images.")
+    var images: [String] = []
+
+    func validate() throws {
+        if images.isEmpty && category == nil { throw ValidationError("give at least one image or --category") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    struct Verdict: Codable {
+        var image: String
+        var score: Float
+        var threshold: Float
+        var verdict: String
+        var studentTeacherScore: Float
+        var discriminatorScore: Float
+        var modelID: String
+        var timings: Timings
+        struct Timings: Codable {
+            var decodeMilliseconds: Double
+            var preprocessMilliseconds: Double
+            var networkMilliseconds: Double
+        }
+    }
+
+    func run() throws {
+        if let threads { Engine.configure(threadCount: threads) }
+        let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: WeightsDirectory.resolve(override: weightsDir))
+        let outFolder = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        for start in stride(from: 0, to: images.count, by: batchSize) {
+            let paths = Array(images[start..<min(images.count, start + batchSize)])
+            let decodeStart = Date()
+            let decoded = try paths.map { try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: $0)) }
+            let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(paths.count)
+            let results = model.inspect(images: decoded)
+            for (path, (image, result)) in zip(paths, zip(decoded, results)) {
+                let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                let heatmap = Heatmap.render(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
+                                             threshold: result.threshold, scale: 0...max(2 * result.threshold, .leastNormalMagnitude))
+                try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)"])
+                    .write(to: outFolder.appendingPathComponent(name + ".png"))
+                let verdict = Verdict(image: path, score: result.score, threshold: result.threshold,
+                                      verdict: result.isAnomalous ? "anomalous" : "normal", studentTeacherScore: result.studentTeacherScore,
+                                      discriminatorScore: result.discriminatorScore, modelID: model.modelID,
+                                      timings: .init(decodeMilliseconds: decodeMilliseconds, preprocessMilliseconds: result.timings.preprocessMilliseconds,
+                                                     networkMilliseconds: result.timings.networkMilliseconds))
+                try encoder.encode(verdict).write(to: outFolder.appendingPathComponent(name + ".json"))
+                print("\(path)\t\(verdict.verdict)\tscore \(result.score)\tthreshold \(result.threshold)")
+            }
+        }
+        if let category { try evaluate(model: model, category: URL(fileURLWithPath: category), outFolder: outFolder) }
+    }
+
+    /// Image and pixel AUROC over a category's test set, for the final map and its two parts.
+    private func evaluate(model: RSTPMModel, category: URL, outFolder: URL) throws {
+        let dataset = try MVTecCategory(root: category)
+        var scores: [[Float]] = [[], [], []], labels: [Int] = [], correct = 0
+        var pixels = [PixelMetricsAccumulator](repeating: PixelMetricsAccumulator(width: model.inputWidth, height: model.inputHeight), count: 3)
+        let started = Date()
+        for start in stride(from: 0, to: dataset.testSamples.count, by: batchSize) {
+            let samples = Array(dataset.testSamples[start..<min(dataset.testSamples.count, start + batchSize)])
+            let results = model.inspect(images: try samples.map { try ImageDecoder.decode(contentsOf: $0.image) })
+            for (sample, result) in zip(samples, results) {
+                labels.append(sample.label)
+                if result.isAnomalous == (sample.label == 1) { correct += 1 }
+                var mask: [UInt8]?
+                if let url = sample.mask {
+                    let gray = try ImageDecoder.decodeMask(contentsOf: url)
+                    mask = gray.width == result.width && gray.height == result.height ? gray.pixels
+                        : Resize.bilinear(map: gray.pixels.map(Float.init), width: gray.width, height: gray.height,
+                                          toWidth: result.width, toHeight: result.height, antialias: false).map { $0 > 127 ? 255 : 0 }
+                }
+                for (index, (score, map)) in [(result.score, result.finalMap), (result.studentTeacherScore, result.studentTeacherMap),
+                                              (result.discriminatorScore, result.discriminatorMap)].enumerated() {
+                    scores[index].append(score)
+                    try pixels[index].add(map: map, mask: mask)
+                }
+            }
+        }
+        var report: [String: Double] = ["test_images": Double(labels.count), "seconds": Date().timeIntervalSince(started),
+                                        "threshold_accuracy": Double(correct) / Double(max(1, labels.count))]
+        for (index, name) in ["final", "student_teacher", "discriminator"].enumerated() {
+            report["\(name).image_auroc"] = try imageAUROC(scores: scores[index], labels: labels)
+            report["\(name).pixel_auroc"] = try pixels[index].pixelAUROC()
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(report).write(to: outFolder.appendingPathComponent("evaluation.json"))
+        for key in report.keys.sorted() { print("\(key)\t\(String(format: "%.4f", report[key]!))") }
+    }
+}

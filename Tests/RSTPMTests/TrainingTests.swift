@@ -1,0 +1,149 @@
+import Foundation
+import Logging
+import RSTPM
+import TensorEngine
+import XCTest
+
+/// The training machinery on tiny random teachers at 64x64: loss falls, attention stays alive,
+/// the bundle round-trips and bad bundles are refused.
+final class TrainingTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUp() {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-training-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func train(_ configuration: RSTPMConfiguration, output: URL, events: inout [TrainingEvent]) throws -> RSTPMModel {
+        let images = TinySetup.images(count: 12, seed: 5)
+        let data = TrainingImages(folder: directory, files: images.indices.map { directory.appendingPathComponent("\($0).png") }, images: images)
+        let trainer = try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
+                                       textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
+        var collected: [TrainingEvent] = []
+        let model = try trainer.run { collected.append($0) }
+        events = collected
+        return model
+    }
+
+    func testTinyTrainingLowersLossKeepsAttentionAndRoundTrips() throws {
+        var configuration = TinySetup.configuration()
+        configuration.studentLearningRate = 0.1
+        let bundle = directory.appendingPathComponent("model")
+        var events: [TrainingEvent] = []
+        let model = try train(configuration, output: bundle, events: &events)
+
+        let studentSteps = events.filter { $0.phase == .students && $0.validationLoss == nil }
+        let validations = events.compactMap { $0.phase == .students ? $0.validationLoss : nil }
+        XCTAssertEqual(validations.count, 4)
+        let firstLoss = studentSteps.first!.loss, lastLoss = studentSteps.suffix(3).map(\.loss).reduce(0, +) / 3
+        print("student loss first step \(firstLoss), last steps \(lastLoss); validation \(validations)")
+        XCTAssertLessThan(lastLoss, 0.8 * firstLoss, "student loss falls")
+        XCTAssertLessThan(validations.last!, validations.first!)
+        let means = studentSteps.last!.attentionMeans
+        print("attention means \(means)")
+        XCTAssertEqual(means.count, 2)
+        for mean in means { XCTAssertNotNil(mean); XCTAssertGreaterThan(mean!, 0.02, "attention collapsed"); XCTAssertLessThan(mean!, 0.999) }
+        XCTAssertTrue(events.contains { $0.phase == .discriminator })
+
+        // Bundle written, checkpoints cleaned up, manifest filled in.
+        XCTAssertTrue(FileManager.default.fileExists(atPath: bundle.appendingPathComponent("manifest.json").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bundle.appendingPathComponent("checkpoints").path))
+        XCTAssertEqual(model.manifest.training.validationCount, 3)
+        XCTAssertEqual(model.threshold, model.manifest.validation.scoreMax * 1.1, accuracy: 1e-6 * model.threshold)
+
+        // Reload -> identical outputs.
+        let probe = TinySetup.images(count: 2, seed: 99)
+        let before = model.inspect(planarImages: probe)
+        let reloaded = try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers())
+        let after = reloaded.inspect(planarImages: probe)
+        for (a, b) in zip(before, after) {
+            XCTAssertEqual(a.finalMap, b.finalMap)
+            XCTAssertEqual(a.score, b.score)
+            XCTAssertEqual(a.finalMap.count, 64 * 64)
+            // Eq. 1 holds per pixel.
+            for i in stride(from: 0, to: a.finalMap.count, by: 97) {
+                XCTAssertEqual(a.finalMap[i], a.studentTeacherMap[i] * a.discriminatorMap[i], accuracy: 1e-6 * max(1, a.finalMap[i]))
+            }
+        }
+        XCTAssertEqual(reloaded.modelID, model.modelID)
+
+        // Mismatched teacher checkpoint refused.
+        XCTAssertThrowsError(try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers(t1Hash: "other"))) { error in
+            XCTAssertTrue("\(error)".contains("sha256"), "\(error)")
+        }
+        // Corrupt weights refused.
+        let weights = bundle.appendingPathComponent("weights.safetensors")
+        var bytes = try Data(contentsOf: weights)
+        bytes[bytes.count - 5] ^= 0x40
+        try bytes.write(to: weights)
+        XCTAssertThrowsError(try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers())) { error in
+            XCTAssertTrue("\(error)".contains("corrupt"), "\(error)")
+        }
+        // Manifest that names other tensors refused.
+        let manifestURL = bundle.appendingPathComponent("manifest.json")
+        try Data("{\"formatVersion\": 1}".utf8).write(to: manifestURL)
+        XCTAssertThrowsError(try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers()))
+    }
+
+    func testTrainingIsDeterministicAndResumes() throws {
+        var configuration = TinySetup.configuration()
+        configuration.studentEpochs = 2
+        configuration.discriminatorEpochs = 1
+        var events: [TrainingEvent] = []
+        let a = try train(configuration, output: directory.appendingPathComponent("a"), events: &events)
+        let b = try train(configuration, output: directory.appendingPathComponent("b"), events: &events)
+        let probe = TinySetup.images(count: 1, seed: 42)
+        XCTAssertEqual(a.inspect(planarImages: probe)[0].finalMap, b.inspect(planarImages: probe)[0].finalMap, "same seed, same model")
+        XCTAssertEqual(a.threshold, b.threshold)
+
+        // Interrupted after the first student epoch, then resumed: continues at epoch 2.
+        struct Stop: Error {}
+        let images = TinySetup.images(count: 12, seed: 5)
+        let data = TrainingImages(folder: directory, files: images.indices.map { directory.appendingPathComponent("\($0).png") }, images: images)
+        let output = directory.appendingPathComponent("c")
+        func trainer(studentEpochs: Int = configuration.studentEpochs) throws -> RSTPMTrainer {
+            var configuration = configuration
+            configuration.studentEpochs = studentEpochs
+            return try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
+                             textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
+        }
+        XCTAssertThrowsError(try trainer().run { if $0.validationLoss != nil { throw Stop() } })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("checkpoints/progress.json").path))
+        var resumedEvents: [TrainingEvent] = []
+        var other = configuration
+        other.seed = 77
+        XCTAssertThrowsError(try RSTPMTrainer(configuration: other, teachers: TinySetup.teachers(), data: data, output: output,
+                                              textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
+            .run(resume: true)) { XCTAssertTrue("\($0)".contains("another configuration"), "\($0)") }
+        // Resuming may extend the run (epoch counts are the only thing allowed to change).
+        let resumed = try trainer(studentEpochs: 3).run(resume: true) { resumedEvents.append($0) }
+        XCTAssertEqual(resumedEvents.first?.epoch, 2)
+        XCTAssertEqual(resumedEvents.filter { $0.phase == .students && $0.validationLoss != nil }.map(\.epoch), [2, 3])
+        XCTAssertEqual(resumedEvents.first?.phase, .students)
+        XCTAssertTrue(resumed.threshold.isFinite)
+    }
+
+    func testPseudoAnomalyBatchesAreReproducible() throws {
+        let source = try CombinedTextureSource.standard(directory: nil)
+        let anomalies = PseudoAnomalyGenerator(source: source)
+        let image = TinySetup.images(count: 1, seed: 1)[0]
+        func draw(_ seed: UInt64) throws -> [[Float]] {
+            var generator = SeededGenerator(seed: seed)
+            return try (0..<4).map { _ in try anomalies.sample(from: image, using: &generator) }.map { $0.image.values + $0.mask }
+        }
+        XCTAssertEqual(try draw(9), try draw(9))
+        XCTAssertNotEqual(try draw(9), try draw(10))
+    }
+
+    func testThresholdRules() {
+        var configuration = RSTPMConfiguration()
+        XCTAssertEqual(RSTPMTrainer.threshold(scores: [1, 3, 2], configuration: configuration).0, 3.3, accuracy: 1e-6)
+        configuration.thresholdRule = .quantile
+        configuration.thresholdQuantile = 0.5
+        XCTAssertEqual(RSTPMTrainer.threshold(scores: [1, 3, 2], configuration: configuration).0, 2, accuracy: 1e-6)
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# rstpm's backbone feature extraction against PyTorch, ONNX Runtime and OpenVINO on the same
+# networks (see bench/engine_reference.py), at the same thread count. Prints ms/image and
+# rstpm's time as a ratio to each (below 1: rstpm is faster).
+# Usage: bench/engine.sh [--threads 2] [--batch 1,8] [--iterations 5]   (after `swift build -c release`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-/work/venv/bin/python}
+threads=2 batch=1,8 iterations=5
+while (($#)); do
+    case "$1" in
+        --threads) threads=$2; shift 2 ;;
+        --batch) batch=$2; shift 2 ;;
+        --iterations) iterations=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+rstpm_out=$(mktemp) reference_out=$(mktemp)
+trap 'rm -f "$rstpm_out" "$reference_out"' EXIT
+OPENBLAS_NUM_THREADS=$threads .build/release/rstpm bench engine --threads "$threads" --batch "$batch" --iterations "$iterations" | tee "$rstpm_out"
+OMP_NUM_THREADS=$threads "$python" bench/engine_reference.py --threads "$threads" --batch "$batch" --iterations "$iterations" 2>/dev/null | tee "$reference_out"
+echo
+awk '
+    FNR == NR && $1 == "RESULT" { key = $2 " " $3; rstpm[key] = $4; order[++n] = key; next }
+    $1 == "RESULT" { ref[$3 " " $4, $2] = $5 }
+    END {
+        printf "%-18s %5s %9s %9s %9s %9s   %s\n", "network", "batch", "rstpm", "pytorch", "ort", "openvino", "rstpm / (pytorch, ort, openvino)"
+        for (i = 1; i <= n; i++) {
+            k = order[i]; split(k, part, " ")
+            r = rstpm[k]; p = ref[k, "pytorch"]; o = ref[k, "onnxruntime"]; v = ref[k, "openvino"]
+            if (p == "" || o == "" || v == "") { printf "%-18s %5s %9.2f   (no reference)\n", part[1], part[2], r; continue }
+            printf "%-18s %5s %9.2f %9.2f %9.2f %9.2f   %.2fx %.2fx %.2fx\n", part[1], part[2], r, p, o, v, r / p, r / o, r / v
+        }
+    }' "$rstpm_out" "$reference_out"
