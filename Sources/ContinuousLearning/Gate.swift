@@ -104,6 +104,21 @@ public struct GateRecord: Sendable, Equatable, Codable {
         case decidedAt = "decided_at"
     }
 
+    public init(decision: Decision, reason: String, line: String, candidate: GateFigures, current: GateFigures?, currentVersion: String?,
+                heldOutImages: Int, defectImages: Int, trainingImages: Int, policy: GatePolicy, decidedAt: String) {
+        self.decision = decision
+        self.reason = reason
+        self.line = line
+        self.candidate = candidate
+        self.current = current
+        self.currentVersion = currentVersion
+        self.heldOutImages = heldOutImages
+        self.defectImages = defectImages
+        self.trainingImages = trainingImages
+        self.policy = policy
+        self.decidedAt = decidedAt
+    }
+
     /// Compares the candidate with the current model under `policy`.
     public static func decide(candidate: GateFigures, current: GateFigures?, heldOutImages: Int, policy: GatePolicy) -> (Decision, String) {
         guard heldOutImages > 0 else {
