@@ -129,9 +129,9 @@ final class LearningLineTests: XCTestCase {
             XCTAssertTrue(tick.startedTraining, "round \(round): \(tick.waiting ?? "")")
             XCTAssertTrue(tick.resumed)
         }
-        try FileManager.default.removeItem(atPath: scratch.path("control/hang").string)
         // The hanging run is ended by SIGKILL once more; the next one completes.
         waitForRuns(scratch, 4)
+        try FileManager.default.removeItem(atPath: scratch.path("control/hang").string)
         kill(try XCTUnwrap(learning.trainerProcessID), SIGKILL)
         XCTAssertTrue(learning.waitUntilIdle(timeout: 30))
         XCTAssertTrue(learning.tick().startedTraining)
