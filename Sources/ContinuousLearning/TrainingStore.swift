@@ -254,11 +254,6 @@ public final class TrainingStore {
         return train.count
     }
 
-    /// Images in the current snapshot (0 when there is none).
-    public func snapshotCount() -> Int {
-        ((try? files.syscalls.listDirectory(snapshotPath)) ?? []).count
-    }
-
     /// Records that the images accepted up to `acceptedTotal` were trained on (whatever the gate
     /// decided), so they do not trigger another run.
     public func markTrained(through acceptedTotal: Int) throws {
