@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "RSTPMDaemon",
             dependencies: [
-                "InspectionDaemon", "Systemd",
+                "InspectionDaemon", "Systemd", "Backbones",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

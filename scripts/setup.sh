@@ -5,3 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build -c release
 .build/release/rstpm weights fetch
+# The main job: a demo inspection line (procedural fabric images, a demo model trained on them in
+# a few minutes), rstpmd in the foreground printing verdicts as they appear; Ctrl-C stops it.
+.build/release/rstpm demo

@@ -4,7 +4,8 @@ import SystemPackage
 
 /// A model bundle's image scores for a list of files, and its own calibrated threshold.
 public struct BundleScores: Sendable, Equatable {
-    /// One per image, in the order asked; higher is more anomalous.
+    /// One per image, in the order asked; higher is more anomalous. NaN for an image the
+    /// model could not read (the gate leaves it out).
     public var scores: [Float]
     public var threshold: Float
 
@@ -51,15 +52,15 @@ public struct GateFigures: Sendable, Equatable, Codable {
         case auroc, threshold
     }
 
-    /// `normals` then `defects` scores, as the evaluator returned them.
+    /// `normals` then `defects` scores, as the evaluator returned them; NaN scores are left out.
     public init(scores: BundleScores, normalCount: Int) throws {
         precondition(scores.scores.count >= normalCount, "\(scores.scores.count) scores for \(normalCount) normals")
-        let normals = scores.scores.prefix(normalCount)
+        let normals = scores.scores.prefix(normalCount).filter(\.isFinite)
+        let defects = scores.scores.dropFirst(normalCount).filter(\.isFinite)
         falseRejectRate = normals.isEmpty ? 0 : Double(normals.filter { $0 >= scores.threshold }.count) / Double(normals.count)
         threshold = scores.threshold
-        let defectCount = scores.scores.count - normalCount
-        if defectCount > 0 && normalCount > 0 {
-            auroc = try imageAUROC(scores: scores.scores, labels: [Int](repeating: 0, count: normalCount) + [Int](repeating: 1, count: defectCount))
+        if !defects.isEmpty && !normals.isEmpty {
+            auroc = try imageAUROC(scores: normals + defects, labels: [Int](repeating: 0, count: normals.count) + [Int](repeating: 1, count: defects.count))
         } else {
             auroc = nil
         }

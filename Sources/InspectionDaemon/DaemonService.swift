@@ -92,7 +92,9 @@ public final class DaemonService {
                 bundle = current.path
                 version = current.name
             }
-            let inspector = try modelLoader(bundle)
+            var versioned = line
+            versioned.modelBundle = bundle
+            let inspector = try modelLoader(versioned)
             return (version.map { StoreVersionInspector(inspector, version: $0) } ?? inspector, version)
         } catch {
             throw ModelLoadError(line: line.name, bundle: bundle, underlying: "\(error)")
@@ -136,7 +138,9 @@ public final class DaemonService {
             let store = ModelStore(root: line.configuration.modelBundle, syscalls: syscalls)
             guard let current = try? store.current(), current.name != servingVersions[name], failedVersions[name] != current.name else { continue }
             do {
-                let inspector = try modelLoader(current.path)
+                var versioned = line.configuration
+                versioned.modelBundle = current.path
+                let inspector = try modelLoader(versioned)
                 line.replaceInspector(StoreVersionInspector(inspector, version: current.name))
                 servingVersions[name] = current.name
                 failedVersions[name] = nil

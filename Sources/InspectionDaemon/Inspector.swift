@@ -138,5 +138,6 @@ public protocol Inspector: AnyObject {
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
 }
 
-/// Loads the model bundle at a path; called at start and on every SIGHUP reload.
-public typealias ModelLoader = (_ bundlePath: FilePath) throws -> any Inspector
+/// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);
+/// called at start and on every SIGHUP reload.
+public typealias ModelLoader = (_ line: LineConfiguration) throws -> any Inspector

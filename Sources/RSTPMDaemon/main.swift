@@ -1,5 +1,6 @@
 // rstpmd: the watch-folder inspection daemon (see the InspectionDaemon module).
 import ArgumentParser
+import Backbones
 import Foundation
 import InspectionDaemon
 import Logging
@@ -23,6 +24,9 @@ struct RSTPMDaemonCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Process what is in the inboxes (and work directories) now, then exit.")
     var once = false
+
+    @Option(name: .long, help: "Weights directory with the teachers' checkpoints (default: $RSTPM_WEIGHTS, else $XDG_DATA_HOME/rstpm/weights, else ~/.local/share/rstpm/weights).")
+    var weightsDir: String?
 
     func validate() throws {
         if file != nil && !checkConfig { throw ValidationError("a positional FILE is only taken with --check-config; use --config FILE") }
@@ -48,7 +52,10 @@ struct RSTPMDaemonCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "rstpmd")
-        let service = DaemonService(configurationPath: path, modelLoader: loadModelBundle, logger: logger)
+        let weights = WeightsDirectory.resolve(override: weightsDir)
+        let service = DaemonService(configurationPath: path, modelLoader: { line in
+            try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride)
+        }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
         do {
             try service.load()
         } catch {
@@ -66,16 +73,6 @@ struct RSTPMDaemonCommand: ParsableCommand {
         service.start()
         service.runUntilSignalled()
     }
-}
-
-/// The RSTPM model bundle loader; the RSTPM module does not exist in this build yet.
-func loadModelBundle(_ bundle: FilePath) throws -> any Inspector {
-    throw ModelBundleUnavailable(bundle: bundle)
-}
-
-struct ModelBundleUnavailable: Error, CustomStringConvertible {
-    var bundle: FilePath
-    var description: String { "model bundle loading is not available in this build (bundle \(bundle))" }
 }
 
 RSTPMDaemonCommand.main()

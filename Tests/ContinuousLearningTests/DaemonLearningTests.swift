@@ -55,7 +55,7 @@ final class DaemonLearningTests: XCTestCase {
         let clock = TestClock(hour: 14)
         let evaluator = ManifestEvaluator()
         let (logger, log) = MemoryLogHandler.logger()
-        let service = DaemonService(configurationPath: scratch.path("rstpmd.yaml"), modelLoader: { try ConstantInspector(bundle: $0) },
+        let service = DaemonService(configurationPath: scratch.path("rstpmd.yaml"), modelLoader: { try ConstantInspector(bundle: $0.modelBundle) },
                                     logger: logger, candidateEvaluator: evaluator, learningClock: { clock.now }, learningTimeZone: utc)
         try service.load()
         let learning = try XCTUnwrap(service.learning["line-1"])
@@ -160,7 +160,7 @@ final class DaemonLearningTests: XCTestCase {
         XCTAssertNil(learning.autoAcceptQuantile)
         // Without an evaluator (a build without RSTPM) a learning line refuses to start.
         try scratch.write(good, to: "rstpmd.yaml")
-        let service = DaemonService(configurationPath: scratch.path("rstpmd.yaml"), modelLoader: { try ConstantInspector(bundle: $0) },
+        let service = DaemonService(configurationPath: scratch.path("rstpmd.yaml"), modelLoader: { try ConstantInspector(bundle: $0.modelBundle) },
                                     logger: MemoryLogHandler.logger().0)
         XCTAssertThrowsError(try service.load()) { XCTAssertTrue("\($0)".contains("cannot evaluate candidate models"), "\($0)") }
     }

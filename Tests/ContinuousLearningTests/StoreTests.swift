@@ -201,6 +201,10 @@ final class ScheduleAndGateTests: XCTestCase {
         XCTAssertEqual(figures.falseRejectRate, 0.25)
         XCTAssertEqual(try XCTUnwrap(figures.auroc), 7.0 / 8.0, accuracy: 1e-12)
         XCTAssertNil(try GateFigures(scores: BundleScores(scores: [0.1, 0.2], threshold: 0.5), normalCount: 2).auroc)
+        // Images a model could not read (NaN) are left out of both figures.
+        let partial = try GateFigures(scores: BundleScores(scores: [0.1, .nan, 0.6, 0.9, .nan], threshold: 0.5), normalCount: 3)
+        XCTAssertEqual(partial.falseRejectRate, 0.5)
+        XCTAssertEqual(partial.auroc, 1)
     }
 }
 

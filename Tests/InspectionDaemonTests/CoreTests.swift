@@ -201,6 +201,6 @@ final class ExecutableTests: XCTestCase {
 
         let once = try run(["--config", folders.path("good.yaml").string, "--once"])
         XCTAssertEqual(once.status, 1, once.output)
-        XCTAssertTrue(once.output.contains("model bundle loading is not available in this build"), once.output)
+        XCTAssertTrue(once.output.contains("cannot load model bundle") && once.output.contains("missing or unreadable manifest"), once.output)
     }
 }

@@ -1,0 +1,124 @@
+import Foundation
+import Imaging
+import RSTPM
+import SystemPackage
+
+/// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
+/// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
+/// anomaly map and renders the heatmap over the original image at its own resolution with the
+/// threshold outline. An input that cannot be decoded, or whose score is not finite, fails
+/// alone; the rest of the batch goes on.
+public final class RSTPMInspector: Inspector {
+    public let model: RSTPMModel
+    public let modelIdentity: ModelIdentity
+    /// The line's `threshold:`; it also draws the heatmap's outline.
+    public let thresholdOverride: Float?
+    /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
+    public let imageLimits: ImageLimits
+
+    /// 40 megapixels: the heatmap of the original image needs about 12 bytes per pixel on top of
+    /// the decoded image, and one line batches several.
+    public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
+
+    public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits) {
+        self.model = model
+        self.thresholdOverride = thresholdOverride
+        self.imageLimits = imageLimits
+        modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+    }
+
+    /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
+    /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
+    public convenience init(bundle: FilePath, weightsDirectory: URL, thresholdOverride: Float? = nil,
+                            imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits) throws {
+        let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
+        self.init(model: model, thresholdOverride: thresholdOverride, imageLimits: imageLimits)
+    }
+
+    private struct Decoded {
+        var index: Int
+        var original: RGBImage
+        /// What the network sees before its own resize; a JPEG's DCT-scaled decode, as in training.
+        var modelInput: RGBImage
+        var decodeMilliseconds: Double
+    }
+
+    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+        var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
+        var decoded: [Decoded] = []
+        for (index, input) in inputs.enumerated() {
+            let start = monotonicNanoseconds()
+            do {
+                let (original, modelInput) = try decode(input)
+                decoded.append(Decoded(index: index, original: original, modelInput: modelInput,
+                                       decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
+            } catch let error as InspectionError {
+                results[index] = .failure(error)
+            } catch {
+                results[index] = .failure(.decodeFailure(message: "\(error)"))
+            }
+        }
+        if !decoded.isEmpty {
+            let anomalies = model.inspect(images: decoded.map(\.modelInput))
+            for (item, anomaly) in zip(decoded, anomalies) {
+                results[item.index] = outcome(item, anomaly, fileName: inputs[item.index].fileName)
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// The original image, and the model's input: the same image, except for a JPEG at least
+    /// twice the input size, which libjpeg decodes again at a reduced scale, as training did.
+    private func decode(_ input: InspectionInput) throws -> (RGBImage, RGBImage) {
+        let data = Data(input.bytes)
+        let original = try decodeImage(data, name: input.fileName, targetSize: nil)
+        let isJPEG = input.bytes.first == 0xFF
+        guard isJPEG, original.width >= 2 * model.inputWidth, original.height >= 2 * model.inputHeight else { return (original, original) }
+        let scaled = try decodeImage(data, name: input.fileName, targetSize: ImageSize(width: model.inputWidth, height: model.inputHeight))
+        return (original, scaled)
+    }
+
+    private func decodeImage(_ data: Data, name: String, targetSize: ImageSize?) throws -> RGBImage {
+        do {
+            return try ImageDecoder.decode(data: data, name: name, limits: imageLimits, targetSize: targetSize)
+        } catch let error as ImageError {
+            switch error.reason {
+            case .tooLarge:
+                let (width, height) = Self.declaredSize(error.detail)
+                throw InspectionError.tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
+            case .unsupported:
+                throw InspectionError.unsupportedFormat(message: error.detail)
+            default:
+                throw InspectionError.decodeFailure(message: "the file \(error.reason.rawValue): \(error.detail)")
+            }
+        }
+    }
+
+    /// Width and height from the codec's "declares WxH = N pixels" message (0 when absent).
+    static func declaredSize(_ detail: String) -> (Int, Int) {
+        guard let range = detail.range(of: "declares ") else { return (0, 0) }
+        let size = detail[range.upperBound...].prefix { $0.isNumber || $0 == "x" }.split(separator: "x").compactMap { Int($0) }
+        return size.count == 2 ? (size[0], size[1]) : (0, 0)
+    }
+
+    private func outcome(_ item: Decoded, _ anomaly: AnomalyResult, fileName: String) -> Result<InspectionOutcome, InspectionError> {
+        guard anomaly.score.isFinite, anomaly.finalMap.allSatisfy(\.isFinite) else {
+            return .failure(.inferenceFailure(message: "the anomaly map of \(fileName) is not finite (score \(anomaly.score))"))
+        }
+        let threshold = thresholdOverride ?? anomaly.threshold
+        let heatmap = Heatmap.render(map: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height, over: item.original,
+                                     threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
+        let png: Data
+        do {
+            png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"])
+        } catch {
+            return .failure(.inferenceFailure(message: "cannot encode the heatmap: \(error)"))
+        }
+        let timings = InspectionTimings(decodeMilliseconds: item.decodeMilliseconds,
+                                        inferMilliseconds: anomaly.timings.preprocessMilliseconds + anomaly.timings.networkMilliseconds)
+        return .success(InspectionOutcome(
+            score: anomaly.score, threshold: anomaly.threshold, thresholdSource: .model,
+            anomalyMap: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height,
+            imageWidth: item.original.width, imageHeight: item.original.height, heatmapPNG: Array(png), timings: timings))
+    }
+}
