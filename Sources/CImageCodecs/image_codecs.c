@@ -184,7 +184,7 @@ static void png_write_bytes(png_structp png, png_bytep in, size_t length) {
 static void png_flush_bytes(png_structp png) { (void)png; }
 
 int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t channels,
-                  int32_t bit_depth, const char *const *text_keys,
+                  int32_t bit_depth, int32_t fast, const char *const *text_keys,
                   const char *const *text_values, int32_t text_count,
                   uint8_t **out, size_t *out_size, char *message, size_t message_size) {
     *out = NULL;
@@ -209,6 +209,12 @@ int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t cha
         return IC_ERR_CORRUPT;
     }
     png_set_write_fn(png, &context, png_write_bytes, png_flush_bytes);
+    if (fast) {
+        // zlib's default level dominated the daemon's time on camera-sized heatmaps; level 1 with
+        // the SUB filter is about 3x faster for files about 1.5x larger.
+        png_set_compression_level(png, 1);
+        png_set_filter(png, 0, PNG_FILTER_SUB);
+    }
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, bit_depth,
                  channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

@@ -3,10 +3,17 @@ import Foundation
 
 /// PNG files: 8-bit RGB or gray, 16-bit gray, with optional tEXt chunks (sorted by key).
 public enum PNGEncoder {
+    /// How hard zlib works: `.compact` is libpng's default; `.fast` (level 1, SUB filter) is for
+    /// files written on a hot path, such as the daemon's heatmaps.
+    public enum Compression: Sendable {
+        case compact, fast
+    }
+
     /// 8-bit RGB; values in 0...1 are rounded to the nearest of 256 levels.
-    public static func encode(_ image: RGBImage, text: [String: String] = [:]) throws -> Data {
+    public static func encode(_ image: RGBImage, text: [String: String] = [:], compression: Compression = .compact) throws -> Data {
         let bytes = quantize(image.pixels)
-        return try encode(bytes: bytes, width: image.width, height: image.height, channels: 3, bitDepth: 8, text: text)
+        return try encode(bytes: bytes, width: image.width, height: image.height, channels: 3, bitDepth: 8, text: text,
+                          compression: compression)
     }
 
     /// 8-bit gray, (H, W).
@@ -21,7 +28,8 @@ public enum PNGEncoder {
         return try encode(bytes: gray16, width: width, height: height, channels: 1, bitDepth: 16, text: text)
     }
 
-    static func encode<T>(bytes: [T], width: Int, height: Int, channels: Int, bitDepth: Int, text: [String: String]) throws -> Data {
+    static func encode<T>(bytes: [T], width: Int, height: Int, channels: Int, bitDepth: Int, text: [String: String],
+                          compression: Compression = .compact) throws -> Data {
         let entries = text.sorted { $0.key < $1.key }
         let keys = entries.map { strdup($0.key) }, values = entries.map { strdup($0.value) }
         defer { (keys + values).forEach { free($0) } }
@@ -32,6 +40,7 @@ public enum PNGEncoder {
             values.map { UnsafePointer($0) }.withUnsafeBufferPointer { valuePointers in
                 bytes.withUnsafeBytes { pixels in
                     ic_encode_png(pixels.baseAddress, Int32(width), Int32(height), Int32(channels), Int32(bitDepth),
+                                  compression == .fast ? 1 : 0,
                                   keyPointers.baseAddress, valuePointers.baseAddress, Int32(entries.count),
                                   &out, &size, &message, message.count)
                 }

@@ -110,7 +110,8 @@ public final class RSTPMInspector: Inspector {
                                      threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
         let png: Data
         do {
-            png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"])
+            png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"],
+                                         compression: .fast)
         } catch {
             return .failure(.inferenceFailure(message: "cannot encode the heatmap: \(error)"))
         }

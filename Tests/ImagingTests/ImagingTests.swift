@@ -139,6 +139,8 @@ final class ImagingTests: XCTestCase {
         let png = try PNGEncoder.encode(original, text: ["Comment": "rstpm test"])
         XCTAssertEqual(try ImageDecoder.decode(data: png, name: "roundtrip.png"), original)
         XCTAssertNotNil(png.range(of: Data("tEXtComment\0rstpm test".utf8)))
+        let fastPNG = try PNGEncoder.encode(original, compression: .fast)
+        XCTAssertEqual(try ImageDecoder.decode(data: fastPNG, name: "fast.png"), original, "fast compression must stay lossless")
 
         let levels: [UInt16] = (0..<(7 * 5)).map { UInt16($0 * 1871) }
         let gray16 = try PNGEncoder.encode(gray16: levels, width: 7, height: 5)
