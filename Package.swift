@@ -48,10 +48,19 @@ let package = Package(
         ),
         .target(name: "Evaluation", dependencies: ["Imaging"], swiftSettings: optimized),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        // Retraining on accepted images: training store, schedule, trainer child, gate, model store.
+        .target(
+            name: "ContinuousLearning",
+            dependencies: [
+                "Evaluation", "Systemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd",
+                "RSTPM", "Imaging", "Systemd", "ContinuousLearning",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -61,6 +70,7 @@ let package = Package(
             name: "RSTPMCLI",
             dependencies: [
                 "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
+                "ContinuousLearning", "InspectionDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -83,6 +93,7 @@ let package = Package(
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Systemd", "TestSupport"]),
+        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "InspectionDaemon", "Systemd", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,4 @@
+import ContinuousLearning
 import Foundation
 import SystemPackage
 import Yams
@@ -30,11 +31,14 @@ public struct LineConfiguration: Sendable, Equatable {
     public var processedInputs: ProcessedInputPolicy
     public var batchSize: Int
     public var maximumInputBytes: Int
+    /// Retraining on accepted images; needs `modelBundle` to be a model store.
+    public var learning: LearningConfiguration?
 
     public init(
         name: String, inbox: FilePath, outbox: FilePath, archive: FilePath?, quarantine: FilePath, work: FilePath,
         modelBundle: FilePath, thresholdOverride: Float? = nil, pollIntervalSeconds: Double = 2, settleIntervalSeconds: Double = 2,
-        processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20
+        processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20,
+        learning: LearningConfiguration? = nil
     ) {
         self.name = name
         self.inbox = inbox
@@ -49,6 +53,7 @@ public struct LineConfiguration: Sendable, Equatable {
         self.processedInputs = processedInputs
         self.batchSize = batchSize
         self.maximumInputBytes = maximumInputBytes
+        self.learning = learning
     }
 }
 
@@ -130,11 +135,18 @@ struct ConfigurationReader {
     var lineIndices: [Int] = []
     /// Every valid path of every line, broken lines included, for the disk checks.
     var linePaths: [(index: Int, paths: [String: FilePath])] = []
+    /// `lines[i]` indices of the lines with a `learning:` block.
+    var learningLines: Set<Int> = []
 
     static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
     static let lineKeys: Set<String> = [
         "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold",
-        "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
+        "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes", "learning",
+    ]
+    static let learningKeys: Set<String> = [
+        "accepted", "defects", "store", "originals", "trainer", "resume_arguments", "min_new_images", "window", "capacity",
+        "original_share", "held_out_share", "keep_versions", "false_reject_tolerance", "auroc_tolerance", "auto_accept_quantile",
+        "trainer_threads", "retry_delay_seconds",
     ]
 
     mutating func problem(_ key: String, _ node: Node?, _ message: String) {
@@ -191,6 +203,7 @@ struct ConfigurationReader {
             return nil
         }
         let f = fields(of: mapping, at: prefix + ".", allowed: Self.lineKeys)
+        if f["learning"] != nil { learningLines.insert(index) }
         let name = string(f["name"], key: prefix + ".name")
         if f["name"] == nil { problem(prefix + ".name", node, "missing: every line needs a name (used in logs, verdicts and metrics)") }
         if let name, name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
@@ -221,13 +234,71 @@ struct ConfigurationReader {
         let settle = number(f["settle_interval_seconds"], key: prefix + ".settle_interval_seconds", range: 0...3600) ?? 2
         let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
         let maximum = integer(f["max_input_bytes"], key: prefix + ".max_input_bytes", range: 1...(1 << 40)) ?? (256 << 20)
+        var learning: LearningConfiguration?
+        if let node = f["learning"] {
+            learning = readLearning(node, prefix: prefix + ".learning", maximumInputBytes: maximum)
+            if learning == nil { return nil }
+        }
         guard let name, let policy, let inbox = required["inbox"], let outbox = required["outbox"],
               let quarantine = required["quarantine"], let work = required["work"], let model = required["model"]
         else { return nil }
         return LineConfiguration(
             name: name, inbox: inbox, outbox: outbox, archive: archive, quarantine: quarantine, work: work,
             modelBundle: model, thresholdOverride: threshold.map { Float($0) }, pollIntervalSeconds: poll,
-            settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum)
+            settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum, learning: learning)
+    }
+
+    /// The `learning:` mapping of a line.
+    mutating func readLearning(_ node: Node, prefix: String, maximumInputBytes: Int) -> LearningConfiguration? {
+        guard let mapping = node.mapping else {
+            problem(prefix, node, "must be a mapping with accepted, store, trainer, ..., got \(describe(node))")
+            return nil
+        }
+        let f = fields(of: mapping, at: prefix + ".", allowed: Self.learningKeys)
+        var required: [String: FilePath] = [:]
+        for key in ["accepted", "store"] {
+            if f[key] == nil {
+                problem("\(prefix).\(key)", node, "missing: required")
+            } else if let value = path(f[key], key: "\(prefix).\(key)") {
+                required[key] = value
+            }
+        }
+        let defects = path(f["defects"], key: prefix + ".defects")
+        let originals = path(f["originals"], key: prefix + ".originals")
+        if f["trainer"] == nil { problem(prefix + ".trainer", node, "missing: the trainer command, e.g. [/usr/bin/rstpm, train, --data, \"{data}\", --out, \"{out}\"]") }
+        let trainer = strings(f["trainer"], key: prefix + ".trainer")
+        if let trainer {
+            if trainer.isEmpty || !FilePath(trainer[0]).isAbsolute {
+                problem(prefix + ".trainer", f["trainer"], "must start with the absolute path of the program")
+            } else if !trainer.contains(where: { $0.contains("{out}") }) {
+                problem(prefix + ".trainer", f["trainer"], "must pass {out}, the folder the candidate bundle is written to")
+            }
+        }
+        let resume = f["resume_arguments"] == nil ? ["--resume"] : strings(f["resume_arguments"], key: prefix + ".resume_arguments")
+        var window: TimeWindow?
+        if let text = string(f["window"], key: prefix + ".window") {
+            window = TimeWindow(parsing: text)
+            if window == nil { problem(prefix + ".window", f["window"], "must be local times HH:MM-HH:MM, e.g. \"22:00-05:00\", got \"\(text)\"") }
+        }
+        let minimum = integer(f["min_new_images"], key: prefix + ".min_new_images", range: 1...1_000_000) ?? 50
+        let capacity = integer(f["capacity"], key: prefix + ".capacity", range: 10...10_000_000) ?? 2000
+        let originalShare = number(f["original_share"], key: prefix + ".original_share", range: 0...1) ?? 0.5
+        let heldOutShare = number(f["held_out_share"], key: prefix + ".held_out_share", range: 0.01...0.5) ?? 0.1
+        let keep = integer(f["keep_versions"], key: prefix + ".keep_versions", range: 1...1000) ?? 5
+        let frrTolerance = number(f["false_reject_tolerance"], key: prefix + ".false_reject_tolerance", range: 0...1) ?? 0
+        let aurocTolerance = number(f["auroc_tolerance"], key: prefix + ".auroc_tolerance", range: 0...1) ?? 0.01
+        let quantile = number(f["auto_accept_quantile"], key: prefix + ".auto_accept_quantile", range: 0.001...0.5)
+        let threads = integer(f["trainer_threads"], key: prefix + ".trainer_threads", range: 1...256) ?? 1
+        let retry = number(f["retry_delay_seconds"], key: prefix + ".retry_delay_seconds", range: 1...86400) ?? 60
+        guard let accepted = required["accepted"], let store = required["store"], let trainer, let resume,
+              !trainer.isEmpty, FilePath(trainer[0]).isAbsolute, f["window"] == nil || window != nil
+        else { return nil }
+        return LearningConfiguration(
+            accepted: accepted, defects: defects, trainingStore: store, originals: originals, trainer: trainer, resumeArguments: resume,
+            minimumNewImages: minimum, window: window,
+            storeSettings: TrainingStoreSettings(capacity: capacity, originalShare: originalShare, heldOutShare: heldOutShare, maximumImageBytes: maximumInputBytes),
+            gate: GatePolicy(falseRejectTolerance: frrTolerance, aurocTolerance: aurocTolerance), keepVersions: keep,
+            autoAcceptQuantile: quantile, trainerThreads: threads, retryDelaySeconds: retry)
     }
 
     /// Rules between lines, found without touching the disk; read from the raw nodes so that a
@@ -291,6 +362,8 @@ struct ConfigurationReader {
             var status = stat()
             if let model = paths["model"], stat(model.string, &status) != 0 {
                 problem("\(key).model", nil, "model bundle \(model) does not exist (\(String(cString: strerror(errno))))")
+            } else if let model = paths["model"], learningLines.contains(index), !ModelStore.isStore(model) {
+                problem("\(key).model", nil, "\(model) must be a model store (v0001/ and a `current` link to it) when learning is on; see docs/rstpmd.md")
             }
         }
         if let metrics = configuration.metricsFile {
@@ -339,6 +412,20 @@ struct ConfigurationReader {
             return nil
         }
         return path.lexicallyNormalized()
+    }
+
+    mutating func strings(_ node: Node?, key: String) -> [String]? {
+        guard let node else { return nil }
+        guard let sequence = node.sequence else {
+            problem(key, node, "must be a list of strings, got \(describe(node))")
+            return nil
+        }
+        var values: [String] = []
+        for (index, element) in sequence.enumerated() {
+            guard let value = string(element, key: "\(key)[\(index)]") else { return nil }
+            values.append(value)
+        }
+        return values
     }
 
     mutating func number(_ node: Node?, key: String, range: ClosedRange<Double>) -> Double? {

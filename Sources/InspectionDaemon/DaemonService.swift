@@ -1,3 +1,4 @@
+import ContinuousLearning
 import Foundation
 import Logging
 import SystemPackage
@@ -13,19 +14,35 @@ public final class DaemonService {
     let notifier: ServiceNotifier
     let syscalls: any Syscalls
     let logger: Logger
+    /// Scores candidates for the learning gate; nil in a build without one (learning lines
+    /// then refuse to start).
+    let candidateEvaluator: (any CandidateEvaluator)?
+    /// The learning schedule's clock and time zone (tests move them).
+    let learningClock: () -> Date
+    let learningTimeZone: TimeZone
     public let metrics = MetricsRegistry()
     /// Serialises start, reload, housekeeping and stop.
     public let controlQueue = DispatchQueue(label: "rstpmd.control")
 
     public private(set) var configuration: DaemonConfiguration?
     public private(set) var lines: [LinePipeline] = []
+    /// The learning cycle of each line with `learning:`, by line name.
+    public private(set) var learning: [String: LearningLine] = [:]
+    /// The store version each line serves (lines whose model is a store), by line name.
+    private var servingVersions: [String: String] = [:]
+    /// A version that failed to load, so it is reported once, not at every check.
+    private var failedVersions: [String: String] = [:]
     private var lastProgress: [String: UInt64] = [:]
     private var housekeepingTimer: DispatchSourceTimer?
     private var signalSources: [DispatchSourceSignal] = []
 
     public init(configurationPath: FilePath, modelLoader: @escaping ModelLoader, notifier: ServiceNotifier = ServiceNotifier(),
-                syscalls: any Syscalls = SystemCalls(), logger: Logger) {
+                syscalls: any Syscalls = SystemCalls(), logger: Logger, candidateEvaluator: (any CandidateEvaluator)? = nil,
+                learningClock: @escaping () -> Date = Date.init, learningTimeZone: TimeZone = .current) {
         self.configurationPath = configurationPath
+        self.candidateEvaluator = candidateEvaluator
+        self.learningClock = learningClock
+        self.learningTimeZone = learningTimeZone
         self.modelLoader = modelLoader
         self.notifier = notifier
         self.syscalls = syscalls
@@ -37,23 +54,115 @@ public final class DaemonService {
     /// or an `Errno` for a work directory.
     public func load() throws {
         let configuration = try DaemonConfiguration.load(from: configurationPath)
-        let pipelines = try makePipelines(configuration)
+        let (pipelines, versions) = try makePipelines(configuration)
+        let learning = try makeLearning(configuration, keeping: [:])
         self.configuration = configuration
         self.lines = pipelines
+        self.servingVersions = versions
+        self.learning = learning
     }
 
-    private func makePipelines(_ configuration: DaemonConfiguration) throws -> [LinePipeline] {
-        try configuration.lines.map { line in
-            let inspector: any Inspector
-            do {
-                inspector = try modelLoader(line)
-            } catch {
-                throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "\(error)")
+    private func makePipelines(_ configuration: DaemonConfiguration) throws -> ([LinePipeline], [String: String]) {
+        var versions: [String: String] = [:]
+        let pipelines = try configuration.lines.map { line in
+            let (inspector, version) = try loadModel(line)
+            versions[line.name] = version
+            let autoAcceptor = line.learning.flatMap { learning in
+                learning.autoAcceptQuantile.map { AutoAcceptor(accepted: learning.accepted, quantile: $0, syscalls: syscalls) }
             }
             let pipeline = LinePipeline(configuration: line, instance: configuration.instance, inspector: inspector,
-                                        syscalls: syscalls, metrics: metrics, logger: logger)
+                                        syscalls: syscalls, metrics: metrics, logger: logger, autoAcceptor: autoAcceptor)
             try pipeline.prepare()
             return pipeline
+        }
+        return (pipelines, versions)
+    }
+
+    /// Loads a line's model: the bundle itself, or for a model store the version `current`
+    /// points at, whose name the verdicts then carry as `model.version`.
+    private func loadModel(_ line: LineConfiguration) throws -> (any Inspector, String?) {
+        var bundle = line.modelBundle
+        var version: String?
+        do {
+            if ModelStore.isStore(line.modelBundle, syscalls: syscalls) {
+                let store = ModelStore(root: line.modelBundle, syscalls: syscalls)
+                guard let current = try store.current() else {
+                    throw ModelStoreError(store: line.modelBundle, message: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
+                }
+                bundle = current.path
+                version = current.name
+            }
+            var versioned = line
+            versioned.modelBundle = bundle
+            let inspector = try modelLoader(versioned)
+            return (version.map { StoreVersionInspector(inspector, version: $0) } ?? inspector, version)
+        } catch {
+            throw ModelLoadError(line: line.name, bundle: bundle, underlying: "\(error)")
+        }
+    }
+
+    /// A learning cycle per line with `learning:`; one whose line and settings did not change
+    /// is kept (with its running trainer) across a reload.
+    private func makeLearning(_ configuration: DaemonConfiguration, keeping existing: [String: LearningLine]) throws -> [String: LearningLine] {
+        var result: [String: LearningLine] = [:]
+        for line in configuration.lines {
+            guard let settings = line.learning else { continue }
+            if let old = existing[line.name], old.configuration == settings, old.models.root == line.modelBundle {
+                result[line.name] = old
+                continue
+            }
+            guard let candidateEvaluator else {
+                throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "learning is configured but this build cannot evaluate candidate models")
+            }
+            let learning = LearningLine(lineName: line.name, configuration: settings, modelStore: line.modelBundle, evaluator: candidateEvaluator,
+                                        syscalls: syscalls, logger: logger, clock: learningClock, timeZone: learningTimeZone)
+            do {
+                try learning.prepare()
+            } catch {
+                throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "cannot prepare learning: \(error)")
+            }
+            result[line.name] = learning
+        }
+        return result
+    }
+
+    /// Loads the version a line's `current` link points at when it differs from the one serving
+    /// (after a promotion or `rstpm model rollback`) and hands it to the line, which switches
+    /// between batches. Returns the lines that switched. Runs on `controlQueue` from
+    /// housekeeping (tests may call it directly when they own the service).
+    @discardableResult
+    public func checkModelSwaps() -> [String] {
+        var switched: [String] = []
+        for line in lines where servingVersions[line.configuration.name] != nil {
+            let name = line.configuration.name
+            let store = ModelStore(root: line.configuration.modelBundle, syscalls: syscalls)
+            guard let current = try? store.current(), current.name != servingVersions[name], failedVersions[name] != current.name else { continue }
+            do {
+                var versioned = line.configuration
+                versioned.modelBundle = current.path
+                let inspector = try modelLoader(versioned)
+                line.replaceInspector(StoreVersionInspector(inspector, version: current.name))
+                servingVersions[name] = current.name
+                failedVersions[name] = nil
+                switched.append(name)
+            } catch {
+                failedVersions[name] = current.name
+                logger.learningEvent(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
+                                     ["line": "\(name)", "image.path": "\(current.path)"])
+            }
+        }
+        return switched
+    }
+
+    /// Asks every learning line for a run now (SIGUSR1).
+    public func requestRetraining() {
+        for (name, line) in learning {
+            do {
+                try LearningLine.requestRetrain(trainingStore: line.configuration.trainingStore, syscalls: syscalls)
+                line.tickAsync()
+            } catch {
+                logger.learningEvent(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
+            }
         }
     }
 
@@ -105,7 +214,8 @@ public final class DaemonService {
         // Totals come from the metrics, which outlive the pipelines a reload replaces.
         let decided = Int(metrics.total("rstpmd_inputs_total"))
         let queued = lines.reduce(0) { $0 + $1.queueDepth }
-        return "\(lines.count) line(s), \(decided) decided, \(queued) queued"
+        let learningText = learning.keys.sorted().map { "; \($0): \(learning[$0]!.status)" }.joined()
+        return "\(lines.count) line(s), \(decided) decided, \(queued) queued" + learningText
     }
 
     // MARK: watchdog, status, metrics
@@ -132,6 +242,8 @@ public final class DaemonService {
             lastProgress[name] = counter
         }
         if healthy && notifier.watchdogIntervalMicroseconds != nil { notifier.watchdog() }
+        checkModelSwaps()
+        for line in learning.values { line.tickAsync() }
         notifier.status(statusLine())
         writeMetrics()
         return healthy
@@ -156,17 +268,24 @@ public final class DaemonService {
             notifier.reloading(status: "reloading configuration and models")
             let newConfiguration: DaemonConfiguration
             let newLines: [LinePipeline]
+            let newVersions: [String: String]
+            let newLearning: [String: LearningLine]
             do {
                 newConfiguration = try DaemonConfiguration.load(from: configurationPath)
-                newLines = try makePipelines(newConfiguration)
+                (newLines, newVersions) = try makePipelines(newConfiguration)
+                newLearning = try makeLearning(newConfiguration, keeping: learning)
             } catch {
                 logger.event(.reloadFailed, .error, "reload failed, keeping the running configuration: \(error)", ["config": "\(configurationPath)"])
                 notifier.ready(status: "reload failed; running the previous configuration (see journal)")
                 return
             }
             drain(lines, timeoutSeconds: configuration?.drainTimeoutSeconds ?? 60)
+            for (name, old) in learning where newLearning[name] !== old { old.stop() }
             configuration = newConfiguration
             lines = newLines
+            servingVersions = newVersions
+            failedVersions = [:]
+            learning = newLearning
             lastProgress = [:]
             for line in lines { line.start() }
             logger.event(.reloaded, .notice, "reloaded: \(lines.count) line(s)", ["config": "\(configurationPath)"])
@@ -183,6 +302,8 @@ public final class DaemonService {
             notifier.stopping(status: "draining")
             logger.event(.stopping, .notice, "stopping: draining \(lines.count) line(s)")
             drain(lines, timeoutSeconds: configuration?.drainTimeoutSeconds ?? 60)
+            // A stopped trainer's candidate stays; the run resumes at the next start.
+            for line in learning.values { line.stop() }
             writeMetrics()
         }
     }
@@ -195,14 +316,17 @@ public final class DaemonService {
         }
     }
 
-    /// Installs SIGTERM/SIGINT (stop, exit 0) and SIGHUP (reload) and never returns.
+    /// Installs SIGTERM/SIGINT (stop, exit 0), SIGHUP (reload) and SIGUSR1 (retrain every
+    /// learning line now) and never returns.
     public func runUntilSignalled() -> Never {
-        for signalNumber in [SIGTERM, SIGINT, SIGHUP] {
+        for signalNumber in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .main)
             source.setEventHandler { [self] in
                 if signalNumber == SIGHUP {
                     DispatchQueue.global().async { self.reload() }
+                } else if signalNumber == SIGUSR1 {
+                    controlQueue.async { self.requestRetraining() }
                 } else {
                     DispatchQueue.global().async {
                         self.stop()
@@ -214,6 +338,22 @@ public final class DaemonService {
             signalSources.append(source)
         }
         dispatchMain()
+    }
+}
+
+/// A bundle from a model store: reports the store version (`v0003`) as `model.version`, so a
+/// verdict names exactly the bundle that made it.
+final class StoreVersionInspector: Inspector {
+    let inner: any Inspector
+    let modelIdentity: ModelIdentity
+
+    init(_ inner: any Inspector, version: String) {
+        self.inner = inner
+        self.modelIdentity = ModelIdentity(identifier: inner.modelIdentity.identifier, version: version)
+    }
+
+    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+        inner.inspect(inputs)
     }
 }
 

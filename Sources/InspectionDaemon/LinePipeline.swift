@@ -1,3 +1,4 @@
+import ContinuousLearning
 import Foundation
 import Logging
 import SystemPackage
@@ -28,11 +29,14 @@ public final class LinePipeline {
     public let workDirectory: FilePath
     public let queue: DispatchQueue
     public let scanner: InboxScanner
-    let inspector: any Inspector
+    /// Replaced between batches when the line's model store switches version.
+    private(set) var inspector: any Inspector
     let files: FileOperations
     let metrics: MetricsRegistry
-    let logger: Logger
+    var logger: Logger
     let clock: () -> Int64
+    /// Copies low-scoring `ok` images to accepted/ (learning's auto-acceptance), or nil.
+    let autoAcceptor: AutoAcceptor?
 
     struct Retry { var attempts: Int; var notBefore: Int64 }
     private var retries: [String: Retry] = [:]
@@ -45,11 +49,12 @@ public final class LinePipeline {
     private var progressCounter: UInt64 = 0
     private var busy = false
     private var lastQueueDepth = 0
+    private var pendingInspector: (any Inspector)?
 
     public init(
         configuration: LineConfiguration, instance: String, inspector: any Inspector,
         syscalls: any Syscalls = SystemCalls(), metrics: MetricsRegistry = MetricsRegistry(),
-        logger: Logger, clock: @escaping () -> Int64 = monotonicNanoseconds
+        logger: Logger, clock: @escaping () -> Int64 = monotonicNanoseconds, autoAcceptor: AutoAcceptor? = nil
     ) {
         self.configuration = configuration
         self.instance = instance
@@ -62,6 +67,7 @@ public final class LinePipeline {
         logger[metadataKey: "model"] = .string("\(inspector.modelIdentity.identifier)@\(inspector.modelIdentity.version)")
         self.logger = logger
         self.clock = clock
+        self.autoAcceptor = autoAcceptor
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
         self.scanner = InboxScanner(
             inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
@@ -150,6 +156,33 @@ public final class LinePipeline {
         if summary.claimed + summary.decided + summary.quarantined > 0 {
             logger.debug("pass", metadata: ["claimed": "\(summary.claimed)", "decided": "\(summary.decided)", "queue": "\(summary.queueDepth)"])
         }
+    }
+
+    // MARK: model swap
+
+    /// Serves `inspector` from the next batch on; the running batch finishes with the old one.
+    /// Callable from any queue.
+    public func replaceInspector(_ inspector: any Inspector) {
+        progressLock.lock(); pendingInspector = inspector; progressLock.unlock()
+    }
+
+    /// The identity of the model that serves the next batch.
+    public var modelIdentity: ModelIdentity {
+        progressLock.lock(); defer { progressLock.unlock() }
+        return (pendingInspector ?? inspector).modelIdentity
+    }
+
+    private func takePendingInspector() {
+        progressLock.lock()
+        let pending = pendingInspector
+        let old = inspector.modelIdentity
+        if let pending { inspector = pending }
+        pendingInspector = nil
+        progressLock.unlock()
+        guard let pending else { return }
+        logger[metadataKey: "model"] = .string("\(pending.modelIdentity.identifier)@\(pending.modelIdentity.version)")
+        logger.learningEvent(.modelSwapped, .notice, "now serving \(pending.modelIdentity.identifier)@\(pending.modelIdentity.version) (was \(old.identifier)@\(old.version))",
+                             ["version": "\(pending.modelIdentity.version)", "previous_version": "\(old.version)"])
     }
 
     // MARK: watchdog
@@ -293,6 +326,7 @@ public final class LinePipeline {
 
     private func processBatch(_ batch: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
         let started = monotonicNanoseconds()
+        takePendingInspector()
         var loaded: [Loaded] = []
         for (name, status) in batch {
             let path = workDirectory.appending(name)
@@ -359,6 +393,14 @@ public final class LinePipeline {
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
+            if decision == .ok, let autoAcceptor {
+                do {
+                    try autoAcceptor.consider(fileName: input.name, bytes: input.bytes, sha256: input.sha256, score: outcome.score)
+                } catch {
+                    // Learning is best effort; the verdict is what must not be lost.
+                    logger.learningEvent(.learningFailed, .warning, "\(input.name): cannot copy to accepted/: \(error)", ["image.path": "\(autoAcceptor.accepted)"])
+                }
+            }
             try dispose(input.name)
             retries[input.name] = nil
             summary.decided += 1

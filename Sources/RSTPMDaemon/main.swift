@@ -55,7 +55,7 @@ struct RSTPMDaemonCommand: ParsableCommand {
         let weights = WeightsDirectory.resolve(override: weightsDir)
         let service = DaemonService(configurationPath: path, modelLoader: { line in
             try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride)
-        }, logger: logger)
+        }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
         do {
             try service.load()
         } catch {

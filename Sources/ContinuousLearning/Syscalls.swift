@@ -41,6 +41,42 @@ public protocol Syscalls: AnyObject {
     func lstat(_ path: FilePath) throws -> FileStatus?
     /// The entry names of a directory, without "." and "..".
     func listDirectory(_ path: FilePath) throws -> [String]
+    /// symlink(2): creates `path` pointing at `target` (the model store's `current`).
+    func symbolicLink(_ path: FilePath, pointingTo target: FilePath) throws
+    /// readlink(2); nil when the path does not exist.
+    func readLink(_ path: FilePath) throws -> FilePath?
+    /// link(2): a second name for a file (the training snapshot).
+    func hardLink(_ source: FilePath, to destination: FilePath) throws
+    /// rmdir(2) of an empty directory.
+    func removeDirectory(_ path: FilePath) throws
+}
+
+// Defaults, so that test doubles written before these calls existed still conform.
+extension Syscalls {
+    public func symbolicLink(_ path: FilePath, pointingTo target: FilePath) throws {
+        let result = target.withPlatformString { to in path.withPlatformString { from in Glibc.symlink(to, from) } }
+        if result != 0 { throw Errno(rawValue: errno) }
+    }
+
+    public func readLink(_ path: FilePath) throws -> FilePath? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = path.withPlatformString { Glibc.readlink($0, &buffer, buffer.count - 1) }
+        if count < 0 {
+            if errno == ENOENT { return nil }
+            throw Errno(rawValue: errno)
+        }
+        buffer[count] = 0
+        return FilePath(String(cString: buffer))
+    }
+
+    public func hardLink(_ source: FilePath, to destination: FilePath) throws {
+        let result = source.withPlatformString { from in destination.withPlatformString { to in Glibc.link(from, to) } }
+        if result != 0 { throw Errno(rawValue: errno) }
+    }
+
+    public func removeDirectory(_ path: FilePath) throws {
+        if path.withPlatformString({ Glibc.rmdir($0) }) != 0 { throw Errno(rawValue: errno) }
+    }
 }
 
 /// The real system calls, through swift-system where it has them and Glibc where it does not.
@@ -173,6 +209,18 @@ public struct FileOperations {
         let descriptor = try syscalls.open(directory, .readOnly, options: [.directory, .closeOnExec], permissions: nil)
         defer { try? syscalls.close(descriptor) }
         try syscalls.fsync(descriptor)
+    }
+
+    /// Removes a directory tree without following symbolic links in it. Not atomic: callers
+    /// first rename the tree to a name nothing else reads.
+    public func removeTree(_ path: FilePath) throws {
+        guard let status = try syscalls.lstat(path) else { return }
+        if status.kind != .directory {
+            try syscalls.unlink(path)
+            return
+        }
+        for name in try syscalls.listDirectory(path) { try removeTree(path.appending(name)) }
+        try syscalls.removeDirectory(path)
     }
 
     /// Creates a directory and its missing parents.

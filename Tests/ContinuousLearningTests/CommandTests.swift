@@ -1,0 +1,83 @@
+import ContinuousLearning
+import Foundation
+import SystemPackage
+import TestSupport
+import XCTest
+
+/// `rstpm model list`, `rstpm model rollback` and `rstpm retrain` through the built binary.
+final class CommandTests: XCTestCase {
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rstpm")
+        let binary = FileManager.default.isExecutableFile(atPath: besideTests.path)
+            ? besideTests : TestPaths.repositoryRoot.appendingPathComponent(".build/release/rstpm")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("rstpm is not built at \(binary.path)") }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    func testListRollbackAndRetrainRequest() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let models = try scratch.makeModelStore()
+        // v0002 accepted by a gate and serving, v0003 rejected.
+        for decision in [GateRecord.Decision.accepted, .rejected] {
+            let record = GateRecord(
+                decision: decision, reason: "test \(decision.rawValue)", line: "line-1",
+                candidate: GateFigures(falseRejectRate: decision == .accepted ? 0.01 : 0.5, auroc: 0.97, threshold: 0.5),
+                current: nil, currentVersion: "v0001", heldOutImages: 10, defectImages: 3, trainingImages: 90,
+                policy: GatePolicy(), decidedAt: "2026-11-29T02:00:00Z")
+            try scratch.write(record.encoded(), to: "models/line-1/.candidate/gate.json")
+            let version = try models.commitCandidate()
+            if decision == .accepted { try models.activate(version.name) }
+        }
+        try scratch.write("""
+        lines:
+          - name: line-1
+            inbox: /nonexistent/inbox
+            work: /nonexistent/work
+            outbox: /nonexistent/outbox
+            quarantine: /nonexistent/quarantine
+            processed_inputs: delete
+            model: \(scratch.path("models/line-1"))
+            learning:
+              accepted: /nonexistent/accepted
+              store: \(scratch.path("training"))
+              trainer: [/usr/bin/rstpm, train, --data, "{data}", --out, "{out}"]
+        """, to: "rstpmd.yaml")
+        let config = ["--config", scratch.path("rstpmd.yaml").string]
+
+        let list = try run(["model", "list", "line-1"] + config)
+        XCTAssertEqual(list.status, 0, list.output)
+        let rows = list.output.split(separator: "\n").map(String.init)
+        XCTAssertEqual(rows.count, 4, list.output)
+        XCTAssertTrue(rows[1].hasPrefix("   v0001    -"), list.output)
+        XCTAssertTrue(rows[2].hasPrefix("*  v0002    accepted  0.0100        0.9700"), list.output)
+        XCTAssertTrue(rows[3].hasPrefix("   v0003    rejected  0.5000"), list.output)
+
+        let rollback = try run(["model", "rollback", "line-1"] + config)
+        XCTAssertEqual(rollback.status, 0, rollback.output)
+        XCTAssertTrue(rollback.output.contains("line-1: v0002 -> v0001"), rollback.output)
+        XCTAssertEqual(try models.current()?.name, "v0001")
+        XCTAssertEqual(try run(["model", "rollback", "line-1", "v0003"] + config).status, 0)
+        XCTAssertEqual(try models.current()?.name, "v0003", "an explicit version may be any")
+        let missing = try run(["model", "rollback", "line-1", "v0042"] + config)
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.output.contains("no version v0042"), missing.output)
+        let unknown = try run(["model", "list", "line-9"] + config)
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.output.contains("has no line \"line-9\""), unknown.output)
+
+        try scratch.makeDirectory("training")
+        let retrain = try run(["retrain", "line-1"] + config)
+        XCTAssertEqual(retrain.status, 0, retrain.output)
+        XCTAssertTrue(scratch.exists("training/\(LearningLine.requestFileName)"))
+    }
+}
