@@ -24,7 +24,9 @@ public struct AnomalyResult: Sendable {
     public var studentTeacherScore: Float
     public var discriminatorScore: Float
     public var threshold: Float
-    public var isAnomalous: Bool { score > threshold }
+    /// A score at or above the threshold is a defect: the same rule as the daemon's verdicts,
+    /// the gate's false-reject rate and Evaluation's ROC points.
+    public var isAnomalous: Bool { score >= threshold }
     public var timings: Timings
 }
 
