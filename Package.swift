@@ -52,7 +52,7 @@ let package = Package(
         .target(
             name: "ContinuousLearning",
             dependencies: [
-                "Evaluation", "Systemd",
+                "Checkpoints", "Evaluation", "Systemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -92,8 +92,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Systemd", "TestSupport"]),
-        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "InspectionDaemon", "Systemd", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Checkpoints", "Systemd", "TestSupport"]),
+        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "Systemd", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

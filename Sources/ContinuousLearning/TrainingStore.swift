@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import SystemPackage
 
@@ -168,7 +169,7 @@ public final class TrainingStore {
             let path = originals.appending(name)
             guard try files.syscalls.lstat(path)?.kind == .regular else { continue }
             let bytes = try files.readFile(path, maximumBytes: settings.maximumImageBytes)
-            let digest = SHA256.hexDigest(of: bytes)
+            let digest = sha256Hex(of: bytes)
             guard seen.insert(digest).inserted else { continue }
             candidates[pool(forDigest: digest), default: []].append((digest, name, bytes))
         }
@@ -205,7 +206,7 @@ public final class TrainingStore {
                 continue
             }
             taken.append(name)
-            let digest = SHA256.hexDigest(of: bytes)
+            let digest = sha256Hex(of: bytes)
             if known.contains(digest) {
                 summary.duplicates += 1
                 continue

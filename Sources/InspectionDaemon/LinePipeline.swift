@@ -1,3 +1,4 @@
+import Checkpoints
 import ContinuousLearning
 import Foundation
 import Logging
@@ -339,7 +340,7 @@ public final class LinePipeline {
             }
             do {
                 let bytes = try files.readFile(path, maximumBytes: configuration.maximumInputBytes)
-                loaded.append(Loaded(name: name, path: path, bytes: bytes, sha256: SHA256.hexDigest(of: bytes), receivedNanoseconds: received))
+                loaded.append(Loaded(name: name, path: path, bytes: bytes, sha256: sha256Hex(of: bytes), receivedNanoseconds: received))
             } catch Errno.fileTooLarge {
                 quarantine(name: name, sha256: nil, received: received, kind: "too_large",
                            message: "the input has more than max_input_bytes = \(configuration.maximumInputBytes) bytes",

@@ -1,3 +1,4 @@
+import Checkpoints
 import ContinuousLearning
 import Foundation
 import InspectionDaemon
@@ -115,7 +116,7 @@ final class DaemonLearningTests: XCTestCase {
         for index in 0..<60 {
             // Scores 0.50, 0.49, ... fall over time: a new low is below the 10 % quantile.
             let bytes = image(index)
-            if try acceptor.consider(fileName: "\(index).png", bytes: bytes, sha256: SHA256.hexDigest(of: bytes), score: 0.5 - Float(index) / 100) {
+            if try acceptor.consider(fileName: "\(index).png", bytes: bytes, sha256: sha256Hex(of: bytes), score: 0.5 - Float(index) / 100) {
                 copied.append(index)
             }
         }
@@ -123,7 +124,7 @@ final class DaemonLearningTests: XCTestCase {
         XCTAssertEqual(scratch.list("accepted").count, 40)
         XCTAssertTrue(scratch.list("accepted").allSatisfy { $0.hasSuffix(".png") && $0.count == 68 })
         // A higher score than most recent ones is not taken.
-        XCTAssertFalse(try acceptor.consider(fileName: "x.png", bytes: image(1000), sha256: SHA256.hexDigest(of: image(1000)), score: 0.3))
+        XCTAssertFalse(try acceptor.consider(fileName: "x.png", bytes: image(1000), sha256: sha256Hex(of: image(1000)), score: 0.3))
     }
 
     func testLearningConfigurationIsCheckedWithClearMessages() throws {

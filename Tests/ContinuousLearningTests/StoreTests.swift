@@ -1,3 +1,4 @@
+import Checkpoints
 import ContinuousLearning
 import Foundation
 import SystemPackage
@@ -30,7 +31,7 @@ final class TrainingStoreTests: XCTestCase {
         XCTAssertEqual(scratch.list("accepted"), [".upload.png"], "taken files leave accepted/")
         XCTAssertEqual(store.acceptedTotal, 1, "duplicates do not count as new images")
         XCTAssertEqual(store.entries.count, 5)
-        let digest = SHA256.hexDigest(of: image(1))
+        let digest = sha256Hex(of: image(1))
         let entry = try XCTUnwrap(store.entries.first { $0.sha256 == digest })
         XCTAssertEqual(entry.file, digest + ".png")
         XCTAssertEqual(entry.origin, .accepted)
@@ -61,7 +62,7 @@ final class TrainingStoreTests: XCTestCase {
         for batch in 0..<6 {
             for index in (batch * 50)..<(batch * 50 + 50) {
                 try scratch.write(image(index), to: "accepted/\(index).png")
-                batchOf[SHA256.hexDigest(of: image(index))] = batch
+                batchOf[sha256Hex(of: image(index))] = batch
             }
             let summary = try store.ingest(from: scratch.path("accepted"))
             XCTAssertEqual(summary.added + summary.dropped, 50)
@@ -88,7 +89,7 @@ final class TrainingStoreTests: XCTestCase {
         try scratch.write(image(1), to: "accepted/a.png")
         try store.ingest(from: scratch.path("accepted"))
         // A crash between writing an image and the index, and a temporary file.
-        try scratch.write(image(2), to: "store/train/\(SHA256.hexDigest(of: image(2))).png")
+        try scratch.write(image(2), to: "store/train/\(sha256Hex(of: image(2))).png")
         try scratch.write(image(3), to: "store/train/.x.rstpmd.tmp")
         let reopened = try makeStore(scratch)
         XCTAssertEqual(reopened.entries, store.entries)

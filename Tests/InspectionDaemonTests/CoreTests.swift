@@ -4,25 +4,6 @@ import SystemPackage
 import TestSupport
 import XCTest
 
-final class SHA256Tests: XCTestCase {
-    func testKnownVectors() {
-        XCTAssertEqual(SHA256.hexDigest(of: []), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hexDigest(of: Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hexDigest(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        // hashlib.sha256(b"a" * 100_000): crosses many blocks and a partial final one.
-        XCTAssertEqual(SHA256.hexDigest(of: [UInt8](repeating: 0x61, count: 100_000)),
-                       "6d1cf22d7cc09b085dfc25ee1a1f3ae0265804c607bc2074ad253bcc82fd81ee")
-    }
-
-    func testChunkedUpdatesMatchOneShot() {
-        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7 + 3) }
-        var hasher = SHA256()
-        for chunk in stride(from: 0, to: bytes.count, by: 37) { hasher.update(Array(bytes[chunk..<min(chunk + 37, bytes.count)])) }
-        XCTAssertEqual(hasher.finalize(), { var h = SHA256(); h.update(bytes); return h.finalize() }())
-    }
-}
-
 final class RegionTests: XCTestCase {
     func testEightConnectedComponentsAtFullResolution() {
         // Two components: a diagonal chain (8-connected, not 4-connected) and a single pixel.

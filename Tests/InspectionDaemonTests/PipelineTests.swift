@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import InspectionDaemon
 import SystemPackage
@@ -113,7 +114,7 @@ final class PipelineTests: XCTestCase {
         let record = try folders.json("quarantine/b-corrupt.pgm.error.json")
         XCTAssertEqual(record["kind"] as? String, "decode_failure")
         XCTAssertEqual(record["file"] as? String, "b-corrupt.pgm")
-        XCTAssertEqual(record["sha256"] as? String, SHA256.hexDigest(of: Array("not an image at all".utf8)))
+        XCTAssertEqual(record["sha256"] as? String, sha256Hex(of: Array("not an image at all".utf8)))
         XCTAssertNotNil(record["hint"] as? String)
         let verdict = try folders.json("outbox/b-corrupt.pgm.json")
         XCTAssertEqual(verdict["verdict"] as? String, "error")
@@ -192,7 +193,7 @@ final class PipelineTests: XCTestCase {
                            ["a.pgm.heatmap.png", "a.pgm.json", "b.pgm.json", "c.pgm.heatmap.png", "c.pgm.json"], context)
             for (name, bytes) in inputs {
                 let verdict = try folders.json("outbox/\(name).json")
-                XCTAssertEqual(verdict["sha256"] as? String, SHA256.hexDigest(of: bytes), context)
+                XCTAssertEqual(verdict["sha256"] as? String, sha256Hex(of: bytes), context)
             }
             XCTAssertEqual(try folders.json("outbox/a.pgm.json")["verdict"] as? String, "defect", context)
             return crashing.changingCalls
@@ -292,7 +293,7 @@ final class PipelineTests: XCTestCase {
                     "verdict", "score", "threshold", "regions", "regions_truncated", "heatmap", "timings_ms", "error"]
         XCTAssertEqual(Set(verdict.keys), Set(keys))
         XCTAssertEqual(verdict["schema_version"] as? Int, 1)
-        XCTAssertEqual(verdict["sha256"] as? String, SHA256.hexDigest(of: image))
+        XCTAssertEqual(verdict["sha256"] as? String, sha256Hex(of: image))
         XCTAssertEqual(verdict["size"] as? [String: Int], ["bytes": image.count, "width": 16, "height": 12])
         XCTAssertEqual(verdict["line"] as? String, "line-1")
         XCTAssertEqual(verdict["model"] as? [String: String], ["id": "pgm-test-double", "version": "1"])
