@@ -7,7 +7,8 @@ U-Net at 64x64) on the batches `rstpm bench method --export` wrote:
   phase 2: S-T maps forward (no grad), D forward + backward of the focal loss, Adam step.
 Inference (with --model): the complete RSTPM + D pipeline (Eq. 1) with the bundle's trained
 weights (read from weights.safetensors with struct + json), in PyTorch (eval) and in OpenVINO
-(exported through ONNX); its final maps are compared with rstpm's for the exported images.
+(exported through ONNX, f32); its final maps are compared with rstpm's for the exported images.
+PyTorch runs twice: NCHW as written ("pytorch") and channels_last ("pytorch-cl").
 Prints `RESULT <framework> <what> <batch> <value>` lines that bench/method.sh reads
 (train-*: images/s; infer: ms/image).
 Usage: /work/venv/bin/python bench/method_reference.py --batches FILE [--model DIR] [--threads 2] [--steps 3]
@@ -148,31 +149,35 @@ def main():
     batches = read_safetensors(args.batches)
     x, pseudo, mask = batches["train.input"], batches["train.pseudo_input"], batches["train.mask"]
     batch, size = x.shape[0], x.shape[2]
-    net = build(args.model, size)
+    # PyTorch eager as written (NCHW) and with channels_last tensors, its faster CPU layout for
+    # depthwise and transposed convolutions.
+    for framework, layout in (("pytorch", torch.contiguous_format), ("pytorch-cl", torch.channels_last)):
+        net = build(args.model, size).to(memory_format=layout)
+        xl, pseudol = x.to(memory_format=layout), pseudo.to(memory_format=layout)
 
-    # Phase 1.
-    net.t1.eval(), net.t2.eval(), net.s1.train(), net.s2.train()
-    sgd = torch.optim.SGD(list(net.s1.parameters()) + list(net.s2.parameters()), lr=0.4, momentum=0.9, weight_decay=1e-4)
+        # Phase 1.
+        net.t1.eval(), net.t2.eval(), net.s1.train(), net.s2.train()
+        sgd = torch.optim.SGD(list(net.s1.parameters()) + list(net.s2.parameters()), lr=0.4, momentum=0.9, weight_decay=1e-4)
 
-    def student_step():
-        sgd.zero_grad()
-        loss = sum(m.mean() for m in net.level_maps(x))
-        loss.backward()
-        sgd.step()
-    print(f"RESULT pytorch  train-students      {batch} {train_rate(student_step, batch, args.steps):9.2f}", flush=True)
+        def student_step():
+            sgd.zero_grad()
+            loss = sum(m.mean() for m in net.level_maps(xl))
+            loss.backward()
+            sgd.step()
+        print(f"RESULT {framework:<10} train-students      {batch} {train_rate(student_step, batch, args.steps):9.2f}", flush=True)
 
-    # Phase 2.
-    net.s1.eval(), net.s2.eval(), net.d.train()
-    adam = torch.optim.Adam(net.d.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4)
+        # Phase 2.
+        net.s1.eval(), net.s2.eval(), net.d.train()
+        adam = torch.optim.Adam(net.d.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4)
 
-    def discriminator_step():
-        with torch.no_grad():
-            d_in = net.d_input(net.level_maps(pseudo))
-        adam.zero_grad()
-        loss = focal(net.d(d_in), mask)
-        loss.backward()
-        adam.step()
-    print(f"RESULT pytorch  train-discriminator {batch} {train_rate(discriminator_step, batch, args.steps):9.2f}", flush=True)
+        def discriminator_step():
+            with torch.no_grad():
+                d_in = net.d_input(net.level_maps(pseudol))
+            adam.zero_grad()
+            loss = focal(net.d(d_in), mask)
+            loss.backward()
+            adam.step()
+        print(f"RESULT {framework:<10} train-discriminator {batch} {train_rate(discriminator_step, batch, args.steps):9.2f}", flush=True)
 
     if not args.model:
         return
@@ -194,14 +199,17 @@ def main():
     ov_final = torch.from_numpy(request.infer({0: probe.numpy()})[0].copy())
     difference = ((ov_final - reference).abs().max() / reference.abs().max()).item()
     print(f"openvino final map vs rstpm: max relative difference {difference:.2e}", flush=True)
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(5)
     for b in [int(v) for v in args.infer_batch.split(",")]:
         inputs = torch.randn(b, 3, size, size, generator=generator)
+        inputs_cl = inputs.to(memory_format=torch.channels_last)
         numpy_inputs = inputs.numpy()
         ms = {"pytorch": best_ms(lambda: net(inputs), args.iterations),
+              "pytorch-cl": best_ms(lambda: net_cl(inputs_cl), args.iterations),
               "openvino": best_ms(lambda: request.infer({0: numpy_inputs}), args.iterations)}
         for framework, value in ms.items():
-            print(f"RESULT {framework:<8} infer               {b} {value / b:9.2f}", flush=True)
+            print(f"RESULT {framework:<10} infer               {b} {value / b:9.2f}", flush=True)
 
 
 if __name__ == "__main__":
