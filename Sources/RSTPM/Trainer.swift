@@ -24,7 +24,8 @@ public struct TrainingEvent: Sendable {
 /// Two-phase RSTPM training (method.md): phase 1 trains S1, S2 and the attention branches with
 /// SGD on the six level losses; phase 2 trains D with Adam and focal loss on pseudo-anomalies,
 /// S-T frozen. Validation images (a seeded split) select the best epoch of each phase and
-/// calibrate the threshold. Epoch checkpoints go to `<output>/checkpoints/` so `resume` continues.
+/// calibrate the threshold. Epoch checkpoints go to `<output>/checkpoints/` (networks and optimiser
+/// state, so `resume` continues exactly as if the run had not stopped).
 public final class RSTPMTrainer {
     public let configuration: RSTPMConfiguration
     public let networks: RSTPMNetworks
