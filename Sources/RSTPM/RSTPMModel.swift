@@ -59,13 +59,16 @@ public final class RSTPMModel {
         return RSTPMModel(manifest: manifest, networks: networks)
     }
 
-    /// A model around networks in memory (after training or loading). S1's BatchNorms are
-    /// folded when it supports it, so `networks` can no longer be saved afterwards.
+    /// A model around networks in memory (after training or loading). The BatchNorms of S1 (when
+    /// it supports it), S2 and D are folded into their convolutions, so `networks` can no longer
+    /// be saved afterwards.
     public init(manifest: BundleManifest, networks: RSTPMNetworks) {
         self.manifest = manifest
         self.networks = networks
         networks.setTrainableMode(.inference)
         (networks.student1 as? any InferenceFoldable)?.foldBatchNorm()
+        networks.student2.foldBatchNorm()
+        networks.discriminator.foldBatchNorm()
         for parameter in networks.student1.parameters + networks.student2.parameters + networks.discriminator.parameters {
             parameter.dropGradient()
         }

@@ -125,6 +125,50 @@ public final class RSTPMNetworks {
                                      width: configuration.discriminatorWidth, channelMeans: discriminatorInputMeans)
     }
 
+    /// D's input for a batch (N, 3, H, W) with the students frozen (`.inference`).
+    public func frozenDiscriminatorInput(images input: Tensor) -> Tensor {
+        student1.setMode(.inference)
+        student2.setMode(.inference)
+        return discriminatorInput(levelMaps: levelMaps(input: input, teachers: teacherFeatures(input), caching: false))
+    }
+
+    /// Pseudo-anomaly masks (N, 1, H, W) at D's resolution: the anomalous area fraction of each
+    /// cell (the focal loss counts > 0.5 as anomalous).
+    public func discriminatorTarget(masks: Tensor) -> Tensor {
+        let factor = configuration.discriminatorDownscale
+        guard factor > 1 else { return masks }
+        let pool = AvgPool2d(kernelSize: factor)
+        pool.mode = .inference
+        return pool(masks)
+    }
+
+    // MARK: training steps (the trainer's and `rstpm bench method`'s)
+
+    /// Phase 1 on a batch (N, 3, H, W): teachers forward, S1 and S2 forward and backward, one step
+    /// of each optimiser. Returns the loss before the step (sum of the six level means).
+    public func studentTrainingStep(input: Tensor, optimizers: [SGD]) -> Float {
+        student1.setMode(.training)
+        student2.setMode(.training)
+        let maps = levelMaps(input: input, teachers: teacherFeatures(input), caching: true)
+        let loss = maps.reduce(0) { $0 + $1.mean() }
+        for optimizer in optimizers { optimizer.zeroGradients() }
+        studentBackward(levelMaps: maps)
+        for optimizer in optimizers { optimizer.step() }
+        return loss
+    }
+
+    /// Phase 2 on a pseudo-anomaly batch: D forward and backward on `discriminatorInput` (from
+    /// `frozenDiscriminatorInput`) against `mask` (N, 1, h, w) at D's resolution, one Adam step.
+    /// Returns the focal loss before the step.
+    public func discriminatorTrainingStep(discriminatorInput: Tensor, mask: Tensor, optimizer: Adam, loss focal: FocalLoss) -> Float {
+        discriminator.setMode(.training)
+        optimizer.zeroGradients()
+        let loss = focal.forward(probabilities: discriminator(discriminatorInput), mask: mask)
+        _ = discriminator.backward(focal.backward())
+        optimizer.step()
+        return loss
+    }
+
     /// Normalised model input (N, 3, H, W) from images in [0, 1] at the input size.
     public func inputTensor(_ images: [PlanarImage]) -> Tensor {
         ImageNormalization.tensor(images, width: configuration.inputWidth, height: configuration.inputHeight)

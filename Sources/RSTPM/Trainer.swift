@@ -24,7 +24,8 @@ public struct TrainingEvent: Sendable {
 /// Two-phase RSTPM training (method.md): phase 1 trains S1, S2 and the attention branches with
 /// SGD on the six level losses; phase 2 trains D with Adam and focal loss on pseudo-anomalies,
 /// S-T frozen. Validation images (a seeded split) select the best epoch of each phase and
-/// calibrate the threshold. Epoch checkpoints go to `<output>/checkpoints/` so `resume` continues.
+/// calibrate the threshold. Epoch checkpoints go to `<output>/checkpoints/` (networks and optimiser
+/// state, so `resume` continues exactly as if the run had not stopped).
 public final class RSTPMTrainer {
     public let configuration: RSTPMConfiguration
     public let networks: RSTPMNetworks
@@ -72,9 +73,19 @@ public final class RSTPMTrainer {
         var configuration: RSTPMConfiguration
     }
 
-    private func saveState(_ name: String) throws {
+    /// Optimiser state read from last.safetensors on resume ("<optimiser index>.<key>"), taken by
+    /// the phase that continues.
+    private var resumedOptimizerState: [String: Tensor] = [:]
+    private static let optimizerPrefix = "optimizer."
+
+    /// Writes the networks' state and, for last.safetensors, the optimisers' (one file, so both
+    /// are replaced together).
+    private func saveState(_ name: String, optimizerStates: [[String: Tensor]] = []) throws {
         try FileManager.default.createDirectory(at: checkpointDirectory, withIntermediateDirectories: true)
-        let pairs = networks.namedState().map { ($0.name, StoredTensor(shape: $0.tensor.value.shape, values: $0.tensor.value.scalars)) }
+        var pairs = networks.namedState().map { ($0.name, StoredTensor(shape: $0.tensor.value.shape, values: $0.tensor.value.scalars)) }
+        for (index, state) in optimizerStates.enumerated() {
+            pairs += state.keys.sorted().map { ("\(Self.optimizerPrefix)\(index).\($0)", StoredTensor(shape: state[$0]!.shape, values: state[$0]!.scalars)) }
+        }
         let url = checkpointDirectory.appendingPathComponent(name)
         let temporary = checkpointDirectory.appendingPathComponent(".\(name).tmp")
         try SafeTensors.write(pairs, metadata: ["format": "rstpm-checkpoint"], to: temporary)
@@ -83,9 +94,43 @@ public final class RSTPMTrainer {
         }
     }
 
-    private func loadState(_ name: String) throws {
+    /// Loads the networks' state; returns the optimiser state stored with it ("<index>.<key>").
+    @discardableResult
+    private func loadState(_ name: String) throws -> [String: Tensor] {
         let url = checkpointDirectory.appendingPathComponent(name)
-        try ModelBundle.load(try SafeTensors.read(contentsOf: url).tensors, into: networks, path: url.path)
+        let stored = try SafeTensors.read(contentsOf: url).tensors
+        var networkPairs: [(String, StoredTensor)] = []
+        var optimizerState: [String: Tensor] = [:]
+        for key in stored.keys {
+            let tensor = stored[key]!
+            if key.hasPrefix(Self.optimizerPrefix) {
+                optimizerState[String(key.dropFirst(Self.optimizerPrefix.count))] = Tensor(shape: tensor.shape, scalars: tensor.values)
+            } else {
+                networkPairs.append((key, tensor))
+            }
+        }
+        try ModelBundle.load(StateDict(networkPairs), into: networks, path: url.path)
+        return optimizerState
+    }
+
+    /// Hands the resumed optimiser state to the phase's optimisers (`importers[i]` takes index i),
+    /// so momentum and Adam moments continue exactly where the interrupted run stopped.
+    private func restoreOptimizers(_ importers: [([String: Tensor], String) throws -> Void]) throws {
+        let source = checkpointDirectory.appendingPathComponent("last.safetensors").path
+        defer { resumedOptimizerState = [:] }
+        guard !resumedOptimizerState.isEmpty else {
+            logger.warning("checkpoint has no optimiser state (written by an older rstpm): momentum and moments restart", metadata: ["path": "\(source)"])
+            return
+        }
+        for (index, importer) in importers.enumerated() {
+            let prefix = "\(index)."
+            var part: [String: Tensor] = [:]
+            for (key, tensor) in resumedOptimizerState where key.hasPrefix(prefix) { part[String(key.dropFirst(prefix.count))] = tensor }
+            do { try importer(part, source) } catch {
+                throw RSTPMError(path: source, problem: "optimiser state does not fit (\(error))",
+                                 hint: "resume with the same configuration, or start afresh without --resume")
+            }
+        }
     }
 
     private func saveProgress(_ progress: Progress) throws {
@@ -115,7 +160,7 @@ public final class RSTPMTrainer {
             }
             state = saved
             state.configuration = configuration
-            try loadState("last.safetensors")
+            resumedOptimizerState = try loadState("last.safetensors")
             logger.info("resuming", metadata: ["phase": "\(state.phase)", "completed_epochs": "\(state.completedEpochs)"])
         }
         let elapsedBefore = state.elapsedSeconds
@@ -210,21 +255,17 @@ public final class RSTPMTrainer {
             try saveState("best.safetensors")
             return
         }
+        if state.completedEpochs > 0 {
+            try restoreOptimizers(optimizers.map { optimizer in { try optimizer.importState($0, source: $1) } })
+        }
         while state.completedEpochs < epochs {
             let epoch = state.completedEpochs + 1
             let batches = self.batches(trainingIndices, epoch: epoch, phase: 1)
             for (step, batch) in batches.enumerated() {
-                networks.student1.setMode(.training)
-                networks.student2.setMode(.training)
-                let input = networks.inputTensor(batch.map { data.images[$0] })
-                let maps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: true)
-                let loss = maps.reduce(0) { $0 + $1.mean() }
-                guard loss.isFinite else {
+                let loss = networks.studentTrainingStep(input: networks.inputTensor(batch.map { data.images[$0] }), optimizers: optimizers)
+                guard loss.isFinite else {  // the last finished epoch stays in the checkpoints
                     throw RSTPMError(path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
                 }
-                for optimizer in optimizers { optimizer.zeroGradients() }
-                networks.studentBackward(levelMaps: maps)
-                for optimizer in optimizers { optimizer.step() }
                 let done = Double(epoch - 1) + Double(step + 1) / Double(batches.count)
                 try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
                                      attentionMeans: networks.student2.lastAttentionMeans, validationLoss: nil,
@@ -237,7 +278,7 @@ public final class RSTPMTrainer {
                 state.bestEpoch = epoch
                 try saveState("best.safetensors")
             }
-            try saveState("last.safetensors")
+            try saveState("last.safetensors", optimizerStates: optimizers.map { $0.exportState() })
             state.elapsedSeconds = clock()
             try saveProgress(state)
             let means = networks.student2.lastAttentionMeans.map { $0.map { String(format: "%.3f", $0) } ?? "-" }
@@ -283,20 +324,7 @@ public final class RSTPMTrainer {
         let samples = try batch.map { try anomalies.sample(from: data.images[$0], using: &generator) }
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
         let masks = Tensor(shape: [batch.count, 1, H, W], scalars: samples.flatMap(\.mask))
-        let factor = configuration.discriminatorDownscale
-        let target = factor == 1 ? masks : { () -> Tensor in
-            let pool = AvgPool2d(kernelSize: factor)
-            pool.mode = .inference
-            return pool(masks)  // area fraction; the focal loss counts > 0.5 as anomalous
-        }()
-        return (networks.inputTensor(samples.map(\.image)), target)
-    }
-
-    private func discriminatorInputs(_ input: Tensor) -> Tensor {
-        networks.student1.setMode(.inference)
-        networks.student2.setMode(.inference)
-        let maps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
-        return networks.discriminatorInput(levelMaps: maps)
+        return (networks.inputTensor(samples.map(\.image)), networks.discriminatorTarget(masks: masks))
     }
 
     private func trainDiscriminator(state: inout Progress, clock: () -> Double, remaining: (Double) -> Double,
@@ -311,18 +339,17 @@ public final class RSTPMTrainer {
             try saveState("best.safetensors")
             return
         }
+        if state.completedEpochs > 0 {
+            try restoreOptimizers([{ try optimizer.importState($0, source: $1) }])
+        }
         while state.completedEpochs < epochs {
             let epoch = state.completedEpochs + 1
             let batches = self.batches(trainingIndices, epoch: epoch, phase: 2)
             var generator = SeededGenerator(seed: configuration.seed ^ (0xD15C_0000 &+ UInt64(epoch)))
             for (step, batch) in batches.enumerated() {
                 let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
-                let dInput = discriminatorInputs(input)
-                networks.discriminator.setMode(.training)
-                optimizer.zeroGradients()
-                let loss = focal.forward(probabilities: networks.discriminator(dInput), mask: mask)
-                _ = networks.discriminator.backward(focal.backward())
-                optimizer.step()
+                let loss = networks.discriminatorTrainingStep(discriminatorInput: networks.frozenDiscriminatorInput(images: input), mask: mask,
+                                                              optimizer: optimizer, loss: focal)
                 let done = Double(configuration.studentEpochs + epoch - 1) + Double(step + 1) / Double(batches.count)
                 try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
                                      attentionMeans: [], validationLoss: nil, elapsedSeconds: clock(), remainingSeconds: remaining(done)))
@@ -334,7 +361,7 @@ public final class RSTPMTrainer {
                 state.bestEpoch = epoch
                 try saveState("best.safetensors")
             }
-            try saveState("last.safetensors")
+            try saveState("last.safetensors", optimizerStates: [optimizer.exportState()])
             state.elapsedSeconds = clock()
             try saveProgress(state)
             logger.info("discriminator epoch", metadata: ["epoch": "\(epoch)/\(epochs)", "validation_loss": "\(validation)"])
@@ -351,7 +378,7 @@ public final class RSTPMTrainer {
         var total = 0.0
         for batch in chunks(validationIndices) {
             let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
-            let dInput = discriminatorInputs(input)
+            let dInput = networks.frozenDiscriminatorInput(images: input)
             networks.discriminator.setMode(.inference)
             let focal = FocalLoss(gamma: 2)
             focal.mode = .inference

@@ -5,7 +5,7 @@ import TensorEngine
 
 /// `rstpm bench`: short timing runs for reports.
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks.", subcommands: [EngineBenchCommand.self])
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks.", subcommands: [EngineBenchCommand.self, MethodBenchCommand.self])
 }
 
 /// `rstpm bench engine`: backbone feature extraction (the teachers' work) in ms per image,

@@ -95,13 +95,8 @@ struct InferCommand: ParsableCommand {
             for (sample, result) in zip(samples, results) {
                 labels.append(sample.label)
                 if result.isAnomalous == (sample.label == 1) { correct += 1 }
-                var mask: [UInt8]?
-                if let url = sample.mask {
-                    let gray = try ImageDecoder.decodeMask(contentsOf: url)
-                    mask = gray.width == result.width && gray.height == result.height ? gray.pixels
-                        : Resize.bilinear(map: gray.pixels.map(Float.init), width: gray.width, height: gray.height,
-                                          toWidth: result.width, toHeight: result.height, antialias: false).map { $0 > 127 ? 255 : 0 }
-                }
+                // As `rstpm eval`: nearest resize, > 127 (so both evaluate alike).
+                let mask = try sample.mask.map { try GroundTruthMask.load(contentsOf: $0, width: result.width, height: result.height) }
                 for (index, (score, map)) in [(result.score, result.finalMap), (result.studentTeacherScore, result.studentTeacherMap),
                                               (result.discriminatorScore, result.discriminatorMap)].enumerated() {
                     scores[index].append(score)

@@ -47,6 +47,31 @@ public final class SGD {
     public func zeroGradients() {
         for parameter in parameters { parameter.zeroGradient() }
     }
+
+    /// Momentum buffers by parameter index, `momentum_buffer.<index>` (PyTorch's state key), for
+    /// checkpoints; parameters not stepped yet have none.
+    public func exportState() -> [String: Tensor] {
+        var state: [String: Tensor] = [:]
+        for (index, buffer) in momentumBuffers.enumerated() { if let buffer { state["momentum_buffer.\(index)"] = buffer } }
+        return state
+    }
+
+    /// Restores `exportState()`'s tensors so the next step continues exactly; indices absent from
+    /// `state` start afresh. Nothing changes on error.
+    public func importState(_ state: [String: Tensor], source: String) throws {
+        var buffers: [Tensor?] = Array(repeating: nil, count: parameters.count)
+        for (index, parameter) in parameters.enumerated() {
+            guard let buffer = state["momentum_buffer.\(index)"] else { continue }
+            guard buffer.shape == parameter.value.shape else {
+                throw StateLoadingError.shapeMismatch(name: "momentum_buffer.\(index)", expected: parameter.value.shape, found: buffer.shape, source: source)
+            }
+            buffers[index] = buffer
+        }
+        let known = Set(parameters.indices.map { "momentum_buffer.\($0)" })
+        let unexpected = state.keys.filter { !known.contains($0) }.sorted()
+        if !unexpected.isEmpty { throw StateLoadingError.unexpectedTensors(names: unexpected, source: source) }
+        momentumBuffers = buffers
+    }
 }
 
 /// `torch.optim.Adam` (amsgrad off) with L2 weight decay added to the gradient (not AdamW):
@@ -102,5 +127,39 @@ public final class Adam {
 
     public func zeroGradients() {
         for parameter in parameters { parameter.zeroGradient() }
+    }
+
+    /// Moments and step counts by parameter index, `exp_avg.<index>`, `exp_avg_sq.<index>` and
+    /// `step.<index>` (shape [1]; exact up to 2^24 steps), as PyTorch names them, for checkpoints.
+    public func exportState() -> [String: Tensor] {
+        var state: [String: Tensor] = [:]
+        for index in parameters.indices {
+            state["exp_avg.\(index)"] = firstMoments[index]
+            state["exp_avg_sq.\(index)"] = secondMoments[index]
+            state["step.\(index)"] = Tensor(shape: [1], scalars: [Float(steps[index])])
+        }
+        return state
+    }
+
+    /// Restores `exportState()`'s tensors (all of them) so the next step continues exactly.
+    /// Nothing changes on error.
+    public func importState(_ state: [String: Tensor], source: String) throws {
+        var first = firstMoments, second = secondMoments, counts = steps
+        for (index, parameter) in parameters.enumerated() {
+            for (name, shape) in [("exp_avg.\(index)", parameter.value.shape), ("exp_avg_sq.\(index)", parameter.value.shape), ("step.\(index)", [1])] {
+                guard let tensor = state[name] else { throw StateLoadingError.missingTensor(name: name, source: source) }
+                guard tensor.shape == shape else { throw StateLoadingError.shapeMismatch(name: name, expected: shape, found: tensor.shape, source: source) }
+            }
+            first[index] = state["exp_avg.\(index)"]!
+            second[index] = state["exp_avg_sq.\(index)"]!
+            counts[index] = Int(state["step.\(index)"]!.scalars[0])
+        }
+        if state.count != 3 * parameters.count {
+            let known = Set(parameters.indices.flatMap { ["exp_avg.\($0)", "exp_avg_sq.\($0)", "step.\($0)"] })
+            throw StateLoadingError.unexpectedTensors(names: state.keys.filter { !known.contains($0) }.sorted(), source: source)
+        }
+        firstMoments = first
+        secondMoments = second
+        steps = counts
     }
 }

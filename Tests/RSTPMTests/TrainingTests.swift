@@ -92,39 +92,61 @@ final class TrainingTests: XCTestCase {
     func testTrainingIsDeterministicAndResumes() throws {
         var configuration = TinySetup.configuration()
         configuration.studentEpochs = 2
-        configuration.discriminatorEpochs = 1
+        configuration.discriminatorEpochs = 2
         var events: [TrainingEvent] = []
         let a = try train(configuration, output: directory.appendingPathComponent("a"), events: &events)
         let b = try train(configuration, output: directory.appendingPathComponent("b"), events: &events)
-        let probe = TinySetup.images(count: 1, seed: 42)
-        XCTAssertEqual(a.inspect(planarImages: probe)[0].finalMap, b.inspect(planarImages: probe)[0].finalMap, "same seed, same model")
+        let probe = TinySetup.images(count: 2, seed: 42)
+        let reference = a.inspect(planarImages: probe)
+        XCTAssertTrue(reference.map(\.finalMap) == b.inspect(planarImages: probe).map(\.finalMap), "same seed, same model")
         XCTAssertEqual(a.threshold, b.threshold)
 
-        // Interrupted after the first student epoch, then resumed: continues at epoch 2.
         struct Stop: Error {}
         let images = TinySetup.images(count: 12, seed: 5)
         let data = TrainingImages(folder: directory, files: images.indices.map { directory.appendingPathComponent("\($0).png") }, images: images)
-        let output = directory.appendingPathComponent("c")
-        func trainer(studentEpochs: Int = configuration.studentEpochs) throws -> RSTPMTrainer {
+        func trainer(output: URL, studentEpochs: Int = configuration.studentEpochs) throws -> RSTPMTrainer {
             var configuration = configuration
             configuration.studentEpochs = studentEpochs
             return try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
-                             textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
+                                    textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
         }
-        XCTAssertThrowsError(try trainer().run { if $0.validationLoss != nil { throw Stop() } })
-        XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("checkpoints/progress.json").path))
+
+        // Interrupted after student epoch 1 and again after discriminator epoch 1: each resume
+        // continues with the saved SGD momentum / Adam moments and ends bit-identical to `a`.
+        let c = directory.appendingPathComponent("c")
+        XCTAssertThrowsError(try trainer(output: c).run { if $0.validationLoss != nil { throw Stop() } })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: c.appendingPathComponent("checkpoints/progress.json").path))
         var resumedEvents: [TrainingEvent] = []
+        XCTAssertThrowsError(try trainer(output: c).run(resume: true) {
+            resumedEvents.append($0)
+            if $0.phase == .discriminator && $0.validationLoss != nil { throw Stop() }
+        })
+        XCTAssertEqual(resumedEvents.first?.phase, .students)
+        XCTAssertEqual(resumedEvents.first?.epoch, 2)
+        resumedEvents = []
+        let resumed = try trainer(output: c).run(resume: true) { resumedEvents.append($0) }
+        XCTAssertEqual(resumedEvents.first?.phase, .discriminator)
+        XCTAssertEqual(resumedEvents.first?.epoch, 2)
+        let after = resumed.inspect(planarImages: probe)
+        for (x, y) in zip(reference, after) {
+            let difference = zip(x.finalMap, y.finalMap).map { abs($0 - $1) }.max()!
+            XCTAssertEqual(difference, 0, "resumed run differs from the uninterrupted one (max |difference| \(difference))")
+            XCTAssertTrue(x.studentTeacherMap == y.studentTeacherMap, "S-T maps differ after resuming")
+        }
+        XCTAssertEqual(resumed.threshold, a.threshold)
+
+        // A different configuration is refused; the epoch counts may change (to extend a run).
+        let d = directory.appendingPathComponent("d")
+        XCTAssertThrowsError(try trainer(output: d).run { if $0.validationLoss != nil { throw Stop() } })
         var other = configuration
         other.seed = 77
-        XCTAssertThrowsError(try RSTPMTrainer(configuration: other, teachers: TinySetup.teachers(), data: data, output: output,
+        XCTAssertThrowsError(try RSTPMTrainer(configuration: other, teachers: TinySetup.teachers(), data: data, output: d,
                                               textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
             .run(resume: true)) { XCTAssertTrue("\($0)".contains("another configuration"), "\($0)") }
-        // Resuming may extend the run (epoch counts are the only thing allowed to change).
-        let resumed = try trainer(studentEpochs: 3).run(resume: true) { resumedEvents.append($0) }
-        XCTAssertEqual(resumedEvents.first?.epoch, 2)
+        resumedEvents = []
+        let extended = try trainer(output: d, studentEpochs: 3).run(resume: true) { resumedEvents.append($0) }
         XCTAssertEqual(resumedEvents.filter { $0.phase == .students && $0.validationLoss != nil }.map(\.epoch), [2, 3])
-        XCTAssertEqual(resumedEvents.first?.phase, .students)
-        XCTAssertTrue(resumed.threshold.isFinite)
+        XCTAssertTrue(extended.threshold.isFinite)
     }
 
     func testPseudoAnomalyBatchesAreReproducible() throws {

@@ -7,11 +7,11 @@ import TensorEngine
 /// feature of the same level, conv3x3-BN-ReLU x2; a 1x1 conv to one channel and a sigmoid.
 /// Input (N, 3, H, W) with H and W divisible by 2^(levels-1). State names: `encoder.{i}.{0..5}`,
 /// `decoder.{i}.{0..5}` (as nn.Sequential(conv, bn, relu, conv, bn, relu)), `head`.
-public final class Discriminator: Layer {
+public final class Discriminator: Layer, InferenceFoldable {
     public var mode: LayerMode = .training
     public let levels: Int, baseWidth: Int
-    let encoder: [Sequential], pools: [MaxPool2d]
-    let decoder: [Sequential], concatenations: [ChannelConcatenation]
+    private(set) var encoder: [Sequential], decoder: [Sequential]
+    let pools: [MaxPool2d], concatenations: [ChannelConcatenation]
     let head: Conv2d, sigmoid = Sigmoid()
     private var upsamplers: [BilinearResize] = []
 
@@ -42,6 +42,27 @@ public final class Discriminator: Layer {
         for (index, level) in decoder.enumerated() { list.append(("decoder.\(index)", level)) }
         list.append(("head", head))
         return list
+    }
+
+    /// Bakes every BatchNorm's running statistics into the convolution before it: blocks become
+    /// conv(+bias)-ReLU x2 (inference only; the named state no longer matches saved weights).
+    public func foldBatchNorm() {
+        encoder = encoder.map(Self.folded)
+        decoder = decoder.map(Self.folded)
+    }
+
+    private static func folded(_ block: Sequential) -> Sequential {
+        var layers: [any Layer] = []
+        for layer in block.layers {
+            if let batchNorm = layer as? BatchNorm2d, let convolution = layers.last as? Conv2d {
+                layers[layers.count - 1] = convolution.folding(batchNorm)
+            } else {
+                layers.append(layer)
+            }
+        }
+        let result = Sequential(layers)
+        result.setMode(block.mode)
+        return result
     }
 
     /// input (N, 3, H, W) -> probability map (N, 1, H, W)

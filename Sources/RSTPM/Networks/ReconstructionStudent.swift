@@ -28,10 +28,11 @@ public enum AttentionMode: String, Codable, CaseIterable, Sendable {
 }
 
 /// A ResNet basic block without its final ReLU: `bn2(conv2(relu(bn1(conv1(x))))) + x`.
-/// Names as torchvision: conv1, bn1, conv2, bn2.
-final class ResidualBlock: Layer {
+/// Names as torchvision: conv1, bn1, conv2, bn2 (conv1, conv2 with biases once folded).
+final class ResidualBlock: Layer, InferenceFoldable {
     var mode: LayerMode = .training
-    let conv1: Conv2d, bn1: BatchNorm2d, relu = ReLU(), conv2: Conv2d, bn2: BatchNorm2d
+    private(set) var conv1: Conv2d, bn1: BatchNorm2d?, conv2: Conv2d, bn2: BatchNorm2d?
+    let relu = ReLU()
 
     init(channels: Int, generator: SeededGenerator) {
         conv1 = Conv2d(inputChannels: channels, outputChannels: channels, kernelSize: 3, padding: 1, bias: false, generator: generator)
@@ -41,27 +42,62 @@ final class ResidualBlock: Layer {
     }
 
     var children: [(name: String, layer: any Layer)] {
-        [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+        var list: [(name: String, layer: any Layer)] = [("conv1", conv1)]
+        if let bn1 { list.append(("bn1", bn1)) }
+        list.append(("conv2", conv2))
+        if let bn2 { list.append(("bn2", bn2)) }
+        return list
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        bn2(conv2(relu(bn1(conv1(input))))) + input
+        normalized(bn2, conv2(relu(normalized(bn1, conv1(input))))) + input
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {
-        let inner = conv1.backward(bn1.backward(relu.backward(conv2.backward(bn2.backward(outputGradient)))))
+        precondition(bn1 != nil && bn2 != nil, "ResidualBlock.backward after foldBatchNorm()")
+        let inner = conv1.backward(bn1!.backward(relu.backward(conv2.backward(bn2!.backward(outputGradient)))))
         return inner + outputGradient
     }
+
+    func foldBatchNorm() {
+        if let bn1 { conv1 = conv1.folding(bn1) }
+        if let bn2 { conv2 = conv2.folding(bn2) }
+        (bn1, bn2) = (nil, nil)
+    }
+}
+
+/// `batchNorm(x)`, or x where the BatchNorm was folded away.
+@inline(__always)
+func normalized(_ batchNorm: BatchNorm2d?, _ x: Tensor) -> Tensor {
+    batchNorm.map { $0(x) } ?? x
+}
+
+/// The transposed convolution with an inference-mode BatchNorm after it baked in:
+/// w[i, o] * scale[o], bias[o] * scale[o] + shift[o].
+func folding(_ convolution: ConvTranspose2d, _ batchNorm: BatchNorm2d) -> ConvTranspose2d {
+    let (scale, shift) = batchNorm.inferenceScaleAndShift()
+    let (C, O, kk) = (convolution.inputChannels, convolution.outputChannels, convolution.kernelSize * convolution.kernelSize)
+    precondition(batchNorm.channels == O, "folding BatchNorm2d(\(batchNorm.channels)) into ConvTranspose2d(->\(O))")
+    var weight = convolution.weight.value
+    for i in 0..<C { for o in 0..<O { for k in 0..<kk { weight.scalars[(i * O + o) * kk + k] *= scale[o] } } }
+    let bias = (0..<O).map { (convolution.bias?.value.scalars[$0] ?? 0) * scale[$0] + shift[$0] }
+    let folded = ConvTranspose2d(inputChannels: C, outputChannels: O, kernelSize: convolution.kernelSize, stride: convolution.stride,
+                                 padding: convolution.padding, outputPadding: convolution.outputPadding, weight: weight,
+                                 bias: Tensor(shape: [O], scalars: bias))
+    folded.mode = convolution.mode
+    return folded
 }
 
 /// One upsampling stage of S2: input (N, Cin, H, W) -> matched output (N, Cout, 2H, 2W), taken
 /// before the stage's final ReLU (EfficientNet taps can be negative).
-final class ReconstructionStage: Layer {
+final class ReconstructionStage: Layer, InferenceFoldable {
     var mode: LayerMode = .training
     let variant: ReconstructionVariant
-    let upsample: ConvTranspose2d, upsampleBN: BatchNorm2d, upsampleReLU = ReLU()
+    private(set) var upsample: ConvTranspose2d, upsampleBN: BatchNorm2d?
+    let upsampleReLU = ReLU()
     // reverse distillation
-    let skip: ConvTranspose2d?, conv: Conv2d?, bn: BatchNorm2d?
+    let skip: ConvTranspose2d?
+    private(set) var conv: Conv2d?, bn: BatchNorm2d?
     // paper
     let blocks: [ResidualBlock], blockReLUs: [ReLU]
 
@@ -93,17 +129,19 @@ final class ReconstructionStage: Layer {
     }
 
     var children: [(name: String, layer: any Layer)] {
-        var list: [(name: String, layer: any Layer)] = [("upsample", upsample), ("upsample_bn", upsampleBN)]
-        if let skip, let conv, let bn { list += [("skip", skip), ("conv", conv), ("bn", bn)] }
+        var list: [(name: String, layer: any Layer)] = [("upsample", upsample)]
+        if let upsampleBN { list.append(("upsample_bn", upsampleBN)) }
+        if let skip, let conv { list += [("skip", skip), ("conv", conv)] }
+        if let bn { list.append(("bn", bn)) }
         for (index, block) in blocks.enumerated() { list.append(("blocks.\(index)", block)) }
         return list
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        let main = upsampleReLU(upsampleBN(upsample(input)))
+        let main = upsampleReLU(normalized(upsampleBN, upsample(input)))
         switch variant {
         case .reverseDistillation:
-            return bn!(conv!(main + skip!(input)))
+            return normalized(bn, conv!(main + skip!(input)))
         case .paper:
             var x = main
             for (index, block) in blocks.enumerated() {
@@ -115,18 +153,26 @@ final class ReconstructionStage: Layer {
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {
+        precondition(upsampleBN != nil, "ReconstructionStage.backward after foldBatchNorm()")
         switch variant {
         case .reverseDistillation:
             let dsum = conv!.backward(bn!.backward(outputGradient))
-            return upsample.backward(upsampleBN.backward(upsampleReLU.backward(dsum))) + skip!.backward(dsum)
+            return upsample.backward(upsampleBN!.backward(upsampleReLU.backward(dsum))) + skip!.backward(dsum)
         case .paper:
             var g = outputGradient
             for index in blocks.indices.reversed() {
                 if index < blockReLUs.count { g = blockReLUs[index].backward(g) }
                 g = blocks[index].backward(g)
             }
-            return upsample.backward(upsampleBN.backward(upsampleReLU.backward(g)))
+            return upsample.backward(upsampleBN!.backward(upsampleReLU.backward(g)))
         }
+    }
+
+    func foldBatchNorm() {
+        if let upsampleBN { upsample = folding(upsample, upsampleBN) }
+        if let conv, let bn { self.conv = conv.folding(bn) }
+        for block in blocks { block.foldBatchNorm() }
+        (upsampleBN, bn) = (nil, nil)
     }
 }
 
@@ -160,7 +206,7 @@ public final class AttentionBranch: Layer {
 /// feeds the next stage.
 ///
 /// State names: `stem.*` (paper variant only), `stages.{0,1,2}.*`, `attention.{0,1}.*`.
-public final class ReconstructionStudent: Layer {
+public final class ReconstructionStudent: Layer, InferenceFoldable {
     public var mode: LayerMode = .training
     public let variant: ReconstructionVariant
     public let attentionModes: [AttentionMode]
@@ -202,6 +248,13 @@ public final class ReconstructionStudent: Layer {
         for (index, stage) in stages.enumerated() { list.append(("stages.\(index)", stage)) }
         for (index, branch) in attention.enumerated() { if let branch { list.append(("attention.\(index)", branch)) } }
         return list
+    }
+
+    /// Bakes every BatchNorm's running statistics into the convolution before it (inference only;
+    /// the named state no longer matches saved weights afterwards).
+    public func foldBatchNorm() {
+        stem?.foldBatchNorm()
+        for stage in stages { stage.foldBatchNorm() }
     }
 
     /// Layer conformance: S2 needs the attention sources, use `forward(_:attentionSources:)`.

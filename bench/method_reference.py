@@ -1,0 +1,216 @@
+"""The work of `rstpm bench method` in PyTorch and OpenVINO (developer-only).
+
+Training: the same networks as rstpm's default configuration (T1 EfficientNet-Lite0, T2 Lite2
+frozen in eval mode; S1 = Lite0 in train mode; S2 reverse-distillation with "*+" attention; D the
+U-Net at 64x64) on the batches `rstpm bench method --export` wrote:
+  phase 1: teachers forward, S1/S2 forward + backward of the six level losses, SGD step;
+  phase 2: S-T maps forward (no grad), D forward + backward of the focal loss, Adam step.
+Inference (with --model): the complete RSTPM + D pipeline (Eq. 1) with the bundle's trained
+weights (read from weights.safetensors with struct + json), in PyTorch (eval) and in OpenVINO
+(exported through ONNX, f32); its final maps are compared with rstpm's for the exported images.
+PyTorch runs twice: NCHW as written ("pytorch") and channels_last ("pytorch-cl").
+Prints `RESULT <framework> <what> <batch> <value>` lines that bench/method.sh reads
+(train-*: images/s; infer: ms/image).
+Usage: /work/venv/bin/python bench/method_reference.py --batches FILE [--model DIR] [--threads 2] [--steps 3]
+"""
+import argparse
+import copy
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "scripts", "fixtures"))
+from make_rstpm_fixtures import S2, UNet, focal, level_distance  # noqa: E402
+from reference_backbones import EfficientNetLite  # noqa: E402
+from engine_reference import LITE_FILES, weights_dir  # noqa: E402  (same weights lookup as bench/engine.sh)
+
+
+def read_safetensors(path):
+    """{name: float32 tensor} from a safetensors file (8-byte header length, JSON header, data)."""
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        data = f.read()
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        assert entry["dtype"] == "F32", (name, entry["dtype"])
+        start, end = entry["data_offsets"]
+        tensors[name] = torch.from_numpy(np.frombuffer(data[start:end], dtype=np.float32).copy()).reshape(entry["shape"])
+    return tensors
+
+
+def taps(lite, x, count):
+    """Taps 0..count-1 of an EfficientNetLite (strides 4, 8, 16, 32), running only the blocks needed."""
+    x = F.relu6(lite._bn0(lite._conv_stem(x)))
+    out = []
+    for i, block in enumerate(lite._blocks[: lite.taps[count - 1] + 1]):
+        x = block(x)
+        if i in lite.taps:
+            out.append(x)
+    return out
+
+
+class RSTPM(nn.Module):
+    """Teachers, students and D; `forward` gives the six level maps, `final` the Eq. 1 map."""
+
+    def __init__(self, t1, t2, s1, s2, d, means, size, d_size):
+        super().__init__()
+        self.t1, self.t2, self.s1, self.s2, self.d = t1, t2, s1, s2, d
+        self.register_buffer("means", means.reshape(1, 3, 1, 1))
+        self.size, self.d_size = size, d_size
+
+    def level_maps(self, x):
+        with torch.no_grad():
+            f1 = taps(self.t1, x, 4)
+            f2 = taps(self.t2, x, 3)
+        s1 = taps(self.s1, x, 3)
+        s2 = self.s2(f1[3], [f2[2], f2[1]])
+        return [level_distance(f1[i], s1[i]) for i in range(3)] + [level_distance(f2[2 - i], s2[i]) for i in range(3)]
+
+    def sums(self, maps, size):
+        up = [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+        return torch.cat([up[0] + up[5], up[1] + up[4], up[2] + up[3]], 1)
+
+    def d_input(self, maps):
+        return self.sums(maps, self.d_size) / self.means.clamp_min(1e-12)
+
+    def forward(self, x):
+        maps = self.level_maps(x)
+        a = self.sums(maps, self.size)
+        st = a[:, 0:1] * a[:, 1:2] * a[:, 2:3]
+        omega7 = F.interpolate(self.d(self.d_input(maps)), size=self.size, mode="bilinear", align_corners=False)
+        return st * omega7
+
+
+def build(model_dir, size):
+    lite = {name: torch.load(os.path.join(weights_dir(), file), map_location="cpu", weights_only=False) for name, file in LITE_FILES.items()}
+    t1, t2 = EfficientNetLite(lite["efficientnet-lite0"]), EfficientNetLite(lite["efficientnet-lite2"])
+    s1 = copy.deepcopy(t1)  # the timing does not depend on the values
+    # S2: from T1's stride-32 tap to T2's taps at strides 16, 8, 4 (specs: (in, expanded, out, kernel, stride)).
+    s2 = S2("rd", t1.specs[t1.taps[3]][2], [t2.specs[t2.taps[i]][2] for i in (2, 1, 0)], "*+", 64)
+    d = UNet(32, 4)
+    means = torch.ones(3)
+    if model_dir:
+        state = read_safetensors(os.path.join(model_dir, "weights.safetensors"))
+        manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
+        c = manifest["configuration"]
+        assert (c["studentVariant"], c["attention"], c["attentionHiddenChannels"], c["discriminatorBaseWidth"], c["discriminatorLevels"],
+                c["teacher1"], c["teacher2"]) == ("reverse-distillation", "*+", 64, 32, 4, "efficientnet-lite0", "efficientnet-lite2"), \
+            "this reference builds the default configuration only"
+
+        def part(prefix):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        s1.load_state_dict(part("student1."))
+        s2.load_state_dict(part("student2."))
+        d.load_state_dict(part("discriminator."))
+        means = state["statistics.discriminator_input_mean"]
+    return RSTPM(t1, t2, s1, s2, d, means, (size, size), (size // 4, size // 4))
+
+
+def train_rate(step, batch, steps):
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def best_ms(run, iterations):
+    run()
+    best = float("inf")
+    for _ in range(iterations):
+        start = time.perf_counter()
+        run()
+        best = min(best, (time.perf_counter() - start) * 1000)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", required=True, help="file written by `rstpm bench method --export`")
+    parser.add_argument("--model", help="bundle directory (inference timing)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--infer-batch", default="1,8")
+    parser.add_argument("--iterations", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batches = read_safetensors(args.batches)
+    x, pseudo, mask = batches["train.input"], batches["train.pseudo_input"], batches["train.mask"]
+    batch, size = x.shape[0], x.shape[2]
+    # PyTorch eager as written (NCHW) and with channels_last tensors, its faster CPU layout for
+    # depthwise and transposed convolutions.
+    for framework, layout in (("pytorch", torch.contiguous_format), ("pytorch-cl", torch.channels_last)):
+        net = build(args.model, size).to(memory_format=layout)
+        xl, pseudol = x.to(memory_format=layout), pseudo.to(memory_format=layout)
+
+        # Phase 1.
+        net.t1.eval(), net.t2.eval(), net.s1.train(), net.s2.train()
+        sgd = torch.optim.SGD(list(net.s1.parameters()) + list(net.s2.parameters()), lr=0.4, momentum=0.9, weight_decay=1e-4)
+
+        def student_step():
+            sgd.zero_grad()
+            loss = sum(m.mean() for m in net.level_maps(xl))
+            loss.backward()
+            sgd.step()
+        print(f"RESULT {framework:<10} train-students      {batch} {train_rate(student_step, batch, args.steps):9.2f}", flush=True)
+
+        # Phase 2.
+        net.s1.eval(), net.s2.eval(), net.d.train()
+        adam = torch.optim.Adam(net.d.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4)
+
+        def discriminator_step():
+            with torch.no_grad():
+                d_in = net.d_input(net.level_maps(pseudol))
+            adam.zero_grad()
+            loss = focal(net.d(d_in), mask)
+            loss.backward()
+            adam.step()
+        print(f"RESULT {framework:<10} train-discriminator {batch} {train_rate(discriminator_step, batch, args.steps):9.2f}", flush=True)
+
+    if not args.model:
+        return
+    # Inference with the trained weights (reload: phase 1/2 above changed S1, S2, D).
+    net = build(args.model, size).eval()
+    torch.set_grad_enabled(False)
+    probe = batches["infer.input"]
+    reference = batches["infer.final"]
+    final = net(probe)
+    difference = ((final - reference).abs().max() / reference.abs().max()).item()
+    print(f"pytorch final map vs rstpm: max relative difference {difference:.2e} (max {reference.max().item():.4g})", flush=True)
+    import openvino as ov
+    onnx_path = os.path.join(tempfile.mkdtemp(prefix="rstpm-bench-"), "rstpm.onnx")
+    torch.onnx.export(net, (probe[:1],), onnx_path, input_names=["input"], dynamic_axes={"input": {0: "batch"}}, opset_version=17, dynamo=False)
+    # f32 as rstpm and PyTorch (OpenVINO would pick bf16 on CPUs that have it: faster, ~4% off).
+    compiled = ov.Core().compile_model(onnx_path, "CPU", {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    ov_final = torch.from_numpy(request.infer({0: probe.numpy()})[0].copy())
+    difference = ((ov_final - reference).abs().max() / reference.abs().max()).item()
+    print(f"openvino final map vs rstpm: max relative difference {difference:.2e}", flush=True)
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(5)
+    for b in [int(v) for v in args.infer_batch.split(",")]:
+        inputs = torch.randn(b, 3, size, size, generator=generator)
+        inputs_cl = inputs.to(memory_format=torch.channels_last)
+        numpy_inputs = inputs.numpy()
+        ms = {"pytorch": best_ms(lambda: net(inputs), args.iterations),
+              "pytorch-cl": best_ms(lambda: net_cl(inputs_cl), args.iterations),
+              "openvino": best_ms(lambda: request.infer({0: numpy_inputs}), args.iterations)}
+        for framework, value in ms.items():
+            print(f"RESULT {framework:<10} infer               {b} {value / b:9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
