@@ -43,7 +43,15 @@ final class CrashTests: XCTestCase {
             } else {
                 let ready = BinaryHarness.wait(seconds: 60) { socket.receiveAll().contains { $0.contains("READY=1") } }
                 XCTAssertTrue(ready, "round \(round), seed \(seed): no READY=1\n\(daemon.output)")
-                usleep(useconds_t(random.next() % 400_000))
+                if random.next() % 2 == 0 {
+                    // Aim at the inspection itself: on a fast machine a blind delay mostly lands
+                    // before the claim or after the last output, so wait for the claim first.
+                    let deadline = Date().addingTimeInterval(10)
+                    while folders.list("work/test-host").isEmpty && Date() < deadline { usleep(1_000) }
+                    usleep(useconds_t(random.next() % 100_000))
+                } else {
+                    usleep(useconds_t(random.next() % 400_000))
+                }
             }
             daemon.killHard()
             if !folders.list("work/test-host").isEmpty { killedMidWork += 1 }
