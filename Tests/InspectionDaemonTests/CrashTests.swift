@@ -28,32 +28,39 @@ final class CrashTests: XCTestCase {
         var killedBeforeReady = 0
         var killedMidWork = 0
         for round in 0..<kills {
-            for index in 0..<3 {
-                let name = "r\(round)-\(index).png"
-                let bytes = sources[Int(random.next() % UInt64(sources.count))]
-                try BinaryHarness.drop(bytes, as: name, into: folders)
-                dropped[name] = bytes
-            }
-            let socket = try NotifySocket()
-            let daemon = try DaemonProcess(configuration: configuration, folders: folders, environment: ["NOTIFY_SOCKET": socket.path])
-            if random.next() % 8 == 0 {
-                // Now and then during start-up (model loading, recovery).
-                usleep(useconds_t(random.next() % 300_000))
-                killedBeforeReady += 1
-            } else {
-                let ready = BinaryHarness.wait(seconds: 60) { socket.receiveAll().contains { $0.contains("READY=1") } }
-                XCTAssertTrue(ready, "round \(round), seed \(seed): no READY=1\n\(daemon.output)")
-                if random.next() % 2 == 0 {
-                    // Aim at the inspection itself: on a fast machine a blind delay mostly lands
-                    // before the claim or after the last output, so wait for the claim first.
-                    let deadline = Date().addingTimeInterval(10)
-                    while folders.list("work/test-host").isEmpty && Date() < deadline { usleep(1_000) }
-                    usleep(useconds_t(random.next() % 100_000))
-                } else {
-                    usleep(useconds_t(random.next() % 400_000))
+            func dropRound() throws {
+                for index in 0..<3 {
+                    let name = "r\(round)-\(index).png"
+                    let bytes = sources[Int(random.next() % UInt64(sources.count))]
+                    try BinaryHarness.drop(bytes, as: name, into: folders)
+                    dropped[name] = bytes
                 }
             }
-            daemon.killHard()
+            let socket = try NotifySocket()
+            if random.next() % 8 == 0 {
+                // Now and then during start-up (model loading, recovery of work/).
+                try dropRound()
+                let daemon = try DaemonProcess(configuration: configuration, folders: folders, environment: ["NOTIFY_SOCKET": socket.path])
+                usleep(useconds_t(random.next() % 300_000))
+                killedBeforeReady += 1
+                daemon.killHard()
+            } else {
+                // Images arrive while the daemon runs: the tiny model inspects a batch in a few
+                // milliseconds, so images dropped before start-up would be done before a kill.
+                let daemon = try DaemonProcess(configuration: configuration, folders: folders, environment: ["NOTIFY_SOCKET": socket.path])
+                let ready = BinaryHarness.wait(seconds: 60) { socket.receiveAll().contains { $0.contains("READY=1") } }
+                XCTAssertTrue(ready, "round \(round), seed \(seed): no READY=1\n\(daemon.output)")
+                try dropRound()
+                if random.next() % 2 == 0 {
+                    // Aim at the inspection itself: wait for the claim, then kill somewhere in it.
+                    let deadline = Date().addingTimeInterval(10)
+                    while folders.list("work/test-host").isEmpty && Date() < deadline { usleep(500) }
+                    usleep(useconds_t(random.next() % 20_000))
+                } else {
+                    usleep(useconds_t(random.next() % 200_000))
+                }
+                daemon.killHard()
+            }
             if !folders.list("work/test-host").isEmpty { killedMidWork += 1 }
             try checkInvariants(folders, dropped: dropped, context: "after kill \(round + 1), seed \(seed)")
         }
