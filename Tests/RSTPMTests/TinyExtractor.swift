@@ -82,17 +82,17 @@ enum TinySetup {
     }
 
     /// Smooth random images with a few blobs: a stable "product".
-    static func images(count: Int, seed: UInt64) -> [PlanarImage] {
+    static func images(count: Int, seed: UInt64, width: Int = 64, height: Int = 64) -> [PlanarImage] {
         let generator = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
-            var values = [Float](repeating: 0, count: 3 * 64 * 64)
+            var values = [Float](repeating: 0, count: 3 * width * height)
             let (fx, fy) = (1 + generator.nextUniform() * 0.2, 1 + generator.nextUniform() * 0.2)
-            for c in 0..<3 { for y in 0..<64 { for x in 0..<64 {
+            for c in 0..<3 { for y in 0..<height { for x in 0..<width {
                 let u: Float = Float(x) * 0.2 * fx + Float(c), v: Float = Float(y) * 0.15 * fy
                 let base: Float = 0.5 + 0.3 * sin(u) * cos(v)
-                values[(c * 64 + y) * 64 + x] = min(1, max(0, base + 0.05 * generator.nextUniform()))
+                values[(c * height + y) * width + x] = min(1, max(0, base + 0.05 * generator.nextUniform()))
             } } }
-            return PlanarImage(width: 64, height: 64, values: values)
+            return PlanarImage(width: width, height: height, values: values)
         }
     }
 }

@@ -19,7 +19,7 @@ final class TrainingTests: XCTestCase {
     }
 
     private func train(_ configuration: RSTPMConfiguration, output: URL, events: inout [TrainingEvent]) throws -> RSTPMModel {
-        let images = TinySetup.images(count: 12, seed: 5)
+        let images = TinySetup.images(count: 12, seed: 5, width: configuration.inputWidth, height: configuration.inputHeight)
         let data = TrainingImages(folder: directory, files: images.indices.map { directory.appendingPathComponent("\($0).png") }, images: images)
         let trainer = try RSTPMTrainer(configuration: configuration, teachers: TinySetup.teachers(), data: data, output: output,
                                        textures: ProceduralTextureSource(count: 8, seed: 1), logger: Logger(label: "test"))
@@ -87,6 +87,24 @@ final class TrainingTests: XCTestCase {
         let manifestURL = bundle.appendingPathComponent("manifest.json")
         try Data("{\"formatVersion\": 1}".utf8).write(to: manifestURL)
         XCTAssertThrowsError(try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers()))
+    }
+
+    /// Long products (strips) train and infer at a non-square size; every map follows it.
+    func testNonSquareInputTrainsAndInfers() throws {
+        var configuration = TinySetup.configuration()
+        configuration.inputWidth = 128
+        configuration.inputHeight = 64
+        configuration.studentEpochs = 1
+        var events: [TrainingEvent] = []
+        let model = try train(configuration, output: directory.appendingPathComponent("strip"), events: &events)
+        let results = model.inspect(planarImages: TinySetup.images(count: 2, seed: 42, width: 128, height: 64))
+        for result in results {
+            XCTAssertEqual(result.width, 128)
+            XCTAssertEqual(result.height, 64)
+            for map in [result.finalMap, result.studentTeacherMap, result.discriminatorMap] { XCTAssertEqual(map.count, 128 * 64) }
+            XCTAssertTrue(result.score.isFinite)
+            XCTAssertEqual(result.score, result.finalMap.max()!, accuracy: 1e-6 * max(1, result.score))
+        }
     }
 
     func testTrainingIsDeterministicAndResumes() throws {
