@@ -82,6 +82,8 @@ struct EvalCommand: ParsableCommand {
     }
 
     /// Inspects every test image, timing decode + preprocessing + networks per image.
+    private var showsProgress: Bool { isatty(STDERR_FILENO) != 0 }
+
     private func evaluate(model: RSTPMModel, modelPath: String, category: MVTecCategory) throws -> CategoryReport {
         var builder = CategoryReportBuilder(category: category, mapNames: ["S-T", "D", "full"], width: model.inputWidth,
                                             height: model.inputHeight, modelPath: modelPath, modelID: model.modelID,
@@ -98,9 +100,10 @@ struct EvalCommand: ParsableCommand {
                 try builder.add(sample: sample, maps: [result.studentTeacherMap, result.discriminatorMap, result.finalMap],
                                 scores: [result.studentTeacherScore, result.discriminatorScore, result.score], milliseconds: milliseconds)
             }
-            FileHandle.standardError.write(Data("\r\(category.name): \(builder.count)/\(samples.count) images".utf8))
+            // A progress line only on a terminal: in a log a carriage return glues the counts together.
+            if showsProgress { FileHandle.standardError.write(Data("\r\(category.name): \(builder.count)/\(samples.count) images".utf8)) }
         }
-        FileHandle.standardError.write(Data("\n".utf8))
+        if showsProgress { FileHandle.standardError.write(Data("\n".utf8)) }
         let note = "decode + resize + networks, batch \(batchSize), \(Engine.threadCount) threads"
         return try builder.build(timingNote: note, worstCount: worst)
     }
