@@ -7,20 +7,8 @@ import XCTest
 /// `rstpm model list`, `rstpm model rollback` and `rstpm retrain` through the built binary.
 final class CommandTests: XCTestCase {
     func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rstpm")
-        let binary = FileManager.default.isExecutableFile(atPath: besideTests.path)
-            ? besideTests : TestPaths.repositoryRoot.appendingPathComponent(".build/release/rstpm")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("rstpm is not built at \(binary.path)") }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        guard let binary = Tools.builtExecutable("rstpm") else { throw XCTSkip("rstpm is not built: run `swift build -c release` first") }
+        return try Tools.run(binary, arguments)
     }
 
     func testListRollbackAndRetrainRequest() throws {

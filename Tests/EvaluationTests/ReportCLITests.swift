@@ -6,23 +6,12 @@ import XCTest
 /// the error for a model folder that is not there.
 final class ReportCLITests: XCTestCase {
     private func runRSTPM(_ arguments: [String]) throws -> (status: Int32, text: String) {
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rstpm")
-        let binary = FileManager.default.fileExists(atPath: besideTests.path)
-            ? besideTests : TestPaths.repositoryRoot.appendingPathComponent(".build/release/rstpm")
-        guard FileManager.default.fileExists(atPath: binary.path) else {
-            XCTFail("\(binary.path) is missing: run `swift build -c release` first")
+        guard let binary = Tools.builtExecutable("rstpm") else {
+            XCTFail("rstpm is not built: run `swift build -c release` first")
             throw XCTSkip("no rstpm binary")
         }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try Tools.run(binary, arguments)
+        return (result.status, result.output)
     }
 
     func testModelsAndCategoriesMustPair() throws {

@@ -9,7 +9,7 @@ final class BinaryDemoTests: XCTestCase {
         _ = try BinaryHarness.tinyModel()  // skips without binaries, weights or data
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-demo-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (status, output) = try BinaryHarness.runTool(BinaryHarness.cliBinary, [
+        let (status, output) = try Tools.run(BinaryHarness.cliBinary, [
             "demo", "--dir", directory.path, "--exit-after-verdicts", "--train-images", "16", "--epochs", "3,2",
             "--weights-dir", TestPaths.weightsDirectory.path,
         ])

@@ -43,24 +43,10 @@ enum BinaryHarness {
         let configuration = root.appendingPathComponent("config.json")
         try Data(#"{"inputWidth": 64, "inputHeight": 64, "batchSize": 4, "validationFraction": 0.25}"#.utf8).write(to: configuration)
         let model = root.appendingPathComponent("model")
-        let (status, output) = try runTool(cliBinary, ["train", "--data", images.path, "--out", model.path, "--config", configuration.path,
+        let (status, output) = try Tools.run(cliBinary, ["train", "--data", images.path, "--out", model.path, "--config", configuration.path,
                                                        "--epochs", "1,1", "--weights-dir", TestPaths.weightsDirectory.path])
         guard status == 0 else { throw HarnessError("rstpm train failed (\(status)): \(output)") }
         return model
-    }
-
-    /// Runs an executable to its end; returns its status and its output and errors together.
-    static func runTool(_ binary: URL, _ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
     }
 
     /// A one-line configuration on `folders` with the given model.

@@ -150,19 +150,8 @@ final class MetricsTests: XCTestCase {
 /// bundles cannot be loaded in this build.
 final class ExecutableTests: XCTestCase {
     func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let binary = TestPaths.repositoryRoot.appendingPathComponent(".build/release/rstpmd")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else { throw XCTSkip("rstpmd is not built at \(binary.path)") }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.environment = ["PATH": "/usr/bin:/bin"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+        guard let binary = Tools.builtExecutable("rstpmd") else { throw XCTSkip("rstpmd is not built: run `swift build -c release` first") }
+        return try Tools.run(binary, arguments, environment: ["PATH": "/usr/bin:/bin"])
     }
 
     func testCheckConfigAndModelLoaderMessage() throws {

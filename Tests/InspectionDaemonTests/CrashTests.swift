@@ -65,7 +65,7 @@ final class CrashTests: XCTestCase {
             try checkInvariants(folders, dropped: dropped, context: "after kill \(round + 1), seed \(seed)")
         }
 
-        let (status, output) = try BinaryHarness.runTool(BinaryHarness.daemonBinary, [
+        let (status, output) = try Tools.run(BinaryHarness.daemonBinary, [
             "--config", configuration.string, "--once", "--weights-dir", TestPaths.weightsDirectory.path,
         ])
         XCTAssertEqual(status, 0, output)

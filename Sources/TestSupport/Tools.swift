@@ -1,0 +1,27 @@
+import Foundation
+
+/// The project's built executables, run from tests.
+public enum Tools {
+    /// The built executable `name`: beside the running test bundle (this build's products),
+    /// else in `.build/release`; nil when neither exists.
+    public static func builtExecutable(_ name: String) -> URL? {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+        let release = TestPaths.repositoryRoot.appendingPathComponent(".build/release/\(name)")
+        return [besideTests, release].first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    /// Runs an executable to its end; returns its exit status and its output and errors together.
+    public static func run(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+}
