@@ -62,7 +62,7 @@ throughput() {
         local name="$tag-$i.png"
         cp "$source" "$inbox/.$name.part"
         mv "$inbox/.$name.part" "$inbox/$name"
-        names+=("$tag-$i")
+        names+=("$name")
         i=$((i + 1))
     done
     for name in "${names[@]}"; do
@@ -172,7 +172,7 @@ if [ "$DECISION" = accepted ]; then
     until [ "$(readlink "$WORK/line/models/current")" = v0002 ]; do sleep 0.5; done
     # Verdicts name the version that made them: the swap is served without a restart.
     AFTER=$(throughput after)
-    SERVED=$(jq -r .model.version "$WORK/line/outbox/after-$((DROP - 1)).json")
+    SERVED=$(jq -r .model.version "$WORK/line/outbox/after-$((DROP - 1)).png.json")
     log "after the swap: $AFTER images/s, last verdict from $SERVED"
 fi
 kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
