@@ -106,7 +106,10 @@ def main():
                           opset_version=17, dynamo=False)
         session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         compiled = core.compile_model(core.read_model(onnx_path), "CPU",
-                                      {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY"})
+                                      {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY",
+                                       # f32 as rstpm and PyTorch: on CPUs with avx512_bf16 OpenVINO
+                                       # would otherwise run bf16 (1.6x faster here, not comparable).
+                                       "INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         for batch in batches:
             x = torch.randn(batch, 3, args.size, args.size)
