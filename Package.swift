@@ -30,8 +30,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
 
-        // Numeric core.
-        .target(name: "TensorEngine", dependencies: ["CBLAS"], swiftSettings: optimized),
+        // Numeric core: AVX-512 kernels (chosen at run time) beside OpenBLAS.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
         .target(name: "Checkpoints", dependencies: ["CZlib"], swiftSettings: optimized),
         .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
 
