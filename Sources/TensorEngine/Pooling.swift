@@ -136,21 +136,14 @@ public final class AvgPool2d: Layer {
         let (k, s, p, Ho, Wo) = (kernelSize, stride, padding, g.outputHeight, g.outputWidth)
         let scale = 1 / Float(k * k)
         var output = Tensor(unspecified: [N, C, Ho, Wo])
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        let inBase = planeIndex * H * W, outBase = planeIndex * Ho * Wo
-                        for oy in 0..<Ho {
-                            let y0 = Swift.max(oy * s - p, 0), y1 = Swift.min(oy * s - p + k, H)
-                            for ox in 0..<Wo {
-                                let x0 = Swift.max(ox * s - p, 0), x1 = Swift.min(ox * s - p + k, W)
-                                var sum: Float = 0
-                                for iy in y0..<y1 { for ix in x0..<x1 { sum += x[inBase + iy * W + ix] } }
-                                y[outBase + oy * Wo + ox] = sum * scale
-                            }
-                        }
-                    }
+        forEachPlane(of: input, into: &output) { x, y in
+            for oy in 0..<Ho {
+                let y0 = Swift.max(oy * s - p, 0), y1 = Swift.min(oy * s - p + k, H)
+                for ox in 0..<Wo {
+                    let x0 = Swift.max(ox * s - p, 0), x1 = Swift.min(ox * s - p + k, W)
+                    var sum: Float = 0
+                    for iy in y0..<y1 { for ix in x0..<x1 { sum += x[iy * W + ix] } }
+                    y[oy * Wo + ox] = sum * scale
                 }
             }
         }
@@ -167,20 +160,13 @@ public final class AvgPool2d: Layer {
         precondition(outputGradient.shape == [N, C, Ho, Wo], "AvgPool2d.backward: gradient \(outputGradient.shape)")
         let scale = 1 / Float(k * k)
         var inputGradient = Tensor(zeros: shape)
-        outputGradient.scalars.withUnsafeBufferPointer { dy in
-            inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        let inBase = planeIndex * H * W, outBase = planeIndex * Ho * Wo
-                        for oy in 0..<Ho {
-                            let y0 = Swift.max(oy * s - p, 0), y1 = Swift.min(oy * s - p + k, H)
-                            for ox in 0..<Wo {
-                                let x0 = Swift.max(ox * s - p, 0), x1 = Swift.min(ox * s - p + k, W)
-                                let g = dy[outBase + oy * Wo + ox] * scale
-                                for iy in y0..<y1 { for ix in x0..<x1 { dx[inBase + iy * W + ix] += g } }
-                            }
-                        }
-                    }
+        forEachPlane(of: outputGradient, into: &inputGradient) { dy, dx in
+            for oy in 0..<Ho {
+                let y0 = Swift.max(oy * s - p, 0), y1 = Swift.min(oy * s - p + k, H)
+                for ox in 0..<Wo {
+                    let x0 = Swift.max(ox * s - p, 0), x1 = Swift.min(ox * s - p + k, W)
+                    let g = dy[oy * Wo + ox] * scale
+                    for iy in y0..<y1 { for ix in x0..<x1 { dx[iy * W + ix] += g } }
                 }
             }
         }

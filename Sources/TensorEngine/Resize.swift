@@ -39,20 +39,13 @@ public final class BilinearResize: Layer {
         let (Ho, Wo) = (outputHeight, outputWidth)
         let rows = Self.taps(input: H, output: Ho), columns = Self.taps(input: W, output: Wo)
         var output = Tensor(unspecified: [N, C, Ho, Wo])
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        let inBase = planeIndex * H * W, outBase = planeIndex * Ho * Wo
-                        for oy in 0..<Ho {
-                            let top = inBase + rows.low[oy] * W, bottom = inBase + rows.high[oy] * W
-                            let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
-                            for ox in 0..<Wo {
-                                let (l, r, wl, wr) = (columns.low[ox], columns.high[ox], columns.lowWeight[ox], columns.highWeight[ox])
-                                y[outBase + oy * Wo + ox] = wt * (wl * x[top + l] + wr * x[top + r]) + wb * (wl * x[bottom + l] + wr * x[bottom + r])
-                            }
-                        }
-                    }
+        forEachPlane(of: input, into: &output) { x, y in
+            for oy in 0..<Ho {
+                let top = x + rows.low[oy] * W, bottom = x + rows.high[oy] * W
+                let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
+                for ox in 0..<Wo {
+                    let (l, r, wl, wr) = (columns.low[ox], columns.high[ox], columns.lowWeight[ox], columns.highWeight[ox])
+                    y[oy * Wo + ox] = wt * (wl * top[l] + wr * top[r]) + wb * (wl * bottom[l] + wr * bottom[r])
                 }
             }
         }
@@ -68,24 +61,17 @@ public final class BilinearResize: Layer {
         precondition(outputGradient.shape == [N, C, Ho, Wo], "BilinearResize.backward: gradient \(outputGradient.shape)")
         let rows = Self.taps(input: H, output: Ho), columns = Self.taps(input: W, output: Wo)
         var inputGradient = Tensor(zeros: shape)
-        outputGradient.scalars.withUnsafeBufferPointer { dy in
-            inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        let inBase = planeIndex * H * W, outBase = planeIndex * Ho * Wo
-                        for oy in 0..<Ho {
-                            let top = inBase + rows.low[oy] * W, bottom = inBase + rows.high[oy] * W
-                            let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
-                            for ox in 0..<Wo {
-                                let g = dy[outBase + oy * Wo + ox]
-                                let (l, r, wl, wr) = (columns.low[ox], columns.high[ox], columns.lowWeight[ox], columns.highWeight[ox])
-                                dx[top + l] += wt * wl * g
-                                dx[top + r] += wt * wr * g
-                                dx[bottom + l] += wb * wl * g
-                                dx[bottom + r] += wb * wr * g
-                            }
-                        }
-                    }
+        forEachPlane(of: outputGradient, into: &inputGradient) { dy, dx in
+            for oy in 0..<Ho {
+                let top = dx + rows.low[oy] * W, bottom = dx + rows.high[oy] * W
+                let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
+                for ox in 0..<Wo {
+                    let g = dy[oy * Wo + ox]
+                    let (l, r, wl, wr) = (columns.low[ox], columns.high[ox], columns.lowWeight[ox], columns.highWeight[ox])
+                    top[l] += wt * wl * g
+                    top[r] += wt * wr * g
+                    bottom[l] += wb * wl * g
+                    bottom[r] += wb * wr * g
                 }
             }
         }
@@ -118,16 +104,10 @@ public final class NearestResize: Layer {
         let (Ho, Wo) = (outputHeight, outputWidth)
         let rows = Self.sources(input: H, output: Ho), columns = Self.sources(input: W, output: Wo)
         var output = Tensor(unspecified: [N, C, Ho, Wo])
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        for oy in 0..<Ho {
-                            let source = planeIndex * H * W + rows[oy] * W, target = (planeIndex * Ho + oy) * Wo
-                            for ox in 0..<Wo { y[target + ox] = x[source + columns[ox]] }
-                        }
-                    }
-                }
+        forEachPlane(of: input, into: &output) { x, y in
+            for oy in 0..<Ho {
+                let (source, target) = (x + rows[oy] * W, y + oy * Wo)
+                for ox in 0..<Wo { target[ox] = source[columns[ox]] }
             }
         }
         cachedInputShape = mode.cachesForBackward ? input.shape : nil
@@ -142,16 +122,10 @@ public final class NearestResize: Layer {
         precondition(outputGradient.shape == [N, C, Ho, Wo], "NearestResize.backward: gradient \(outputGradient.shape)")
         let rows = Self.sources(input: H, output: Ho), columns = Self.sources(input: W, output: Wo)
         var inputGradient = Tensor(zeros: shape)
-        outputGradient.scalars.withUnsafeBufferPointer { dy in
-            inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                parallelRanges(count: N * C) { range in
-                    for planeIndex in range {
-                        for oy in 0..<Ho {
-                            let target = planeIndex * H * W + rows[oy] * W, source = (planeIndex * Ho + oy) * Wo
-                            for ox in 0..<Wo { dx[target + columns[ox]] += dy[source + ox] }
-                        }
-                    }
-                }
+        forEachPlane(of: outputGradient, into: &inputGradient) { dy, dx in
+            for oy in 0..<Ho {
+                let (source, target) = (dy + oy * Wo, dx + rows[oy] * W)
+                for ox in 0..<Wo { target[columns[ox]] += source[ox] }
             }
         }
         return inputGradient

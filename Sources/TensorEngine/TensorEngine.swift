@@ -161,3 +161,24 @@ func parallelRanges(count: Int, _ body: (Range<Int>) -> Void) {
         if start < end { body(start..<end) }
     }
 }
+
+/// Runs `body(source, target)` once for every (n, c) plane of two NCHW tensors that hold the
+/// same number of planes (N*C), spread over the workers: `source` and `target` point at that
+/// plane of each tensor (their sizes are `count / planes`). The per-plane loops of resizing
+/// and pooling, forward and backward, are written on this.
+@inline(__always)
+func forEachPlane(of source: Tensor, into target: inout Tensor,
+                  _ body: (_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>) -> Void) {
+    let planes = source.shape[0] * source.shape[1]
+    precondition(planes == target.shape[0] * target.shape[1], "forEachPlane: \(source.shape) vs \(target.shape)")
+    guard planes > 0 else { return }
+    let (sourcePlane, targetPlane) = (source.count / planes, target.count / planes)
+    source.scalars.withUnsafeBufferPointer { x in
+        target.scalars.withUnsafeMutableBufferPointer { y in
+            let (x, y) = (x.baseAddress!, y.baseAddress!)
+            parallelRanges(count: planes) { range in
+                for plane in range { body(x + plane * sourcePlane, y + plane * targetPlane) }
+            }
+        }
+    }
+}
