@@ -65,13 +65,7 @@ public final class RSTPMModel {
     public init(manifest: BundleManifest, networks: RSTPMNetworks) {
         self.manifest = manifest
         self.networks = networks
-        networks.setTrainableMode(.inference)
-        (networks.student1 as? any InferenceFoldable)?.foldBatchNorm()
-        networks.student2.foldBatchNorm()
-        networks.discriminator.foldBatchNorm()
-        for parameter in networks.student1.parameters + networks.student2.parameters + networks.discriminator.parameters {
-            parameter.dropGradient()
-        }
+        networks.freezeForInference()
     }
 
     /// Inspects decoded images (any size; resized to the input size) as one batch.

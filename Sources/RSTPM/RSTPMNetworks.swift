@@ -82,6 +82,31 @@ public final class RSTPMNetworks {
             + discriminator.namedState(prefix: "discriminator.") + [(name: "statistics.discriminator_input_mean", tensor: statistics)]
     }
 
+    /// Freezes S1, S2 and D for inference: `.inference` mode, BatchNorm folded into the
+    /// convolutions, gradients dropped. The networks can no longer be trained or saved.
+    public func freezeForInference() {
+        setTrainableMode(.inference)
+        (student1 as? any InferenceFoldable)?.foldBatchNorm()
+        student2.foldBatchNorm()
+        discriminator.foldBatchNorm()
+        for parameter in student1.parameters + student2.parameters + discriminator.parameters {
+            parameter.dropGradient()
+        }
+    }
+
+    /// A frozen copy (`freezeForInference`) of these networks that shares their teachers. Phase 2
+    /// computes D's input with the copy's students, at inference speed (S1 and S2 no longer
+    /// change then), while it trains D here.
+    public func frozenCopy() -> RSTPMNetworks {
+        let copy = RSTPMNetworks(configuration: configuration, teachers: teachers)
+        for (source, target) in zip(namedState(), copy.namedState()) {
+            precondition(source.name == target.name, "frozenCopy: \(source.name) vs \(target.name)")
+            target.tensor.value = source.tensor.value
+        }
+        copy.freezeForInference()
+        return copy
+    }
+
     /// Trainable parameters of S1, of S2 (attention included), and of D.
     public var student1Parameters: [Parameter] { student1.parameters }
     public var student2Parameters: [Parameter] { student2.parameters }

@@ -334,8 +334,9 @@ public final class RSTPMTrainer {
         let optimizer = Adam(parameters: networks.discriminator.parameters, learningRate: configuration.discriminatorLearningRate,
                              betas: (0.9, 0.999), weightDecay: configuration.discriminatorWeightDecay)
         let focal = FocalLoss(gamma: 2)
+        let frozen = networks.frozenCopy()
         if epochs == 0 {
-            state.bestLoss = try validationDiscriminatorLoss(anomalies: anomalies)
+            state.bestLoss = try validationDiscriminatorLoss(anomalies: anomalies, frozen: frozen)
             try saveState("best.safetensors")
             return
         }
@@ -348,13 +349,13 @@ public final class RSTPMTrainer {
             var generator = SeededGenerator(seed: configuration.seed ^ (0xD15C_0000 &+ UInt64(epoch)))
             for (step, batch) in batches.enumerated() {
                 let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
-                let loss = networks.discriminatorTrainingStep(discriminatorInput: networks.frozenDiscriminatorInput(images: input), mask: mask,
+                let loss = networks.discriminatorTrainingStep(discriminatorInput: frozen.frozenDiscriminatorInput(images: input), mask: mask,
                                                               optimizer: optimizer, loss: focal)
                 let done = Double(configuration.studentEpochs + epoch - 1) + Double(step + 1) / Double(batches.count)
                 try report(TrainingEvent(phase: .discriminator, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,
                                      attentionMeans: [], validationLoss: nil, elapsedSeconds: clock(), remainingSeconds: remaining(done)))
             }
-            let validation = try validationDiscriminatorLoss(anomalies: anomalies)
+            let validation = try validationDiscriminatorLoss(anomalies: anomalies, frozen: frozen)
             state.completedEpochs = epoch
             if validation < state.bestLoss {
                 state.bestLoss = validation
@@ -372,13 +373,13 @@ public final class RSTPMTrainer {
     }
 
     /// Focal loss of D on the validation images made anomalous with a fixed seed (the same
-    /// pseudo-anomalies every epoch, so epochs compare).
-    private func validationDiscriminatorLoss(anomalies: PseudoAnomalyGenerator) throws -> Float {
+    /// pseudo-anomalies every epoch, so epochs compare); D's input from the `frozen` students.
+    private func validationDiscriminatorLoss(anomalies: PseudoAnomalyGenerator, frozen: RSTPMNetworks) throws -> Float {
         var generator = SeededGenerator(seed: configuration.seed ^ 0x7A11_DA7E)
         var total = 0.0
         for batch in chunks(validationIndices) {
             let (input, mask) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
-            let dInput = networks.frozenDiscriminatorInput(images: input)
+            let dInput = frozen.frozenDiscriminatorInput(images: input)
             networks.discriminator.setMode(.inference)
             let focal = FocalLoss(gamma: 2)
             focal.mode = .inference

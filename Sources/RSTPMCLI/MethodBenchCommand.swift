@@ -75,13 +75,14 @@ struct MethodBenchCommand: ParsableCommand {
         let studentRate = imagesPerSecond { _ = networks.studentTrainingStep(input: studentInput, optimizers: [sgd]) }
         print("RESULT rstpm    train-students      \(batch) " + String(format: "%9.2f", studentRate))
 
-        // Phase 2: S-T maps forward (frozen), D forward + backward, Adam.
-        networks.setTrainableMode(.inference)
+        // Phase 2 (the trainer's step): S-T maps forward with the students frozen and folded, D
+        // forward + backward, Adam.
+        let frozen = networks.frozenCopy()
         let adam = Adam(parameters: networks.discriminator.parameters, learningRate: configuration.discriminatorLearningRate,
                         betas: (0.9, 0.999), weightDecay: configuration.discriminatorWeightDecay)
         let focal = FocalLoss(gamma: 2)
         let discriminatorRate = imagesPerSecond {
-            _ = networks.discriminatorTrainingStep(discriminatorInput: networks.frozenDiscriminatorInput(images: pseudoInput), mask: mask,
+            _ = networks.discriminatorTrainingStep(discriminatorInput: frozen.frozenDiscriminatorInput(images: pseudoInput), mask: mask,
                                                    optimizer: adam, loss: focal)
         }
         print("RESULT rstpm    train-discriminator \(batch) " + String(format: "%9.2f", discriminatorRate))
