@@ -4,7 +4,8 @@
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
-/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows; the rest
+/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (AVX-512
+/// kernels in C where the CPU has them, see DepthwiseAcceleration); the rest
 /// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
 /// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
@@ -152,6 +153,12 @@ public final class Conv2d: Layer {
                                   activation: FusedActivation) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
+        if DepthwiseAcceleration.handles(g) {
+            withBiasPointer { b in
+                DepthwiseAcceleration.forward(x, w, bias: b, y, N: N, channels: C, multiplier: multiplier, g: g, activation: activation)
+            }
+            return
+        }
         let biasValues = bias?.value.scalars
         parallelRanges(count: N * O) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseScratchSize(g)) { scratch in
@@ -168,6 +175,10 @@ public final class Conv2d: Layer {
                                    _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
+        if DepthwiseAcceleration.handles(g) {
+            DepthwiseAcceleration.backward(x, w, dy, dx, dw, N: N, channels: C, multiplier: multiplier, g: g)
+            return
+        }
         // Split by input channel: each task owns its dx planes and its weights' gradients.
         parallelRanges(count: C) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseBackwardScratchSize(g)) { scratch in

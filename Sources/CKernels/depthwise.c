@@ -1,0 +1,332 @@
+#include "depthwise.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Compiled per function for AVX-512 so the package still builds for any x86-64; the engine
+// calls these only after rstpm_avx512_enabled().
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+int rstpm_depthwise_supported(int kernel, int stride, int padding) {
+    // Larger paddings only add rows of zeros, and other strides are rare: the Swift loop keeps them.
+    return kernel >= 1 && (stride == 1 || stride == 2) && padding >= 0 && padding < kernel;
+}
+
+// Per-thread scratch that only grows: a worker allocates once for the largest plane it meets,
+// so the hot path never calls malloc.
+static _Thread_local float *scratch_floats;
+static _Thread_local size_t scratch_capacity;
+
+static float *thread_scratch(size_t count) {
+    if (count > scratch_capacity) {
+        free(scratch_floats);
+        scratch_floats = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
+        if (!scratch_floats) abort();
+        scratch_capacity = count;
+    }
+    return scratch_floats;
+}
+
+/// Mask of the lanes i with low <= i < high.
+AVX512 ALWAYS_INLINE __mmask16 lanes(int low, int high) {
+    if (low < 0) low = 0;
+    if (high > 16) high = 16;
+    if (high <= low) return 0;
+    return (__mmask16)((1u << high) - (1u << low));
+}
+
+/// One input row with its zero padding, split into `stride` phases of `length` floats each:
+/// phase q, position j holds source[q + stride * j - padding] (zero outside [0, width)), so that
+/// every kernel tap of 16 adjacent outputs is one contiguous load. Masked loads never touch
+/// memory outside the row.
+AVX512 static void fill_phase_row(const float *source, int width, int padding, int stride, int length, float *row) {
+    if (stride == 1) {
+        for (int j = 0; j < length; j += 16) {
+            __mmask16 inside = lanes(padding - j, width + padding - j);
+            _mm512_storeu_ps(row + j, _mm512_maskz_loadu_ps(inside, source + j - padding));
+        }
+        return;
+    }
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int j = 0; j < 2 * length; j += 32) {
+        __m512 a = _mm512_maskz_loadu_ps(lanes(padding - j, width + padding - j), source + j - padding);
+        __m512 b = _mm512_maskz_loadu_ps(lanes(padding - j - 16, width + padding - j - 16), source + j + 16 - padding);
+        _mm512_storeu_ps(row + j / 2, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(row + length + j / 2, _mm512_permutex2var_ps(a, odd, b));
+    }
+}
+
+// MARK: forward
+
+typedef struct {
+    int height, width, kernel, stride, padding, out_height, out_width;
+    int length;     // floats per phase row
+    int ring_rows;  // padded input rows one block of output rows reads
+} forward_plan;
+
+/// One output plane, in blocks of R output rows x V vectors of 16 columns whose R*V sums stay
+/// in registers over all taps (independent FMA chains hide the FMA latency). The input rows a
+/// block reads are copied, padded and phase-split, into a ring of `ring_rows` rows just before
+/// use, so they are still in L1; the padding rows above and below read a row of zeros.
+AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights, float bias, float *output,
+                                        const forward_plan *plan, int activation, float *ring, const float *zeros,
+                                        const int K, const int S, const int R, const int V) {
+    const int H = plan->height, W = plan->width, p = plan->padding, Ho = plan->out_height, Wo = plan->out_width;
+    const int L = plan->length, ring_rows = plan->ring_rows;
+    const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
+    const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
+    const __m512 start = _mm512_set1_ps(bias);
+    int next_fill = p;  // padded rows above p are zeros
+    for (int oy0 = 0; oy0 < Ho; oy0 += R) {
+        const int first = oy0 * S;
+        for (; next_fill < first + ring_rows && next_fill < p + H; next_fill++) {
+            fill_phase_row(input + (next_fill - p) * W, W, p, S, L, ring + (next_fill % ring_rows) * S * L);
+        }
+        const float *rows[ring_rows];
+        for (int i = 0; i < ring_rows; i++) {
+            const int r = first + i;
+            rows[i] = r < p || r >= p + H ? zeros : ring + (r % ring_rows) * S * L;
+        }
+        for (int ox = 0; ox < Wo; ox += 16 * V) {
+            __m512 sums[R][V];
+            for (int r = 0; r < R; r++)
+                for (int v = 0; v < V; v++) sums[r][v] = start;
+            for (int ky = 0; ky < K; ky++) {
+                for (int kx = 0; kx < K; kx++) {
+                    const __m512 w = _mm512_set1_ps(weights[ky * K + kx]);
+                    const int offset = (kx % S) * L + kx / S + ox;
+                    for (int r = 0; r < R; r++) {
+                        const float *source = rows[r * S + ky] + offset;
+                        for (int v = 0; v < V; v++) sums[r][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16 * v), sums[r][v]);
+                    }
+                }
+            }
+            for (int r = 0; r < R && oy0 + r < Ho; r++) {
+                float *target = output + (oy0 + r) * Wo;
+                for (int v = 0; v < V && ox + 16 * v < Wo; v++) {
+                    const int column = ox + 16 * v;
+                    const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
+                    if (column + 16 <= Wo) _mm512_storeu_ps(target + column, value);
+                    else _mm512_mask_storeu_ps(target + column, lanes(0, Wo - column), value);
+                }
+            }
+        }
+    }
+}
+
+typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *);
+
+// Specialised for kernels 3 and 5 (fully unrolled taps), and any kernel with a loop over taps.
+#define FORWARD_VARIANT(NAME, K, S, R, V)                                                                       \
+    AVX512 static void NAME(const float *input, const float *weights, float bias, float *output,                \
+                            const forward_plan *plan, int activation, float *ring, const float *zeros) {        \
+        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, K, S, R, V);                 \
+    }
+FORWARD_VARIANT(forward_k3_s1_narrow, 3, 1, 8, 1)
+FORWARD_VARIANT(forward_k3_s1_wide, 3, 1, 4, 2)
+FORWARD_VARIANT(forward_k3_s2_narrow, 3, 2, 8, 1)
+FORWARD_VARIANT(forward_k3_s2_wide, 3, 2, 4, 2)
+FORWARD_VARIANT(forward_k5_s1_narrow, 5, 1, 8, 1)
+FORWARD_VARIANT(forward_k5_s1_wide, 5, 1, 4, 2)
+FORWARD_VARIANT(forward_k5_s2_narrow, 5, 2, 8, 1)
+FORWARD_VARIANT(forward_k5_s2_wide, 5, 2, 4, 2)
+FORWARD_VARIANT(forward_any_s1_narrow, plan->kernel, 1, 8, 1)
+FORWARD_VARIANT(forward_any_s1_wide, plan->kernel, 1, 4, 2)
+FORWARD_VARIANT(forward_any_s2_narrow, plan->kernel, 2, 8, 1)
+FORWARD_VARIANT(forward_any_s2_wide, plan->kernel, 2, 4, 2)
+
+static forward_function choose_forward(int kernel, int stride, int wide) {
+    static const forward_function table[3][2][2] = {
+        {{forward_k3_s1_narrow, forward_k3_s1_wide}, {forward_k3_s2_narrow, forward_k3_s2_wide}},
+        {{forward_k5_s1_narrow, forward_k5_s1_wide}, {forward_k5_s2_narrow, forward_k5_s2_wide}},
+        {{forward_any_s1_narrow, forward_any_s1_wide}, {forward_any_s2_narrow, forward_any_s2_wide}},
+    };
+    return table[kernel == 3 ? 0 : kernel == 5 ? 1 : 2][stride - 1][wide];
+}
+
+AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, const float *bias, float *output,
+                                    long first_plane, long end_plane, int channels, int multiplier,
+                                    int height, int width, int kernel, int stride, int padding, int activation) {
+    forward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0};
+    plan.out_height = (height + 2 * padding - kernel) / stride + 1;
+    plan.out_width = (width + 2 * padding - kernel) / stride + 1;
+    // Narrow planes (Lite's 8x8 and 16x16 stages) get eight rows of one vector per block.
+    const int wide = plan.out_width > 16, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
+    plan.length = round_up(round_up(plan.out_width, 16 * vectors) + (kernel - 1) / stride + 1, 16);
+    plan.ring_rows = (rows - 1) * stride + kernel;
+    const int phase_rows = stride * plan.length;
+    float *ring = thread_scratch((size_t)(plan.ring_rows + 1) * phase_rows);
+    float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
+    memset(zeros, 0, sizeof(float) * phase_rows);
+    const forward_function function = choose_forward(kernel, stride, wide);
+    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
+    const long plane = (long)height * width, out_plane = (long)plan.out_height * plan.out_width;
+    for (long task = first_plane; task < end_plane; task++) {
+        const long n = task / outputs, o = task % outputs;
+        function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f,
+                 output + task * out_plane, &plan, activation, ring, zeros);
+    }
+}
+
+// MARK: backward
+
+/// dw[t] += sum over the plane of dy * (input under tap t), with x the whole input plane in
+/// phase rows (`length` floats each, `stride` phases per padded row). One accumulator vector
+/// per tap, so the K*K FMA chains are independent.
+AVX512 ALWAYS_INLINE void weight_gradient_plane(const float *x, int length, const float *dy, int Ho, int Wo,
+                                                float *dw, const int K, const int S) {
+    __m512 sums[K * K];
+    for (int t = 0; t < K * K; t++) sums[t] = _mm512_setzero_ps();
+    for (int oy = 0; oy < Ho; oy++) {
+        const float *base = x + (long)oy * S * S * length;
+        for (int ox = 0; ox < Wo; ox += 16) {
+            // Lanes past the row's end hold zero gradient, so they add nothing.
+            const __m512 g = _mm512_maskz_loadu_ps(lanes(0, Wo - ox), dy + (long)oy * Wo + ox);
+            for (int ky = 0; ky < K; ky++) {
+                for (int kx = 0; kx < K; kx++) {
+                    const float *source = base + (ky * S + kx % S) * length + kx / S + ox;
+                    sums[ky * K + kx] = _mm512_fmadd_ps(g, _mm512_loadu_ps(source), sums[ky * K + kx]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < K * K; t++) dw[t] += _mm512_reduce_add_ps(sums[t]);
+}
+
+AVX512 static void weight_gradient_k3(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int S) {
+    if (S == 1) weight_gradient_plane(x, length, dy, Ho, Wo, dw, 3, 1);
+    else weight_gradient_plane(x, length, dy, Ho, Wo, dw, 3, 2);
+}
+
+AVX512 static void weight_gradient_k5(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int S) {
+    if (S == 1) weight_gradient_plane(x, length, dy, Ho, Wo, dw, 5, 1);
+    else weight_gradient_plane(x, length, dy, Ho, Wo, dw, 5, 2);
+}
+
+AVX512 static void weight_gradient_any(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int K, int S) {
+    weight_gradient_plane(x, length, dy, Ho, Wo, dw, K, S);
+}
+
+typedef struct {
+    int height, width, kernel, stride, padding, out_height, out_width;
+    int x_length;                   // floats per phase row of the input
+    int border;                     // zero rows and columns around the output gradient
+    int dy_rows, dy_length;         // padded output gradient rows and their length
+} backward_plan;
+
+/// dx += the transposed convolution of dy, gathered rather than scattered: dx[iy][ix] sums
+/// w[ky][kx] * dy[(iy + p - ky) / S][(ix + p - kx) / S] over the taps where both divide
+/// exactly, so every dx vector is summed in registers and stored once. For stride 2 the taps
+/// differ between even and odd columns: both phases are summed and then interleaved.
+/// `dy` is the padded output gradient: row oy + border, column ox + border.
+AVX512 static void input_gradient_plane(const float *dy, const backward_plan *plan, const float *weights, float *dx) {
+    const int K = plan->kernel, S = plan->stride, p = plan->padding, H = plan->height, W = plan->width;
+    const int B = plan->border, length = plan->dy_length;
+    const float *tap_rows[2][K * K];
+    float tap_weights[2][K * K];
+    int taps[2];
+    const __m512i low_half = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i high_half = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (int iy = 0; iy < H; iy++) {
+        float *target = dx + (long)iy * W;
+        for (int b = 0; b < S; b++) {
+            taps[b] = 0;
+            for (int ky = (iy + p) % S; ky < K; ky += S) {
+                for (int kx = (b + p) % S; kx < K; kx += S) {
+                    tap_rows[b][taps[b]] = dy + (long)((iy + p - ky) / S + B) * length + (b + p - kx) / S + B;
+                    tap_weights[b][taps[b]++] = weights[ky * K + kx];
+                }
+            }
+        }
+        if (S == 1) {
+            for (int j = 0; j < W; j += 64) {
+                __m512 sums[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+                for (int t = 0; t < taps[0]; t++) {
+                    const __m512 w = _mm512_set1_ps(tap_weights[0][t]);
+                    const float *source = tap_rows[0][t] + j;
+                    for (int v = 0; v < 4; v++) sums[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16 * v), sums[v]);
+                }
+                for (int v = 0; v < 4 && j + 16 * v < W; v++) {
+                    const __mmask16 inside = lanes(0, W - j - 16 * v);
+                    float *column = target + j + 16 * v;
+                    _mm512_mask_storeu_ps(column, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, column), sums[v]));
+                }
+            }
+        } else {
+            for (int j = 0; j < (W + 1) / 2; j += 32) {
+                __m512 sums[2][2] = {{_mm512_setzero_ps(), _mm512_setzero_ps()}, {_mm512_setzero_ps(), _mm512_setzero_ps()}};
+                for (int b = 0; b < 2; b++) {
+                    for (int t = 0; t < taps[b]; t++) {
+                        const __m512 w = _mm512_set1_ps(tap_weights[b][t]);
+                        const float *source = tap_rows[b][t] + j;
+                        sums[b][0] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source), sums[b][0]);
+                        sums[b][1] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16), sums[b][1]);
+                    }
+                }
+                for (int v = 0; v < 2; v++) {
+                    const int column = 2 * (j + 16 * v);
+                    const __m512 halves[2] = {_mm512_permutex2var_ps(sums[0][v], low_half, sums[1][v]),
+                                              _mm512_permutex2var_ps(sums[0][v], high_half, sums[1][v])};
+                    for (int h = 0; h < 2 && column + 16 * h < W; h++) {
+                        const __mmask16 inside = lanes(0, W - column - 16 * h);
+                        float *place = target + column + 16 * h;
+                        _mm512_mask_storeu_ps(place, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, place), halves[h]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, const float *output_gradient,
+                                     float *input_gradient, float *weight_gradient, int batch,
+                                     long first_channel, long end_channel, int channels, int multiplier,
+                                     int height, int width, int kernel, int stride, int padding) {
+    backward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0, 0, 0};
+    const int Ho = (height + 2 * padding - kernel) / stride + 1, Wo = (width + 2 * padding - kernel) / stride + 1;
+    plan.out_height = Ho;
+    plan.out_width = Wo;
+    plan.x_length = round_up(round_up(Wo, 16) + (kernel - 1) / stride + 1, 16);
+    // A border of `kernel` zeros keeps every gathered tap inside the padded gradient:
+    // (iy + p - ky) / S >= -(kernel - 1), and columns read at most one vector group past the
+    // dx phase width plus (p + 1) / S.
+    plan.border = kernel;
+    const int phase_width = round_up((width + stride - 1) / stride, stride == 1 ? 64 : 32);
+    plan.dy_length = round_up(phase_width + padding + stride + 2 * kernel, 16);
+    const int last_row = (height - 1 + padding) / stride + 1;
+    plan.dy_rows = (last_row > Ho ? last_row : Ho) + 2 * kernel;
+    const long x_floats = (long)(height + 2 * padding) * stride * plan.x_length;
+    float *x = thread_scratch((size_t)(x_floats + (long)plan.dy_rows * plan.dy_length));
+    float *dy = x + x_floats;
+    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
+    const long plane = (long)height * width, out_plane = (long)Ho * Wo;
+    for (long c = first_channel; c < end_channel; c++) {
+        for (long o = c * multiplier; o < (c + 1) * multiplier; o++) {
+            for (long n = 0; n < batch; n++) {
+                const float *x_plane = input + (n * channels + c) * plane;
+                const float *dy_plane = output_gradient + (n * outputs + o) * out_plane;
+                for (int r = 0; r < height + 2 * padding; r++) {
+                    float *row = x + (long)r * stride * plan.x_length;
+                    if (r < padding || r >= padding + height) memset(row, 0, sizeof(float) * stride * plan.x_length);
+                    else fill_phase_row(x_plane + (long)(r - padding) * width, width, padding, stride, plan.x_length, row);
+                }
+                for (int r = 0; r < plan.dy_rows; r++) {
+                    float *row = dy + (long)r * plan.dy_length;
+                    const int oy = r - plan.border;
+                    if (oy < 0 || oy >= Ho) memset(row, 0, sizeof(float) * plan.dy_length);
+                    else fill_phase_row(dy_plane + (long)oy * Wo, Wo, plan.border, 1, plan.dy_length, row);
+                }
+                float *dw = weight_gradient + o * kk;
+                if (kernel == 3) weight_gradient_k3(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
+                else if (kernel == 5) weight_gradient_k5(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
+                else weight_gradient_any(x, plan.x_length, dy_plane, Ho, Wo, dw, kernel, stride);
+                input_gradient_plane(dy, &plan, weights + o * kk, input_gradient + (n * channels + c) * plane);
+            }
+        }
+    }
+}
