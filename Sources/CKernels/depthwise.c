@@ -39,23 +39,26 @@ AVX512 ALWAYS_INLINE __mmask16 lanes(int low, int high) {
     return (__mmask16)((1u << high) - (1u << low));
 }
 
+/// Masks of the 16-lane chunks of a padded row (input column j - padding at position j):
+/// which lanes lie inside [0, width). Rows of one plane share them, so they are computed once.
+AVX512 static void chunk_masks(int width, int padding, int chunks, __mmask16 *masks) {
+    for (int c = 0; c < chunks; c++) masks[c] = lanes(padding - 16 * c, width + padding - 16 * c);
+}
+
 /// One input row with its zero padding, split into `stride` phases of `length` floats each:
-/// phase q, position j holds source[q + stride * j - padding] (zero outside [0, width)), so that
-/// every kernel tap of 16 adjacent outputs is one contiguous load. Masked loads never touch
-/// memory outside the row.
-AVX512 static void fill_phase_row(const float *source, int width, int padding, int stride, int length, float *row) {
+/// phase q, position j holds source[q + stride * j - padding] (zero outside the row), so that
+/// every kernel tap of 16 adjacent outputs is one contiguous load. `masks` (chunk_masks over
+/// stride * length positions) keep the loads inside the row.
+AVX512 static void fill_phase_row(const float *source, const __mmask16 *masks, int padding, int stride, int length, float *row) {
     if (stride == 1) {
-        for (int j = 0; j < length; j += 16) {
-            __mmask16 inside = lanes(padding - j, width + padding - j);
-            _mm512_storeu_ps(row + j, _mm512_maskz_loadu_ps(inside, source + j - padding));
-        }
+        for (int j = 0; j < length; j += 16) _mm512_storeu_ps(row + j, _mm512_maskz_loadu_ps(masks[j / 16], source + j - padding));
         return;
     }
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int j = 0; j < 2 * length; j += 32) {
-        __m512 a = _mm512_maskz_loadu_ps(lanes(padding - j, width + padding - j), source + j - padding);
-        __m512 b = _mm512_maskz_loadu_ps(lanes(padding - j - 16, width + padding - j - 16), source + j + 16 - padding);
+        __m512 a = _mm512_maskz_loadu_ps(masks[j / 16], source + j - padding);
+        __m512 b = _mm512_maskz_loadu_ps(masks[j / 16 + 1], source + j + 16 - padding);
         _mm512_storeu_ps(row + j / 2, _mm512_permutex2var_ps(a, even, b));
         _mm512_storeu_ps(row + length + j / 2, _mm512_permutex2var_ps(a, odd, b));
     }
@@ -66,32 +69,40 @@ AVX512 static void fill_phase_row(const float *source, int width, int padding, i
 typedef struct {
     int height, width, kernel, stride, padding, out_height, out_width;
     int length;     // floats per phase row
-    int ring_rows;  // padded input rows one block of output rows reads
+    int window;     // padded input rows one block of output rows reads
+    int ring_rows;  // the window and the rows the next block adds
 } forward_plan;
 
 /// One output plane, in blocks of R output rows x V vectors of 16 columns whose R*V sums stay
-/// in registers over all taps (independent FMA chains hide the FMA latency). The input rows a
-/// block reads are copied, padded and phase-split, into a ring of `ring_rows` rows just before
-/// use, so they are still in L1; the padding rows above and below read a row of zeros.
+/// in registers over all taps (independent FMA chains hide the FMA latency). The input rows
+/// are copied, padded and phase-split, into a ring of rows one block ahead of their use: late
+/// enough to be in L1, early enough that the copy's stores have left the store buffer (an
+/// unaligned tap load that straddles two pending stores waits for both). The padding rows
+/// above and below read a row of zeros.
 AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights, float bias, float *output,
                                         const forward_plan *plan, int activation, float *ring, const float *zeros,
-                                        const int K, const int S, const int R, const int V) {
+                                        const __mmask16 *masks, const int K, const int S, const int R, const int V) {
     const int H = plan->height, W = plan->width, p = plan->padding, Ho = plan->out_height, Wo = plan->out_width;
-    const int L = plan->length, ring_rows = plan->ring_rows;
+    const int L = plan->length, window = plan->window, ring_rows = plan->ring_rows;
     const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
     const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
     const __m512 start = _mm512_set1_ps(bias);
-    int next_fill = p;  // padded rows above p are zeros
+    // Padded row r lives in slot r % ring_rows, counted along instead of divided.
+    int next_fill = p, fill_slot = p % ring_rows, first_slot = 0;
     for (int oy0 = 0; oy0 < Ho; oy0 += R) {
         const int first = oy0 * S;
         for (; next_fill < first + ring_rows && next_fill < p + H; next_fill++) {
-            fill_phase_row(input + (next_fill - p) * W, W, p, S, L, ring + (next_fill % ring_rows) * S * L);
+            fill_phase_row(input + (next_fill - p) * W, masks, p, S, L, ring + fill_slot * S * L);
+            if (++fill_slot == ring_rows) fill_slot = 0;
         }
-        const float *rows[ring_rows];
-        for (int i = 0; i < ring_rows; i++) {
+        const float *rows[window];
+        for (int i = 0, slot = first_slot; i < window; i++) {
             const int r = first + i;
-            rows[i] = r < p || r >= p + H ? zeros : ring + (r % ring_rows) * S * L;
+            rows[i] = r < p || r >= p + H ? zeros : ring + slot * S * L;
+            if (++slot == ring_rows) slot = 0;
         }
+        first_slot += R * S;
+        if (first_slot >= ring_rows) first_slot -= ring_rows;
         for (int ox = 0; ox < Wo; ox += 16 * V) {
             __m512 sums[R][V];
             for (int r = 0; r < R; r++)
@@ -119,13 +130,15 @@ AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights
     }
 }
 
-typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *);
+typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *,
+                                 const __mmask16 *);
 
 // Specialised for kernels 3 and 5 (fully unrolled taps), and any kernel with a loop over taps.
 #define FORWARD_VARIANT(NAME, K, S, R, V)                                                                       \
     AVX512 static void NAME(const float *input, const float *weights, float bias, float *output,                \
-                            const forward_plan *plan, int activation, float *ring, const float *zeros) {        \
-        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, K, S, R, V);                 \
+                            const forward_plan *plan, int activation, float *ring, const float *zeros,          \
+                            const __mmask16 *masks) {                                                           \
+        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, masks, K, S, R, V);          \
     }
 FORWARD_VARIANT(forward_k3_s1_narrow, 3, 1, 8, 1)
 FORWARD_VARIANT(forward_k3_s1_wide, 3, 1, 4, 2)
@@ -158,18 +171,21 @@ AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, co
     // Narrow planes (Lite's 8x8 and 16x16 stages) get eight rows of one vector per block.
     const int wide = plan.out_width > 16, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
     plan.length = round_up(round_up(plan.out_width, 16 * vectors) + (kernel - 1) / stride + 1, 16);
-    plan.ring_rows = (rows - 1) * stride + kernel;
-    const int phase_rows = stride * plan.length;
-    float *ring = thread_scratch((size_t)(plan.ring_rows + 1) * phase_rows);
+    plan.window = (rows - 1) * stride + kernel;
+    plan.ring_rows = plan.window + rows * stride;
+    const int phase_rows = stride * plan.length, chunks = phase_rows / 16;
+    float *ring = thread_scratch((size_t)(plan.ring_rows + 1) * phase_rows + chunks);
     float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
+    __mmask16 *masks = (__mmask16 *)(zeros + phase_rows);
     memset(zeros, 0, sizeof(float) * phase_rows);
+    chunk_masks(width, padding, chunks, masks);
     const forward_function function = choose_forward(kernel, stride, wide);
     const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
     const long plane = (long)height * width, out_plane = (long)plan.out_height * plan.out_width;
     for (long task = first_plane; task < end_plane; task++) {
         const long n = task / outputs, o = task % outputs;
         function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f,
-                 output + task * out_plane, &plan, activation, ring, zeros);
+                 output + task * out_plane, &plan, activation, ring, zeros, masks);
     }
 }
 
@@ -301,8 +317,13 @@ AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, c
     const int last_row = (height - 1 + padding) / stride + 1;
     plan.dy_rows = (last_row > Ho ? last_row : Ho) + 2 * kernel;
     const long x_floats = (long)(height + 2 * padding) * stride * plan.x_length;
-    float *x = thread_scratch((size_t)(x_floats + (long)plan.dy_rows * plan.dy_length));
+    const long dy_floats = (long)plan.dy_rows * plan.dy_length;
+    const int x_chunks = stride * plan.x_length / 16, dy_chunks = plan.dy_length / 16;
+    float *x = thread_scratch((size_t)(x_floats + dy_floats + x_chunks + dy_chunks));
     float *dy = x + x_floats;
+    __mmask16 *x_masks = (__mmask16 *)(dy + dy_floats), *dy_masks = x_masks + x_chunks;
+    chunk_masks(width, padding, x_chunks, x_masks);
+    chunk_masks(Wo, plan.border, dy_chunks, dy_masks);
     const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
     const long plane = (long)height * width, out_plane = (long)Ho * Wo;
     for (long c = first_channel; c < end_channel; c++) {
@@ -313,13 +334,13 @@ AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, c
                 for (int r = 0; r < height + 2 * padding; r++) {
                     float *row = x + (long)r * stride * plan.x_length;
                     if (r < padding || r >= padding + height) memset(row, 0, sizeof(float) * stride * plan.x_length);
-                    else fill_phase_row(x_plane + (long)(r - padding) * width, width, padding, stride, plan.x_length, row);
+                    else fill_phase_row(x_plane + (long)(r - padding) * width, x_masks, padding, stride, plan.x_length, row);
                 }
                 for (int r = 0; r < plan.dy_rows; r++) {
                     float *row = dy + (long)r * plan.dy_length;
                     const int oy = r - plan.border;
                     if (oy < 0 || oy >= Ho) memset(row, 0, sizeof(float) * plan.dy_length);
-                    else fill_phase_row(dy_plane + (long)oy * Wo, Wo, plan.border, 1, plan.dy_length, row);
+                    else fill_phase_row(dy_plane + (long)oy * Wo, dy_masks, plan.border, 1, plan.dy_length, row);
                 }
                 float *dw = weight_gradient + o * kk;
                 if (kernel == 3) weight_gradient_k3(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
