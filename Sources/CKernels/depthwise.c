@@ -235,16 +235,48 @@ typedef struct {
     int dy_rows, dy_length;         // padded output gradient rows and their length
 } backward_plan;
 
-/// dx += the transposed convolution of dy, gathered rather than scattered: dx[iy][ix] sums
+/// sums[v] = sum over the taps of weights[t] * sources[t][j + 16v .. +15], for V vectors, each
+/// in P partial sums: V * P independent FMA chains, so that narrow rows (V = 1) do not wait
+/// on one chain's latency.
+AVX512 ALWAYS_INLINE void gather_taps(const float *const *sources, const float *weights, int taps, int j, __m512 *sums,
+                                      const int V, const int P) {
+    __m512 partial[P][V];
+    for (int q = 0; q < P; q++)
+        for (int v = 0; v < V; v++) partial[q][v] = _mm512_setzero_ps();
+    int t = 0;
+    for (; t + P <= taps; t += P) {
+        for (int q = 0; q < P; q++) {
+            const __m512 w = _mm512_set1_ps(weights[t + q]);
+            for (int v = 0; v < V; v++) partial[q][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(sources[t + q] + j + 16 * v), partial[q][v]);
+        }
+    }
+    for (; t < taps; t++) {
+        const __m512 w = _mm512_set1_ps(weights[t]);
+        for (int v = 0; v < V; v++) partial[0][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(sources[t] + j + 16 * v), partial[0][v]);
+    }
+    for (int v = 0; v < V; v++) {
+        sums[v] = partial[0][v];
+        for (int q = 1; q < P; q++) sums[v] = _mm512_add_ps(sums[v], partial[q][v]);
+    }
+}
+
+/// row[column ..] = value, or += value when `accumulate`, for the lanes before the row's end `width`.
+AVX512 ALWAYS_INLINE void put_into_row(float *row, int column, int width, __m512 value, int accumulate) {
+    const __mmask16 inside = lanes(0, width - column);
+    if (accumulate) value = _mm512_add_ps(_mm512_maskz_loadu_ps(inside, row + column), value);
+    _mm512_mask_storeu_ps(row + column, inside, value);
+}
+
+/// dx = (or += when `accumulate`) the transposed convolution of dy, gathered rather than scattered: dx[iy][ix] sums
 /// w[ky][kx] * dy[(iy + p - ky) / S][(ix + p - kx) / S] over the taps where both divide
 /// exactly, so every dx vector is summed in registers and stored once. For stride 2 the taps
 /// differ between even and odd columns: both phases are summed and then interleaved.
 /// `dy` is the padded output gradient: row oy + border, column ox + border.
-AVX512 static void input_gradient_plane(const float *dy, const backward_plan *plan, const float *weights, float *dx) {
+AVX512 static void input_gradient_plane(const float *dy, const backward_plan *plan, const float *weights, float *dx, int accumulate) {
     const int K = plan->kernel, S = plan->stride, p = plan->padding, H = plan->height, W = plan->width;
     const int B = plan->border, length = plan->dy_length;
     const float *tap_rows[2][K * K];
-    float tap_weights[2][K * K];
+    float tap_weights[2][K * K];  // tap lists of the even and odd dx columns (one list for stride 1)
     int taps[2];
     const __m512i low_half = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i high_half = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
@@ -260,40 +292,37 @@ AVX512 static void input_gradient_plane(const float *dy, const backward_plan *pl
             }
         }
         if (S == 1) {
-            for (int j = 0; j < W; j += 64) {
-                __m512 sums[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-                for (int t = 0; t < taps[0]; t++) {
-                    const __m512 w = _mm512_set1_ps(tap_weights[0][t]);
-                    const float *source = tap_rows[0][t] + j;
-                    for (int v = 0; v < 4; v++) sums[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16 * v), sums[v]);
+            if (W > 32) {
+                for (int j = 0; j < W; j += 64) {
+                    __m512 sums[4];
+                    gather_taps(tap_rows[0], tap_weights[0], taps[0], j, sums, 4, 1);
+                    for (int v = 0; v < 4 && j + 16 * v < W; v++) put_into_row(target, j + 16 * v, W, sums[v], accumulate);
                 }
-                for (int v = 0; v < 4 && j + 16 * v < W; v++) {
-                    const __mmask16 inside = lanes(0, W - j - 16 * v);
-                    float *column = target + j + 16 * v;
-                    _mm512_mask_storeu_ps(column, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, column), sums[v]));
+            } else {
+                for (int j = 0; j < W; j += 16) {
+                    __m512 sum;
+                    gather_taps(tap_rows[0], tap_weights[0], taps[0], j, &sum, 1, 4);
+                    put_into_row(target, j, W, sum, accumulate);
+                }
+            }
+        } else if ((W + 1) / 2 > 16) {
+            for (int j = 0; j < (W + 1) / 2; j += 32) {
+                __m512 even[2], odd[2];
+                gather_taps(tap_rows[0], tap_weights[0], taps[0], j, even, 2, 1);
+                gather_taps(tap_rows[1], tap_weights[1], taps[1], j, odd, 2, 1);
+                for (int v = 0; v < 2; v++) {
+                    const int column = 2 * (j + 16 * v);
+                    put_into_row(target, column, W, _mm512_permutex2var_ps(even[v], low_half, odd[v]), accumulate);
+                    if (column + 16 < W) put_into_row(target, column + 16, W, _mm512_permutex2var_ps(even[v], high_half, odd[v]), accumulate);
                 }
             }
         } else {
-            for (int j = 0; j < (W + 1) / 2; j += 32) {
-                __m512 sums[2][2] = {{_mm512_setzero_ps(), _mm512_setzero_ps()}, {_mm512_setzero_ps(), _mm512_setzero_ps()}};
-                for (int b = 0; b < 2; b++) {
-                    for (int t = 0; t < taps[b]; t++) {
-                        const __m512 w = _mm512_set1_ps(tap_weights[b][t]);
-                        const float *source = tap_rows[b][t] + j;
-                        sums[b][0] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source), sums[b][0]);
-                        sums[b][1] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16), sums[b][1]);
-                    }
-                }
-                for (int v = 0; v < 2; v++) {
-                    const int column = 2 * (j + 16 * v);
-                    const __m512 halves[2] = {_mm512_permutex2var_ps(sums[0][v], low_half, sums[1][v]),
-                                              _mm512_permutex2var_ps(sums[0][v], high_half, sums[1][v])};
-                    for (int h = 0; h < 2 && column + 16 * h < W; h++) {
-                        const __mmask16 inside = lanes(0, W - column - 16 * h);
-                        float *place = target + column + 16 * h;
-                        _mm512_mask_storeu_ps(place, inside, _mm512_add_ps(_mm512_maskz_loadu_ps(inside, place), halves[h]));
-                    }
-                }
+            for (int j = 0; j < (W + 1) / 2; j += 16) {
+                __m512 even, odd;
+                gather_taps(tap_rows[0], tap_weights[0], taps[0], j, &even, 1, 2);
+                gather_taps(tap_rows[1], tap_weights[1], taps[1], j, &odd, 1, 2);
+                put_into_row(target, 2 * j, W, _mm512_permutex2var_ps(even, low_half, odd), accumulate);
+                if (2 * j + 16 < W) put_into_row(target, 2 * j + 16, W, _mm512_permutex2var_ps(even, high_half, odd), accumulate);
             }
         }
     }
@@ -346,7 +375,8 @@ AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, c
                 if (kernel == 3) weight_gradient_k3(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
                 else if (kernel == 5) weight_gradient_k5(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
                 else weight_gradient_any(x, plan.x_length, dy_plane, Ho, Wo, dw, kernel, stride);
-                input_gradient_plane(dy, &plan, weights + o * kk, input_gradient + (n * channels + c) * plane);
+                // The channel's first output writes its dx planes, the others (multiplier > 1) add.
+                input_gradient_plane(dy, &plan, weights + o * kk, input_gradient + (n * channels + c) * plane, o > c * multiplier);
             }
         }
     }

@@ -106,7 +106,8 @@ public final class Conv2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(outputGradient.shape == [N, outputChannels, g.outputHeight, g.outputWidth],
                      "Conv2d.backward: gradient \(outputGradient.shape) for output \([N, outputChannels, g.outputHeight, g.outputWidth])")
-        var inputGradient = Tensor(zeros: input.shape)
+        // The AVX-512 depthwise backward writes every input-gradient value; the other kernels add.
+        var inputGradient = isDepthwise && DepthwiseAcceleration.handles(g) ? Tensor(unspecified: input.shape) : Tensor(zeros: input.shape)
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 outputGradient.scalars.withUnsafeBufferPointer { dy in

@@ -22,8 +22,8 @@ enum DepthwiseAcceleration {
         }
     }
 
-    /// Adds the input and weight gradients; split by input channel, so each worker owns its
-    /// dx planes and its weights' gradients.
+    /// Writes the input gradient (all of `dx`) and adds the weight gradient; split by input
+    /// channel, so each worker owns its dx planes and its weights' gradients.
     static func backward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                          _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
                          N: Int, channels: Int, multiplier: Int, g: WindowGeometry) {

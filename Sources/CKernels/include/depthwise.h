@@ -25,9 +25,10 @@ void rstpm_depthwise_forward(const float *input, const float *weights, const flo
                              int height, int width, int kernel, int stride, int padding, int activation);
 
 /// Backward of input channels [first_channel, end_channel), over all `batch` items and each
-/// channel's `multiplier` output channels: ADDS the input gradient into `input_gradient`
-/// (N, channels, H, W) and the weight gradient into `weight_gradient`; distinct channel ranges
-/// touch distinct memory, so ranges can run on different threads.
+/// channel's `multiplier` output channels: WRITES those channels' planes of `input_gradient`
+/// (N, channels, H, W; its old contents are not read) and ADDS the weight gradient into
+/// `weight_gradient`; distinct channel ranges touch distinct memory, so ranges can run on
+/// different threads.
 void rstpm_depthwise_backward(const float *input, const float *weights, const float *output_gradient,
                               float *input_gradient, float *weight_gradient, int batch,
                               long first_channel, long end_channel, int channels, int multiplier,
