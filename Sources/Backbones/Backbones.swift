@@ -70,6 +70,15 @@ public final class Backbone: Layer {
     public func features(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
         precondition((1...4).contains(tapCount), "features(upTo:) takes 1...4 taps, got \(tapCount)")
         precondition(input.rank == 4 && input.shape[1] == 3, "\(kind.rawValue) expects (N, 3, H, W), got \(input.shape)")
+        if mode == .inference && input.shape[0] > 1 {
+            // Nothing is cached for backward, so a batch can run one item at a time: an item's
+            // activations (a few MB at 256x256) stay in cache from one layer to the next, where
+            // a batch's (tens of MB) would go out to memory and back at every layer.
+            let items = (0..<input.shape[0]).map { features(input.batchItem($0), upTo: tapCount) }
+            let taps = (0..<tapCount).map { level in Tensor.concatenatingBatches(items.map { $0[level] }) }
+            lastTapShapes = taps.map(\.shape)
+            return taps
+        }
         var x = run(stem, input)
         var taps: [Tensor] = []
         for stage in stages.prefix(tapCount) {

@@ -4,7 +4,8 @@
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
-/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows; the rest
+/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (AVX-512
+/// kernels in C where the CPU has them, see DepthwiseAcceleration); the rest
 /// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
 /// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
@@ -105,7 +106,8 @@ public final class Conv2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(outputGradient.shape == [N, outputChannels, g.outputHeight, g.outputWidth],
                      "Conv2d.backward: gradient \(outputGradient.shape) for output \([N, outputChannels, g.outputHeight, g.outputWidth])")
-        var inputGradient = Tensor(zeros: input.shape)
+        // The AVX-512 depthwise backward writes every input-gradient value; the other kernels add.
+        var inputGradient = isDepthwise && DepthwiseAcceleration.handles(g) ? Tensor(unspecified: input.shape) : Tensor(zeros: input.shape)
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 outputGradient.scalars.withUnsafeBufferPointer { dy in
@@ -152,6 +154,12 @@ public final class Conv2d: Layer {
                                   activation: FusedActivation) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
+        if DepthwiseAcceleration.handles(g) {
+            withBiasPointer { b in
+                DepthwiseAcceleration.forward(x, w, bias: b, y, N: N, channels: C, multiplier: multiplier, g: g, activation: activation)
+            }
+            return
+        }
         let biasValues = bias?.value.scalars
         parallelRanges(count: N * O) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseScratchSize(g)) { scratch in
@@ -168,6 +176,10 @@ public final class Conv2d: Layer {
                                    _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, plane, outPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
         let multiplier = O / C
+        if DepthwiseAcceleration.handles(g) {
+            DepthwiseAcceleration.backward(x, w, dy, dx, dw, N: N, channels: C, multiplier: multiplier, g: g)
+            return
+        }
         // Split by input channel: each task owns its dx planes and its weights' gradients.
         parallelRanges(count: C) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: depthwiseBackwardScratchSize(g)) { scratch in

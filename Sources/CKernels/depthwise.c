@@ -1,0 +1,383 @@
+#include "depthwise.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Compiled per function for AVX-512 so the package still builds for any x86-64; the engine
+// calls these only after rstpm_avx512_enabled().
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static int round_up(int value, int multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+int rstpm_depthwise_supported(int kernel, int stride, int padding) {
+    // Larger paddings only add rows of zeros, and other strides are rare: the Swift loop keeps them.
+    return kernel >= 1 && (stride == 1 || stride == 2) && padding >= 0 && padding < kernel;
+}
+
+// Per-thread scratch that only grows: a worker allocates once for the largest plane it meets,
+// so the hot path never calls malloc.
+static _Thread_local float *scratch_floats;
+static _Thread_local size_t scratch_capacity;
+
+static float *thread_scratch(size_t count) {
+    if (count > scratch_capacity) {
+        free(scratch_floats);
+        scratch_floats = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
+        if (!scratch_floats) abort();
+        scratch_capacity = count;
+    }
+    return scratch_floats;
+}
+
+/// Mask of the lanes i with low <= i < high.
+AVX512 ALWAYS_INLINE __mmask16 lanes(int low, int high) {
+    if (low < 0) low = 0;
+    if (high > 16) high = 16;
+    if (high <= low) return 0;
+    return (__mmask16)((1u << high) - (1u << low));
+}
+
+/// Masks of the 16-lane chunks of a padded row (input column j - padding at position j):
+/// which lanes lie inside [0, width). Rows of one plane share them, so they are computed once.
+AVX512 static void chunk_masks(int width, int padding, int chunks, __mmask16 *masks) {
+    for (int c = 0; c < chunks; c++) masks[c] = lanes(padding - 16 * c, width + padding - 16 * c);
+}
+
+/// One input row with its zero padding, split into `stride` phases of `length` floats each:
+/// phase q, position j holds source[q + stride * j - padding] (zero outside the row), so that
+/// every kernel tap of 16 adjacent outputs is one contiguous load. `masks` (chunk_masks over
+/// stride * length positions) keep the loads inside the row.
+AVX512 static void fill_phase_row(const float *source, const __mmask16 *masks, int padding, int stride, int length, float *row) {
+    if (stride == 1) {
+        for (int j = 0; j < length; j += 16) _mm512_storeu_ps(row + j, _mm512_maskz_loadu_ps(masks[j / 16], source + j - padding));
+        return;
+    }
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int j = 0; j < 2 * length; j += 32) {
+        __m512 a = _mm512_maskz_loadu_ps(masks[j / 16], source + j - padding);
+        __m512 b = _mm512_maskz_loadu_ps(masks[j / 16 + 1], source + j + 16 - padding);
+        _mm512_storeu_ps(row + j / 2, _mm512_permutex2var_ps(a, even, b));
+        _mm512_storeu_ps(row + length + j / 2, _mm512_permutex2var_ps(a, odd, b));
+    }
+}
+
+// MARK: forward
+
+typedef struct {
+    int height, width, kernel, stride, padding, out_height, out_width;
+    int length;     // floats per phase row
+    int window;     // padded input rows one block of output rows reads
+    int ring_rows;  // the window and the rows the next block adds
+} forward_plan;
+
+/// One output plane, in blocks of R output rows x V vectors of 16 columns whose R*V sums stay
+/// in registers over all taps (independent FMA chains hide the FMA latency). The input rows
+/// are copied, padded and phase-split, into a ring of rows one block ahead of their use: late
+/// enough to be in L1, early enough that the copy's stores have left the store buffer (an
+/// unaligned tap load that straddles two pending stores waits for both). The padding rows
+/// above and below read a row of zeros.
+AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights, float bias, float *output,
+                                        const forward_plan *plan, int activation, float *ring, const float *zeros,
+                                        const __mmask16 *masks, const int K, const int S, const int R, const int V) {
+    const int H = plan->height, W = plan->width, p = plan->padding, Ho = plan->out_height, Wo = plan->out_width;
+    const int L = plan->length, window = plan->window, ring_rows = plan->ring_rows;
+    const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
+    const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
+    const __m512 start = _mm512_set1_ps(bias);
+    // Padded row r lives in slot r % ring_rows, counted along instead of divided.
+    int next_fill = p, fill_slot = p % ring_rows, first_slot = 0;
+    for (int oy0 = 0; oy0 < Ho; oy0 += R) {
+        const int first = oy0 * S;
+        for (; next_fill < first + ring_rows && next_fill < p + H; next_fill++) {
+            fill_phase_row(input + (next_fill - p) * W, masks, p, S, L, ring + fill_slot * S * L);
+            if (++fill_slot == ring_rows) fill_slot = 0;
+        }
+        const float *rows[window];
+        for (int i = 0, slot = first_slot; i < window; i++) {
+            const int r = first + i;
+            rows[i] = r < p || r >= p + H ? zeros : ring + slot * S * L;
+            if (++slot == ring_rows) slot = 0;
+        }
+        first_slot += R * S;
+        if (first_slot >= ring_rows) first_slot -= ring_rows;
+        for (int ox = 0; ox < Wo; ox += 16 * V) {
+            __m512 sums[R][V];
+            for (int r = 0; r < R; r++)
+                for (int v = 0; v < V; v++) sums[r][v] = start;
+            for (int ky = 0; ky < K; ky++) {
+                for (int kx = 0; kx < K; kx++) {
+                    const __m512 w = _mm512_set1_ps(weights[ky * K + kx]);
+                    const int offset = (kx % S) * L + kx / S + ox;
+                    for (int r = 0; r < R; r++) {
+                        const float *source = rows[r * S + ky] + offset;
+                        for (int v = 0; v < V; v++) sums[r][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(source + 16 * v), sums[r][v]);
+                    }
+                }
+            }
+            for (int r = 0; r < R && oy0 + r < Ho; r++) {
+                float *target = output + (oy0 + r) * Wo;
+                for (int v = 0; v < V && ox + 16 * v < Wo; v++) {
+                    const int column = ox + 16 * v;
+                    const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
+                    if (column + 16 <= Wo) _mm512_storeu_ps(target + column, value);
+                    else _mm512_mask_storeu_ps(target + column, lanes(0, Wo - column), value);
+                }
+            }
+        }
+    }
+}
+
+typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *,
+                                 const __mmask16 *);
+
+// Specialised for kernels 3 and 5 (fully unrolled taps), and any kernel with a loop over taps.
+#define FORWARD_VARIANT(NAME, K, S, R, V)                                                                       \
+    AVX512 static void NAME(const float *input, const float *weights, float bias, float *output,                \
+                            const forward_plan *plan, int activation, float *ring, const float *zeros,          \
+                            const __mmask16 *masks) {                                                           \
+        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, masks, K, S, R, V);          \
+    }
+FORWARD_VARIANT(forward_k3_s1_narrow, 3, 1, 8, 1)
+FORWARD_VARIANT(forward_k3_s1_wide, 3, 1, 4, 2)
+FORWARD_VARIANT(forward_k3_s2_narrow, 3, 2, 8, 1)
+FORWARD_VARIANT(forward_k3_s2_wide, 3, 2, 4, 2)
+FORWARD_VARIANT(forward_k5_s1_narrow, 5, 1, 8, 1)
+FORWARD_VARIANT(forward_k5_s1_wide, 5, 1, 4, 2)
+FORWARD_VARIANT(forward_k5_s2_narrow, 5, 2, 8, 1)
+FORWARD_VARIANT(forward_k5_s2_wide, 5, 2, 4, 2)
+FORWARD_VARIANT(forward_any_s1_narrow, plan->kernel, 1, 8, 1)
+FORWARD_VARIANT(forward_any_s1_wide, plan->kernel, 1, 4, 2)
+FORWARD_VARIANT(forward_any_s2_narrow, plan->kernel, 2, 8, 1)
+FORWARD_VARIANT(forward_any_s2_wide, plan->kernel, 2, 4, 2)
+
+static forward_function choose_forward(int kernel, int stride, int wide) {
+    static const forward_function table[3][2][2] = {
+        {{forward_k3_s1_narrow, forward_k3_s1_wide}, {forward_k3_s2_narrow, forward_k3_s2_wide}},
+        {{forward_k5_s1_narrow, forward_k5_s1_wide}, {forward_k5_s2_narrow, forward_k5_s2_wide}},
+        {{forward_any_s1_narrow, forward_any_s1_wide}, {forward_any_s2_narrow, forward_any_s2_wide}},
+    };
+    return table[kernel == 3 ? 0 : kernel == 5 ? 1 : 2][stride - 1][wide];
+}
+
+AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, const float *bias, float *output,
+                                    long first_plane, long end_plane, int channels, int multiplier,
+                                    int height, int width, int kernel, int stride, int padding, int activation) {
+    forward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0};
+    plan.out_height = (height + 2 * padding - kernel) / stride + 1;
+    plan.out_width = (width + 2 * padding - kernel) / stride + 1;
+    // Narrow planes (Lite's 8x8 and 16x16 stages) get eight rows of one vector per block.
+    const int wide = plan.out_width > 16, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
+    plan.length = round_up(round_up(plan.out_width, 16 * vectors) + (kernel - 1) / stride + 1, 16);
+    plan.window = (rows - 1) * stride + kernel;
+    plan.ring_rows = plan.window + rows * stride;
+    const int phase_rows = stride * plan.length, chunks = phase_rows / 16;
+    float *ring = thread_scratch((size_t)(plan.ring_rows + 1) * phase_rows + chunks);
+    float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
+    __mmask16 *masks = (__mmask16 *)(zeros + phase_rows);
+    memset(zeros, 0, sizeof(float) * phase_rows);
+    chunk_masks(width, padding, chunks, masks);
+    const forward_function function = choose_forward(kernel, stride, wide);
+    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
+    const long plane = (long)height * width, out_plane = (long)plan.out_height * plan.out_width;
+    for (long task = first_plane; task < end_plane; task++) {
+        const long n = task / outputs, o = task % outputs;
+        function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f,
+                 output + task * out_plane, &plan, activation, ring, zeros, masks);
+    }
+}
+
+// MARK: backward
+
+/// dw[t] += sum over the plane of dy * (input under tap t), with x the whole input plane in
+/// phase rows (`length` floats each, `stride` phases per padded row). One accumulator vector
+/// per tap, so the K*K FMA chains are independent.
+AVX512 ALWAYS_INLINE void weight_gradient_plane(const float *x, int length, const float *dy, int Ho, int Wo,
+                                                float *dw, const int K, const int S) {
+    __m512 sums[K * K];
+    for (int t = 0; t < K * K; t++) sums[t] = _mm512_setzero_ps();
+    for (int oy = 0; oy < Ho; oy++) {
+        const float *base = x + (long)oy * S * S * length;
+        for (int ox = 0; ox < Wo; ox += 16) {
+            // Lanes past the row's end hold zero gradient, so they add nothing.
+            const __m512 g = _mm512_maskz_loadu_ps(lanes(0, Wo - ox), dy + (long)oy * Wo + ox);
+            for (int ky = 0; ky < K; ky++) {
+                for (int kx = 0; kx < K; kx++) {
+                    const float *source = base + (ky * S + kx % S) * length + kx / S + ox;
+                    sums[ky * K + kx] = _mm512_fmadd_ps(g, _mm512_loadu_ps(source), sums[ky * K + kx]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < K * K; t++) dw[t] += _mm512_reduce_add_ps(sums[t]);
+}
+
+AVX512 static void weight_gradient_k3(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int S) {
+    if (S == 1) weight_gradient_plane(x, length, dy, Ho, Wo, dw, 3, 1);
+    else weight_gradient_plane(x, length, dy, Ho, Wo, dw, 3, 2);
+}
+
+AVX512 static void weight_gradient_k5(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int S) {
+    if (S == 1) weight_gradient_plane(x, length, dy, Ho, Wo, dw, 5, 1);
+    else weight_gradient_plane(x, length, dy, Ho, Wo, dw, 5, 2);
+}
+
+AVX512 static void weight_gradient_any(const float *x, int length, const float *dy, int Ho, int Wo, float *dw, int K, int S) {
+    weight_gradient_plane(x, length, dy, Ho, Wo, dw, K, S);
+}
+
+typedef struct {
+    int height, width, kernel, stride, padding, out_height, out_width;
+    int x_length;                   // floats per phase row of the input
+    int border;                     // zero rows and columns around the output gradient
+    int dy_rows, dy_length;         // padded output gradient rows and their length
+} backward_plan;
+
+/// sums[v] = sum over the taps of weights[t] * sources[t][j + 16v .. +15], for V vectors, each
+/// in P partial sums: V * P independent FMA chains, so that narrow rows (V = 1) do not wait
+/// on one chain's latency.
+AVX512 ALWAYS_INLINE void gather_taps(const float *const *sources, const float *weights, int taps, int j, __m512 *sums,
+                                      const int V, const int P) {
+    __m512 partial[P][V];
+    for (int q = 0; q < P; q++)
+        for (int v = 0; v < V; v++) partial[q][v] = _mm512_setzero_ps();
+    int t = 0;
+    for (; t + P <= taps; t += P) {
+        for (int q = 0; q < P; q++) {
+            const __m512 w = _mm512_set1_ps(weights[t + q]);
+            for (int v = 0; v < V; v++) partial[q][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(sources[t + q] + j + 16 * v), partial[q][v]);
+        }
+    }
+    for (; t < taps; t++) {
+        const __m512 w = _mm512_set1_ps(weights[t]);
+        for (int v = 0; v < V; v++) partial[0][v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(sources[t] + j + 16 * v), partial[0][v]);
+    }
+    for (int v = 0; v < V; v++) {
+        sums[v] = partial[0][v];
+        for (int q = 1; q < P; q++) sums[v] = _mm512_add_ps(sums[v], partial[q][v]);
+    }
+}
+
+/// row[column ..] = value, or += value when `accumulate`, for the lanes before the row's end `width`.
+AVX512 ALWAYS_INLINE void put_into_row(float *row, int column, int width, __m512 value, int accumulate) {
+    const __mmask16 inside = lanes(0, width - column);
+    if (accumulate) value = _mm512_add_ps(_mm512_maskz_loadu_ps(inside, row + column), value);
+    _mm512_mask_storeu_ps(row + column, inside, value);
+}
+
+/// dx = (or += when `accumulate`) the transposed convolution of dy, gathered rather than scattered: dx[iy][ix] sums
+/// w[ky][kx] * dy[(iy + p - ky) / S][(ix + p - kx) / S] over the taps where both divide
+/// exactly, so every dx vector is summed in registers and stored once. For stride 2 the taps
+/// differ between even and odd columns: both phases are summed and then interleaved.
+/// `dy` is the padded output gradient: row oy + border, column ox + border.
+AVX512 static void input_gradient_plane(const float *dy, const backward_plan *plan, const float *weights, float *dx, int accumulate) {
+    const int K = plan->kernel, S = plan->stride, p = plan->padding, H = plan->height, W = plan->width;
+    const int B = plan->border, length = plan->dy_length;
+    const float *tap_rows[2][K * K];
+    float tap_weights[2][K * K];  // tap lists of the even and odd dx columns (one list for stride 1)
+    int taps[2];
+    const __m512i low_half = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i high_half = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (int iy = 0; iy < H; iy++) {
+        float *target = dx + (long)iy * W;
+        for (int b = 0; b < S; b++) {
+            taps[b] = 0;
+            for (int ky = (iy + p) % S; ky < K; ky += S) {
+                for (int kx = (b + p) % S; kx < K; kx += S) {
+                    tap_rows[b][taps[b]] = dy + (long)((iy + p - ky) / S + B) * length + (b + p - kx) / S + B;
+                    tap_weights[b][taps[b]++] = weights[ky * K + kx];
+                }
+            }
+        }
+        if (S == 1) {
+            if (W > 32) {
+                for (int j = 0; j < W; j += 64) {
+                    __m512 sums[4];
+                    gather_taps(tap_rows[0], tap_weights[0], taps[0], j, sums, 4, 1);
+                    for (int v = 0; v < 4 && j + 16 * v < W; v++) put_into_row(target, j + 16 * v, W, sums[v], accumulate);
+                }
+            } else {
+                for (int j = 0; j < W; j += 16) {
+                    __m512 sum;
+                    gather_taps(tap_rows[0], tap_weights[0], taps[0], j, &sum, 1, 4);
+                    put_into_row(target, j, W, sum, accumulate);
+                }
+            }
+        } else if ((W + 1) / 2 > 16) {
+            for (int j = 0; j < (W + 1) / 2; j += 32) {
+                __m512 even[2], odd[2];
+                gather_taps(tap_rows[0], tap_weights[0], taps[0], j, even, 2, 1);
+                gather_taps(tap_rows[1], tap_weights[1], taps[1], j, odd, 2, 1);
+                for (int v = 0; v < 2; v++) {
+                    const int column = 2 * (j + 16 * v);
+                    put_into_row(target, column, W, _mm512_permutex2var_ps(even[v], low_half, odd[v]), accumulate);
+                    if (column + 16 < W) put_into_row(target, column + 16, W, _mm512_permutex2var_ps(even[v], high_half, odd[v]), accumulate);
+                }
+            }
+        } else {
+            for (int j = 0; j < (W + 1) / 2; j += 16) {
+                __m512 even, odd;
+                gather_taps(tap_rows[0], tap_weights[0], taps[0], j, &even, 1, 2);
+                gather_taps(tap_rows[1], tap_weights[1], taps[1], j, &odd, 1, 2);
+                put_into_row(target, 2 * j, W, _mm512_permutex2var_ps(even, low_half, odd), accumulate);
+                if (2 * j + 16 < W) put_into_row(target, 2 * j + 16, W, _mm512_permutex2var_ps(even, high_half, odd), accumulate);
+            }
+        }
+    }
+}
+
+AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, const float *output_gradient,
+                                     float *input_gradient, float *weight_gradient, int batch,
+                                     long first_channel, long end_channel, int channels, int multiplier,
+                                     int height, int width, int kernel, int stride, int padding) {
+    backward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0, 0, 0};
+    const int Ho = (height + 2 * padding - kernel) / stride + 1, Wo = (width + 2 * padding - kernel) / stride + 1;
+    plan.out_height = Ho;
+    plan.out_width = Wo;
+    plan.x_length = round_up(round_up(Wo, 16) + (kernel - 1) / stride + 1, 16);
+    // A border of `kernel` zeros keeps every gathered tap inside the padded gradient:
+    // (iy + p - ky) / S >= -(kernel - 1), and columns read at most one vector group past the
+    // dx phase width plus (p + 1) / S.
+    plan.border = kernel;
+    const int phase_width = round_up((width + stride - 1) / stride, stride == 1 ? 64 : 32);
+    plan.dy_length = round_up(phase_width + padding + stride + 2 * kernel, 16);
+    const int last_row = (height - 1 + padding) / stride + 1;
+    plan.dy_rows = (last_row > Ho ? last_row : Ho) + 2 * kernel;
+    const long x_floats = (long)(height + 2 * padding) * stride * plan.x_length;
+    const long dy_floats = (long)plan.dy_rows * plan.dy_length;
+    const int x_chunks = stride * plan.x_length / 16, dy_chunks = plan.dy_length / 16;
+    float *x = thread_scratch((size_t)(x_floats + dy_floats + x_chunks + dy_chunks));
+    float *dy = x + x_floats;
+    __mmask16 *x_masks = (__mmask16 *)(dy + dy_floats), *dy_masks = x_masks + x_chunks;
+    chunk_masks(width, padding, x_chunks, x_masks);
+    chunk_masks(Wo, plan.border, dy_chunks, dy_masks);
+    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
+    const long plane = (long)height * width, out_plane = (long)Ho * Wo;
+    for (long c = first_channel; c < end_channel; c++) {
+        for (long o = c * multiplier; o < (c + 1) * multiplier; o++) {
+            for (long n = 0; n < batch; n++) {
+                const float *x_plane = input + (n * channels + c) * plane;
+                const float *dy_plane = output_gradient + (n * outputs + o) * out_plane;
+                for (int r = 0; r < height + 2 * padding; r++) {
+                    float *row = x + (long)r * stride * plan.x_length;
+                    if (r < padding || r >= padding + height) memset(row, 0, sizeof(float) * stride * plan.x_length);
+                    else fill_phase_row(x_plane + (long)(r - padding) * width, x_masks, padding, stride, plan.x_length, row);
+                }
+                for (int r = 0; r < plan.dy_rows; r++) {
+                    float *row = dy + (long)r * plan.dy_length;
+                    const int oy = r - plan.border;
+                    if (oy < 0 || oy >= Ho) memset(row, 0, sizeof(float) * plan.dy_length);
+                    else fill_phase_row(dy_plane + (long)oy * Wo, dy_masks, plan.border, 1, plan.dy_length, row);
+                }
+                float *dw = weight_gradient + o * kk;
+                if (kernel == 3) weight_gradient_k3(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
+                else if (kernel == 5) weight_gradient_k5(x, plan.x_length, dy_plane, Ho, Wo, dw, stride);
+                else weight_gradient_any(x, plan.x_length, dy_plane, Ho, Wo, dw, kernel, stride);
+                // The channel's first output writes its dx planes, the others (multiplier > 1) add.
+                input_gradient_plane(dy, &plan, weights + o * kk, input_gradient + (n * channels + c) * plane, o > c * multiplier);
+            }
+        }
+    }
+}

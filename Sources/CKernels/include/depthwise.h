@@ -1,0 +1,37 @@
+#ifndef RSTPM_DEPTHWISE_H
+#define RSTPM_DEPTHWISE_H
+
+// Depthwise 2-D convolution (one input channel per group) on NCHW planes, AVX-512 + FMA.
+// Call only when rstpm_avx512_enabled() is 1 and rstpm_depthwise_supported() accepts the
+// geometry. Square kernel, equal stride and symmetric zero padding in both directions; output
+// channel o (of channels * multiplier) reads input channel o / multiplier, with weights
+// (channels * multiplier, 1, kernel, kernel). Thread-safe: each thread has its own scratch.
+
+/// Activation applied to each output as it is stored (as the engine's FusedActivation).
+enum {
+    RSTPM_ACTIVATION_NONE = 0,
+    RSTPM_ACTIVATION_RELU = 1,
+    RSTPM_ACTIVATION_RELU6 = 2,
+};
+
+/// 1 when the kernels below handle this geometry: stride 1 or 2, padding below the kernel size.
+int rstpm_depthwise_supported(int kernel, int stride, int padding);
+
+/// output planes [first_plane, end_plane) of an (N, channels * multiplier, Ho, Wo) output,
+/// plane n * (channels * multiplier) + o = activation(bias[o] + sum of weights[o] * windows of
+/// input plane n * channels + o / multiplier). `bias` may be NULL (zero).
+void rstpm_depthwise_forward(const float *input, const float *weights, const float *bias, float *output,
+                             long first_plane, long end_plane, int channels, int multiplier,
+                             int height, int width, int kernel, int stride, int padding, int activation);
+
+/// Backward of input channels [first_channel, end_channel), over all `batch` items and each
+/// channel's `multiplier` output channels: WRITES those channels' planes of `input_gradient`
+/// (N, channels, H, W; its old contents are not read) and ADDS the weight gradient into
+/// `weight_gradient`; distinct channel ranges touch distinct memory, so ranges can run on
+/// different threads.
+void rstpm_depthwise_backward(const float *input, const float *weights, const float *output_gradient,
+                              float *input_gradient, float *weight_gradient, int batch,
+                              long first_channel, long end_channel, int channels, int multiplier,
+                              int height, int width, int kernel, int stride, int padding);
+
+#endif
