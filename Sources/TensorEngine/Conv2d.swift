@@ -221,7 +221,7 @@ public final class Conv2d: Layer {
     }
 
     private static let targetColumns = 2048
-    private static let maximumColumnFloats = 1 << 22
+    private static let maximumColumnFloats = 1 << 20
 
     private func columnBlocks(N: Int, g: WindowGeometry) -> [ColumnBlock] {
         let (rowFloats, L) = (inputChannels * kernelSize * kernelSize, g.outputPlane)
