@@ -111,11 +111,80 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
     }
 }
 
-// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR], zero past nc.
-AVX512 static void pack_b(int transpose, const float *b, long ldb, long pc, long kc, long jc, long nc, float *packed) {
+// Where the product's B comes from: a matrix (transposed or not), or a convolution's input
+// unfolded on the fly.
+struct b_source {
+    int transpose;
+    const float *b;
+    long ldb;
+    const struct rstpm_convolution_input *convolution;
+    long first_column;
+};
+
+// Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
+// panels [k][NR]. A panel's columns are runs of output positions within one output row each;
+// for every row k each run is one masked load from an input row (lanes in the zero padding are
+// masked off and read as zero). Which lanes and where from depend only on the kernel tap, not
+// on the channel, so each panel first tabulates them per (tap, run).
+AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
+                                      long nc, float *packed) {
+    const long kernel = x->kernel, taps = kernel * kernel, plane = x->height * x->width;
+    struct load {
+        long offset;  // from the channel's plane to the input element lane 0 would read
+        __mmask16 low, high;
+    } loads[taps * NR];
+    int load_count[taps];
     for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
         long width = nc - j0 < NR ? nc - j0 : NR;
-        if (!transpose) {
+        for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
+        for (long lane = 0; lane < width;) {
+            long j = first_column + jc + j0 + lane;
+            long oy = j / x->output_width, ox = j % x->output_width;
+            long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
+            for (long tap = 0; tap < taps; ++tap) {
+                long iy = oy + tap / kernel - x->padding, ix = ox + tap % kernel - x->padding;
+                long first = ix < 0 ? -ix : 0, end = x->width - ix < count ? x->width - ix : count;
+                if (iy < 0 || iy >= x->height || first >= end) continue;
+                unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
+                loads[tap * NR + load_count[tap]++] = (struct load){iy * x->width + ix - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
+            }
+            lane += count;
+        }
+        long channel = pc / taps, tap = pc % taps;
+        for (long p = 0; p < kc; ++p) {
+            const float *source = x->planes + channel * plane;
+            __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+            const struct load *load = loads + tap * NR;
+            for (int r = 0; r < load_count[tap]; ++r) {
+                // Masked lanes are never accessed, wherever they would point.
+                low = _mm512_mask_loadu_ps(low, load[r].low, source + load[r].offset);
+                high = _mm512_mask_loadu_ps(high, load[r].high, source + load[r].offset + 16);
+                // The next panel's columns in the same rows: too many streams (channels x
+                // rows) for the hardware prefetcher to follow.
+                _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
+                _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
+            }
+            _mm512_store_ps(packed + p * NR, low);
+            _mm512_store_ps(packed + p * NR + 16, high);
+            if (++tap == taps) {
+                tap = 0;
+                ++channel;
+            }
+        }
+    }
+}
+
+// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR], zero past nc.
+AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, float *packed) {
+    if (source_b->convolution) {
+        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
+        return;
+    }
+    const float *b = source_b->b;
+    long ldb = source_b->ldb;
+    for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+        long width = nc - j0 < NR ? nc - j0 : NR;
+        if (!source_b->transpose) {
             const float *source = b + pc * ldb + jc + j0;
             __mmask16 low = mask_first(width), high = mask_first(width - 16);
             for (long k = 0; k < kc; ++k, source += ldb) {
@@ -230,8 +299,8 @@ static void scale_only(long m, long n, float beta, const float *bias, int clamp,
     }
 }
 
-AVX512 static void gemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha, const float *a, long lda,
-                        const float *b, long ldb, float beta, const float *bias, int clamp, float low, float high,
+AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
+                        const struct b_source *source_b, float beta, const float *bias, int clamp, float low, float high,
                         float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0) {
@@ -248,7 +317,7 @@ AVX512 static void gemm(int transpose_a, int transpose_b, long m, long n, long k
         long nc = n - jc < NC ? n - jc : NC;
         for (long pc = 0; pc < k; pc += block_k) {
             long kc = k - pc < block_k ? k - pc : block_k;
-            pack_b(transpose_b, b, ldb, pc, kc, jc, nc, packed_b);
+            pack_b(source_b, pc, kc, jc, nc, packed_b);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
                 pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
@@ -274,11 +343,21 @@ AVX512 static void gemm(int transpose_a, int transpose_b, long m, long n, long k
 
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-    gemm(transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, NULL, 0, 0, 0, c, ldc);
+    struct b_source source_b = {.transpose = transpose_b, .b = b, .ldb = ldb};
+    gemm(transpose_a, m, n, k, alpha, a, lda, &source_b, beta, NULL, 0, 0, 0, c, ldc);
 }
+
+static int clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
 
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
                             const float *bias, float low, float high, float *c, long ldc) {
-    int clamp = !(isinf(low) && low < 0 && isinf(high) && high > 0);
-    gemm(0, 0, m, n, k, 1, a, lda, b, ldb, 0, bias, clamp, low, high, c, ldc);
+    struct b_source source_b = {.b = b, .ldb = ldb};
+    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+}
+
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+                                  const struct rstpm_convolution_input *input, long first_column,
+                                  const float *bias, float low, float high, float *c, long ldc) {
+    struct b_source source_b = {.convolution = input, .first_column = first_column};
+    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
 }

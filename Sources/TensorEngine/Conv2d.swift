@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution as `torch.nn.Conv2d` with a square kernel, equal stride and symmetric zero
 /// padding in both directions, any groups (depthwise included), no dilation.
 ///
@@ -259,6 +261,10 @@ public final class Conv2d: Layer {
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
+        if stride == 1 && kernelSize <= 7 && avx512Gemm(m: Og, n: L) {
+            implicitForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
+            return
+        }
         let blocks = columnBlocks(N: N, g: g)
         ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in
             for block in blocks {
@@ -278,6 +284,30 @@ public final class Conv2d: Layer {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Stride 1 on the AVX-512 kernel: the product packs its panels straight from the input
+    /// planes (no im2col buffer written and read back). Tasks are (item, group, column part),
+    /// the columns split only as far as needed to give every worker one.
+    private func implicitForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                 bias: UnsafePointer<Float>?, activation: FusedActivation) {
+        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        let (Cg, Og) = (C / groups, O / groups)
+        let K = Cg * kk
+        let (low, high) = activation.clampBounds
+        let products = N * groups
+        let parts = Swift.max(1, Swift.min(L / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        parallelRanges(count: products * parts) { range in
+            for task in range {
+                let (product, part) = (task / parts, task % parts)
+                let (n, group) = (product / groups, product % groups)
+                let (j0, j1) = (gemmSplit(L, part, parts, unit: gemmColumnUnit), gemmSplit(L, part + 1, parts, unit: gemmColumnUnit))
+                var input = rstpm_convolution_input(planes: x + (n * C + group * Cg) * plane, height: g.height, width: g.width,
+                                                    kernel: kernelSize, padding: padding, output_width: g.outputWidth)
+                rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, &input, j0, bias.map { $0 + group * Og },
+                                             low, high, y + (n * O + group * Og) * L + j0, L)
             }
         }
     }

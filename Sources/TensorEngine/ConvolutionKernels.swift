@@ -213,11 +213,7 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// side at multiples of the kernel's register tile.
 private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    let (low, high): (Float, Float) = switch activation {
-    case .none: (-.infinity, .infinity)
-    case .relu: (0, .infinity)
-    case .relu6: (0, 6)
-    }
+    let (low, high) = activation.clampBounds
     let splitColumns = n >= 2 * gemmColumnUnit || n >= m
     let extent = splitColumns ? n : m, unit = splitColumns ? gemmColumnUnit : gemmRowUnit
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
@@ -233,6 +229,17 @@ private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Fl
         block(0)
     } else {
         DispatchQueue.concurrentPerform(iterations: parts, execute: block)
+    }
+}
+
+extension FusedActivation {
+    /// The activation as a clamp to [low, high], as the AVX-512 kernel applies it.
+    var clampBounds: (low: Float, high: Float) {
+        switch self {
+        case .none: (-.infinity, .infinity)
+        case .relu: (0, .infinity)
+        case .relu6: (0, 6)
+        }
     }
 }
 

@@ -15,4 +15,19 @@ void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
                             const float *bias, float low, float high, float *c, long ldc);
 
+/// One item (one group) of a stride-1 convolution's input, `planes` (channels, height, width),
+/// seen as the matrix its im2col unfolds: row c * kernel^2 + ky * kernel + kx, column
+/// oy * output_width + ox holds planes[c][oy + ky - padding][ox + kx - padding], zero outside.
+struct rstpm_convolution_input {
+    const float *planes;
+    long height, width, kernel, padding, output_width;
+};
+
+/// rstpm_sgemm_bias_clamp with B the columns `first_column ..< first_column + n` of `input`'s
+/// unfolded matrix, read straight from the planes while packing (no im2col buffer):
+/// `C (m, n) = clamp(bias[i] + A (m, k) * columns, low, high)`. AVX-512 only.
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+                                  const struct rstpm_convolution_input *input, long first_column,
+                                  const float *bias, float low, float high, float *c, long ldc);
+
 #endif
