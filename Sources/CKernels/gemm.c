@@ -190,6 +190,10 @@ AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, lon
             for (long k = 0; k < kc; ++k, source += ldb) {
                 _mm512_store_ps(packed + k * NR, _mm512_maskz_loadu_ps(low, source));
                 _mm512_store_ps(packed + k * NR + 16, _mm512_maskz_loadu_ps(high, source + 16));
+                // The next panel's part of this row: kc rows are too many streams for the
+                // hardware prefetcher.
+                _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
+                _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
             }
         } else {
             // op(B)[k][j] = b[j * ldb + k]: 16 stored rows of B at a time become 16 columns.
