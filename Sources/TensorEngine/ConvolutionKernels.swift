@@ -210,11 +210,12 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 }
 
 /// sgemmWithEpilogue on the AVX-512 kernel: one block of C per worker, split along the longer
-/// side at multiples of the kernel's register tile.
+/// side at multiples of the kernel's register tile (each block packs all of the other side's
+/// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
 private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
-    let splitColumns = n >= 2 * gemmColumnUnit || n >= m
+    let splitColumns = n >= m
     let extent = splitColumns ? n : m, unit = splitColumns ? gemmColumnUnit : gemmRowUnit
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
     let block = { (part: Int) in
