@@ -20,6 +20,9 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define INLINE static inline __attribute__((always_inline))
+// Loops over the rows of a register tile: unrolled before the accumulator array is promoted
+// to registers (else it stays a stack array, loaded and stored around every k loop).
+#define UNROLLED _Pragma("clang loop unroll(full)")
 
 // Per-thread packing scratch, grown on demand and reused by every later call on that thread
 // (freed when the thread exits).
@@ -240,22 +243,36 @@ AVX512 INLINE __m512 finish(__m512 sum, const float *c, __mmask16 mask, const st
 // are registers.
 AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
                                 __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
-    __m512 sum[MR][2];
+    UNROLLED
     for (int i = 0; i < rows; ++i) {
-        sum[i][0] = _mm512_setzero_ps();
-        sum[i][1] = _mm512_setzero_ps();
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         if (vectors == 2) _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
     }
-    for (long p = 0; p < kc; ++p, a += MR, b += NR) {
+    // The first step of k (kc >= 1) initialises the sums, instead of a pass that zeroes them.
+    __m512 sum[MR][2];
+    {
         __m512 b0 = _mm512_load_ps(b);
         __m512 b1 = vectors == 2 ? _mm512_load_ps(b + 16) : b0;
+        UNROLLED
+        for (int i = 0; i < rows; ++i) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            sum[i][0] = _mm512_mul_ps(ai, b0);
+            if (vectors == 2) sum[i][1] = _mm512_mul_ps(ai, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+    for (long p = 1; p < kc; ++p, a += MR, b += NR) {
+        __m512 b0 = _mm512_load_ps(b);
+        __m512 b1 = vectors == 2 ? _mm512_load_ps(b + 16) : b0;
+        UNROLLED
         for (int i = 0; i < rows; ++i) {
             __m512 ai = _mm512_set1_ps(a[i]);
             sum[i][0] = _mm512_fmadd_ps(ai, b0, sum[i][0]);
             if (vectors == 2) sum[i][1] = _mm512_fmadd_ps(ai, b1, sum[i][1]);
         }
     }
+    UNROLLED
     for (int i = 0; i < rows; ++i) {
         float *row = c + i * ldc;
         _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, update, i));
