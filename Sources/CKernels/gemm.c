@@ -9,7 +9,7 @@
 // columns in registers (MR x 2 zmm accumulators, vectors along N), broadcasting one value of A
 // per row and loading two vectors of B per step of k. The packed B micro-panel (KC x NR, 48 KiB)
 // stays in L1 while the MR-row panels of the packed A block (MC x KC, 252 KiB) stream from L2;
-// the packed B block (KC x NC) lives in L2/L3. K is cut into equal blocks of at most KC (576 =
+// the packed B block (KC x NC, 3 MiB) lives in L3. K is cut into equal blocks of at most KC (576 =
 // 2 x 288, not 384 + 192), so no block is short. Packing absorbs the transposes and zero-pads
 // the edges, so the micro-kernel only ever reads whole vectors; edges of C use masks.
 #define MR 14
