@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution as `torch.nn.Conv2d` with a square kernel, equal stride and symmetric zero
 /// padding in both directions, any groups (depthwise included), no dilation.
 ///
@@ -233,7 +235,7 @@ public final class Conv2d: Layer {
     }
 
     private static let targetColumns = 2048
-    private static let maximumColumnFloats = 1 << 22
+    private static let maximumColumnFloats = 1 << 20
 
     private func columnBlocks(N: Int, g: WindowGeometry) -> [ColumnBlock] {
         let (rowFloats, L) = (inputChannels * kernelSize * kernelSize, g.outputPlane)
@@ -271,6 +273,10 @@ public final class Conv2d: Layer {
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
+        if stride == 1 && kernelSize <= 7 && avx512Gemm(m: Og, n: L) {
+            implicitForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
+            return
+        }
         let blocks = columnBlocks(N: N, g: g)
         ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in
             for block in blocks {
@@ -294,10 +300,73 @@ public final class Conv2d: Layer {
         }
     }
 
+    /// Stride 1 on the AVX-512 kernel: the product packs its panels straight from the input
+    /// planes (no im2col buffer written and read back). Tasks are (item, group, column part),
+    /// the columns split only as far as needed to give every worker one.
+    private func implicitForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
+                                 bias: UnsafePointer<Float>?, activation: FusedActivation) {
+        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        let (Cg, Og) = (C / groups, O / groups)
+        let K = Cg * kk
+        let (low, high) = activation.clampBounds
+        let products = N * groups
+        let parts = Swift.max(1, Swift.min(L / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        parallelRanges(count: products * parts) { range in
+            for task in range {
+                let (product, part) = (task / parts, task % parts)
+                let (n, group) = (product / groups, product % groups)
+                let (j0, j1) = (gemmSplit(L, part, parts, unit: gemmColumnUnit), gemmSplit(L, part + 1, parts, unit: gemmColumnUnit))
+                var input = rstpm_convolution_input(planes: x + (n * C + group * Cg) * plane, height: g.height, width: g.width,
+                                                    kernel: kernelSize, padding: padding, output_width: g.outputWidth)
+                rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, &input, j0, bias.map { $0 + group * Og },
+                                             low, high, y + (n * O + group * Og) * L + j0, L)
+            }
+        }
+    }
+
+    /// Stride 1 on the AVX-512 kernel: the input gradient is itself a stride-1 convolution, of
+    /// dy with each group's weights transposed (input and output channels swapped) and flipped,
+    /// padding kernel - 1 - padding; it runs as implicitForward does, with no columns gradient
+    /// and no col2im.
+    private func convolveInputGradient(_ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                       N: Int, g: WindowGeometry) {
+        let (C, O, kk, plane, outputPlane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.height * g.width, g.outputPlane)
+        let (Cg, Og) = (C / groups, O / groups)
+        // flipped[group][c][o][tap] = w[group * Og + o][c][kk - 1 - tap]
+        var flipped = [Float](repeating: 0, count: O * Cg * kk)
+        for group in 0..<groups {
+            for c in 0..<Cg {
+                for o in 0..<Og {
+                    for tap in 0..<kk {
+                        flipped[((group * Cg + c) * Og + o) * kk + tap] = w[((group * Og + o) * Cg + c) * kk + kk - 1 - tap]
+                    }
+                }
+            }
+        }
+        let products = N * groups
+        let parts = Swift.max(1, Swift.min(plane / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        flipped.withUnsafeBufferPointer { weights in
+            parallelRanges(count: products * parts) { range in
+                for task in range {
+                    let (product, part) = (task / parts, task % parts)
+                    let (n, group) = (product / groups, product % groups)
+                    let (j0, j1) = (gemmSplit(plane, part, parts, unit: gemmColumnUnit), gemmSplit(plane, part + 1, parts, unit: gemmColumnUnit))
+                    var input = rstpm_convolution_input(planes: dy + (n * O + group * Og) * outputPlane, height: g.outputHeight,
+                                                        width: g.outputWidth, kernel: kernelSize, padding: kernelSize - 1 - padding,
+                                                        output_width: g.width)
+                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, &input, j0,
+                                                 nil, -.infinity, .infinity, dx + (n * C + group * Cg) * plane + j0, plane)
+                }
+            }
+        }
+    }
+
     private func unfoldedBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                                   _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
         let (K, Og) = (C / groups * kk, O / groups)
+        let convolvedInputGradient = stride == 1 && kernelSize <= 7 && padding < kernelSize && avx512Gemm(m: C / groups, n: plane)
+        if convolvedInputGradient { convolveInputGradient(w, dy, dx, N: N, g: g) }
         let blocks = columnBlocks(N: N, g: g)
         ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in
             for block in blocks {
@@ -321,10 +390,12 @@ public final class Conv2d: Layer {
                     // dw (Og, K) += dy (Og, width) * columns^T (width, K)
                     sgemm(transposeA: false, transposeB: true, m: Og, n: K, k: width, a: dyGroup, lda: ld,
                           b: columnsGroup, ldb: width, beta: 1, c: dw + group * Og * K, ldc: K)
+                    if convolvedInputGradient { continue }
                     // dcolumns (K, width) = w^T (K, Og) * dy (Og, width), written over the used columns
                     sgemm(transposeA: true, transposeB: false, m: K, n: width, k: Og, a: w + group * Og * K, lda: K,
                           b: dyGroup, ldb: ld, beta: 0, c: columnsGroup, ldc: width)
                 }
+                if convolvedInputGradient { continue }
                 parallelRanges(count: block.items * C) { range in
                     for task in range {
                         let (i, c) = (task / C, task % C)

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// Geometry of one 2-D sliding window: an input plane (H, W), a square kernel, stride and
@@ -137,11 +138,12 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
     }
 }
 
-/// Row-major `C = alpha * op(A) * op(B) + beta * C` through OpenBLAS.
+/// Row-major `C = alpha * op(A) * op(B) + beta * C`: the AVX-512 kernel of CKernels where the CPU
+/// has it (see `blasGemm`), else OpenBLAS.
 ///
-/// OpenBLAS itself runs single-threaded; large products are split here into column (or row)
-/// blocks of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which
-/// on a small machine steals the cores from the engine's other parallel loops.
+/// Each call runs single-threaded; large products are split here into column (or row) blocks
+/// of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which on a
+/// small machine steals the cores from the engine's other parallel loops.
 @inline(__always)
 func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
@@ -157,11 +159,11 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     }
     DispatchQueue.concurrentPerform(iterations: parts) { part in
         if splitColumns {
-            let (j0, j1) = (n * part / parts, n * (part + 1) / parts)
+            let (j0, j1) = (gemmSplit(n, part, parts, unit: gemmColumnUnit), gemmSplit(n, part + 1, parts, unit: gemmColumnUnit))
             blasGemm(transposeA, transposeB, m, j1 - j0, k, alpha, a, lda,
                      transposeB ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc)
         } else {
-            let (i0, i1) = (m * part / parts, m * (part + 1) / parts)
+            let (i0, i1) = (gemmSplit(m, part, parts, unit: gemmRowUnit), gemmSplit(m, part + 1, parts, unit: gemmRowUnit))
             blasGemm(transposeA, transposeB, i1 - i0, n, k, alpha,
                      transposeA ? a + i0 : a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc)
         }
@@ -171,13 +173,20 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// `C (m, n) = activation(bias + A (m, k) * B (k, n))`, bias one value per row of C (a
 /// convolution's output channel), both row-major without transposes.
 ///
-/// C is cut into tiles of a few hundred columns (or rows, when C is tall and narrow), spread
-/// over the workers; each tile is filled with its bias, multiplied into with beta = 1 (OpenBLAS
-/// then skips its own pass that zeroes C) and activated while it is still in cache, so the
-/// output is written once instead of three times.
+/// With the AVX-512 kernel, bias and activation are applied to each register tile of C before
+/// it is stored, and C is cut into one block per worker (columns, or rows when C is tall and
+/// narrow): each call packs its panels once, so fewer, larger calls are cheaper.
+/// With OpenBLAS, C is cut into tiles of a few hundred columns (or rows), spread over the
+/// workers; each tile is filled with its bias, multiplied into with beta = 1 (OpenBLAS then
+/// skips its own pass that zeroes C) and activated while it is still in cache, so the output
+/// is written once instead of three times.
 func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
+    if avx512Gemm(m: m, n: n) {
+        sgemmWithEpilogueAVX512(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bias: bias, activation: activation, c: c, ldc: ldc)
+        return
+    }
     let workers = Engine.threadCount
     // Column tiles of 256...1024 when there are enough columns for every worker; else one row
     // tile per worker (each row tile packs all of B again). Small products stay in one call.
@@ -192,7 +201,7 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
             if let bias {
                 for i in i0..<i1 { (c + i * ldc + j0).update(repeating: bias[i], count: j1 - j0) }
             }
-            blasGemm(false, false, i1 - i0, j1 - j0, k, 1, a + i0 * lda, lda, b + j0, ldb, bias == nil ? 0 : 1, c + i0 * ldc + j0, ldc)
+            cblasGemm(false, false, i1 - i0, j1 - j0, k, 1, a + i0 * lda, lda, b + j0, ldb, bias == nil ? 0 : 1, c + i0 * ldc + j0, ldc)
             if activation != .none {
                 for i in i0..<i1 { addAndActivate(c + i * ldc + j0, count: j1 - j0, adding: 0, activation: activation) }
             }
@@ -200,10 +209,79 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
     }
 }
 
+/// sgemmWithEpilogue on the AVX-512 kernel: one block of C per worker, split along the longer
+/// side at multiples of the kernel's register tile (each block packs all of the other side's
+/// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
+private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                     bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let (low, high) = activation.clampBounds
+    let splitColumns = n >= m
+    let extent = splitColumns ? n : m, unit = splitColumns ? gemmColumnUnit : gemmRowUnit
+    let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
+    let block = { (part: Int) in
+        let (start, end) = (gemmSplit(extent, part, parts, unit: unit), gemmSplit(extent, part + 1, parts, unit: unit))
+        if splitColumns {
+            rstpm_sgemm_bias_clamp(m, end - start, k, a, lda, b + start, ldb, bias, low, high, c + start, ldc)
+        } else {
+            rstpm_sgemm_bias_clamp(end - start, n, k, a + start * lda, lda, b, ldb, bias.map { $0 + start }, low, high, c + start * ldc, ldc)
+        }
+    }
+    if parts == 1 {
+        block(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: parts, execute: block)
+    }
+}
+
+extension FusedActivation {
+    /// The activation as a clamp to [low, high], as the AVX-512 kernel applies it.
+    var clampBounds: (low: Float, high: Float) {
+        switch self {
+        case .none: (-.infinity, .infinity)
+        case .relu: (0, .infinity)
+        case .relu6: (0, 6)
+        }
+    }
+}
+
+/// Whether CKernels' AVX-512 product runs this shape: it is faster than OpenBLAS's AVX2 kernels
+/// from 2 rows and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS.
+@inline(__always)
+func avx512Gemm(m: Int, n: Int) -> Bool {
+    n >= 16 && m >= 2 && avx512KernelsEnabled
+}
+
+private let avx512KernelsEnabled = rstpm_avx512_enabled() != 0
+
+/// The AVX-512 kernel's register tile is 14 rows by 32 columns of C: blocks of C split at
+/// multiples of it leave no partial tiles inside the product.
+let gemmRowUnit = 14, gemmColumnUnit = 32
+
+/// Start of part `part` of `parts` over `0..<extent`, at a multiple of `unit` (the last part
+/// ends at `extent`).
+@inline(__always)
+func gemmSplit(_ extent: Int, _ part: Int, _ parts: Int, unit: Int) -> Int {
+    part >= parts ? extent : Swift.min(extent, (extent * part / parts + unit / 2) / unit * unit)
+}
+
+/// Row-major `C = alpha * op(A) * op(B) + beta * C` on the calling thread: CKernels' AVX-512
+/// kernel where `avx512Gemm` picks it, else OpenBLAS.
 @inline(__always)
 func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+    if avx512Gemm(m: m, n: n) {
+        rstpm_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    } else {
+        cblasGemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+}
+
+/// Row-major `C = alpha * op(A) * op(B) + beta * C` through OpenBLAS on the calling thread.
+@inline(__always)
+func cblasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }

@@ -61,12 +61,18 @@
 //
 // Threads and BLAS
 // ----------------
-// Matrix products go to OpenBLAS (`cblas_sgemm`), single-threaded per call: the engine splits a
-// large product into column blocks itself, and every other loop (im2col, depthwise convolution,
-// BatchNorm, pooling, resizing) splits its channels or rows the same way, over
-// `Engine.threadCount` workers with `DispatchQueue.concurrentPerform`. One pool of workers, so
-// OpenBLAS's spinning threads never compete with the engine's own. The default is every core
-// the process sees (or RSTPM_THREADS); `Engine.configure(threadCount:)` changes it.
+// Matrix products go to CKernels' AVX-512 sgemm (`rstpm_sgemm`, packed blocks, 14x32 register
+// tiles, bias and ReLU/ReLU6 applied in registers) where the CPU has AVX-512, else to OpenBLAS
+// (`cblas_sgemm`; RSTPM_KERNELS=generic forces it); narrow products (under 16 columns or 2
+// rows) stay on OpenBLAS, which is faster there. Stride-1 convolutions on the AVX-512 kernel
+// pack their input planes straight into the product's panels, with no im2col buffer, and
+// compute their input gradient as a convolution of the output gradient (no col2im).
+// Each call runs single-threaded: the engine splits a large product into column blocks
+// itself, and every other loop (im2col, depthwise convolution, BatchNorm, pooling, resizing)
+// splits its channels or rows the same way, over `Engine.threadCount` workers with
+// `DispatchQueue.concurrentPerform`. One pool of workers, so OpenBLAS's spinning threads never
+// compete with the engine's own. The default is every core the process sees (or
+// RSTPM_THREADS); `Engine.configure(threadCount:)` changes it.
 //
 // Memory
 // ------
@@ -74,8 +80,9 @@
 // came from, copy-on-write). On first use the engine tells glibc never to map a block on its
 // own and never to return freed heap memory, so the next forward reuses the pages of the last
 // one instead of page-faulting fresh ones (batch-8 feature maps are tens of MB). im2col scratch
-// comes from a small reusable pool and is bounded to about 16 MB per convolution (large planes
-// are unfolded in blocks of output rows).
+// comes from a small reusable pool and is bounded to about 4 MB per convolution (large planes
+// are unfolded in blocks of output rows), so the columns are still in cache when the product
+// reads them. The AVX-512 kernel's packing scratch is per thread and reused.
 //
 // Inference fast paths
 // --------------------

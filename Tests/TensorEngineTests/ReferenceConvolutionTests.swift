@@ -20,6 +20,8 @@ final class ReferenceConvolutionTests: XCTestCase {
             Case(c: 8, o: 4, k: 1, s: 2, p: 0, groups: 2, n: 2, h: 5, w: 5),    // strided 1x1, grouped
             Case(c: 2, o: 3, k: 7, s: 2, p: 3, groups: 1, n: 2, h: 40, w: 36),  // ResNet stem-like, one item per block
             Case(c: 64, o: 4, k: 3, s: 1, p: 1, groups: 2, n: 2, h: 96, w: 90), // large plane: blocks of output rows
+            Case(c: 4, o: 6, k: 3, s: 1, p: 0, groups: 2, n: 2, h: 8, w: 19),   // no padding: dx convolved with padding 2
+            Case(c: 3, o: 5, k: 5, s: 1, p: 2, groups: 1, n: 1, h: 9, w: 17),   // 5x5
         ]
         let generator = SeededGenerator(seed: 7)
         for t in cases {

@@ -1,0 +1,384 @@
+#include "gemm.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+// BLIS-style blocking. C is row-major, so the micro-kernel keeps a tile of MR rows by NR
+// columns in registers (MR x 2 zmm accumulators, vectors along N), broadcasting one value of A
+// per row and loading two vectors of B per step of k. The packed B micro-panel (KC x NR, 48 KiB)
+// stays in L1 while the MR-row panels of the packed A block (MC x KC, 252 KiB) stream from L2;
+// the packed B block (KC x NC, 3 MiB) lives in L3. K is cut into equal blocks of at most KC (576 =
+// 2 x 288, not 384 + 192), so no block is short. Packing absorbs the transposes and zero-pads
+// the edges, so the micro-kernel only ever reads whole vectors; edges of C use masks.
+#define MR 14
+#define NR 32
+#define KC 384
+#define MC (12 * MR)
+#define NC 2048
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define INLINE static inline __attribute__((always_inline))
+// Loops over the rows of a register tile: unrolled before the accumulator array is promoted
+// to registers (else it stays a stack array, loaded and stored around every k loop).
+#define UNROLLED _Pragma("clang loop unroll(full)")
+
+// Per-thread packing scratch, grown on demand and reused by every later call on that thread
+// (freed when the thread exits).
+struct scratch {
+    float *data;
+    size_t floats;
+};
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *pointer) {
+    struct scratch *scratch = pointer;
+    free(scratch->data);
+    free(scratch);
+}
+
+static void scratch_create_key(void) { pthread_key_create(&scratch_key, scratch_release); }
+
+static float *scratch_floats(size_t floats) {
+    pthread_once(&scratch_once, scratch_create_key);
+    struct scratch *scratch = pthread_getspecific(scratch_key);
+    if (!scratch) {
+        scratch = calloc(1, sizeof *scratch);
+        if (!scratch) abort();
+        pthread_setspecific(scratch_key, scratch);
+    }
+    if (scratch->floats < floats) {
+        free(scratch->data);
+        scratch->data = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!scratch->data) abort();
+        scratch->floats = floats;
+    }
+    return scratch->data;
+}
+
+// What the micro-kernel does with a finished tile besides adding alpha * A*B: the first block
+// of k scales or replaces C (beta) and adds the bias, the last one clamps.
+struct tile_update {
+    float alpha, beta;
+    int first, last;
+    const float *bias;  // indexed by the tile's rows; NULL: none
+    int clamp;
+    float low, high;
+};
+
+INLINE __mmask16 mask_first(long count) {
+    return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
+}
+
+// In-register transpose of 16 rows of 16 floats.
+AVX512 INLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + q], 128-bit lane l: element q of lane l (column 4l + q) of rows 4i..4i+3.
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int q = 0; q < 4; ++q) {
+        __m512 even_lanes_low = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+        __m512 odd_lanes_low = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+        __m512 even_lanes_high = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+        __m512 odd_lanes_high = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+        r[q] = _mm512_shuffle_f32x4(even_lanes_low, even_lanes_high, 0x88);
+        r[8 + q] = _mm512_shuffle_f32x4(even_lanes_low, even_lanes_high, 0xDD);
+        r[4 + q] = _mm512_shuffle_f32x4(odd_lanes_low, odd_lanes_high, 0x88);
+        r[12 + q] = _mm512_shuffle_f32x4(odd_lanes_low, odd_lanes_high, 0xDD);
+    }
+}
+
+// Packs `count` (<= 16) source rows, each `kc` contiguous floats from `source` with stride
+// `stride`, as their transpose: destination row k (stride `width` floats, `store_mask` lanes
+// written) holds element k of every source row, zero for the missing rows.
+AVX512 static void pack_transposed(const float *source, long stride, long count, long kc,
+                                   float *destination, long width, __mmask16 store_mask) {
+    for (long k0 = 0; k0 < kc; k0 += 16) {
+        long taken = kc - k0 < 16 ? kc - k0 : 16;
+        __mmask16 load_mask = mask_first(taken);
+        __m512 r[16];
+        for (long t = 0; t < 16; ++t)
+            r[t] = t < count ? _mm512_maskz_loadu_ps(load_mask, source + t * stride + k0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (long t = 0; t < taken; ++t) _mm512_mask_storeu_ps(destination + (k0 + t) * width, store_mask, r[t]);
+    }
+}
+
+// Where the product's B comes from: a matrix (transposed or not), or a convolution's input
+// unfolded on the fly.
+struct b_source {
+    int transpose;
+    const float *b;
+    long ldb;
+    const struct rstpm_convolution_input *convolution;
+    long first_column;
+};
+
+// Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
+// panels [k][NR]. A panel's columns are runs of output positions within one output row each;
+// for every row k each run is one masked load from an input row (lanes in the zero padding are
+// masked off and read as zero). Which lanes and where from depend only on the kernel tap, not
+// on the channel, so each panel first tabulates them per (tap, run).
+AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
+                                      long nc, float *packed) {
+    const long kernel = x->kernel, taps = kernel * kernel, plane = x->height * x->width;
+    struct load {
+        long offset;  // from the channel's plane to the input element lane 0 would read
+        __mmask16 low, high;
+    } loads[taps * NR];
+    int load_count[taps];
+    for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+        long width = nc - j0 < NR ? nc - j0 : NR;
+        for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
+        for (long lane = 0; lane < width;) {
+            long j = first_column + jc + j0 + lane;
+            long oy = j / x->output_width, ox = j % x->output_width;
+            long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
+            for (long tap = 0; tap < taps; ++tap) {
+                long iy = oy + tap / kernel - x->padding, ix = ox + tap % kernel - x->padding;
+                long first = ix < 0 ? -ix : 0, end = x->width - ix < count ? x->width - ix : count;
+                if (iy < 0 || iy >= x->height || first >= end) continue;
+                unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
+                loads[tap * NR + load_count[tap]++] = (struct load){iy * x->width + ix - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
+            }
+            lane += count;
+        }
+        long channel = pc / taps, tap = pc % taps;
+        for (long p = 0; p < kc; ++p) {
+            const float *source = x->planes + channel * plane;
+            __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+            const struct load *load = loads + tap * NR;
+            for (int r = 0; r < load_count[tap]; ++r) {
+                // Masked lanes are never accessed, wherever they would point.
+                low = _mm512_mask_loadu_ps(low, load[r].low, source + load[r].offset);
+                high = _mm512_mask_loadu_ps(high, load[r].high, source + load[r].offset + 16);
+                // The next panel's columns in the same rows: too many streams (channels x
+                // rows) for the hardware prefetcher to follow.
+                _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
+                _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
+            }
+            _mm512_store_ps(packed + p * NR, low);
+            _mm512_store_ps(packed + p * NR + 16, high);
+            if (++tap == taps) {
+                tap = 0;
+                ++channel;
+            }
+        }
+    }
+}
+
+// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR], zero past nc.
+AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, float *packed) {
+    if (source_b->convolution) {
+        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
+        return;
+    }
+    const float *b = source_b->b;
+    long ldb = source_b->ldb;
+    for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+        long width = nc - j0 < NR ? nc - j0 : NR;
+        if (!source_b->transpose) {
+            const float *source = b + pc * ldb + jc + j0;
+            __mmask16 low = mask_first(width), high = mask_first(width - 16);
+            for (long k = 0; k < kc; ++k, source += ldb) {
+                _mm512_store_ps(packed + k * NR, _mm512_maskz_loadu_ps(low, source));
+                _mm512_store_ps(packed + k * NR + 16, _mm512_maskz_loadu_ps(high, source + 16));
+                // The next panel's part of this row: kc rows are too many streams for the
+                // hardware prefetcher.
+                _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
+                _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
+            }
+        } else {
+            // op(B)[k][j] = b[j * ldb + k]: 16 stored rows of B at a time become 16 columns.
+            const float *source = b + (jc + j0) * ldb + pc;
+            pack_transposed(source, ldb, width, kc, packed, NR, 0xFFFF);
+            pack_transposed(source + 16 * ldb, ldb, width - 16, kc, packed + 16, NR, 0xFFFF);
+        }
+    }
+}
+
+// op(A) rows ic..ic+mc, columns pc..pc+kc, as MR-row panels [k][MR].
+AVX512 static void pack_a(int transpose, const float *a, long lda, long ic, long mc, long pc, long kc, float *packed) {
+    const __mmask16 panel_mask = (1u << MR) - 1;
+    for (long i0 = 0; i0 < mc; i0 += MR, packed += kc * MR) {
+        long rows = mc - i0 < MR ? mc - i0 : MR;
+        if (!transpose) {
+            pack_transposed(a + (ic + i0) * lda + pc, lda, rows, kc, packed, MR, panel_mask);
+        } else {
+            // op(A)[i][k] = a[k * lda + i]: each k is already a contiguous run of rows.
+            const float *source = a + pc * lda + ic + i0;
+            __mmask16 load_mask = mask_first(rows);
+            for (long k = 0; k < kc; ++k, source += lda)
+                _mm512_mask_storeu_ps(packed + k * MR, panel_mask, _mm512_maskz_loadu_ps(load_mask, source));
+        }
+    }
+}
+
+AVX512 INLINE __m512 finish(__m512 sum, const float *c, __mmask16 mask, const struct tile_update *update, long row) {
+    __m512 value = _mm512_mul_ps(sum, _mm512_set1_ps(update->alpha));
+    if (update->first) {
+        // beta == 0 must not read C: it may hold garbage or NaN.
+        if (update->beta != 0) value = _mm512_fmadd_ps(_mm512_set1_ps(update->beta), _mm512_maskz_loadu_ps(mask, c), value);
+        if (update->bias) value = _mm512_add_ps(value, _mm512_set1_ps(update->bias[row]));
+    } else {
+        value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, c));
+    }
+    if (update->last && update->clamp)
+        value = _mm512_min_ps(_mm512_max_ps(value, _mm512_set1_ps(update->low)), _mm512_set1_ps(update->high));
+    return value;
+}
+
+// C tile (rows x up to 16*vectors columns) from an MR-row panel of A and an NR-column panel of
+// B; `rows` and `vectors` are constants in every specialization below, so the accumulators
+// are registers.
+AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
+                                __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
+    UNROLLED
+    for (int i = 0; i < rows; ++i) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        if (vectors == 2) _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+    }
+    // The first step of k (kc >= 1) initialises the sums, instead of a pass that zeroes them.
+    __m512 sum[MR][2];
+    {
+        __m512 b0 = _mm512_load_ps(b);
+        __m512 b1 = vectors == 2 ? _mm512_load_ps(b + 16) : b0;
+        UNROLLED
+        for (int i = 0; i < rows; ++i) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            sum[i][0] = _mm512_mul_ps(ai, b0);
+            if (vectors == 2) sum[i][1] = _mm512_mul_ps(ai, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+    for (long p = 1; p < kc; ++p, a += MR, b += NR) {
+        __m512 b0 = _mm512_load_ps(b);
+        __m512 b1 = vectors == 2 ? _mm512_load_ps(b + 16) : b0;
+        UNROLLED
+        for (int i = 0; i < rows; ++i) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            sum[i][0] = _mm512_fmadd_ps(ai, b0, sum[i][0]);
+            if (vectors == 2) sum[i][1] = _mm512_fmadd_ps(ai, b1, sum[i][1]);
+        }
+    }
+    UNROLLED
+    for (int i = 0; i < rows; ++i) {
+        float *row = c + i * ldc;
+        _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, update, i));
+        if (vectors == 2) _mm512_mask_storeu_ps(row + 16, high_mask, finish(sum[i][1], row + 16, high_mask, update, i));
+    }
+}
+
+typedef void (*micro_kernel_fn)(long, const float *, const float *, float *, long, __mmask16, __mmask16,
+                                const struct tile_update *);
+
+#define SPECIALIZE(rows)                                                                                          \
+    AVX512 static void micro_kernel_##rows##x32(long kc, const float *a, const float *b, float *c, long ldc,    \
+                                               __mmask16 lm, __mmask16 hm, const struct tile_update *u) {      \
+        micro_kernel(rows, 2, kc, a, b, c, ldc, lm, hm, u);                                                     \
+    }                                                                                                           \
+    AVX512 static void micro_kernel_##rows##x16(long kc, const float *a, const float *b, float *c, long ldc,    \
+                                               __mmask16 lm, __mmask16 hm, const struct tile_update *u) {      \
+        micro_kernel(rows, 1, kc, a, b, c, ldc, lm, hm, u);                                                     \
+    }
+SPECIALIZE(1) SPECIALIZE(2) SPECIALIZE(3) SPECIALIZE(4) SPECIALIZE(5) SPECIALIZE(6) SPECIALIZE(7)
+SPECIALIZE(8) SPECIALIZE(9) SPECIALIZE(10) SPECIALIZE(11) SPECIALIZE(12) SPECIALIZE(13) SPECIALIZE(14)
+#undef SPECIALIZE
+
+// [rows - 1][vectors - 1]
+static const micro_kernel_fn micro_kernels[MR][2] = {
+    {micro_kernel_1x16, micro_kernel_1x32},   {micro_kernel_2x16, micro_kernel_2x32},
+    {micro_kernel_3x16, micro_kernel_3x32},   {micro_kernel_4x16, micro_kernel_4x32},
+    {micro_kernel_5x16, micro_kernel_5x32},   {micro_kernel_6x16, micro_kernel_6x32},
+    {micro_kernel_7x16, micro_kernel_7x32},   {micro_kernel_8x16, micro_kernel_8x32},
+    {micro_kernel_9x16, micro_kernel_9x32},   {micro_kernel_10x16, micro_kernel_10x32},
+    {micro_kernel_11x16, micro_kernel_11x32}, {micro_kernel_12x16, micro_kernel_12x32},
+    {micro_kernel_13x16, micro_kernel_13x32}, {micro_kernel_14x16, micro_kernel_14x32},
+};
+
+// No product to add (k == 0 or alpha == 0): C = clamp(beta * C + bias).
+static void scale_only(long m, long n, float beta, const float *bias, int clamp, float low, float high, float *c, long ldc) {
+    for (long i = 0; i < m; ++i) {
+        float *row = c + i * ldc;
+        for (long j = 0; j < n; ++j) {
+            float value = beta == 0 ? 0 : beta * row[j];
+            if (bias) value += bias[i];
+            if (clamp) value = fminf(fmaxf(value, low), high);
+            row[j] = value;
+        }
+    }
+}
+
+AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
+                        const struct b_source *source_b, float beta, const float *bias, int clamp, float low, float high,
+                        float *c, long ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0) {
+        scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
+        return;
+    }
+    long block_k = (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+    long block_m = m < MC ? (m + MR - 1) / MR * MR : MC;
+    long block_n = n < NC ? (n + NR - 1) / NR * NR : NC;
+    long packed_a_floats = (block_m * block_k + 15) / 16 * 16;  // packed B starts 64-byte aligned
+    float *packed_a = scratch_floats((size_t)(packed_a_floats + block_k * block_n));
+    float *packed_b = packed_a + packed_a_floats;
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = n - jc < NC ? n - jc : NC;
+        for (long pc = 0; pc < k; pc += block_k) {
+            long kc = k - pc < block_k ? k - pc : block_k;
+            pack_b(source_b, pc, kc, jc, nc, packed_b);
+            for (long ic = 0; ic < m; ic += MC) {
+                long mc = m - ic < MC ? m - ic : MC;
+                pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
+                struct tile_update update = {
+                    .alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc == k,
+                    .clamp = clamp, .low = low, .high = high,
+                };
+                for (long jr = 0; jr < nc; jr += NR) {
+                    long width = nc - jr < NR ? nc - jr : NR;
+                    __mmask16 low_mask = mask_first(width), high_mask = mask_first(width - 16);
+                    const float *panel_b = packed_b + jr * kc;
+                    for (long ir = 0; ir < mc; ir += MR) {
+                        long rows = mc - ir < MR ? mc - ir : MR;
+                        update.bias = bias ? bias + ic + ir : NULL;
+                        micro_kernels[rows - 1][width > 16](kc, packed_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
+                                                            low_mask, high_mask, &update);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+                 const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+    struct b_source source_b = {.transpose = transpose_b, .b = b, .ldb = ldb};
+    gemm(transpose_a, m, n, k, alpha, a, lda, &source_b, beta, NULL, 0, 0, 0, c, ldc);
+}
+
+static int clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
+
+void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                            const float *bias, float low, float high, float *c, long ldc) {
+    struct b_source source_b = {.b = b, .ldb = ldb};
+    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+}
+
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+                                  const struct rstpm_convolution_input *input, long first_column,
+                                  const float *bias, float low, float high, float *c, long ldc) {
+    struct b_source source_b = {.convolution = input, .first_column = first_column};
+    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+}

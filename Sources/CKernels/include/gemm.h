@@ -1,0 +1,33 @@
+#ifndef RSTPM_GEMM_H
+#define RSTPM_GEMM_H
+
+/// Row-major single-precision matrix product with cblas_sgemm's arguments:
+/// `C (m, n) = alpha * op(A) * op(B) + beta * C`, op(X) = X, or X transposed when its flag is
+/// nonzero (A is then stored (k, m), B (n, k)). beta == 0 does not read C. Single-threaded (the
+/// engine splits products over its workers); AVX-512 only: call it only when
+/// rstpm_avx512_enabled() is 1.
+void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+                 const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+
+/// `C (m, n) = clamp(bias[i] + A (m, k) * B (k, n), low, high)`, no transposes, bias one value
+/// per row of C (NULL: none): a convolution with its bias and ReLU/ReLU6 applied to each tile
+/// of C while it is still in registers. Pass -INFINITY/INFINITY for no activation. AVX-512 only.
+void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
+                            const float *bias, float low, float high, float *c, long ldc);
+
+/// One item (one group) of a stride-1 convolution's input, `planes` (channels, height, width),
+/// seen as the matrix its im2col unfolds: row c * kernel^2 + ky * kernel + kx, column
+/// oy * output_width + ox holds planes[c][oy + ky - padding][ox + kx - padding], zero outside.
+struct rstpm_convolution_input {
+    const float *planes;
+    long height, width, kernel, padding, output_width;
+};
+
+/// rstpm_sgemm_bias_clamp with B the columns `first_column ..< first_column + n` of `input`'s
+/// unfolded matrix, read straight from the planes while packing (no im2col buffer):
+/// `C (m, n) = clamp(bias[i] + A (m, k) * columns, low, high)`. AVX-512 only.
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+                                  const struct rstpm_convolution_input *input, long first_column,
+                                  const float *bias, float low, float high, float *c, long ldc);
+
+#endif
