@@ -75,14 +75,25 @@ public struct InspectionOutcome: Sendable {
     /// The decoded image's size, to which the map is scaled for region extraction.
     public var imageWidth: Int
     public var imageHeight: Int
-    /// The heatmap figure, already encoded as PNG.
-    public var heatmapPNG: [UInt8]
+    /// Renders and encodes the heatmap figure as PNG. Deferred so that the pipeline draws it on
+    /// its output thread while the network works on the next batch; it may throw (out of memory).
+    public var renderHeatmapPNG: @Sendable () throws -> [UInt8]
     public var timings: InspectionTimings
 
+    /// An outcome whose heatmap is already encoded.
     public init(
         score: Float, threshold: Float, thresholdSource: ThresholdSource,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
+    ) {
+        self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
+                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { heatmapPNG }, timings: timings)
+    }
+
+    public init(
+        score: Float, threshold: Float, thresholdSource: ThresholdSource,
+        anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
+        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable () throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score
@@ -93,7 +104,7 @@ public struct InspectionOutcome: Sendable {
         self.mapHeight = mapHeight
         self.imageWidth = imageWidth
         self.imageHeight = imageHeight
-        self.heatmapPNG = heatmapPNG
+        self.renderHeatmapPNG = renderHeatmapPNG
         self.timings = timings
     }
 }

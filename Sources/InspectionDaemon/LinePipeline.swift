@@ -24,6 +24,12 @@ public struct PassSummary: Sendable, Equatable {
 /// until its outputs are durable and it has been archived, deleted, left or quarantined. A
 /// transient error (ENOSPC, EIO, ...) leaves it there to retry with backoff; a restart finds it
 /// there again. Nothing is deleted on error.
+///
+/// A batch's outputs (heatmap render and encode, durable writes, disposal) run on `outputQueue`
+/// while the next batch is read and inspected on `queue`: on 2 cores the fsync waits and the
+/// PNG work hide behind the network. One batch's outputs at most are in flight; every pass
+/// waits for them before it returns, and its inputs stay in work/ (so a crash recovers them)
+/// and out of later batches until they are disposed of.
 public final class LinePipeline {
     public let configuration: LineConfiguration
     public let instance: String
@@ -40,7 +46,14 @@ public final class LinePipeline {
     let autoAcceptor: AutoAcceptor?
 
     struct Retry { var attempts: Int; var notBefore: Int64 }
+    /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// Inputs whose outputs `outputQueue` is writing, and what it has done since the last drain;
+    /// under `stateLock`.
+    private var inputsInFlight: Set<String> = []
+    private var outputSummary = PassSummary()
+    private let stateLock = NSLock()
+    private let outputQueue: DispatchQueue
     private var stopRequested = false
     private var timer: DispatchSourceTimer?
     private var inotifySource: DispatchSourceRead?
@@ -70,6 +83,7 @@ public final class LinePipeline {
         self.clock = clock
         self.autoAcceptor = autoAcceptor
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
+        self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
         self.scanner = InboxScanner(
             inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
@@ -234,6 +248,7 @@ public final class LinePipeline {
             summary.claimed += claimedNow
             processWork(now: now, summary: &summary)
         } while claimedNow > 0 && !shouldStop
+        finishOutputs(summary: &summary)
         return summary
     }
 
@@ -248,6 +263,7 @@ public final class LinePipeline {
         removeStaleTemporaryFiles()
         var summary = PassSummary()
         processWork(now: now, summary: &summary)
+        finishOutputs(summary: &summary)
         return summary
     }
 
@@ -303,7 +319,9 @@ public final class LinePipeline {
             logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
             return
         }
-        let due = items.filter { (retries[$0.name]?.notBefore ?? .min) <= now }
+        stateLock.lock()
+        let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+        stateLock.unlock()
         var index = 0
         while index < due.count && !shouldStop {
             let batch = Array(due[index..<min(index + configuration.batchSize, due.count)])
@@ -311,10 +329,31 @@ public final class LinePipeline {
             processBatch(batch, now: now, summary: &summary)
             advance()
         }
-        let depth = (try? workItems().count) ?? items.count
+        recordQueueDepth(fallback: items.count, summary: &summary)
+    }
+
+    private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
+        let depth = (try? workItems().count) ?? fallback
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
         progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
+    }
+
+    /// Waits for the outputs in flight and adds what they did to `summary`.
+    private func drainOutputs(summary: inout PassSummary) {
+        outputQueue.sync {}
+        stateLock.lock()
+        summary.decided += outputSummary.decided
+        summary.quarantined += outputSummary.quarantined
+        summary.retrying += outputSummary.retrying
+        outputSummary = PassSummary()
+        stateLock.unlock()
+    }
+
+    /// The end of a pass: every output written, and the queue depth as it then is.
+    private func finishOutputs(summary: inout PassSummary) {
+        drainOutputs(summary: &summary)
+        recordQueueDepth(fallback: summary.queueDepth, summary: &summary)
     }
 
     struct Loaded {
@@ -327,6 +366,9 @@ public final class LinePipeline {
 
     private func processBatch(_ batch: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
         let started = monotonicNanoseconds()
+        progressLock.lock(); let swapping = pendingInspector != nil; progressLock.unlock()
+        // The outputs in flight log with the old model's metadata.
+        if swapping { drainOutputs(summary: &summary) }
         takePendingInspector()
         var loaded: [Loaded] = []
         for (name, status) in batch {
@@ -349,7 +391,7 @@ public final class LinePipeline {
                 quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
                            message: "the input is a symbolic link and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
             } catch Errno.noSuchFileOrDirectory {
-                retries[name] = nil
+                setRetry(nil, for: name)
             } catch {
                 scheduleRetry(name, now: now, stage: "read", error: error, summary: &summary)
             }
@@ -358,19 +400,32 @@ public final class LinePipeline {
         let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
         let results = inspector.inspect(inputs)
         precondition(results.count == inputs.count, "inspector returned \(results.count) results for \(inputs.count) inputs")
-        for (input, result) in zip(loaded, results) {
-            switch result {
-            case .success(let outcome):
-                decide(input, outcome: outcome, now: now, summary: &summary)
-            case .failure(let error):
-                quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
-                           hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &summary)
+        // The previous batch's outputs ran during this inspection; one batch in flight at most.
+        drainOutputs(summary: &summary)
+        let model = inspector.modelIdentity
+        stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
+        outputQueue.async { [self, loaded] in
+            var outputs = PassSummary()
+            for (input, result) in zip(loaded, results) {
+                switch result {
+                case .success(let outcome):
+                    decide(input, outcome: outcome, model: model, now: now, summary: &outputs)
+                case .failure(let error):
+                    quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
+                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
+                }
             }
+            stateLock.lock()
+            inputsInFlight.subtract(loaded.map(\.name))
+            outputSummary.decided += outputs.decided
+            outputSummary.quarantined += outputs.quarantined
+            outputSummary.retrying += outputs.retrying
+            stateLock.unlock()
+            metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - started) / 1e9)
         }
-        metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - started) / 1e9)
     }
 
-    private func decide(_ input: Loaded, outcome: InspectionOutcome, now: Int64, summary: inout PassSummary) {
+    private func decide(_ input: Loaded, outcome: InspectionOutcome, model: ModelIdentity, now: Int64, summary: inout PassSummary) {
         let threshold = configuration.thresholdOverride ?? outcome.threshold
         let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
         let (regions, truncated) = RegionExtractor.regions(
@@ -379,18 +434,22 @@ public final class LinePipeline {
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         let heatmapName = input.name + ".heatmap.png"
         do {
+            let renderStart = monotonicNanoseconds()
+            let heatmapPNG = try outcome.renderHeatmapPNG()
             let writeStart = monotonicNanoseconds()
-            try files.writeDurably(outcome.heatmapPNG, to: configuration.outbox.appending(heatmapName))
+            let heatmapMilliseconds = Double(writeStart - renderStart) / 1e6
+            try files.writeDurably(heatmapPNG, to: configuration.outbox.appending(heatmapName))
             let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
             let verdict = Verdict(
                 file: input.name, sha256: input.sha256,
                 size: .init(bytes: input.bytes.count, width: outcome.imageWidth, height: outcome.imageHeight),
                 receivedAt: iso8601(nanosecondsSinceEpoch: input.receivedNanoseconds),
                 decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
-                line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: decision,
+                line: configuration.name, instance: instance, model: model, verdict: decision,
                 score: outcome.score, threshold: .init(value: threshold, source: source),
                 regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
-                timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds, write: writeMilliseconds),
+                timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
+                                           heatmap: heatmapMilliseconds, write: writeMilliseconds),
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
@@ -403,11 +462,12 @@ public final class LinePipeline {
                 }
             }
             try dispose(input.name)
-            retries[input.name] = nil
+            setRetry(nil, for: input.name)
             summary.decided += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "decode"], seconds: outcome.timings.decodeMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "infer"], seconds: outcome.timings.inferMilliseconds / 1e3)
+            metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "heatmap"], seconds: heatmapMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "write"], seconds: writeMilliseconds / 1e3)
             logger.event(.verdict, decision == .defect ? .notice : .info, "\(input.name): \(decision.rawValue) (score \(outcome.score), threshold \(threshold))", [
                 "image.path": "\(configuration.inbox.appending(input.name))", "score": "\(outcome.score)", "verdict": "\(decision.rawValue)",
@@ -459,13 +519,13 @@ public final class LinePipeline {
                 file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
-                regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, write: 0),
+                regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(name + ".json"))
             try files.syscalls.rename(workDirectory.appending(name), to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
-            retries[name] = nil
+            setRetry(nil, for: name)
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
             logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
@@ -478,16 +538,22 @@ public final class LinePipeline {
 
     /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile.
     private func scheduleRetry(_ name: String, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
+        stateLock.lock()
         var retry = retries[name] ?? Retry(attempts: 0, notBefore: now)
         let delaySeconds = min(Double(1 << min(retry.attempts, 9)), 300)
         retry.attempts += 1
         retry.notBefore = now + Int64(delaySeconds * 1e9)
         retries[name] = retry
+        stateLock.unlock()
         summary.retrying += 1
         metrics.increment("rstpmd_retries_total", labels: ["line": configuration.name, "stage": stage])
         logger.event(.retrying, .error, "\(name): \(stage) failed (\(error)); kept in the work directory, retry in \(Int(delaySeconds)) s", [
             "image.path": "\(workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
         ])
+    }
+
+    private func setRetry(_ retry: Retry?, for name: String) {
+        stateLock.lock(); retries[name] = retry; stateLock.unlock()
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.
