@@ -160,7 +160,7 @@ def burst(label, sources, count):
 
 bottle_images = sorted(glob.glob(os.path.join(bottle, "test", "*", "*.png")))
 burst("mvtec_256px", bottle_images, 40)
-burst("fullres_900px", sorted(glob.glob(os.path.join(fullres, "*.png"))), 12)
+burst("fullres_900px", sorted(glob.glob(os.path.join(fullres, "*.png"))), 40)
 
 # Idle: three inboxes at the default 2 s poll.
 lines = [line_yaml(f"idle{i}", os.path.join(work, f"idle{i}")) for i in range(3)]

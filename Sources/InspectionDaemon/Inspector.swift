@@ -142,11 +142,38 @@ public enum InspectionError: Error, Sendable, Equatable {
 }
 
 /// The model behind a line. Implemented by the RSTPM module (teacher, student, discriminator);
-/// tests use a deterministic double. Called from one line's queue at a time.
+/// tests use a deterministic double. `inspect` is called from one line's queue at a time;
+/// `prepare` from another thread, while the batch before is inspected.
 public protocol Inspector: AnyObject {
     var modelIdentity: ModelIdentity { get }
     /// One result per input, in order. A batch holds the files that arrived together.
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
+    /// The work on a batch that needs no network (decoding), so that it overlaps the network's
+    /// work on the batch before. By default nothing is done ahead.
+    func prepare(_ inputs: [InspectionInput]) -> PreparedInputs
+    /// `inspect` on what this inspector's own `prepare` returned.
+    func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>]
+}
+
+extension Inspector {
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        PreparedInputs(inputs: inputs, work: nil)
+    }
+
+    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        inspect(prepared.inputs)
+    }
+}
+
+/// A batch with what `Inspector.prepare` did ahead, in a form only that inspector reads.
+public struct PreparedInputs: @unchecked Sendable {
+    public var inputs: [InspectionInput]
+    public var work: Any?
+
+    public init(inputs: [InspectionInput], work: Any?) {
+        self.inputs = inputs
+        self.work = work
+    }
 }
 
 /// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);

@@ -25,11 +25,12 @@ public struct PassSummary: Sendable, Equatable {
 /// transient error (ENOSPC, EIO, ...) leaves it there to retry with backoff; a restart finds it
 /// there again. Nothing is deleted on error.
 ///
-/// A batch's outputs (heatmap render and encode, durable writes, disposal) run on `outputQueue`
-/// while the next batch is read and inspected on `queue`: on 2 cores the fsync waits and the
-/// PNG work hide behind the network. One batch's outputs at most are in flight; every pass
-/// waits for them before it returns, and its inputs stay in work/ (so a crash recovers them)
-/// and out of later batches until they are disposed of.
+/// Three stages overlap, so that decoding, PNG work and fsync waits hide behind the network:
+/// the next batch is read and prepared (decoded) on `prepareQueue`, the current one is inspected
+/// on `queue`, and the previous one's outputs (heatmap render and encode, durable writes,
+/// disposal) are written on `outputQueue`. One batch at most is in each stage; every pass waits
+/// for all of them before it returns, and a batch's inputs stay in work/ (so a crash recovers
+/// them) and out of later batches until they are disposed of.
 public final class LinePipeline {
     public let configuration: LineConfiguration
     public let instance: String
@@ -54,6 +55,7 @@ public final class LinePipeline {
     private var outputSummary = PassSummary()
     private let stateLock = NSLock()
     private let outputQueue: DispatchQueue
+    private let prepareQueue: DispatchQueue
     private var stopRequested = false
     private var timer: DispatchSourceTimer?
     private var inotifySource: DispatchSourceRead?
@@ -84,6 +86,7 @@ public final class LinePipeline {
         self.autoAcceptor = autoAcceptor
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
         self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
+        self.prepareQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).prepare")
         self.scanner = InboxScanner(
             inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
@@ -234,22 +237,25 @@ public final class LinePipeline {
             progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
         }
         var summary = PassSummary()
-        // Claim one batch at a time, so daemons sharing the inbox share the work too.
-        var claimedNow = 0
-        repeat {
-            claimedNow = 0
-            do {
-                for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
-                    if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
-                }
-            } catch {
-                logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
-            }
-            summary.claimed += claimedNow
-            processWork(now: now, summary: &summary)
-        } while claimedNow > 0 && !shouldStop
+        // Claim one batch at a time (and one more for each batch inspected), so daemons sharing
+        // the inbox share the work too.
+        claimBatch(now: now, summary: &summary)
+        processWork(now: now, summary: &summary) { self.claimBatch(now: now, summary: &$0) }
         finishOutputs(summary: &summary)
         return summary
+    }
+
+    private func claimBatch(now: Int64, summary: inout PassSummary) {
+        guard !shouldStop else { return }
+        var claimedNow = 0
+        do {
+            for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
+                if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
+            }
+        } catch {
+            logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
+        }
+        summary.claimed += claimedNow
     }
 
     /// Everything in the work directory, as at start after a crash: outputs are idempotent.
@@ -311,25 +317,23 @@ public final class LinePipeline {
         return items.sorted { ($0.1.changeNanoseconds, $0.0) < ($1.1.changeNanoseconds, $1.0) }
     }
 
-    private func processWork(now: Int64, summary: inout PassSummary) {
-        let items: [(name: String, status: FileStatus)]
-        do {
-            items = try workItems()
-        } catch {
-            logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
-            return
-        }
-        stateLock.lock()
-        let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
-        stateLock.unlock()
-        var index = 0
-        while index < due.count && !shouldStop {
-            let batch = Array(due[index..<min(index + configuration.batchSize, due.count)])
-            index += batch.count
-            processBatch(batch, now: now, summary: &summary)
+    /// Inspects the due work items batch by batch. Each batch is read and handed to the
+    /// inspector's `prepare` (decoding) on `prepareQueue` one batch ahead, so that it runs while
+    /// the network works on the batch before; `claimMore` (a pass's inbox claims) is asked for one
+    /// more batch each time.
+    private func processWork(now: Int64, summary: inout PassSummary, claimMore: ((inout PassSummary) -> Void)? = nil) {
+        var next = startBatch(now: now, summary: &summary)
+        while let batch = next {
+            if shouldStop {
+                abandon(batch)
+                break
+            }
+            claimMore?(&summary)
+            next = shouldStop ? nil : startBatch(now: now, summary: &summary)
+            inspect(batch, now: now, summary: &summary)
             advance()
         }
-        recordQueueDepth(fallback: items.count, summary: &summary)
+        recordQueueDepth(fallback: summary.queueDepth, summary: &summary)
     }
 
     private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
@@ -364,14 +368,64 @@ public final class LinePipeline {
         var receivedNanoseconds: Int64
     }
 
-    private func processBatch(_ batch: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
-        let started = monotonicNanoseconds()
-        progressLock.lock(); let swapping = pendingInspector != nil; progressLock.unlock()
-        // The outputs in flight log with the old model's metadata.
-        if swapping { drainOutputs(summary: &summary) }
-        takePendingInspector()
+    /// A batch read from work/ whose `prepare` runs on `prepareQueue`. Its inputs are in
+    /// `inputsInFlight` until their outputs are done or the batch is abandoned.
+    final class Batch {
+        let loaded: [Loaded]
+        let started: Int64
+        let preparer: any Inspector
+        let preparing = DispatchGroup()
+        /// Written on `prepareQueue` before `preparing` is left.
+        var prepared: PreparedInputs?
+
+        init(loaded: [Loaded], started: Int64, preparer: any Inspector) {
+            self.loaded = loaded
+            self.started = started
+            self.preparer = preparer
+        }
+    }
+
+    /// Reads the next batch of due work items (those not in flight, not waiting for a retry)
+    /// and starts preparing it; nil when nothing is due.
+    private func startBatch(now: Int64, summary: inout PassSummary) -> Batch? {
+        while true {
+            let started = monotonicNanoseconds()
+            let items: [(name: String, status: FileStatus)]
+            do {
+                items = try workItems()
+            } catch {
+                logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
+                return nil
+            }
+            stateLock.lock()
+            let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            stateLock.unlock()
+            if due.isEmpty { return nil }
+            // Inputs that cannot be read are quarantined or wait for a retry: the next look
+            // does not see them as due again.
+            let loaded = load(Array(due.prefix(configuration.batchSize)), now: now, summary: &summary)
+            if loaded.isEmpty { continue }
+            stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
+            let batch = Batch(loaded: loaded, started: started, preparer: inspector)
+            let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
+            batch.preparing.enter()
+            prepareQueue.async {
+                batch.prepared = batch.preparer.prepare(inputs)
+                batch.preparing.leave()
+            }
+            return batch
+        }
+    }
+
+    /// A batch that will not be inspected in this pass (stop requested): it stays in work/.
+    private func abandon(_ batch: Batch) {
+        batch.preparing.wait()
+        stateLock.lock(); inputsInFlight.subtract(batch.loaded.map(\.name)); stateLock.unlock()
+    }
+
+    private func load(_ items: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) -> [Loaded] {
         var loaded: [Loaded] = []
-        for (name, status) in batch {
+        for (name, status) in items {
             let path = workDirectory.appending(name)
             // Rename sets ctime, so a work file's ctime is its claim time, even after a restart.
             let received = status.changeNanoseconds
@@ -396,15 +450,25 @@ public final class LinePipeline {
                 scheduleRetry(name, now: now, stage: "read", error: error, summary: &summary)
             }
         }
-        guard !loaded.isEmpty else { return }
-        let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
-        let results = inspector.inspect(inputs)
-        precondition(results.count == inputs.count, "inspector returned \(results.count) results for \(inputs.count) inputs")
+        return loaded
+    }
+
+    /// Runs the batch through the inspector, then hands its outputs to `outputQueue`.
+    private func inspect(_ batch: Batch, now: Int64, summary: inout PassSummary) {
+        progressLock.lock(); let swapping = pendingInspector != nil; progressLock.unlock()
+        // The outputs in flight log with the old model's metadata.
+        if swapping { drainOutputs(summary: &summary) }
+        takePendingInspector()
+        batch.preparing.wait()
+        let loaded = batch.loaded
+        // A batch prepared by the model this one replaced is prepared again.
+        let prepared = batch.preparer === inspector ? batch.prepared! : inspector.prepare(batch.prepared!.inputs)
+        let results = inspector.inspect(prepared: prepared)
+        precondition(results.count == loaded.count, "inspector returned \(results.count) results for \(loaded.count) inputs")
         // The previous batch's outputs ran during this inspection; one batch in flight at most.
         drainOutputs(summary: &summary)
         let model = inspector.modelIdentity
-        stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
-        outputQueue.async { [self, loaded] in
+        outputQueue.async { [self] in
             var outputs = PassSummary()
             for (input, result) in zip(loaded, results) {
                 switch result {
@@ -421,7 +485,7 @@ public final class LinePipeline {
             outputSummary.quarantined += outputs.quarantined
             outputSummary.retrying += outputs.retrying
             stateLock.unlock()
-            metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - started) / 1e9)
+            metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - batch.started) / 1e9)
         }
     }
 

@@ -17,8 +17,8 @@ public final class RSTPMInspector: Inspector {
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
 
-    /// 40 megapixels: the heatmap of the original image needs about 12 bytes per pixel on top of
-    /// the decoded image, and one line batches several.
+    /// 40 megapixels: a decoded image takes 12 bytes per pixel, and a line holds up to three
+    /// batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
     public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
@@ -47,18 +47,35 @@ public final class RSTPMInspector: Inspector {
     }
 
     public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
-        var decoded: [Decoded] = []
-        for (index, input) in inputs.enumerated() {
+        inspect(prepared: prepare(inputs))
+    }
+
+    /// Decodes every input; a failure is that input's result.
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        let decodings = inputs.enumerated().map { index, input -> Result<Decoded, InspectionError> in
             let start = monotonicNanoseconds()
             do {
                 let (original, modelInput) = try decode(input)
-                decoded.append(Decoded(index: index, original: original, modelInput: modelInput,
-                                       decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
+                return .success(Decoded(index: index, original: original, modelInput: modelInput,
+                                        decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
             } catch let error as InspectionError {
-                results[index] = .failure(error)
+                return .failure(error)
             } catch {
-                results[index] = .failure(.decodeFailure(message: "\(error)"))
+                return .failure(.decodeFailure(message: "\(error)"))
+            }
+        }
+        return PreparedInputs(inputs: inputs, work: decodings)
+    }
+
+    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        let inputs = prepared.inputs
+        guard let decodings = prepared.work as? [Result<Decoded, InspectionError>] else { return inspect(inputs) }
+        var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
+        var decoded: [Decoded] = []
+        for (index, decoding) in decodings.enumerated() {
+            switch decoding {
+            case .success(let item): decoded.append(item)
+            case .failure(let error): results[index] = .failure(error)
             }
         }
         if !decoded.isEmpty {
