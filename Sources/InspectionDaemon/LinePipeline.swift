@@ -470,10 +470,11 @@ public final class LinePipeline {
         let model = inspector.modelIdentity
         outputQueue.async { [self] in
             var outputs = PassSummary()
-            for (input, result) in zip(loaded, results) {
+            let heatmaps = Self.renderHeatmaps(results)
+            for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
                 switch result {
                 case .success(let outcome):
-                    decide(input, outcome: outcome, model: model, now: now, summary: &outputs)
+                    decide(input, outcome: outcome, heatmap: heatmap!, model: model, now: now, summary: &outputs)
                 case .failure(let error):
                     quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
                                hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
@@ -489,7 +490,22 @@ public final class LinePipeline {
         }
     }
 
-    private func decide(_ input: Loaded, outcome: InspectionOutcome, model: ModelIdentity, now: Int64, summary: inout PassSummary) {
+    /// A batch's heatmap figures, drawn on every core (the network may be idle: a batch's last
+    /// outputs are what a burst waits for), each with its milliseconds.
+    static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>]) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
+        var heatmaps = [Result<(png: [UInt8], milliseconds: Double), Error>?](repeating: nil, count: results.count)
+        heatmaps.withUnsafeMutableBufferPointer { slots in
+            DispatchQueue.concurrentPerform(iterations: results.count) { index in
+                guard case .success(let outcome) = results[index] else { return }
+                let start = monotonicNanoseconds()
+                slots[index] = Result { (try outcome.renderHeatmapPNG(), Double(monotonicNanoseconds() - start) / 1e6) }
+            }
+        }
+        return heatmaps
+    }
+
+    private func decide(_ input: Loaded, outcome: InspectionOutcome, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
+                        model: ModelIdentity, now: Int64, summary: inout PassSummary) {
         let threshold = configuration.thresholdOverride ?? outcome.threshold
         let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
         let (regions, truncated) = RegionExtractor.regions(
@@ -498,10 +514,8 @@ public final class LinePipeline {
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         let heatmapName = input.name + ".heatmap.png"
         do {
-            let renderStart = monotonicNanoseconds()
-            let heatmapPNG = try outcome.renderHeatmapPNG()
+            let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
-            let heatmapMilliseconds = Double(writeStart - renderStart) / 1e6
             try files.writeDurably(heatmapPNG, to: configuration.outbox.appending(heatmapName))
             let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
             let verdict = Verdict(
