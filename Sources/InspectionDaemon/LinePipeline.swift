@@ -49,8 +49,8 @@ public final class LinePipeline {
     struct Retry { var attempts: Int; var notBefore: Int64 }
     /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
-    /// Inputs whose outputs `outputQueue` is writing, and what it has done since the last drain;
-    /// under `stateLock`.
+    /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
+    /// done since the last drain; under `stateLock`.
     private var inputsInFlight: Set<String> = []
     private var outputSummary = PassSummary()
     private let stateLock = NSLock()
@@ -333,7 +333,6 @@ public final class LinePipeline {
             inspect(batch, now: now, summary: &summary)
             advance()
         }
-        recordQueueDepth(fallback: summary.queueDepth, summary: &summary)
     }
 
     private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
@@ -492,7 +491,7 @@ public final class LinePipeline {
 
     /// A batch's heatmap figures, drawn on every core (the network may be idle: a batch's last
     /// outputs are what a burst waits for), each with its milliseconds.
-    static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>]) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
+    private static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>]) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
         var heatmaps = [Result<(png: [UInt8], milliseconds: Double), Error>?](repeating: nil, count: results.count)
         heatmaps.withUnsafeMutableBufferPointer { slots in
             DispatchQueue.concurrentPerform(iterations: results.count) { index in
