@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <png.h>
+#include <zlib.h>  // Z_RLE
 #include <jpeglib.h>
 #include <jerror.h>
 
@@ -210,9 +211,11 @@ int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t cha
     }
     png_set_write_fn(png, &context, png_write_bytes, png_flush_bytes);
     if (fast) {
-        // zlib's default level dominated the daemon's time on camera-sized heatmaps; level 1 with
-        // the SUB filter is about 3x faster for files about 1.5x larger.
+        // zlib's default level dominated the daemon's time on camera-sized heatmaps. Level 1 with
+        // one fixed filter and run-length matching only (Z_RLE) is several times faster still,
+        // and on heatmaps (smooth colour over a photo) no larger than level 1's full search.
         png_set_compression_level(png, 1);
+        png_set_compression_strategy(png, Z_RLE);
         png_set_filter(png, 0, PNG_FILTER_SUB);
     }
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, bit_depth,

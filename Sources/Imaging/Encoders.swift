@@ -16,6 +16,13 @@ public enum PNGEncoder {
                           compression: compression)
     }
 
+    /// 8-bit RGB already quantised, (H, W, 3), e.g. `Heatmap.render8`.
+    public static func encode(rgb8: [UInt8], width: Int, height: Int, text: [String: String] = [:],
+                              compression: Compression = .compact) throws -> Data {
+        precondition(rgb8.count == width * height * 3, "\(rgb8.count) values are not \(width)x\(height)x3")
+        return try encode(bytes: rgb8, width: width, height: height, channels: 3, bitDepth: 8, text: text, compression: compression)
+    }
+
     /// 8-bit gray, (H, W).
     public static func encode(gray: [UInt8], width: Int, height: Int, text: [String: String] = [:]) throws -> Data {
         precondition(gray.count == width * height, "\(gray.count) values are not \(width)x\(height)")

@@ -10,29 +10,71 @@ public enum Heatmap {
     /// 8-bit levels (k / 255), ready for `PNGEncoder`.
     public static func render(map: [Float], mapWidth: Int, mapHeight: Int, over image: RGBImage,
                               threshold: Float?, scale: ClosedRange<Float>) -> RGBImage {
+        let bytes = render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: image, threshold: threshold, scale: scale)
+        return RGBImage(width: image.width, height: image.height, pixels: bytes.map { Float($0) / 255 })
+    }
+
+    /// `render` as 8-bit RGB (H, W, 3), the form `PNGEncoder.encode(rgb8:)` writes without a
+    /// float copy of the figure.
+    public static func render8(map: [Float], mapWidth: Int, mapHeight: Int, over image: RGBImage,
+                               threshold: Float?, scale: ClosedRange<Float>) -> [UInt8] {
         let width = image.width, height = image.height
         let values = Resize.bilinear(map: map, width: mapWidth, height: mapHeight, toWidth: width, toHeight: height)
         let span = max(scale.upperBound - scale.lowerBound, .leastNormalMagnitude)
-        var pixels = [Float](repeating: 0, count: width * height * 3)
-        for i in 0..<width * height {
-            let t = min(max((values[i] - scale.lowerBound) / span, 0), 1)
-            let (red, green, blue) = turbo(t)
-            let alpha = 0.2 + 0.5 * t
-            func blend(_ base: Float, _ colour: Float) -> Float {
-                (min(max((1 - alpha) * base + alpha * colour, 0), 1) * 255).rounded() / 255
+        let levels = Float(BlendTable.levels - 1)
+        var bytes = [UInt8](repeating: 0, count: width * height * 3)
+        values.withUnsafeBufferPointer { values in
+            image.pixels.withUnsafeBufferPointer { base in
+                bytes.withUnsafeMutableBufferPointer { out in
+                    BlendTable.shared.entries.withUnsafeBufferPointer { table in
+                        for i in 0..<width * height {
+                            let t = min(max((values[i] - scale.lowerBound) / span, 0), 1)
+                            let entry = table[Int(t * levels + 0.5)]
+                            // 255 * ((1 - alpha) * base + alpha * colour), rounded and clamped.
+                            func blend(_ base: Float, _ colour: Float) -> UInt8 {
+                                UInt8(min(max(entry.keep * base + colour, 0), 255) + 0.5)
+                            }
+                            out[3 * i] = blend(base[3 * i], entry.red)
+                            out[3 * i + 1] = blend(base[3 * i + 1], entry.green)
+                            out[3 * i + 2] = blend(base[3 * i + 2], entry.blue)
+                        }
+                    }
+                }
             }
-            pixels[3 * i] = blend(image.pixels[3 * i], red)
-            pixels[3 * i + 1] = blend(image.pixels[3 * i + 1], green)
-            pixels[3 * i + 2] = blend(image.pixels[3 * i + 2], blue)
         }
         if let threshold {
             let outline = self.outline(values, width: width, height: height, threshold: threshold,
                                        radius: max(1, min(width, height) / 256))
             for i in 0..<width * height where outline[i] {
-                pixels[3 * i] = 1; pixels[3 * i + 1] = 1; pixels[3 * i + 2] = 1
+                bytes[3 * i] = 255; bytes[3 * i + 1] = 255; bytes[3 * i + 2] = 255
             }
         }
-        return RGBImage(width: width, height: height, pixels: pixels)
+        return bytes
+    }
+
+    /// Turbo colours and opacities at `levels` evenly spaced scale positions, pre-multiplied
+    /// and scaled to 0...255: the polynomial per pixel cost more than the rest of the render.
+    /// 1024 levels keep the error under half an 8-bit level.
+    struct BlendTable: Sendable {
+        struct Entry: Sendable {
+            /// 255 * (1 - alpha), applied to the image.
+            var keep: Float
+            /// 255 * alpha * colour.
+            var red: Float, green: Float, blue: Float
+        }
+
+        static let levels = 1024
+        static let shared = BlendTable()
+        let entries: [Entry]
+
+        init() {
+            entries = (0..<Self.levels).map { level in
+                let t = Float(level) / Float(Self.levels - 1)
+                let (red, green, blue) = Heatmap.turbo(t)
+                let alpha = 0.2 + 0.5 * t
+                return Entry(keep: 255 * (1 - alpha), red: 255 * alpha * red, green: 255 * alpha * green, blue: 255 * alpha * blue)
+            }
+        }
     }
 
     /// The map as a 16-bit gray PNG at its own resolution: pixel p stands for

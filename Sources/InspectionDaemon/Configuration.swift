@@ -31,6 +31,8 @@ public struct LineConfiguration: Sendable, Equatable {
     public var processedInputs: ProcessedInputPolicy
     public var batchSize: Int
     public var maximumInputBytes: Int
+    /// The heatmap figure's size; verdict regions stay in original-image pixels.
+    public var heatmapResolution: HeatmapResolution
     /// Retraining on accepted images; needs `modelBundle` to be a model store.
     public var learning: LearningConfiguration?
 
@@ -38,7 +40,7 @@ public struct LineConfiguration: Sendable, Equatable {
         name: String, inbox: FilePath, outbox: FilePath, archive: FilePath?, quarantine: FilePath, work: FilePath,
         modelBundle: FilePath, thresholdOverride: Float? = nil, pollIntervalSeconds: Double = 2, settleIntervalSeconds: Double = 2,
         processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20,
-        learning: LearningConfiguration? = nil
+        heatmapResolution: HeatmapResolution = .default, learning: LearningConfiguration? = nil
     ) {
         self.name = name
         self.inbox = inbox
@@ -53,6 +55,7 @@ public struct LineConfiguration: Sendable, Equatable {
         self.processedInputs = processedInputs
         self.batchSize = batchSize
         self.maximumInputBytes = maximumInputBytes
+        self.heatmapResolution = heatmapResolution
         self.learning = learning
     }
 }
@@ -141,7 +144,8 @@ struct ConfigurationReader {
     static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
     static let lineKeys: Set<String> = [
         "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold",
-        "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes", "learning",
+        "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
+        "heatmap_max_side", "learning",
     ]
     static let learningKeys: Set<String> = [
         "accepted", "defects", "store", "originals", "trainer", "resume_arguments", "min_new_images", "window", "capacity",
@@ -234,6 +238,7 @@ struct ConfigurationReader {
         let settle = number(f["settle_interval_seconds"], key: prefix + ".settle_interval_seconds", range: 0...3600) ?? 2
         let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
         let maximum = integer(f["max_input_bytes"], key: prefix + ".max_input_bytes", range: 1...(1 << 40)) ?? (256 << 20)
+        let heatmap = heatmapResolution(f["heatmap_max_side"], key: prefix + ".heatmap_max_side") ?? .default
         var learning: LearningConfiguration?
         if let node = f["learning"] {
             learning = readLearning(node, prefix: prefix + ".learning", maximumInputBytes: maximum)
@@ -245,7 +250,8 @@ struct ConfigurationReader {
         return LineConfiguration(
             name: name, inbox: inbox, outbox: outbox, archive: archive, quarantine: quarantine, work: work,
             modelBundle: model, thresholdOverride: threshold.map { Float($0) }, pollIntervalSeconds: poll,
-            settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum, learning: learning)
+            settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum,
+            heatmapResolution: heatmap, learning: learning)
     }
 
     /// The `learning:` mapping of a line.
@@ -452,6 +458,21 @@ struct ConfigurationReader {
             return nil
         }
         return value
+    }
+
+    /// `original`, or the longest side in pixels.
+    mutating func heatmapResolution(_ node: Node?, key: String) -> HeatmapResolution? {
+        guard let node else { return nil }
+        if node.tag == Tag(.str), node.scalar?.string == "original" { return .original }
+        guard node.tag == Tag(.int), let side = node.int else {
+            problem(key, node, "must be `original` or the longest side in pixels (an integer from 16 to 65536), got \(describe(node))")
+            return nil
+        }
+        guard (16...65536).contains(side) else {
+            problem(key, node, "must be between 16 and 65536 pixels, or `original`, got \(side)")
+            return nil
+        }
+        return .maximumSide(side)
     }
 
     func describe(_ node: Node) -> String {

@@ -355,6 +355,14 @@ final class StoreVersionInspector: Inspector {
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
         inner.inspect(inputs)
     }
+
+    func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        inner.prepare(inputs)
+    }
+
+    func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        inner.inspect(prepared: prepared)
+    }
 }
 
 /// A line's model bundle could not be loaded.

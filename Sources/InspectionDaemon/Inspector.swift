@@ -75,14 +75,25 @@ public struct InspectionOutcome: Sendable {
     /// The decoded image's size, to which the map is scaled for region extraction.
     public var imageWidth: Int
     public var imageHeight: Int
-    /// The heatmap figure, already encoded as PNG.
-    public var heatmapPNG: [UInt8]
+    /// Renders and encodes the heatmap figure as PNG. Deferred so that the pipeline draws it on
+    /// its output thread while the network works on the next batch; it may throw (out of memory).
+    public var renderHeatmapPNG: @Sendable () throws -> [UInt8]
     public var timings: InspectionTimings
 
+    /// An outcome whose heatmap is already encoded.
     public init(
         score: Float, threshold: Float, thresholdSource: ThresholdSource,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
+    ) {
+        self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
+                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { heatmapPNG }, timings: timings)
+    }
+
+    public init(
+        score: Float, threshold: Float, thresholdSource: ThresholdSource,
+        anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
+        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable () throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score
@@ -93,7 +104,7 @@ public struct InspectionOutcome: Sendable {
         self.mapHeight = mapHeight
         self.imageWidth = imageWidth
         self.imageHeight = imageHeight
-        self.heatmapPNG = heatmapPNG
+        self.renderHeatmapPNG = renderHeatmapPNG
         self.timings = timings
     }
 }
@@ -131,11 +142,38 @@ public enum InspectionError: Error, Sendable, Equatable {
 }
 
 /// The model behind a line. Implemented by the RSTPM module (teacher, student, discriminator);
-/// tests use a deterministic double. Called from one line's queue at a time.
+/// tests use a deterministic double. `inspect` is called from one line's queue at a time;
+/// `prepare` from another thread, while the batch before is inspected.
 public protocol Inspector: AnyObject {
     var modelIdentity: ModelIdentity { get }
     /// One result per input, in order. A batch holds the files that arrived together.
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
+    /// The work on a batch that needs no network (decoding), so that it overlaps the network's
+    /// work on the batch before. By default nothing is done ahead.
+    func prepare(_ inputs: [InspectionInput]) -> PreparedInputs
+    /// `inspect` on what this inspector's own `prepare` returned.
+    func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>]
+}
+
+extension Inspector {
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        PreparedInputs(inputs: inputs, work: nil)
+    }
+
+    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        inspect(prepared.inputs)
+    }
+}
+
+/// A batch with what `Inspector.prepare` did ahead, in a form only that inspector reads.
+public struct PreparedInputs: @unchecked Sendable {
+    public var inputs: [InspectionInput]
+    public var work: Any?
+
+    public init(inputs: [InspectionInput], work: Any?) {
+        self.inputs = inputs
+        self.work = work
+    }
 }
 
 /// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);

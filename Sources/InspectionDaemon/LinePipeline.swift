@@ -24,6 +24,13 @@ public struct PassSummary: Sendable, Equatable {
 /// until its outputs are durable and it has been archived, deleted, left or quarantined. A
 /// transient error (ENOSPC, EIO, ...) leaves it there to retry with backoff; a restart finds it
 /// there again. Nothing is deleted on error.
+///
+/// Three stages overlap, so that decoding, PNG work and fsync waits hide behind the network:
+/// the next batch is read and prepared (decoded) on `prepareQueue`, the current one is inspected
+/// on `queue`, and the previous one's outputs (heatmap render and encode, durable writes,
+/// disposal) are written on `outputQueue`. One batch at most is in each stage; every pass waits
+/// for all of them before it returns, and a batch's inputs stay in work/ (so a crash recovers
+/// them) and out of later batches until they are disposed of.
 public final class LinePipeline {
     public let configuration: LineConfiguration
     public let instance: String
@@ -40,7 +47,15 @@ public final class LinePipeline {
     let autoAcceptor: AutoAcceptor?
 
     struct Retry { var attempts: Int; var notBefore: Int64 }
+    /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
+    /// done since the last drain; under `stateLock`.
+    private var inputsInFlight: Set<String> = []
+    private var outputSummary = PassSummary()
+    private let stateLock = NSLock()
+    private let outputQueue: DispatchQueue
+    private let prepareQueue: DispatchQueue
     private var stopRequested = false
     private var timer: DispatchSourceTimer?
     private var inotifySource: DispatchSourceRead?
@@ -70,6 +85,8 @@ public final class LinePipeline {
         self.clock = clock
         self.autoAcceptor = autoAcceptor
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
+        self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
+        self.prepareQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).prepare")
         self.scanner = InboxScanner(
             inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
@@ -220,21 +237,25 @@ public final class LinePipeline {
             progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
         }
         var summary = PassSummary()
-        // Claim one batch at a time, so daemons sharing the inbox share the work too.
-        var claimedNow = 0
-        repeat {
-            claimedNow = 0
-            do {
-                for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
-                    if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
-                }
-            } catch {
-                logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
-            }
-            summary.claimed += claimedNow
-            processWork(now: now, summary: &summary)
-        } while claimedNow > 0 && !shouldStop
+        // Claim one batch at a time (and one more for each batch inspected), so daemons sharing
+        // the inbox share the work too.
+        claimBatch(now: now, summary: &summary)
+        processWork(now: now, summary: &summary) { self.claimBatch(now: now, summary: &$0) }
+        finishOutputs(summary: &summary)
         return summary
+    }
+
+    private func claimBatch(now: Int64, summary: inout PassSummary) {
+        guard !shouldStop else { return }
+        var claimedNow = 0
+        do {
+            for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
+                if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
+            }
+        } catch {
+            logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
+        }
+        summary.claimed += claimedNow
     }
 
     /// Everything in the work directory, as at start after a crash: outputs are idempotent.
@@ -248,6 +269,7 @@ public final class LinePipeline {
         removeStaleTemporaryFiles()
         var summary = PassSummary()
         processWork(now: now, summary: &summary)
+        finishOutputs(summary: &summary)
         return summary
     }
 
@@ -295,26 +317,46 @@ public final class LinePipeline {
         return items.sorted { ($0.1.changeNanoseconds, $0.0) < ($1.1.changeNanoseconds, $1.0) }
     }
 
-    private func processWork(now: Int64, summary: inout PassSummary) {
-        let items: [(name: String, status: FileStatus)]
-        do {
-            items = try workItems()
-        } catch {
-            logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
-            return
-        }
-        let due = items.filter { (retries[$0.name]?.notBefore ?? .min) <= now }
-        var index = 0
-        while index < due.count && !shouldStop {
-            let batch = Array(due[index..<min(index + configuration.batchSize, due.count)])
-            index += batch.count
-            processBatch(batch, now: now, summary: &summary)
+    /// Inspects the due work items batch by batch. Each batch is read and handed to the
+    /// inspector's `prepare` (decoding) on `prepareQueue` one batch ahead, so that it runs while
+    /// the network works on the batch before; `claimMore` (a pass's inbox claims) is asked for one
+    /// more batch each time.
+    private func processWork(now: Int64, summary: inout PassSummary, claimMore: ((inout PassSummary) -> Void)? = nil) {
+        var next = startBatch(now: now, summary: &summary)
+        while let batch = next {
+            if shouldStop {
+                abandon(batch)
+                break
+            }
+            claimMore?(&summary)
+            next = shouldStop ? nil : startBatch(now: now, summary: &summary)
+            inspect(batch, now: now, summary: &summary)
             advance()
         }
-        let depth = (try? workItems().count) ?? items.count
+    }
+
+    private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
+        let depth = (try? workItems().count) ?? fallback
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
         progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
+    }
+
+    /// Waits for the outputs in flight and adds what they did to `summary`.
+    private func drainOutputs(summary: inout PassSummary) {
+        outputQueue.sync {}
+        stateLock.lock()
+        summary.decided += outputSummary.decided
+        summary.quarantined += outputSummary.quarantined
+        summary.retrying += outputSummary.retrying
+        outputSummary = PassSummary()
+        stateLock.unlock()
+    }
+
+    /// The end of a pass: every output written, and the queue depth as it then is.
+    private func finishOutputs(summary: inout PassSummary) {
+        drainOutputs(summary: &summary)
+        recordQueueDepth(fallback: summary.queueDepth, summary: &summary)
     }
 
     struct Loaded {
@@ -325,11 +367,64 @@ public final class LinePipeline {
         var receivedNanoseconds: Int64
     }
 
-    private func processBatch(_ batch: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
-        let started = monotonicNanoseconds()
-        takePendingInspector()
+    /// A batch read from work/ whose `prepare` runs on `prepareQueue`. Its inputs are in
+    /// `inputsInFlight` until their outputs are done or the batch is abandoned.
+    final class Batch {
+        let loaded: [Loaded]
+        let started: Int64
+        let preparer: any Inspector
+        let preparing = DispatchGroup()
+        /// Written on `prepareQueue` before `preparing` is left.
+        var prepared: PreparedInputs?
+
+        init(loaded: [Loaded], started: Int64, preparer: any Inspector) {
+            self.loaded = loaded
+            self.started = started
+            self.preparer = preparer
+        }
+    }
+
+    /// Reads the next batch of due work items (those not in flight, not waiting for a retry)
+    /// and starts preparing it; nil when nothing is due.
+    private func startBatch(now: Int64, summary: inout PassSummary) -> Batch? {
+        while true {
+            let started = monotonicNanoseconds()
+            let items: [(name: String, status: FileStatus)]
+            do {
+                items = try workItems()
+            } catch {
+                logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
+                return nil
+            }
+            stateLock.lock()
+            let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            stateLock.unlock()
+            if due.isEmpty { return nil }
+            // Inputs that cannot be read are quarantined or wait for a retry: the next look
+            // does not see them as due again.
+            let loaded = load(Array(due.prefix(configuration.batchSize)), now: now, summary: &summary)
+            if loaded.isEmpty { continue }
+            stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
+            let batch = Batch(loaded: loaded, started: started, preparer: inspector)
+            let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
+            batch.preparing.enter()
+            prepareQueue.async {
+                batch.prepared = batch.preparer.prepare(inputs)
+                batch.preparing.leave()
+            }
+            return batch
+        }
+    }
+
+    /// A batch that will not be inspected in this pass (stop requested): it stays in work/.
+    private func abandon(_ batch: Batch) {
+        batch.preparing.wait()
+        stateLock.lock(); inputsInFlight.subtract(batch.loaded.map(\.name)); stateLock.unlock()
+    }
+
+    private func load(_ items: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) -> [Loaded] {
         var loaded: [Loaded] = []
-        for (name, status) in batch {
+        for (name, status) in items {
             let path = workDirectory.appending(name)
             // Rename sets ctime, so a work file's ctime is its claim time, even after a restart.
             let received = status.changeNanoseconds
@@ -349,28 +444,67 @@ public final class LinePipeline {
                 quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
                            message: "the input is a symbolic link and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
             } catch Errno.noSuchFileOrDirectory {
-                retries[name] = nil
+                setRetry(nil, for: name)
             } catch {
                 scheduleRetry(name, now: now, stage: "read", error: error, summary: &summary)
             }
         }
-        guard !loaded.isEmpty else { return }
-        let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
-        let results = inspector.inspect(inputs)
-        precondition(results.count == inputs.count, "inspector returned \(results.count) results for \(inputs.count) inputs")
-        for (input, result) in zip(loaded, results) {
-            switch result {
-            case .success(let outcome):
-                decide(input, outcome: outcome, now: now, summary: &summary)
-            case .failure(let error):
-                quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
-                           hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &summary)
-            }
-        }
-        metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - started) / 1e9)
+        return loaded
     }
 
-    private func decide(_ input: Loaded, outcome: InspectionOutcome, now: Int64, summary: inout PassSummary) {
+    /// Runs the batch through the inspector, then hands its outputs to `outputQueue`.
+    private func inspect(_ batch: Batch, now: Int64, summary: inout PassSummary) {
+        progressLock.lock(); let swapping = pendingInspector != nil; progressLock.unlock()
+        // The outputs in flight log with the old model's metadata.
+        if swapping { drainOutputs(summary: &summary) }
+        takePendingInspector()
+        batch.preparing.wait()
+        let loaded = batch.loaded
+        // A batch prepared by the model this one replaced is prepared again.
+        let prepared = batch.preparer === inspector ? batch.prepared! : inspector.prepare(batch.prepared!.inputs)
+        let results = inspector.inspect(prepared: prepared)
+        precondition(results.count == loaded.count, "inspector returned \(results.count) results for \(loaded.count) inputs")
+        // The previous batch's outputs ran during this inspection; one batch in flight at most.
+        drainOutputs(summary: &summary)
+        let model = inspector.modelIdentity
+        outputQueue.async { [self] in
+            var outputs = PassSummary()
+            let heatmaps = Self.renderHeatmaps(results)
+            for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
+                switch result {
+                case .success(let outcome):
+                    decide(input, outcome: outcome, heatmap: heatmap!, model: model, now: now, summary: &outputs)
+                case .failure(let error):
+                    quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
+                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
+                }
+            }
+            stateLock.lock()
+            inputsInFlight.subtract(loaded.map(\.name))
+            outputSummary.decided += outputs.decided
+            outputSummary.quarantined += outputs.quarantined
+            outputSummary.retrying += outputs.retrying
+            stateLock.unlock()
+            metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - batch.started) / 1e9)
+        }
+    }
+
+    /// A batch's heatmap figures, drawn on every core (the network may be idle: a batch's last
+    /// outputs are what a burst waits for), each with its milliseconds.
+    private static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>]) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
+        var heatmaps = [Result<(png: [UInt8], milliseconds: Double), Error>?](repeating: nil, count: results.count)
+        heatmaps.withUnsafeMutableBufferPointer { slots in
+            DispatchQueue.concurrentPerform(iterations: results.count) { index in
+                guard case .success(let outcome) = results[index] else { return }
+                let start = monotonicNanoseconds()
+                slots[index] = Result { (try outcome.renderHeatmapPNG(), Double(monotonicNanoseconds() - start) / 1e6) }
+            }
+        }
+        return heatmaps
+    }
+
+    private func decide(_ input: Loaded, outcome: InspectionOutcome, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
+                        model: ModelIdentity, now: Int64, summary: inout PassSummary) {
         let threshold = configuration.thresholdOverride ?? outcome.threshold
         let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
         let (regions, truncated) = RegionExtractor.regions(
@@ -379,18 +513,20 @@ public final class LinePipeline {
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         let heatmapName = input.name + ".heatmap.png"
         do {
+            let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
-            try files.writeDurably(outcome.heatmapPNG, to: configuration.outbox.appending(heatmapName))
+            try files.writeDurably(heatmapPNG, to: configuration.outbox.appending(heatmapName))
             let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
             let verdict = Verdict(
                 file: input.name, sha256: input.sha256,
                 size: .init(bytes: input.bytes.count, width: outcome.imageWidth, height: outcome.imageHeight),
                 receivedAt: iso8601(nanosecondsSinceEpoch: input.receivedNanoseconds),
                 decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
-                line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: decision,
+                line: configuration.name, instance: instance, model: model, verdict: decision,
                 score: outcome.score, threshold: .init(value: threshold, source: source),
                 regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
-                timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds, write: writeMilliseconds),
+                timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
+                                           heatmap: heatmapMilliseconds, write: writeMilliseconds),
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
@@ -403,11 +539,12 @@ public final class LinePipeline {
                 }
             }
             try dispose(input.name)
-            retries[input.name] = nil
+            setRetry(nil, for: input.name)
             summary.decided += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "decode"], seconds: outcome.timings.decodeMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "infer"], seconds: outcome.timings.inferMilliseconds / 1e3)
+            metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "heatmap"], seconds: heatmapMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "write"], seconds: writeMilliseconds / 1e3)
             logger.event(.verdict, decision == .defect ? .notice : .info, "\(input.name): \(decision.rawValue) (score \(outcome.score), threshold \(threshold))", [
                 "image.path": "\(configuration.inbox.appending(input.name))", "score": "\(outcome.score)", "verdict": "\(decision.rawValue)",
@@ -459,13 +596,13 @@ public final class LinePipeline {
                 file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
-                regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, write: 0),
+                regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(name + ".json"))
             try files.syscalls.rename(workDirectory.appending(name), to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
-            retries[name] = nil
+            setRetry(nil, for: name)
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
             logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
@@ -478,16 +615,22 @@ public final class LinePipeline {
 
     /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile.
     private func scheduleRetry(_ name: String, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
+        stateLock.lock()
         var retry = retries[name] ?? Retry(attempts: 0, notBefore: now)
         let delaySeconds = min(Double(1 << min(retry.attempts, 9)), 300)
         retry.attempts += 1
         retry.notBefore = now + Int64(delaySeconds * 1e9)
         retries[name] = retry
+        stateLock.unlock()
         summary.retrying += 1
         metrics.increment("rstpmd_retries_total", labels: ["line": configuration.name, "stage": stage])
         logger.event(.retrying, .error, "\(name): \(stage) failed (\(error)); kept in the work directory, retry in \(Int(delaySeconds)) s", [
             "image.path": "\(workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
         ])
+    }
+
+    private func setRetry(_ retry: Retry?, for name: String) {
+        stateLock.lock(); retries[name] = retry; stateLock.unlock()
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.

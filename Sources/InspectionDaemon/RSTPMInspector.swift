@@ -5,8 +5,8 @@ import SystemPackage
 
 /// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
 /// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
-/// anomaly map and renders the heatmap over the original image at its own resolution with the
-/// threshold outline. An input that cannot be decoded, or whose score is not finite, fails
+/// anomaly map and renders the heatmap over the original image, scaled to the line's
+/// `HeatmapResolution`, with the threshold outline. An input that cannot be decoded, or whose score is not finite, fails
 /// alone; the rest of the batch goes on.
 public final class RSTPMInspector: Inspector {
     public let model: RSTPMModel
@@ -15,24 +15,27 @@ public final class RSTPMInspector: Inspector {
     public let thresholdOverride: Float?
     /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
     public let imageLimits: ImageLimits
+    public let heatmapResolution: HeatmapResolution
 
-    /// 40 megapixels: the heatmap of the original image needs about 12 bytes per pixel on top of
-    /// the decoded image, and one line batches several.
+    /// 40 megapixels: a decoded image takes 12 bytes per pixel, and a line holds up to three
+    /// batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
-    public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits) {
+    public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
+                heatmapResolution: HeatmapResolution = .default) {
         self.model = model
         self.thresholdOverride = thresholdOverride
         self.imageLimits = imageLimits
+        self.heatmapResolution = heatmapResolution
         modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
     }
 
     /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
     /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
     public convenience init(bundle: FilePath, weightsDirectory: URL, thresholdOverride: Float? = nil,
-                            imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits) throws {
+                            imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
-        self.init(model: model, thresholdOverride: thresholdOverride, imageLimits: imageLimits)
+        self.init(model: model, thresholdOverride: thresholdOverride, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
     }
 
     private struct Decoded {
@@ -44,18 +47,35 @@ public final class RSTPMInspector: Inspector {
     }
 
     public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
-        var decoded: [Decoded] = []
-        for (index, input) in inputs.enumerated() {
+        inspect(prepared: prepare(inputs))
+    }
+
+    /// Decodes every input; a failure is that input's result.
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        let decodings = inputs.enumerated().map { index, input -> Result<Decoded, InspectionError> in
             let start = monotonicNanoseconds()
             do {
                 let (original, modelInput) = try decode(input)
-                decoded.append(Decoded(index: index, original: original, modelInput: modelInput,
-                                       decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
+                return .success(Decoded(index: index, original: original, modelInput: modelInput,
+                                        decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
             } catch let error as InspectionError {
-                results[index] = .failure(error)
+                return .failure(error)
             } catch {
-                results[index] = .failure(.decodeFailure(message: "\(error)"))
+                return .failure(.decodeFailure(message: "\(error)"))
+            }
+        }
+        return PreparedInputs(inputs: inputs, work: decodings)
+    }
+
+    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        let inputs = prepared.inputs
+        guard let decodings = prepared.work as? [Result<Decoded, InspectionError>] else { return inspect(inputs) }
+        var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
+        var decoded: [Decoded] = []
+        for (index, decoding) in decodings.enumerated() {
+            switch decoding {
+            case .success(let item): decoded.append(item)
+            case .failure(let error): results[index] = .failure(error)
             }
         }
         if !decoded.isEmpty {
@@ -106,20 +126,20 @@ public final class RSTPMInspector: Inspector {
             return .failure(.inferenceFailure(message: "the anomaly map of \(fileName) is not finite (score \(anomaly.score))"))
         }
         let threshold = thresholdOverride ?? anomaly.threshold
-        let heatmap = Heatmap.render(map: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height, over: item.original,
-                                     threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
-        let png: Data
-        do {
-            png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"],
-                                         compression: .fast)
-        } catch {
-            return .failure(.inferenceFailure(message: "cannot encode the heatmap: \(error)"))
+        let original = item.original, map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
+        let size = heatmapResolution.size(width: original.width, height: original.height)
+        let text = ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"]
+        let render: @Sendable () throws -> [UInt8] = {
+            let background = Resize.bilinear(original, width: size.width, height: size.height)
+            let figure = Heatmap.render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
+                                         threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
+            return Array(try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: text, compression: .fast))
         }
         let timings = InspectionTimings(decodeMilliseconds: item.decodeMilliseconds,
                                         inferMilliseconds: anomaly.timings.preprocessMilliseconds + anomaly.timings.networkMilliseconds)
         return .success(InspectionOutcome(
             score: anomaly.score, threshold: anomaly.threshold, thresholdSource: .model,
             anomalyMap: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height,
-            imageWidth: item.original.width, imageHeight: item.original.height, heatmapPNG: Array(png), timings: timings))
+            imageWidth: original.width, imageHeight: original.height, renderHeatmapPNG: render, timings: timings))
     }
 }

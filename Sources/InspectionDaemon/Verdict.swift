@@ -21,6 +21,8 @@ public struct Verdict: Sendable, Codable, Equatable {
     public struct Timings: Sendable, Codable, Equatable {
         public var decode: Double
         public var infer: Double
+        /// Rendering and encoding the heatmap figure.
+        public var heatmap: Double
         public var write: Double
     }
 

@@ -54,7 +54,8 @@ struct RSTPMDaemonCommand: ParsableCommand {
         let logger = Logger(label: "rstpmd")
         let weights = WeightsDirectory.resolve(override: weightsDir)
         let service = DaemonService(configurationPath: path, modelLoader: { line in
-            try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride)
+            try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride,
+                               heatmapResolution: line.heatmapResolution)
         }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
         do {
             try service.load()

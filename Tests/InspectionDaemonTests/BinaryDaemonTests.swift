@@ -6,7 +6,7 @@ import XCTest
 
 /// The real `rstpmd` on temporary folders with a real (tiny) RSTPM model.
 final class BinaryDaemonTests: XCTestCase {
-    func testRealImagesBecomeVerdictsAndHeatmapsAtOriginalSize() throws {
+    func testRealImagesBecomeVerdictsAndHeatmapsOfTheConfiguredSize() throws {
         let model = try BinaryHarness.tinyModel()
         let folders = try LineFolders()
         defer { folders.remove() }
@@ -18,7 +18,7 @@ final class BinaryDaemonTests: XCTestCase {
             (BinaryHarness.bottle.appendingPathComponent("test/contamination/000.png"), "contamination_000.png"),
         ]
         for input in inputs { try BinaryHarness.drop(try Data(contentsOf: input.source), as: input.name, into: folders) }
-        // A camera JPEG: the network gets libjpeg's DCT-scaled decode, the heatmap the full image.
+        // A camera JPEG: the network gets libjpeg's DCT-scaled decode, the heatmap the image.
         let camera = try ImageDecoder.decode(contentsOf: BinaryHarness.fullResolutionBottle.appendingPathComponent("contamination_000.png"))
         try BinaryHarness.drop(try JPEGEncoder.encode(camera, quality: 92), as: "camera.jpg", into: folders)
         let names = inputs.map(\.name) + ["camera.jpg"]
@@ -41,21 +41,34 @@ final class BinaryDaemonTests: XCTestCase {
             XCTAssertEqual(size["width"] as? Int, original.width)
             XCTAssertEqual(size["height"] as? Int, original.height)
             XCTAssertEqual((verdict["sha256"] as? String)?.count, 64)
-            // The heatmap is drawn over the original image at its own resolution.
+            // The heatmap is drawn over the original image, the longer side at most 512 pixels by default.
             let heatmap = try ImageDecoder.decode(contentsOf: folders.root.appendingPathComponent("outbox/\(input.name).heatmap.png"))
-            XCTAssertEqual(heatmap.width, original.width)
-            XCTAssertEqual(heatmap.height, original.height)
+            XCTAssertEqual([heatmap.width, heatmap.height], original.width > 512 ? [512, 512] : [original.width, original.height], input.name)
             XCTAssertNotEqual(heatmap.pixels, original.pixels)
             XCTAssertTrue(folders.exists("archive/\(input.name)"), input.name)
         }
         let jpeg = try XCTUnwrap(BinaryHarness.verdict("camera.jpg", in: folders))
         XCTAssertTrue(["ok", "defect"].contains(jpeg["verdict"] as? String), "\(jpeg)")
         let jpegHeatmap = try ImageDecoder.decode(contentsOf: folders.root.appendingPathComponent("outbox/camera.jpg.heatmap.png"))
-        XCTAssertEqual([jpegHeatmap.width, jpegHeatmap.height], [900, 900])
+        XCTAssertEqual([jpegHeatmap.width, jpegHeatmap.height], [512, 512])
         XCTAssertEqual(folders.list("quarantine"), [])
         XCTAssertEqual(folders.list("inbox"), [])
         // 900x900 camera images are tested at full size, not at the 256x256 of the data set.
         XCTAssertEqual((BinaryHarness.verdict("full_good_000.png", in: folders)?["size"] as? [String: Any])?["width"] as? Int, 900)
+    }
+
+    func testHeatmapAtOriginalSizeWhenConfigured() throws {
+        let model = try BinaryHarness.tinyModel()
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let configuration = try BinaryHarness.writeConfiguration(folders, model: model, extra: "    heatmap_max_side: original")
+        let daemon = try DaemonProcess(configuration: configuration, folders: folders)
+        let source = BinaryHarness.fullResolutionBottle.appendingPathComponent("good_000.png")
+        try BinaryHarness.drop(try Data(contentsOf: source), as: "full.png", into: folders)
+        XCTAssertTrue(BinaryHarness.wait(seconds: 60) { BinaryHarness.verdict("full.png", in: folders) != nil }, daemon.output)
+        XCTAssertEqual(daemon.stop(), 0, daemon.output)
+        let heatmap = try ImageDecoder.decode(contentsOf: folders.root.appendingPathComponent("outbox/full.png.heatmap.png"))
+        XCTAssertEqual([heatmap.width, heatmap.height], [900, 900])
     }
 
     func testHalfWrittenFileIsTakenOnlyWhenComplete() throws {

@@ -111,6 +111,33 @@ final class ConfigurationTests: XCTestCase {
         }
     }
 
+    func testHeatmapMaxSide() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        func parse(_ value: String) throws -> HeatmapResolution {
+            try DaemonConfiguration.parse(yaml: lineYAML(folders, extra: "    heatmap_max_side: \(value)"), file: "test.yaml")
+                .lines[0].heatmapResolution
+        }
+        XCTAssertEqual(try DaemonConfiguration.parse(yaml: lineYAML(folders), file: "test.yaml").lines[0].heatmapResolution, .maximumSide(512), "default")
+        XCTAssertEqual(try parse("original"), .original)
+        XCTAssertEqual(try parse("300"), .maximumSide(300))
+        for (bad, message) in [("8", "must be between 16 and 65536"), ("half", "must be `original` or the longest side"), ("51.2", "must be `original`")] {
+            XCTAssertThrowsError(try parse(bad), bad) { error in
+                let problems = (error as? ConfigurationError)?.problems ?? []
+                XCTAssertEqual(problems.map(\.key), ["lines[0].heatmap_max_side"], "\(problems)")
+                XCTAssertTrue(problems.first?.message.contains(message) == true, "\(problems)")
+            }
+        }
+    }
+
+    func testHeatmapSizeKeepsTheAspectRatioAndNeverEnlarges() {
+        XCTAssertTrue(HeatmapResolution.maximumSide(512).size(width: 900, height: 900) == (512, 512))
+        XCTAssertTrue(HeatmapResolution.maximumSide(512).size(width: 2448, height: 2048) == (512, 428))
+        XCTAssertTrue(HeatmapResolution.maximumSide(512).size(width: 600, height: 1200) == (256, 512))
+        XCTAssertTrue(HeatmapResolution.maximumSide(512).size(width: 256, height: 256) == (256, 256))
+        XCTAssertTrue(HeatmapResolution.original.size(width: 2448, height: 2048) == (2448, 2048))
+    }
+
     func testMissingArchiveAndEmptyLines() {
         XCTAssertThrowsError(try DaemonConfiguration.parse(yaml: "lines: []\n", file: "a.yaml", checkFileSystem: false)) { error in
             XCTAssertEqual((error as? ConfigurationError)?.problems.map(\.key), ["lines"])

@@ -165,6 +165,31 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try folders.json("outbox/written.pgm.json")["verdict"] as? String, "ok", "outputs are rewritten, not trusted")
     }
 
+    /// A batch's outputs are written while the next batch is inspected; each input is still
+    /// inspected once, and the pass returns only when every output is durable.
+    func testOutputsAreWrittenWhileTheNextBatchIsInspected() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let syscalls = StallingSyscalls()
+        let inspector = PGMInspector()
+        var batches = 0
+        inspector.beforeBatch = {
+            batches += 1
+            if batches == 2 { syscalls.release.signal() }
+        }
+        let pipeline = try makePipeline(folders, folders.configuration(batchSize: 2), inspector: inspector, syscalls: syscalls)
+        let names = ["a.pgm", "b.pgm", "c.pgm", "d.pgm", "e.pgm"]
+        for name in names { try folders.write(PGMInspector.image(), to: "inbox/\(name)") }
+        let summary = pipeline.pass(now: 0)
+        XCTAssertTrue(syscalls.releasedInTime, "the second batch was inspected only after the first one's outputs")
+        XCTAssertEqual(summary.decided, 5)
+        XCTAssertEqual(summary.queueDepth, 0)
+        XCTAssertEqual(inspector.names.sorted(), names)
+        XCTAssertEqual(folders.list("archive"), names)
+        XCTAssertEqual(folders.list("outbox"), names.flatMap { [$0 + ".heatmap.png", $0 + ".json"] }.sorted())
+        XCTAssertEqual(folders.list("work/host-a"), [])
+    }
+
     /// A crash (SIGKILL) after every possible number of changing system calls, then a restart:
     /// each input ends up archived or quarantined exactly once, with its verdict, and none is
     /// lost. A deterministic sweep of every crash point of one pass over three inputs.
@@ -304,7 +329,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(verdict["heatmap"] as? String, "part.pgm.heatmap.png")
         XCTAssertTrue(verdict["error"] is NSNull)
         let timings = try XCTUnwrap(verdict["timings_ms"] as? [String: Double])
-        XCTAssertEqual(Set(timings.keys), ["decode", "infer", "write"])
+        XCTAssertEqual(Set(timings.keys), ["decode", "infer", "heatmap", "write"])
         for key in ["received_at", "decided_at"] {
             let text = try XCTUnwrap(verdict[key] as? String)
             XCTAssertNotNil(text.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression), text)

@@ -208,14 +208,17 @@ let second: Int64 = 1_000_000_000
 final class CrashingSyscalls: Syscalls {
     let real = SystemCalls()
     let crashAfter: Int
-    private(set) var changingCalls = 0
+    // The pipeline's two queues both call in.
+    private let lock = NSLock()
+    private var calls = 0
 
     init(crashAfter: Int) { self.crashAfter = crashAfter }
 
+    var changingCalls: Int { lock.lock(); defer { lock.unlock() }; return calls }
     var crashed: Bool { changingCalls > crashAfter }
 
     private func step() throws {
-        changingCalls += 1
+        lock.lock(); calls += 1; lock.unlock()
         if crashed { throw Errno.ioError }
     }
 
@@ -244,4 +247,37 @@ final class CrashingSyscalls: Syscalls {
         if crashed { throw Errno.ioError }
         return try real.listDirectory(path)
     }
+}
+
+/// Holds the first write into an outbox until `release` is signalled, or 30 s pass: a pipeline
+/// that inspects the next batch only after the previous one's outputs would wait that long.
+final class StallingSyscalls: Syscalls {
+    let real = SystemCalls()
+    let release = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var stalled = false
+    private var released = false
+
+    /// Whether the stalled write was released before the 30 s ran out.
+    var releasedInTime: Bool { lock.lock(); defer { lock.unlock() }; return released }
+
+    func open(_ path: FilePath, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions, permissions: FilePermissions?) throws -> FileDescriptor {
+        if mode != .readOnly && path.string.contains("/outbox/") {
+            lock.lock(); let first = !stalled; stalled = true; lock.unlock()
+            if first {
+                let inTime = release.wait(timeout: .now() + 30) == .success
+                lock.lock(); released = inTime; lock.unlock()
+            }
+        }
+        return try real.open(path, mode, options: options, permissions: permissions)
+    }
+    func read(_ descriptor: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try real.read(descriptor, into: buffer) }
+    func write(_ descriptor: FileDescriptor, _ buffer: UnsafeRawBufferPointer) throws -> Int { try real.write(descriptor, buffer) }
+    func fsync(_ descriptor: FileDescriptor) throws { try real.fsync(descriptor) }
+    func close(_ descriptor: FileDescriptor) throws { try real.close(descriptor) }
+    func rename(_ source: FilePath, to destination: FilePath) throws { try real.rename(source, to: destination) }
+    func unlink(_ path: FilePath) throws { try real.unlink(path) }
+    func mkdir(_ path: FilePath, permissions: FilePermissions) throws { try real.mkdir(path, permissions: permissions) }
+    func lstat(_ path: FilePath) throws -> FileStatus? { try real.lstat(path) }
+    func listDirectory(_ path: FilePath) throws -> [String] { try real.listDirectory(path) }
 }
