@@ -15,6 +15,13 @@ public enum ImageDecoder {
         try decodeRaw(data: data, name: name, limits: limits, targetSize: targetSize).rgb()
     }
 
+    /// Decodes bytes in memory at the file's own precision: 8-bit files stay bytes (no
+    /// full-size float image), 16-bit files become floats. For callers that only resize.
+    public static func decodeCompact(data: Data, name: String, limits: ImageLimits = .default, targetSize: ImageSize? = nil) throws -> DecodedImage {
+        let buffer = try decodeRaw(data: data, name: name, limits: limits, targetSize: targetSize)
+        return buffer.image.bit_depth == 8 ? .bytes(buffer.rgb8()) : .floats(buffer.rgb())
+    }
+
     /// Decodes a mask (0 = good, 255 = defect, as MVTec AD's `*_mask.png`) to 8 bits per pixel.
     /// A colour mask keeps the brightest channel; 16-bit masks keep the high byte.
     public static func decodeMask(contentsOf url: URL, limits: ImageLimits = .default) throws -> GrayImage {
@@ -80,9 +87,6 @@ final class DecodedBuffer {
 
     deinit { ic_image_free(&image) }
 
-    /// v / 255 for every byte: a lookup is exact and avoids a divide per sample.
-    private static let unit8: [Float] = (0..<256).map { Float($0) / 255 }
-
     func rgb() -> RGBImage {
         let width = Int(image.width), height = Int(image.height), channels = Int(image.channels)
         let count = width * height
@@ -90,7 +94,7 @@ final class DecodedBuffer {
         pixels.withUnsafeMutableBufferPointer { out in
             if image.bit_depth == 8 {
                 let source = image.pixels.assumingMemoryBound(to: UInt8.self)
-                DecodedBuffer.unit8.withUnsafeBufferPointer { unit in
+                RGB8Image.unit.withUnsafeBufferPointer { unit in
                     if channels == 3 {
                         for i in 0..<count * 3 { out[i] = unit[Int(source[i])] }
                     } else {
@@ -116,6 +120,25 @@ final class DecodedBuffer {
         let (orientedWidth, orientedHeight, oriented) = Orientation.apply(
             Int(image.orientation), pixels: pixels, width: width, height: height, channels: 3)
         return RGBImage(width: orientedWidth, height: orientedHeight, pixels: oriented)
+    }
+
+    /// An 8-bit buffer as RGB bytes (gray replicated), orientation applied.
+    func rgb8() -> RGB8Image {
+        precondition(image.bit_depth == 8, "rgb8() needs an 8-bit decode, got \(image.bit_depth) bits")
+        let width = Int(image.width), height = Int(image.height), count = width * height
+        let source = image.pixels.assumingMemoryBound(to: UInt8.self)
+        let pixels: [UInt8]
+        if image.channels == 3 {
+            pixels = Array(UnsafeBufferPointer(start: source, count: count * 3))
+        } else {
+            pixels = [UInt8](unsafeUninitializedCapacity: count * 3) { out, initialized in
+                for i in 0..<count { let v = source[i]; out[3 * i] = v; out[3 * i + 1] = v; out[3 * i + 2] = v }
+                initialized = count * 3
+            }
+        }
+        let (orientedWidth, orientedHeight, oriented) = Orientation.apply(
+            Int(image.orientation), pixels: pixels, width: width, height: height, channels: 3)
+        return RGB8Image(width: orientedWidth, height: orientedHeight, pixels: oriented)
     }
 
     func gray() -> GrayImage {

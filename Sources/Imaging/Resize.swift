@@ -57,6 +57,42 @@ public enum Resize {
         return taps
     }
 
+    /// An 8-bit RGB image (values v / 255) resized exactly as `bilinear` resizes its float
+    /// copy, bit for bit, without building that full-size float copy: the vertical pass reads
+    /// the bytes through the same v / 255 table the decoder uses.
+    public static func bilinear(_ image: RGB8Image, width: Int, height: Int, antialias: Bool = true) -> RGBImage {
+        precondition(width > 0 && height > 0, "cannot resize to \(width)x\(height)")
+        if height == image.height { return bilinear(image.floats(), width: width, height: height, antialias: antialias) }
+        let rows = vertical(bytes: image.pixels, width: image.width, height: image.height, toHeight: height, antialias: antialias)
+        let pixels = width == image.width ? rows
+            : horizontal(rows, width: image.width, height: height, channels: 3, toWidth: width, antialias: antialias)
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    /// `vertical` on 3-channel bytes; the same products and sums in the same order.
+    static func vertical(bytes input: [UInt8], width: Int, height: Int, toHeight: Int, antialias: Bool) -> [Float] {
+        let t = taps(inSize: height, outSize: toHeight, antialias: antialias)
+        let rowLength = width * 3
+        var output = [Float](repeating: 0, count: toHeight * rowLength)
+        input.withUnsafeBufferPointer { src in
+            output.withUnsafeMutableBufferPointer { dst in
+                t.weights.withUnsafeBufferPointer { weights in
+                    RGB8Image.unit.withUnsafeBufferPointer { unit in
+                        for y in 0..<toHeight {
+                            let out = dst.baseAddress! + y * rowLength
+                            for k in 0..<t.count[y] {
+                                let w = weights[y * t.maxCount + k]
+                                let row = src.baseAddress! + (t.first[y] + k) * rowLength
+                                for i in 0..<rowLength { out[i] += w * unit[Int(row[i])] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+
     /// (H, W, C) -> (toHeight, toWidth, C): rows first (vertical), then columns.
     static func resample(_ input: [Float], width: Int, height: Int, channels: Int,
                          toWidth: Int, toHeight: Int, antialias: Bool) -> [Float] {

@@ -17,8 +17,8 @@ public final class RSTPMInspector: Inspector {
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
 
-    /// 40 megapixels: a decoded image takes 12 bytes per pixel, and a line holds up to three
-    /// batches of them (being decoded, inspected, drawn as heatmaps).
+    /// 40 megapixels: a decoded image takes 3 bytes per pixel (12 from a 16-bit file), and a
+    /// line holds up to three batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
     public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
@@ -40,8 +40,9 @@ public final class RSTPMInspector: Inspector {
 
     private struct Decoded {
         var index: Int
-        var original: RGBImage
-        /// What the network sees before its own resize; a JPEG's DCT-scaled decode, as in training.
+        /// The file at its own precision (8-bit stays bytes); the heatmap's background comes from it.
+        var original: DecodedImage
+        /// What the network sees, already at its input size; from a JPEG's DCT-scaled decode, as in training.
         var modelInput: RGBImage
         var decodeMilliseconds: Double
     }
@@ -87,20 +88,23 @@ public final class RSTPMInspector: Inspector {
         return results.map { $0! }
     }
 
-    /// The original image, and the model's input: the same image, except for a JPEG at least
+    /// The original image, and the model's input resized from it, except for a JPEG at least
     /// twice the input size, which libjpeg decodes again at a reduced scale, as training did.
-    private func decode(_ input: InspectionInput) throws -> (RGBImage, RGBImage) {
+    /// Neither makes a full-size float image: the model's input is resized from the decoded
+    /// bytes with the same arithmetic as the float resize.
+    private func decode(_ input: InspectionInput) throws -> (DecodedImage, RGBImage) {
         let data = Data(input.bytes)
         let original = try decodeImage(data, name: input.fileName, targetSize: nil)
         let isJPEG = input.bytes.first == 0xFF
-        guard isJPEG, original.width >= 2 * model.inputWidth, original.height >= 2 * model.inputHeight else { return (original, original) }
-        let scaled = try decodeImage(data, name: input.fileName, targetSize: ImageSize(width: model.inputWidth, height: model.inputHeight))
-        return (original, scaled)
+        let source = isJPEG && original.width >= 2 * model.inputWidth && original.height >= 2 * model.inputHeight
+            ? try decodeImage(data, name: input.fileName, targetSize: ImageSize(width: model.inputWidth, height: model.inputHeight))
+            : original
+        return (original, source.resized(width: model.inputWidth, height: model.inputHeight))
     }
 
-    private func decodeImage(_ data: Data, name: String, targetSize: ImageSize?) throws -> RGBImage {
+    private func decodeImage(_ data: Data, name: String, targetSize: ImageSize?) throws -> DecodedImage {
         do {
-            return try ImageDecoder.decode(data: data, name: name, limits: imageLimits, targetSize: targetSize)
+            return try ImageDecoder.decodeCompact(data: data, name: name, limits: imageLimits, targetSize: targetSize)
         } catch let error as ImageError {
             switch error.reason {
             case .tooLarge:
@@ -130,7 +134,7 @@ public final class RSTPMInspector: Inspector {
         let size = heatmapResolution.size(width: original.width, height: original.height)
         let text = ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"]
         let render: @Sendable () throws -> [UInt8] = {
-            let background = Resize.bilinear(original, width: size.width, height: size.height)
+            let background = original.resized(width: size.width, height: size.height)
             let figure = Heatmap.render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
                                          threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
             return Array(try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: text, compression: .fast))

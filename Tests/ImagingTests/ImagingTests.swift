@@ -126,6 +126,33 @@ final class ImagingTests: XCTestCase {
         }
     }
 
+    /// The daemon resizes 8-bit files from their bytes; that must equal resizing the float
+    /// decode bit for bit (the model's input stays what training saw), for every layout,
+    /// orientation and size change.
+    func testCompactDecodeResizesLikeTheFloatDecode() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.corpus.path)
+            .filter { ($0.hasSuffix(".png") || $0.hasSuffix(".jpg")) && !$0.hasPrefix("huge_declared") }.sorted()
+        XCTAssertGreaterThanOrEqual(names.count, 50, "the corpus lost variants")
+        for name in names {
+            let bytes = try data(name)
+            let float = try ImageDecoder.decode(data: bytes, name: name)
+            let compact = try ImageDecoder.decodeCompact(data: bytes, name: name)
+            switch compact {
+            case .bytes(let image):
+                XCTAssertFalse(name.contains("16"), "\(name): a 16-bit file must keep its precision")
+                XCTAssertEqual(image.floats(), float, name)
+            case .floats(let image):
+                XCTAssertTrue(name.contains("16"), "\(name): an 8-bit file decoded to floats")
+                XCTAssertEqual(image, float, name)
+            }
+            let w = float.width, h = float.height
+            for (toWidth, toHeight) in [(max(w / 3, 1), max(h / 2, 1)), (w, max(h / 3, 1)), (max(w / 2, 1), h), (w, h), (2 * w + 1, 3 * h)] {
+                XCTAssertEqual(compact.resized(width: toWidth, height: toHeight),
+                               Resize.bilinear(float, width: toWidth, height: toHeight), "\(name) to \(toWidth)x\(toHeight)")
+            }
+        }
+    }
+
     func testGrayIsReplicatedToRGB() throws {
         let image = try ImageDecoder.decode(contentsOf: file("gray.jpg"))
         for i in stride(from: 0, to: image.pixels.count, by: 3) {
