@@ -28,7 +28,8 @@ public enum ImagingBenchmark {
 
     /// Reads and decodes each file (from the page cache after the warm-up) and resizes it to
     /// `size` (antialiased bilinear) `iterations` times; JPEGs are measured with DCT scaling
-    /// (the production path) and without it.
+    /// (the production path) and without it; each file once more through the 8-bit path
+    /// (`decodeCompact`), as rstpmd decodes.
     public static func run(files: [URL], size: ImageSize = ImageSize(width: 256, height: 256), iterations: Int = 10) throws -> Report {
         var measurements: [Measurement] = []
         for url in files {
@@ -57,6 +58,19 @@ public enum ImagingBenchmark {
                     label: "\(kind) \(url.lastPathComponent) -> \(size.width)x\(size.height)",
                     millisecondsPerImage: elapsed, decodedSize: decoded, meanLevelsFromFullDecode: fidelity))
             }
+            // rstpmd's path: bytes kept at 8 bits, resized without a full-size float image.
+            func compact() throws -> RGBImage {
+                let image = try ImageDecoder.decodeCompact(data: ImageDecoder.read(url), name: url.path, targetSize: isJPEG ? size : nil)
+                return image.resized(width: size.width, height: size.height)
+            }
+            _ = try compact()
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<iterations { _ = try compact() }
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(max(iterations, 1))
+            let decoded = try ImageDecoder.decodeCompact(data: ImageDecoder.read(url), name: url.path, targetSize: isJPEG ? size : nil)
+            measurements.append(Measurement(
+                label: "\(isJPEG ? "jpeg (DCT scaling)" : "png") \(url.lastPathComponent) -> \(size.width)x\(size.height), 8-bit path",
+                millisecondsPerImage: elapsed, decodedSize: ImageSize(width: decoded.width, height: decoded.height), meanLevelsFromFullDecode: nil))
         }
         return Report(measurements: measurements)
     }
