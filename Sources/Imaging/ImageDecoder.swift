@@ -17,7 +17,7 @@ public enum ImageDecoder {
 
     /// Decodes bytes in memory at the file's own precision: 8-bit files stay bytes (no
     /// full-size float image), 16-bit files become floats. For callers that only resize.
-    public static func decodeCompact(data: Data, name: String, limits: ImageLimits = .default, targetSize: ImageSize? = nil) throws -> DecodedImage {
+    public static func decodeCompact(data: some ContiguousBytes, name: String, limits: ImageLimits = .default, targetSize: ImageSize? = nil) throws -> DecodedImage {
         let buffer = try decodeRaw(data: data, name: name, limits: limits, targetSize: targetSize)
         return buffer.image.bit_depth == 8 ? .bytes(buffer.rgb8()) : .floats(buffer.rgb())
     }
@@ -40,8 +40,8 @@ public enum ImageDecoder {
         }
     }
 
-    static func decodeRaw(data: Data, name: String, limits: ImageLimits, targetSize: ImageSize?) throws -> DecodedBuffer {
-        if data.isEmpty { throw ImageError(path: name, reason: .empty, detail: "the file has zero bytes") }
+    static func decodeRaw(data: some ContiguousBytes, name: String, limits: ImageLimits, targetSize: ImageSize?) throws -> DecodedBuffer {
+        if data.withUnsafeBytes(\.isEmpty) { throw ImageError(path: name, reason: .empty, detail: "the file has zero bytes") }
         var options = ic_decode_options(
             max_pixels: UInt64(max(limits.maxPixels, 0)),
             target_width: Int32(clamping: targetSize?.width ?? 0),
@@ -59,7 +59,7 @@ public enum ImageDecoder {
             return -1
         }
         if status == -1 {
-            let head = data.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+            let head = data.withUnsafeBytes { $0.prefix(8) }.map { String(format: "%02x", $0) }.joined(separator: " ")
             throw ImageError(path: name, reason: .unsupported, detail: "neither PNG nor JPEG (starts with \(head))")
         }
         if status != Int32(IC_OK.rawValue) {

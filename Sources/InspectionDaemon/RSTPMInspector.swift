@@ -93,7 +93,8 @@ public final class RSTPMInspector: Inspector {
     /// Neither makes a full-size float image: the model's input is resized from the decoded
     /// bytes with the same arithmetic as the float resize.
     private func decode(_ input: InspectionInput) throws -> (DecodedImage, RGBImage) {
-        let data = Data(input.bytes)
+        // The bytes as read (and hashed) by the pipeline: no copy into a Data.
+        let data = input.bytes
         let original = try decodeImage(data, name: input.fileName, targetSize: nil)
         let isJPEG = input.bytes.first == 0xFF
         let source = isJPEG && original.width >= 2 * model.inputWidth && original.height >= 2 * model.inputHeight
@@ -102,7 +103,7 @@ public final class RSTPMInspector: Inspector {
         return (original, source.resized(width: model.inputWidth, height: model.inputHeight))
     }
 
-    private func decodeImage(_ data: Data, name: String, targetSize: ImageSize?) throws -> DecodedImage {
+    private func decodeImage(_ data: [UInt8], name: String, targetSize: ImageSize?) throws -> DecodedImage {
         do {
             return try ImageDecoder.decodeCompact(data: data, name: name, limits: imageLimits, targetSize: targetSize)
         } catch let error as ImageError {
