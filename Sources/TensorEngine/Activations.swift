@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Applies `kernel` to contiguous chunks of `input`, writing the same positions of a new tensor,
@@ -108,7 +109,9 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ input: Tensor) -> Tensor {
+        let accelerated = rstpm_avx512_enabled() != 0
         let output = parallelElementwise(input) { x, y, n in
+            if accelerated { return rstpm_clamp_forward(x, y, n, .infinity) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -124,7 +127,9 @@ public final class ReLU: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let output = requireCache(cachedOutput, "ReLU")
         cachedOutput = nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, output) { g, y, dx, n in
+            if accelerated { return rstpm_relu_backward(g, y, dx, n) }
             var i = 0
             while i + 8 <= n {
                 store8(load8(g + i).replacing(with: 0, where: load8(y + i) .<= 0), dx + i)
@@ -145,7 +150,9 @@ public final class ReLU6: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         cachedInput = mode.cachesForBackward ? input : nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(input) { x, y, n in
+            if accelerated { return rstpm_clamp_forward(x, y, n, 6) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -159,7 +166,9 @@ public final class ReLU6: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = requireCache(cachedInput, "ReLU6")
         cachedInput = nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, input) { g, x, dx, n in
+            if accelerated { return rstpm_relu6_backward(g, x, dx, n) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)

@@ -17,8 +17,11 @@ public final class BatchNorm2d: Layer {
     public let runningVariance: Buffer
     public let batchesTracked: Buffer
 
-    // Caches for backward: normalised input (N, C, H, W), 1/std (C), and whether batch statistics were used.
-    private var cachedNormalized: Tensor?
+    // Caches for backward: the input itself (shared storage, no copy; backward recomputes the
+    // normalised values from it instead of forward writing them out), the mean and 1/std used
+    // (C), and whether they were batch statistics.
+    private var cachedInput: Tensor?
+    private var cachedMean: [Float] = []
     private var cachedReciprocalStd: [Float] = []
     private var cachedUsedBatchStatistics = false
 
@@ -59,25 +62,10 @@ public final class BatchNorm2d: Layer {
 
         var mean = [Float](repeating: 0, count: C), reciprocalStd = mean, batchVariance = mean
         if useBatch {
-            input.scalars.withUnsafeBufferPointer { x in
-                mean.withUnsafeMutableBufferPointer { meanOut in
-                    batchVariance.withUnsafeMutableBufferPointer { varianceOut in
-                        parallelRanges(count: C) { range in
-                            for c in range {
-                                // Two passes (mean, then squared deviations), per-plane partial sums in double.
-                                var sum = 0.0
-                                for n in 0..<N { sum += Double(vectorSum(x.baseAddress! + (n * C + c) * plane, count: plane)) }
-                                let m = Float(sum / Double(count))
-                                var squares = 0.0
-                                for n in 0..<N {
-                                    squares += Double(vectorSquaredDeviation(x.baseAddress! + (n * C + c) * plane, center: m, count: plane))
-                                }
-                                meanOut[c] = m
-                                varianceOut[c] = Float(squares / Double(count))
-                            }
-                        }
-                    }
-                }
+            if BatchNormAcceleration.enabled {
+                BatchNormAcceleration.statistics(input, mean: &mean, variance: &batchVariance)
+            } else {
+                batchStatistics(input, mean: &mean, variance: &batchVariance)
             }
             for c in 0..<C {
                 reciprocalStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot()
@@ -93,27 +81,21 @@ public final class BatchNorm2d: Layer {
             }
         }
 
+        // y = (x - mean) * (gamma / std) + beta
+        var scale = reciprocalStd
+        for c in 0..<C { scale[c] *= weight.value.scalars[c] }
         var output = Tensor(unspecified: input.shape)
-        var normalized = keep ? Tensor(unspecified: input.shape) : Tensor(zeros: [0])
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                normalized.scalars.withUnsafeMutableBufferPointer { xhat in
-                    weight.value.scalars.withUnsafeBufferPointer { gamma in
-                        bias.value.scalars.withUnsafeBufferPointer { beta in
-                            parallelRanges(count: N * C) { range in
-                                for task in range {
-                                    let c = task % C, start = task * plane
-                                    let (m, r, g, b) = (mean[c], reciprocalStd[c], gamma[c], beta[c])
-                                    if keep {
-                                        for i in start..<(start + plane) {
-                                            let h = (x[i] - m) * r
-                                            xhat[i] = h
-                                            y[i] = h * g + b
-                                        }
-                                    } else {
-                                        for i in start..<(start + plane) { y[i] = (x[i] - m) * r * g + b }
-                                    }
-                                }
+        if BatchNormAcceleration.enabled {
+            BatchNormAcceleration.normalize(input, mean: mean, scale: scale, shift: bias.value.scalars, into: &output)
+        } else {
+            input.scalars.withUnsafeBufferPointer { x in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    bias.value.scalars.withUnsafeBufferPointer { beta in
+                        parallelRanges(count: N * C) { range in
+                            for task in range {
+                                let c = task % C, start = task * plane
+                                let (m, a, b) = (mean[c], scale[c], beta[c])
+                                for i in start..<(start + plane) { y[i] = (x[i] - m) * a + b }
                             }
                         }
                     }
@@ -121,49 +103,87 @@ public final class BatchNorm2d: Layer {
             }
         }
         if keep {
-            cachedNormalized = normalized
+            cachedInput = input
+            cachedMean = mean
             cachedReciprocalStd = reciprocalStd
             cachedUsedBatchStatistics = useBatch
         } else {
-            cachedNormalized = nil
+            cachedInput = nil
         }
         return output
     }
 
+    /// Per-channel mean and biased variance of (N, C, H, W): two passes (mean, then squared
+    /// deviations), per-plane partial sums in double.
+    private func batchStatistics(_ input: Tensor, mean: inout [Float], variance: inout [Float]) {
+        let (N, C) = (input.shape[0], channels)
+        let plane = input.shape[2] * input.shape[3]
+        let count = Double(N * plane)
+        input.scalars.withUnsafeBufferPointer { x in
+            mean.withUnsafeMutableBufferPointer { meanOut in
+                variance.withUnsafeMutableBufferPointer { varianceOut in
+                    parallelRanges(count: C) { range in
+                        for c in range {
+                            var sum = 0.0
+                            for n in 0..<N { sum += Double(vectorSum(x.baseAddress! + (n * C + c) * plane, count: plane)) }
+                            let m = Float(sum / count)
+                            var squares = 0.0
+                            for n in 0..<N {
+                                squares += Double(vectorSquaredDeviation(x.baseAddress! + (n * C + c) * plane, center: m, count: plane))
+                            }
+                            meanOut[c] = m
+                            varianceOut[c] = Float(squares / count)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// outputGradient (N, C, H, W) -> input gradient (N, C, H, W)
     public func backward(_ outputGradient: Tensor) -> Tensor {
-        let normalized = requireCache(cachedNormalized, "BatchNorm2d")
-        cachedNormalized = nil
-        precondition(outputGradient.shape == normalized.shape, "BatchNorm2d.backward: gradient \(outputGradient.shape) for \(normalized.shape)")
-        let (N, C) = (normalized.shape[0], channels)
-        let plane = normalized.shape[2] * normalized.shape[3]
+        let input = requireCache(cachedInput, "BatchNorm2d")
+        cachedInput = nil
+        precondition(outputGradient.shape == input.shape, "BatchNorm2d.backward: gradient \(outputGradient.shape) for \(input.shape)")
+        let (N, C) = (input.shape[0], channels)
+        let plane = input.shape[2] * input.shape[3]
         let count = Float(N * plane)
-        let reciprocalStd = cachedReciprocalStd
+        let (mean, reciprocalStd) = (cachedMean, cachedReciprocalStd)
         let batchStatistics = cachedUsedBatchStatistics
-        var inputGradient = Tensor(unspecified: normalized.shape)
+        var inputGradient = Tensor(unspecified: input.shape)
         var sumGradient = [Float](repeating: 0, count: C), sumGradientNormalized = sumGradient
-        normalized.scalars.withUnsafeBufferPointer { xhat in
-            outputGradient.scalars.withUnsafeBufferPointer { dy in
-                inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                    sumGradient.withUnsafeMutableBufferPointer { sumDy in
-                        sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
-                            weight.value.scalars.withUnsafeBufferPointer { gamma in
-                                parallelRanges(count: C) { range in
-                                    for c in range {
-                                        var s: Float = 0, sx: Float = 0
-                                        for n in 0..<N {
-                                            let start = (n * C + c) * plane
-                                            s += vectorSum(dy.baseAddress! + start, count: plane)
-                                            sx += vectorDot(dy.baseAddress! + start, xhat.baseAddress! + start, count: plane)
-                                        }
-                                        sumDy[c] = s
-                                        sumDyXhat[c] = sx
-                                        let scale = gamma[c] * reciprocalStd[c]
-                                        // Batch statistics: dx = g*r*(dy - mean(dy) - xhat*mean(dy*xhat)); running: dx = g*r*dy.
-                                        let meanDy = batchStatistics ? s / count : 0, meanDyXhat = batchStatistics ? sx / count : 0
-                                        for n in 0..<N {
-                                            let start = (n * C + c) * plane
-                                            for i in start..<(start + plane) { dx[i] = scale * (dy[i] - meanDy - xhat[i] * meanDyXhat) }
+        if BatchNormAcceleration.enabled {
+            BatchNormAcceleration.backward(input, outputGradient, mean: mean, reciprocalStd: reciprocalStd, gamma: weight.value.scalars,
+                                           batchStatistics: batchStatistics, inputGradient: &inputGradient,
+                                           sumGradient: &sumGradient, sumGradientNormalized: &sumGradientNormalized)
+        } else {
+            input.scalars.withUnsafeBufferPointer { x in
+                outputGradient.scalars.withUnsafeBufferPointer { dy in
+                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                        sumGradient.withUnsafeMutableBufferPointer { sumDy in
+                            sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
+                                weight.value.scalars.withUnsafeBufferPointer { gamma in
+                                    parallelRanges(count: C) { range in
+                                        for c in range {
+                                            let (m, r) = (mean[c], reciprocalStd[c])
+                                            var s: Float = 0, sd: Float = 0
+                                            for n in 0..<N {
+                                                let start = (n * C + c) * plane
+                                                s += vectorSum(dy.baseAddress! + start, count: plane)
+                                                sd += vectorDotDeviation(dy.baseAddress! + start, x.baseAddress! + start, center: m, count: plane)
+                                            }
+                                            let sx = sd * r
+                                            sumDy[c] = s
+                                            sumDyXhat[c] = sx
+                                            let scale = gamma[c] * r
+                                            // Batch statistics: dx = g*r*(dy - mean(dy) - xhat*mean(dy*xhat)); running: dx = g*r*dy.
+                                            let meanDy = batchStatistics ? s / count : 0, meanDyXhat = batchStatistics ? sx / count : 0
+                                            for n in 0..<N {
+                                                let start = (n * C + c) * plane
+                                                for i in start..<(start + plane) {
+                                                    dx[i] = scale * (dy[i] - meanDy - (x[i] - m) * r * meanDyXhat)
+                                                }
+                                            }
                                         }
                                     }
                                 }

@@ -1,0 +1,133 @@
+import TensorEngine
+import XCTest
+
+/// BatchNorm2d (training and evaluation mode) and ReLU/ReLU6, forward and backward, as the
+/// layers route them (the AVX-512 kernels of CKernels/batchnorm.c and activations.c, or the
+/// Swift loops under RSTPM_KERNELS=generic), against double-precision references on shapes
+/// around the vector widths, N = 1, 2 and 3, and inputs whose mean is far from zero.
+final class TrainingKernelTests: XCTestCase {
+    static let shapes: [(n: Int, c: Int, h: Int, w: Int)] = [
+        (1, 1, 1, 2), (2, 3, 1, 1), (1, 2, 1, 17), (2, 5, 3, 5), (3, 4, 7, 7), (1, 3, 4, 16),
+        (2, 2, 9, 13), (2, 7, 33, 3), (1, 2, 64, 65),
+    ]
+
+    func testBatchNormTrainingMatchesDoubleReference() {
+        let generator = SeededGenerator(seed: 31)
+        for (index, s) in Self.shapes.enumerated() {
+            let shape = [s.n, s.c, s.h, s.w]
+            let bn = BatchNorm2d(channels: s.c)
+            bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
+            bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
+            // Odd shapes get a large common offset: the variance must not cancel.
+            let offset: Float = index % 2 == 0 ? 0 : 40
+            let x = generator.uniformTensor(shape: shape, bound: 3).scalars.map { $0 + offset }
+            let input = Tensor(shape: shape, scalars: x)
+            let y = bn.forward(input)
+            let dy = generator.uniformTensor(shape: shape, bound: 1)
+            let dx = bn.backward(dy)
+
+            let reference = referenceBatchNorm(x, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
+                                               n: s.n, c: s.c, plane: s.h * s.w, statistics: nil)
+            let name = "\(shape)"
+            XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
+            XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
+            XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
+            XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
+            let count = Double(s.n * s.h * s.w)
+            let runningMean = reference.mean.map { 0.1 * $0 }
+            let runningVariance = reference.variance.map { 0.9 + 0.1 * $0 * count / (count - 1) }
+            XCTAssertLessThanOrEqual(scaledError(bn.runningMean.value.scalars, runningMean), 1e-5, "running mean \(name)")
+            XCTAssertLessThanOrEqual(scaledError(bn.runningVariance.value.scalars, runningVariance), 1e-5, "running var \(name)")
+        }
+    }
+
+    func testBatchNormEvaluationModeBackwardMatchesDoubleReference() {
+        let generator = SeededGenerator(seed: 32)
+        for s in Self.shapes {
+            let shape = [s.n, s.c, s.h, s.w]
+            let bn = BatchNorm2d(channels: s.c)
+            bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
+            bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
+            bn.runningMean.value = generator.uniformTensor(shape: [s.c], bound: 1)
+            bn.runningVariance.value = Tensor(shape: [s.c], scalars: generator.uniformTensor(shape: [s.c], bound: 1).scalars.map { 1.5 + $0 })
+            bn.setMode(.evaluation)
+            let x = generator.uniformTensor(shape: shape, bound: 3)
+            let y = bn.forward(x)
+            let dy = generator.uniformTensor(shape: shape, bound: 1)
+            let dx = bn.backward(dy)
+            let statistics = (bn.runningMean.value.scalars.map(Double.init), bn.runningVariance.value.scalars.map(Double.init))
+            let reference = referenceBatchNorm(x.scalars, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
+                                               n: s.n, c: s.c, plane: s.h * s.w, statistics: statistics)
+            let name = "\(shape)"
+            XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
+            XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
+            XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
+            XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
+        }
+    }
+
+    func testReLUAndReLU6ForwardAndBackwardAreExact() {
+        let generator = SeededGenerator(seed: 33)
+        // Counts around the vector width and across the elementwise chunks (16384 floats).
+        for count in [1, 15, 16, 17, 33, 100, 40_001] {
+            var x = generator.uniformTensor(shape: [1, 1, 1, count], bound: 8).scalars
+            x[0] = 0
+            if count > 2 { x[1] = 6; x[2] = .nan }
+            let input = Tensor(shape: [1, 1, 1, count], scalars: x)
+            let dy = generator.uniformTensor(shape: input.shape, bound: 1)
+
+            let relu = ReLU(), relu6 = ReLU6()
+            let y = relu.forward(input), y6 = relu6.forward(input)
+            let dx = relu.backward(dy), dx6 = relu6.backward(dy)
+            for i in 0..<count {
+                let v = x[i]
+                if v.isNaN {
+                    XCTAssertTrue(y.scalars[i].isNaN && y6.scalars[i].isNaN, "NaN propagates at \(i) of \(count)")
+                    continue
+                }
+                XCTAssertEqual(y.scalars[i], max(v, 0), "relu \(i) of \(count)")
+                XCTAssertEqual(y6.scalars[i], min(max(v, 0), 6), "relu6 \(i) of \(count)")
+                XCTAssertEqual(dx.scalars[i], v > 0 ? dy.scalars[i] : 0, "relu backward \(i) of \(count)")
+                XCTAssertEqual(dx6.scalars[i], v > 0 && v < 6 ? dy.scalars[i] : 0, "relu6 backward \(i) of \(count)")
+            }
+        }
+    }
+
+    /// y, dx, dgamma, dbeta of BatchNorm2d in double; batch statistics (biased variance) when
+    /// `statistics` is nil, else the given (mean, variance).
+    func referenceBatchNorm(_ x: [Float], _ dy: [Float], gamma: [Float], beta: [Float], n: Int, c: Int, plane: Int,
+                            statistics: (mean: [Double], variance: [Double])?)
+        -> (y: [Double], dx: [Double], dgamma: [Double], dbeta: [Double], mean: [Double], variance: [Double]) {
+        var y = [Double](repeating: 0, count: x.count), dx = y
+        var dgamma = [Double](repeating: 0, count: c), dbeta = dgamma, means = dgamma, variances = dgamma
+        let count = Double(n * plane)
+        for ch in 0..<c {
+            let indices = (0..<n).flatMap { item in ((item * c + ch) * plane)..<((item * c + ch + 1) * plane) }
+            let mean = statistics?.mean[ch] ?? indices.reduce(0.0) { $0 + Double(x[$1]) } / count
+            let variance = statistics?.variance[ch] ?? indices.reduce(0.0) { $0 + (Double(x[$1]) - mean) * (Double(x[$1]) - mean) } / count
+            let r = 1 / (variance + 1e-5).squareRoot()
+            var sumDy = 0.0, sumDyXhat = 0.0
+            for i in indices {
+                let xhat = (Double(x[i]) - mean) * r
+                y[i] = xhat * Double(gamma[ch]) + Double(beta[ch])
+                sumDy += Double(dy[i])
+                sumDyXhat += Double(dy[i]) * xhat
+            }
+            let (meanDy, meanDyXhat) = statistics == nil ? (sumDy / count, sumDyXhat / count) : (0, 0)
+            for i in indices {
+                let xhat = (Double(x[i]) - mean) * r
+                dx[i] = Double(gamma[ch]) * r * (Double(dy[i]) - meanDy - xhat * meanDyXhat)
+            }
+            (dgamma[ch], dbeta[ch], means[ch], variances[ch]) = (sumDyXhat, sumDy, mean, variance)
+        }
+        return (y, dx, dgamma, dbeta, means, variances)
+    }
+
+    /// max |actual - expected| over max |expected|.
+    func scaledError(_ actual: [Float], _ expected: [Double]) -> Double {
+        precondition(actual.count == expected.count)
+        let scale = expected.map(abs).max() ?? 0
+        let error = zip(actual, expected).map { abs(Double($0) - $1) }.max() ?? 0
+        return scale > 0 ? error / scale : error
+    }
+}
