@@ -44,17 +44,31 @@ func parallelElementwise(_ a: Tensor, _ b: Tensor,
 /// `Conv2d.inferenceForward(_:activation:)`, `Tensor.add(_:activation:)`).
 public enum FusedActivation: Sendable {
     case none, relu, relu6
+
+    /// The interval the activation clamps to.
+    var bounds: (low: Float, high: Float) {
+        switch self {
+        case .none: (-.infinity, .infinity)
+        case .relu: (0, .infinity)
+        case .relu6: (0, 6)
+        }
+    }
+
+    /// The CKernels code (RSTPM_ACTIVATION_*).
+    var kernelCode: Int32 {
+        switch self {
+        case .none: Int32(RSTPM_ACTIVATION_NONE)
+        case .relu: Int32(RSTPM_ACTIVATION_RELU)
+        case .relu6: Int32(RSTPM_ACTIVATION_RELU6)
+        }
+    }
 }
 
 /// x[i] = activation(x[i] + value) over `count` floats, eight at a time.
 @inline(__always)
 func addAndActivate(_ x: UnsafeMutablePointer<Float>, count: Int, adding value: Float, activation: FusedActivation) {
     let shift = SIMD8<Float>(repeating: value)
-    let (low, high): (Float, Float) = switch activation {
-    case .none: (-.infinity, .infinity)
-    case .relu: (0, .infinity)
-    case .relu6: (0, 6)
-    }
+    let (low, high) = activation.bounds
     let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
     var i = 0
     while i + 8 <= count {
@@ -68,11 +82,7 @@ func addAndActivate(_ x: UnsafeMutablePointer<Float>, count: Int, adding value: 
 /// x[i] = activation(x[i] + y[i]) over `count` floats, eight at a time.
 @inline(__always)
 func addAndActivate(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, activation: FusedActivation) {
-    let (low, high): (Float, Float) = switch activation {
-    case .none: (-.infinity, .infinity)
-    case .relu: (0, .infinity)
-    case .relu6: (0, 6)
-    }
+    let (low, high) = activation.bounds
     let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
     var i = 0
     while i + 8 <= count {

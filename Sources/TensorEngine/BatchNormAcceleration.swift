@@ -21,8 +21,9 @@ enum BatchNormAcceleration {
         }
     }
 
-    /// output = (input - mean[c]) * scale[c] + shift[c], all of `output` written.
-    static func normalize(_ input: Tensor, mean: [Float], scale: [Float], shift: [Float], into output: inout Tensor) {
+    /// output = activation((input - mean[c]) * scale[c] + shift[c]), all of `output` written.
+    static func normalize(_ input: Tensor, mean: [Float], scale: [Float], shift: [Float], activation: FusedActivation,
+                          into output: inout Tensor) {
         let (N, C, plane) = (input.shape[0], input.shape[1], input.shape[2] * input.shape[3])
         input.scalars.withUnsafeBufferPointer { x in
             output.scalars.withUnsafeMutableBufferPointer { y in
@@ -31,7 +32,7 @@ enum BatchNormAcceleration {
                         shift.withUnsafeBufferPointer { b in
                             parallelRanges(count: C) { range in
                                 rstpm_batchnorm_normalize(x.baseAddress!, m.baseAddress!, a.baseAddress!, b.baseAddress!, y.baseAddress!,
-                                                          Int32(N), range.lowerBound, range.upperBound, Int32(C), plane)
+                                                          activation.kernelCode, Int32(N), range.lowerBound, range.upperBound, Int32(C), plane)
                             }
                         }
                     }
@@ -40,26 +41,25 @@ enum BatchNormAcceleration {
         }
     }
 
-    /// Writes all of `inputGradient` and the per-channel sums of dy and dy * xhat.
-    static func backward(_ input: Tensor, _ outputGradient: Tensor, mean: [Float], reciprocalStd: [Float], gamma: [Float],
-                         batchStatistics: Bool, inputGradient: inout Tensor,
+    /// Through the activation that `normalize` applied with the same mean, scale and shift:
+    /// writes all of `inputGradient` and the per-channel sums of dz and dz * xhat.
+    static func backward(_ input: Tensor, _ outputGradient: Tensor, mean: [Float], reciprocalStd: [Float], scale: [Float],
+                         shift: [Float], activation: FusedActivation, batchStatistics: Bool, inputGradient: inout Tensor,
                          sumGradient: inout [Float], sumGradientNormalized: inout [Float]) {
         let (N, C, plane) = (input.shape[0], input.shape[1], input.shape[2] * input.shape[3])
+        // The per-channel arrays are small: contiguous copies keep the pointer nesting short.
+        let channelValues = mean + reciprocalStd + scale + shift
         input.scalars.withUnsafeBufferPointer { x in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                    mean.withUnsafeBufferPointer { m in
-                        reciprocalStd.withUnsafeBufferPointer { r in
-                            gamma.withUnsafeBufferPointer { g in
-                                sumGradient.withUnsafeMutableBufferPointer { sumDy in
-                                    sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
-                                        parallelRanges(count: C) { range in
-                                            rstpm_batchnorm_backward(x.baseAddress!, dy.baseAddress!, m.baseAddress!, r.baseAddress!, g.baseAddress!,
-                                                                     dx.baseAddress!, sumDy.baseAddress!, sumDyXhat.baseAddress!,
-                                                                     batchStatistics ? 1 : 0, Int32(N), range.lowerBound, range.upperBound,
-                                                                     Int32(C), plane)
-                                        }
-                                    }
+                    channelValues.withUnsafeBufferPointer { values in
+                        sumGradient.withUnsafeMutableBufferPointer { sumDy in
+                            sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
+                                let (m, r, a, b) = (values.baseAddress!, values.baseAddress! + C, values.baseAddress! + 2 * C, values.baseAddress! + 3 * C)
+                                parallelRanges(count: C) { range in
+                                    rstpm_batchnorm_backward(x.baseAddress!, dy.baseAddress!, m, r, a, b, activation.kernelCode, dx.baseAddress!,
+                                                             sumDy.baseAddress!, sumDyXhat.baseAddress!, batchStatistics ? 1 : 0, Int32(N),
+                                                             range.lowerBound, range.upperBound, Int32(C), plane)
                                 }
                             }
                         }

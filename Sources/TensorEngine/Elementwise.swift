@@ -166,18 +166,21 @@ public final class L2Normalization: Layer {
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
                     parallelRanges(count: N) { range in
+                        // Channel-major passes over contiguous planes (a position's channels are a
+                        // plane apart); the clamped positions use dot 0 and divide by eps.
+                        var dot = [Float](repeating: 0, count: plane), divisor = dot
                         for n in range {
                             let base = n * C * plane
+                            for i in 0..<plane { dot[i] = 0 }
+                            for c in 0..<C { for i in 0..<plane { dot[i] += dy[base + c * plane + i] * y[base + c * plane + i] } }
                             for i in 0..<plane {
                                 let norm = norms[n * plane + i]
-                                if norm >= epsilon {
-                                    var dot: Float = 0
-                                    for c in 0..<C { dot += dy[base + c * plane + i] * y[base + c * plane + i] }
-                                    for c in 0..<C { dx[base + c * plane + i] = (dy[base + c * plane + i] - y[base + c * plane + i] * dot) / norm }
-                                } else {
-                                    for c in 0..<C { dx[base + c * plane + i] = dy[base + c * plane + i] / epsilon }
-                                }
+                                if norm < epsilon { dot[i] = 0 }
+                                divisor[i] = norm >= epsilon ? norm : epsilon
                             }
+                            for c in 0..<C { for i in 0..<plane {
+                                dx[base + c * plane + i] = (dy[base + c * plane + i] - y[base + c * plane + i] * dot[i]) / divisor[i]
+                            } }
                         }
                     }
                 }

@@ -69,6 +69,36 @@ final class TrainingKernelTests: XCTestCase {
         }
     }
 
+    /// A Sequential runs BatchNorm2d + ReLU/ReLU6 as one pass; it must give exactly what the
+    /// two layers give one after the other (forward, gradients, running statistics).
+    func testSequentialFusedBatchNormActivationEqualsSeparateLayers() {
+        let generator = SeededGenerator(seed: 34)
+        for s in Self.shapes {
+            for fusedReLU6 in [false, true] {
+                let shape = [s.n, s.c, s.h, s.w]
+                let (fused, separate) = (BatchNorm2d(channels: s.c), BatchNorm2d(channels: s.c))
+                // gamma up to 8, and 8 with beta 0 on channel 0: values below 0 and above 6.
+                var gamma = generator.uniformTensor(shape: [s.c], bound: 8), beta = generator.uniformTensor(shape: [s.c], bound: 1)
+                (gamma.scalars[0], beta.scalars[0]) = (8, 0)
+                for bn in [fused, separate] { (bn.weight.value, bn.bias.value) = (gamma, beta) }
+                let activation: any Layer = fusedReLU6 ? ReLU6() : ReLU()
+                let sequence = Sequential([fused, fusedReLU6 ? ReLU6() : ReLU()])
+                let x = generator.uniformTensor(shape: shape, bound: 3), dy = generator.uniformTensor(shape: shape, bound: 1)
+
+                let y = sequence.forward(x), dx = sequence.backward(dy)
+                let expectedY = activation.forward(separate.forward(x))
+                let expectedDx = separate.backward(activation.backward(dy))
+                let name = "\(shape) \(fusedReLU6 ? "relu6" : "relu")"
+                XCTAssertEqual(y.scalars, expectedY.scalars, "y \(name)")
+                XCTAssertEqual(dx.scalars, expectedDx.scalars, "dx \(name)")
+                XCTAssertEqual(fused.weight.gradient.scalars, separate.weight.gradient.scalars, "dgamma \(name)")
+                XCTAssertEqual(fused.bias.gradient.scalars, separate.bias.gradient.scalars, "dbeta \(name)")
+                XCTAssertEqual(fused.runningVariance.value.scalars, separate.runningVariance.value.scalars, "running var \(name)")
+                if fusedReLU6 { XCTAssertTrue(y.scalars.contains(6) && y.scalars.contains(0), "both kinks reached \(name)") }
+            }
+        }
+    }
+
     func testReLUAndReLU6ForwardAndBackwardAreExact() {
         let generator = SeededGenerator(seed: 33)
         // Counts around the vector width and across the elementwise chunks (16384 floats).
