@@ -140,13 +140,26 @@ public final class L2Normalization: Layer {
                 norms.withUnsafeMutableBufferPointer { normOut in
                     parallelRanges(count: N) { range in
                         for n in range {
-                            let base = n * C * plane
-                            for i in 0..<plane { normOut[n * plane + i] = 0 }
-                            for c in 0..<C { for i in 0..<plane { let v = x[base + c * plane + i]; normOut[n * plane + i] += v * v } }
-                            for i in 0..<plane { normOut[n * plane + i] = normOut[n * plane + i].squareRoot() }
-                            for c in 0..<C { for i in 0..<plane {
-                                y[base + c * plane + i] = x[base + c * plane + i] / Swift.max(normOut[n * plane + i], epsilon)
-                            } }
+                            // Channel-major passes over contiguous planes, eight positions at a time
+                            // (the compiler cannot vectorise through the possibly aliasing pointers).
+                            let (source, target, norm) = (x.baseAddress! + n * C * plane, y.baseAddress! + n * C * plane,
+                                                          normOut.baseAddress! + n * plane)
+                            let vectorEnd = plane / 8 * 8
+                            for i in 0..<plane { norm[i] = 0 }
+                            for c in 0..<C {
+                                let row = source + c * plane
+                                for i in stride(from: 0, to: vectorEnd, by: 8) { let v = load8(row + i); store8(load8(norm + i) + v * v, norm + i) }
+                                for i in vectorEnd..<plane { norm[i] += row[i] * row[i] }
+                            }
+                            for i in 0..<plane { norm[i] = norm[i].squareRoot() }
+                            let floor = SIMD8<Float>(repeating: epsilon)
+                            for c in 0..<C {
+                                let (row, out) = (source + c * plane, target + c * plane)
+                                for i in stride(from: 0, to: vectorEnd, by: 8) {
+                                    store8(load8(row + i) / pointwiseMax(load8(norm + i), floor), out + i)
+                                }
+                                for i in vectorEnd..<plane { out[i] = row[i] / Swift.max(norm[i], epsilon) }
+                            }
                         }
                     }
                 }
