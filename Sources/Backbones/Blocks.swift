@@ -77,17 +77,16 @@ final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
         if normalization == nil && convolution.mode == .inference && (activation?.mode ?? .inference) == .inference {
             return convolution.inferenceForward(input, activation: activationKind.fused)
         }
-        var x = convolution.forward(input)
-        if let normalization { x = normalization.forward(x) }
-        if let activation { x = activation.forward(x) }
-        return x
+        let x = convolution.forward(input)
+        // The BatchNorm applies the activation in its own pass (and its backward passes the
+        // gradient through it), so the pre-activation tensor is never written.
+        if let normalization { return normalization.forward(x, activation: activationKind.fused) }
+        return activation?.forward(x) ?? x
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {
-        var g = outputGradient
-        if let activation { g = activation.backward(g) }
-        if let normalization { g = normalization.backward(g) }
-        return convolution.backward(g)
+        if let normalization { return convolution.backward(normalization.backward(outputGradient)) }
+        return convolution.backward(activation?.backward(outputGradient) ?? outputGradient)
     }
 
     func multiplyAccumulates(height: Int, width: Int) -> (count: Int, height: Int, width: Int) {

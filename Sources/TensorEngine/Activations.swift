@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Applies `kernel` to contiguous chunks of `input`, writing the same positions of a new tensor,
@@ -43,17 +44,31 @@ func parallelElementwise(_ a: Tensor, _ b: Tensor,
 /// `Conv2d.inferenceForward(_:activation:)`, `Tensor.add(_:activation:)`).
 public enum FusedActivation: Sendable {
     case none, relu, relu6
+
+    /// The interval the activation clamps to.
+    var bounds: (low: Float, high: Float) {
+        switch self {
+        case .none: (-.infinity, .infinity)
+        case .relu: (0, .infinity)
+        case .relu6: (0, 6)
+        }
+    }
+
+    /// The CKernels code (RSTPM_ACTIVATION_*).
+    var kernelCode: Int32 {
+        switch self {
+        case .none: Int32(RSTPM_ACTIVATION_NONE)
+        case .relu: Int32(RSTPM_ACTIVATION_RELU)
+        case .relu6: Int32(RSTPM_ACTIVATION_RELU6)
+        }
+    }
 }
 
 /// x[i] = activation(x[i] + value) over `count` floats, eight at a time.
 @inline(__always)
 func addAndActivate(_ x: UnsafeMutablePointer<Float>, count: Int, adding value: Float, activation: FusedActivation) {
     let shift = SIMD8<Float>(repeating: value)
-    let (low, high): (Float, Float) = switch activation {
-    case .none: (-.infinity, .infinity)
-    case .relu: (0, .infinity)
-    case .relu6: (0, 6)
-    }
+    let (low, high) = activation.bounds
     let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
     var i = 0
     while i + 8 <= count {
@@ -67,11 +82,7 @@ func addAndActivate(_ x: UnsafeMutablePointer<Float>, count: Int, adding value: 
 /// x[i] = activation(x[i] + y[i]) over `count` floats, eight at a time.
 @inline(__always)
 func addAndActivate(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int, activation: FusedActivation) {
-    let (low, high): (Float, Float) = switch activation {
-    case .none: (-.infinity, .infinity)
-    case .relu: (0, .infinity)
-    case .relu6: (0, 6)
-    }
+    let (low, high) = activation.bounds
     let (lowVector, highVector) = (SIMD8<Float>(repeating: low), SIMD8<Float>(repeating: high))
     var i = 0
     while i + 8 <= count {
@@ -108,7 +119,9 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ input: Tensor) -> Tensor {
+        let accelerated = rstpm_avx512_enabled() != 0
         let output = parallelElementwise(input) { x, y, n in
+            if accelerated { return rstpm_clamp_forward(x, y, n, .infinity) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -124,7 +137,9 @@ public final class ReLU: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let output = requireCache(cachedOutput, "ReLU")
         cachedOutput = nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, output) { g, y, dx, n in
+            if accelerated { return rstpm_relu_backward(g, y, dx, n) }
             var i = 0
             while i + 8 <= n {
                 store8(load8(g + i).replacing(with: 0, where: load8(y + i) .<= 0), dx + i)
@@ -145,7 +160,9 @@ public final class ReLU6: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         cachedInput = mode.cachesForBackward ? input : nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(input) { x, y, n in
+            if accelerated { return rstpm_clamp_forward(x, y, n, 6) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -159,7 +176,9 @@ public final class ReLU6: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = requireCache(cachedInput, "ReLU6")
         cachedInput = nil
+        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, input) { g, x, dx, n in
+            if accelerated { return rstpm_relu6_backward(g, x, dx, n) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)

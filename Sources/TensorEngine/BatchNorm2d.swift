@@ -6,6 +6,10 @@
 /// `.evaluation`/`.inference`: normalises with the running statistics.
 /// Parameters "weight" (gamma, ones) and "bias" (beta, zeros); buffers "running_mean",
 /// "running_var", "num_batches_tracked" (a scalar, shape []).
+///
+/// `forward(_:activation:)` applies a following ReLU/ReLU6 in the same pass, and its backward
+/// passes the gradient through that activation first (from the recomputed pre-activation), so
+/// a Conv-BN-ReLU6 unit neither writes nor reads the pre-activation tensor.
 public final class BatchNorm2d: Layer {
     public var mode: LayerMode = .training
     public let channels: Int
@@ -17,9 +21,14 @@ public final class BatchNorm2d: Layer {
     public let runningVariance: Buffer
     public let batchesTracked: Buffer
 
-    // Caches for backward: normalised input (N, C, H, W), 1/std (C), and whether batch statistics were used.
-    private var cachedNormalized: Tensor?
+    // Caches for backward: the input itself (shared storage, no copy; backward recomputes the
+    // normalised values from it instead of forward writing them out), the mean, 1/std and
+    // gamma/std used (C), whether they were batch statistics, and the fused activation.
+    private var cachedInput: Tensor?
+    private var cachedMean: [Float] = []
     private var cachedReciprocalStd: [Float] = []
+    private var cachedScale: [Float] = []
+    private var cachedActivation = FusedActivation.none
     private var cachedUsedBatchStatistics = false
 
     public init(channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1) {
@@ -49,6 +58,11 @@ public final class BatchNorm2d: Layer {
 
     /// input (N, C, H, W) -> output (N, C, H, W)
     public func forward(_ input: Tensor) -> Tensor {
+        forward(input, activation: .none)
+    }
+
+    /// input (N, C, H, W) -> activation(BatchNorm(input)) (N, C, H, W)
+    public func forward(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == channels, "BatchNorm2d(\(channels)) got input \(input.shape)")
         let (N, C) = (input.shape[0], channels)
         let plane = input.shape[2] * input.shape[3]
@@ -59,25 +73,10 @@ public final class BatchNorm2d: Layer {
 
         var mean = [Float](repeating: 0, count: C), reciprocalStd = mean, batchVariance = mean
         if useBatch {
-            input.scalars.withUnsafeBufferPointer { x in
-                mean.withUnsafeMutableBufferPointer { meanOut in
-                    batchVariance.withUnsafeMutableBufferPointer { varianceOut in
-                        parallelRanges(count: C) { range in
-                            for c in range {
-                                // Two passes (mean, then squared deviations), per-plane partial sums in double.
-                                var sum = 0.0
-                                for n in 0..<N { sum += Double(vectorSum(x.baseAddress! + (n * C + c) * plane, count: plane)) }
-                                let m = Float(sum / Double(count))
-                                var squares = 0.0
-                                for n in 0..<N {
-                                    squares += Double(vectorSquaredDeviation(x.baseAddress! + (n * C + c) * plane, center: m, count: plane))
-                                }
-                                meanOut[c] = m
-                                varianceOut[c] = Float(squares / Double(count))
-                            }
-                        }
-                    }
-                }
+            if BatchNormAcceleration.enabled {
+                BatchNormAcceleration.statistics(input, mean: &mean, variance: &batchVariance)
+            } else {
+                batchStatistics(input, mean: &mean, variance: &batchVariance)
             }
             for c in 0..<C {
                 reciprocalStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot()
@@ -93,27 +92,22 @@ public final class BatchNorm2d: Layer {
             }
         }
 
+        // y = activation((x - mean) * (gamma / std) + beta)
+        var scale = reciprocalStd
+        for c in 0..<C { scale[c] *= weight.value.scalars[c] }
         var output = Tensor(unspecified: input.shape)
-        var normalized = keep ? Tensor(unspecified: input.shape) : Tensor(zeros: [0])
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                normalized.scalars.withUnsafeMutableBufferPointer { xhat in
-                    weight.value.scalars.withUnsafeBufferPointer { gamma in
-                        bias.value.scalars.withUnsafeBufferPointer { beta in
-                            parallelRanges(count: N * C) { range in
-                                for task in range {
-                                    let c = task % C, start = task * plane
-                                    let (m, r, g, b) = (mean[c], reciprocalStd[c], gamma[c], beta[c])
-                                    if keep {
-                                        for i in start..<(start + plane) {
-                                            let h = (x[i] - m) * r
-                                            xhat[i] = h
-                                            y[i] = h * g + b
-                                        }
-                                    } else {
-                                        for i in start..<(start + plane) { y[i] = (x[i] - m) * r * g + b }
-                                    }
-                                }
+        if BatchNormAcceleration.enabled {
+            BatchNormAcceleration.normalize(input, mean: mean, scale: scale, shift: bias.value.scalars, activation: activation, into: &output)
+        } else {
+            let (low, high) = activation.bounds
+            input.scalars.withUnsafeBufferPointer { x in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    bias.value.scalars.withUnsafeBufferPointer { beta in
+                        parallelRanges(count: N * C) { range in
+                            for task in range {
+                                let c = task % C, start = task * plane
+                                let (m, a, b) = (mean[c], scale[c], beta[c])
+                                for i in start..<(start + plane) { y[i] = clamp((x[i] - m) * a + b, low, high) }
                             }
                         }
                     }
@@ -121,49 +115,117 @@ public final class BatchNorm2d: Layer {
             }
         }
         if keep {
-            cachedNormalized = normalized
+            cachedInput = input
+            cachedMean = mean
             cachedReciprocalStd = reciprocalStd
+            cachedScale = scale
+            cachedActivation = activation
             cachedUsedBatchStatistics = useBatch
         } else {
-            cachedNormalized = nil
+            cachedInput = nil
         }
         return output
     }
 
+    /// Per-channel mean and biased variance of (N, C, H, W): two passes (mean, then squared
+    /// deviations), per-plane partial sums in double.
+    private func batchStatistics(_ input: Tensor, mean: inout [Float], variance: inout [Float]) {
+        let (N, C) = (input.shape[0], channels)
+        let plane = input.shape[2] * input.shape[3]
+        let count = Double(N * plane)
+        input.scalars.withUnsafeBufferPointer { x in
+            mean.withUnsafeMutableBufferPointer { meanOut in
+                variance.withUnsafeMutableBufferPointer { varianceOut in
+                    parallelRanges(count: C) { range in
+                        for c in range {
+                            var sum = 0.0
+                            for n in 0..<N { sum += Double(vectorSum(x.baseAddress! + (n * C + c) * plane, count: plane)) }
+                            let m = Float(sum / count)
+                            var squares = 0.0
+                            for n in 0..<N {
+                                squares += Double(vectorSquaredDeviation(x.baseAddress! + (n * C + c) * plane, center: m, count: plane))
+                            }
+                            meanOut[c] = m
+                            varianceOut[c] = Float(squares / count)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dy through the fused activation: dy where the recomputed pre-activation
+    /// (x - mean) * scale + beta is inside the activation's open interval, else 0.
+    private func activationGradient(_ outputGradient: Tensor, input: Tensor, mean: [Float], scale: [Float],
+                                    activation: FusedActivation) -> Tensor {
+        let (C, plane) = (channels, input.shape[2] * input.shape[3])
+        let (low, high) = activation.bounds
+        var result = Tensor(unspecified: input.shape)
+        input.scalars.withUnsafeBufferPointer { x in
+            outputGradient.scalars.withUnsafeBufferPointer { dy in
+                result.scalars.withUnsafeMutableBufferPointer { dz in
+                    bias.value.scalars.withUnsafeBufferPointer { beta in
+                        parallelRanges(count: input.shape[0] * C) { range in
+                            for task in range {
+                                let c = task % C, start = task * plane
+                                let (m, a, b) = (mean[c], scale[c], beta[c])
+                                for i in start..<(start + plane) {
+                                    let z = (x[i] - m) * a + b
+                                    dz[i] = z > low && z < high ? dy[i] : 0
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+
     /// outputGradient (N, C, H, W) -> input gradient (N, C, H, W)
     public func backward(_ outputGradient: Tensor) -> Tensor {
-        let normalized = requireCache(cachedNormalized, "BatchNorm2d")
-        cachedNormalized = nil
-        precondition(outputGradient.shape == normalized.shape, "BatchNorm2d.backward: gradient \(outputGradient.shape) for \(normalized.shape)")
-        let (N, C) = (normalized.shape[0], channels)
-        let plane = normalized.shape[2] * normalized.shape[3]
+        let input = requireCache(cachedInput, "BatchNorm2d")
+        cachedInput = nil
+        precondition(outputGradient.shape == input.shape, "BatchNorm2d.backward: gradient \(outputGradient.shape) for \(input.shape)")
+        let (N, C) = (input.shape[0], channels)
+        let plane = input.shape[2] * input.shape[3]
         let count = Float(N * plane)
-        let reciprocalStd = cachedReciprocalStd
+        let (mean, reciprocalStd, scale, activation) = (cachedMean, cachedReciprocalStd, cachedScale, cachedActivation)
         let batchStatistics = cachedUsedBatchStatistics
-        var inputGradient = Tensor(unspecified: normalized.shape)
+        var inputGradient = Tensor(unspecified: input.shape)
         var sumGradient = [Float](repeating: 0, count: C), sumGradientNormalized = sumGradient
-        normalized.scalars.withUnsafeBufferPointer { xhat in
-            outputGradient.scalars.withUnsafeBufferPointer { dy in
-                inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                    sumGradient.withUnsafeMutableBufferPointer { sumDy in
-                        sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
-                            weight.value.scalars.withUnsafeBufferPointer { gamma in
+        if BatchNormAcceleration.enabled {
+            BatchNormAcceleration.backward(input, outputGradient, mean: mean, reciprocalStd: reciprocalStd, scale: scale,
+                                           shift: bias.value.scalars, activation: activation, batchStatistics: batchStatistics,
+                                           inputGradient: &inputGradient, sumGradient: &sumGradient, sumGradientNormalized: &sumGradientNormalized)
+        } else {
+            let outputGradient = activation == .none ? outputGradient
+                : activationGradient(outputGradient, input: input, mean: mean, scale: scale, activation: activation)
+            input.scalars.withUnsafeBufferPointer { x in
+                outputGradient.scalars.withUnsafeBufferPointer { dy in
+                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                        sumGradient.withUnsafeMutableBufferPointer { sumDy in
+                            sumGradientNormalized.withUnsafeMutableBufferPointer { sumDyXhat in
                                 parallelRanges(count: C) { range in
                                     for c in range {
-                                        var s: Float = 0, sx: Float = 0
+                                        let (m, r) = (mean[c], reciprocalStd[c])
+                                        var s: Float = 0, sd: Float = 0
                                         for n in 0..<N {
                                             let start = (n * C + c) * plane
                                             s += vectorSum(dy.baseAddress! + start, count: plane)
-                                            sx += vectorDot(dy.baseAddress! + start, xhat.baseAddress! + start, count: plane)
+                                            sd += vectorDotDeviation(dy.baseAddress! + start, x.baseAddress! + start, center: m, count: plane)
                                         }
+                                        let sx = sd * r
                                         sumDy[c] = s
                                         sumDyXhat[c] = sx
-                                        let scale = gamma[c] * reciprocalStd[c]
+                                        let scale = scale[c]  // gamma / std
                                         // Batch statistics: dx = g*r*(dy - mean(dy) - xhat*mean(dy*xhat)); running: dx = g*r*dy.
                                         let meanDy = batchStatistics ? s / count : 0, meanDyXhat = batchStatistics ? sx / count : 0
                                         for n in 0..<N {
                                             let start = (n * C + c) * plane
-                                            for i in start..<(start + plane) { dx[i] = scale * (dy[i] - meanDy - xhat[i] * meanDyXhat) }
+                                            for i in start..<(start + plane) {
+                                                dx[i] = scale * (dy[i] - meanDy - (x[i] - m) * r * meanDyXhat)
+                                            }
                                         }
                                     }
                                 }
@@ -178,3 +240,7 @@ public final class BatchNorm2d: Layer {
         return inputGradient
     }
 }
+
+/// min(max(v, low), high); NaN stays NaN.
+@inline(__always)
+private func clamp(_ v: Float, _ low: Float, _ high: Float) -> Float { Swift.min(Swift.max(v, low), high) }

@@ -140,13 +140,26 @@ public final class L2Normalization: Layer {
                 norms.withUnsafeMutableBufferPointer { normOut in
                     parallelRanges(count: N) { range in
                         for n in range {
-                            let base = n * C * plane
-                            for i in 0..<plane { normOut[n * plane + i] = 0 }
-                            for c in 0..<C { for i in 0..<plane { let v = x[base + c * plane + i]; normOut[n * plane + i] += v * v } }
-                            for i in 0..<plane { normOut[n * plane + i] = normOut[n * plane + i].squareRoot() }
-                            for c in 0..<C { for i in 0..<plane {
-                                y[base + c * plane + i] = x[base + c * plane + i] / Swift.max(normOut[n * plane + i], epsilon)
-                            } }
+                            // Channel-major passes over contiguous planes, eight positions at a time
+                            // (the compiler cannot vectorise through the possibly aliasing pointers).
+                            let (source, target, norm) = (x.baseAddress! + n * C * plane, y.baseAddress! + n * C * plane,
+                                                          normOut.baseAddress! + n * plane)
+                            let vectorEnd = plane / 8 * 8
+                            for i in 0..<plane { norm[i] = 0 }
+                            for c in 0..<C {
+                                let row = source + c * plane
+                                for i in stride(from: 0, to: vectorEnd, by: 8) { let v = load8(row + i); store8(load8(norm + i) + v * v, norm + i) }
+                                for i in vectorEnd..<plane { norm[i] += row[i] * row[i] }
+                            }
+                            for i in 0..<plane { norm[i] = norm[i].squareRoot() }
+                            let floor = SIMD8<Float>(repeating: epsilon)
+                            for c in 0..<C {
+                                let (row, out) = (source + c * plane, target + c * plane)
+                                for i in stride(from: 0, to: vectorEnd, by: 8) {
+                                    store8(load8(row + i) / pointwiseMax(load8(norm + i), floor), out + i)
+                                }
+                                for i in vectorEnd..<plane { out[i] = row[i] / Swift.max(norm[i], epsilon) }
+                            }
                         }
                     }
                 }
@@ -166,18 +179,21 @@ public final class L2Normalization: Layer {
             outputGradient.scalars.withUnsafeBufferPointer { dy in
                 inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
                     parallelRanges(count: N) { range in
+                        // Channel-major passes over contiguous planes (a position's channels are a
+                        // plane apart); the clamped positions use dot 0 and divide by eps.
+                        var dot = [Float](repeating: 0, count: plane), divisor = dot
                         for n in range {
                             let base = n * C * plane
+                            for i in 0..<plane { dot[i] = 0 }
+                            for c in 0..<C { for i in 0..<plane { dot[i] += dy[base + c * plane + i] * y[base + c * plane + i] } }
                             for i in 0..<plane {
                                 let norm = norms[n * plane + i]
-                                if norm >= epsilon {
-                                    var dot: Float = 0
-                                    for c in 0..<C { dot += dy[base + c * plane + i] * y[base + c * plane + i] }
-                                    for c in 0..<C { dx[base + c * plane + i] = (dy[base + c * plane + i] - y[base + c * plane + i] * dot) / norm }
-                                } else {
-                                    for c in 0..<C { dx[base + c * plane + i] = dy[base + c * plane + i] / epsilon }
-                                }
+                                if norm < epsilon { dot[i] = 0 }
+                                divisor[i] = norm >= epsilon ? norm : epsilon
                             }
+                            for c in 0..<C { for i in 0..<plane {
+                                dx[base + c * plane + i] = (dy[base + c * plane + i] - y[base + c * plane + i] * dot[i]) / divisor[i]
+                            } }
                         }
                     }
                 }

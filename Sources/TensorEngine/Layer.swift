@@ -78,20 +78,55 @@ extension Layer {
 }
 
 /// Layers applied one after another; children are named "0", "1", ... as in `torch.nn.Sequential`.
+/// A BatchNorm2d followed by a ReLU or ReLU6 runs as one pass (`BatchNorm2d.forward(_:activation:)`).
 public final class Sequential: Layer {
     public var mode: LayerMode = .training
     public let layers: [any Layer]
     private let names: [String]
 
+    private let steps: [Step]
+
+    /// One layer's pass, or a BatchNorm2d and the ReLU/ReLU6 after it in one pass (the
+    /// activation layer itself is skipped: the BatchNorm's backward passes the gradient through
+    /// it, and the pre-activation tensor is never written).
+    private enum Step {
+        case layer(any Layer)
+        case normalization(BatchNorm2d, FusedActivation)
+    }
+
     public init(_ layers: [any Layer]) {
         self.layers = layers
         self.names = layers.indices.map(String.init)
+        steps = Self.steps(layers)
     }
 
     /// Children under explicit attribute names, for PyTorch modules that name their parts.
     public init(named namedLayers: [(name: String, layer: any Layer)]) {
         self.layers = namedLayers.map(\.layer)
         self.names = namedLayers.map(\.name)
+        steps = Self.steps(layers)
+    }
+
+    private static func steps(_ layers: [any Layer]) -> [Step] {
+        var steps: [Step] = []
+        var index = 0
+        while index < layers.count {
+            if let batchNorm = layers[index] as? BatchNorm2d, index + 1 < layers.count {
+                let activation: FusedActivation? = switch layers[index + 1] {
+                case is ReLU: .relu
+                case is ReLU6: .relu6
+                default: nil
+                }
+                if let activation {
+                    steps.append(.normalization(batchNorm, activation))
+                    index += 2
+                    continue
+                }
+            }
+            steps.append(.layer(layers[index]))
+            index += 1
+        }
+        return steps
     }
 
     public var children: [(name: String, layer: any Layer)] {
@@ -100,13 +135,23 @@ public final class Sequential: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         var x = input
-        for layer in layers { x = layer.forward(x) }
+        for step in steps {
+            switch step {
+            case .layer(let layer): x = layer.forward(x)
+            case .normalization(let batchNorm, let activation): x = batchNorm.forward(x, activation: activation)
+            }
+        }
         return x
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
         var g = outputGradient
-        for layer in layers.reversed() { g = layer.backward(g) }
+        for step in steps.reversed() {
+            switch step {
+            case .layer(let layer): g = layer.backward(g)
+            case .normalization(let batchNorm, _): g = batchNorm.backward(g)
+            }
+        }
         return g
     }
 }

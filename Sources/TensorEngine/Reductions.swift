@@ -60,3 +60,19 @@ func vectorSquaredDeviation(_ a: UnsafePointer<Float>, center: Float, count: Int
     return total
 }
 
+
+/// sum_i a[i] * (b[i] - center)
+@inline(__always)
+func vectorDotDeviation(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, center: Float, count: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+    let c = SIMD8<Float>(repeating: center)
+    var i = 0
+    while i + 16 <= count {
+        s0 += load8(a + i) * (load8(b + i) - c)
+        s1 += load8(a + i + 8) * (load8(b + i + 8) - c)
+        i += 16
+    }
+    var total = (s0 + s1).sum()
+    while i < count { total += a[i] * (b[i] - center); i += 1 }
+    return total
+}

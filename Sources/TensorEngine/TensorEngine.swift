@@ -12,7 +12,7 @@
 // ------------------
 // Every layer is a class with a `forward(_:)` and a `backward(_:)`, as llm.c's layer pairs:
 // - `forward` computes the output and, unless the layer is in `.inference` mode, keeps what its
-//   backward needs (its input, a mask, BatchNorm's normalised input and 1/std). One forward, one
+//   backward needs (its input, a mask, BatchNorm's input, mean and 1/std). One forward, one
 //   backward: a layer object used twice in one graph would overwrite its cache, so a model makes
 //   one object per use.
 // - `backward(outputGradient)` ADDS into its parameters' `gradient` and RETURNS the gradient
@@ -90,7 +90,17 @@
 // `Conv2d.inferenceForward(_:activation:)` writes bias + convolution + ReLU/ReLU6 in one pass
 // (cache-sized output tiles: bias fill, sgemm with beta 1, activation), `Tensor.add(_:activation:)`
 // adds a residual in place, and MaxPool2d in `.inference` keeps no argmax. Backbones use them
-// after `foldBatchNorm()`; the training paths are unchanged.
+// after `foldBatchNorm()`.
+//
+// Training passes
+// ---------------
+// `BatchNorm2d.forward(_:activation:)` applies a following ReLU/ReLU6 in its own pass and its
+// backward passes the gradient through it (recomputing the pre-activation from the cached
+// input), so Conv-BN-ReLU writes one tensor, not three; `Sequential` and the backbones' units
+// use it. Where the CPU has AVX-512 (CKernels' rstpm_avx512_enabled(): not under
+// RSTPM_KERNELS=generic), BatchNorm2d, ReLU and ReLU6 run the C kernels of batchnorm.c and
+// activations.c, and depthwise convolution those of depthwise.c; the Swift loops are the
+// fallback and compute the same functions.
 
 import CBLAS
 import Foundation

@@ -50,12 +50,13 @@ final class ResidualBlock: Layer, InferenceFoldable {
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        normalized(bn2, conv2(relu(normalized(bn1, conv1(input))))) + input
+        normalized(bn2, conv2(normalizedReLU(bn1, relu, conv1(input)))) + input
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {
         precondition(bn1 != nil && bn2 != nil, "ResidualBlock.backward after foldBatchNorm()")
-        let inner = conv1.backward(bn1!.backward(relu.backward(conv2.backward(bn2!.backward(outputGradient)))))
+        // bn1 applied the ReLU in its pass, and its backward passes the gradient through it.
+        let inner = conv1.backward(bn1!.backward(conv2.backward(bn2!.backward(outputGradient))))
         return inner + outputGradient
     }
 
@@ -70,6 +71,13 @@ final class ResidualBlock: Layer, InferenceFoldable {
 @inline(__always)
 func normalized(_ batchNorm: BatchNorm2d?, _ x: Tensor) -> Tensor {
     batchNorm.map { $0(x) } ?? x
+}
+
+/// `relu(batchNorm(x))` as one pass of the BatchNorm (whose backward then includes the ReLU's),
+/// or `relu(x)` where the BatchNorm was folded away.
+@inline(__always)
+func normalizedReLU(_ batchNorm: BatchNorm2d?, _ relu: ReLU, _ x: Tensor) -> Tensor {
+    batchNorm.map { $0.forward(x, activation: .relu) } ?? relu(x)
 }
 
 /// The transposed convolution with an inference-mode BatchNorm after it baked in:
@@ -138,7 +146,7 @@ final class ReconstructionStage: Layer, InferenceFoldable {
     }
 
     func forward(_ input: Tensor) -> Tensor {
-        let main = upsampleReLU(normalized(upsampleBN, upsample(input)))
+        let main = normalizedReLU(upsampleBN, upsampleReLU, upsample(input))
         switch variant {
         case .reverseDistillation:
             return normalized(bn, conv!(main + skip!(input)))
@@ -157,14 +165,14 @@ final class ReconstructionStage: Layer, InferenceFoldable {
         switch variant {
         case .reverseDistillation:
             let dsum = conv!.backward(bn!.backward(outputGradient))
-            return upsample.backward(upsampleBN!.backward(upsampleReLU.backward(dsum))) + skip!.backward(dsum)
+            return upsample.backward(upsampleBN!.backward(dsum)) + skip!.backward(dsum)
         case .paper:
             var g = outputGradient
             for index in blocks.indices.reversed() {
                 if index < blockReLUs.count { g = blockReLUs[index].backward(g) }
                 g = blocks[index].backward(g)
             }
-            return upsample.backward(upsampleBN!.backward(upsampleReLU.backward(g)))
+            return upsample.backward(upsampleBN!.backward(g))
         }
     }
 
