@@ -126,12 +126,15 @@ struct b_source {
 
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
-// for every row k each run is one masked load from an input row (lanes in the zero padding are
-// masked off and read as zero). Which lanes and where from depend only on the kernel tap, not
-// on the channel, so each panel first tabulates them per (tap, run).
+// for every row k each run is one masked load from one stride phase of an input row (adjacent
+// outputs read adjacent elements there; lanes in the zero padding are masked off and read as
+// zero). Which lanes and where from depend only on the kernel tap, not on the channel, so each
+// panel first tabulates them per (tap, run).
 AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
                                       long nc, float *packed) {
-    const long kernel = x->kernel, taps = kernel * kernel, plane = x->height * x->width;
+    const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
+    const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
+    const long plane = x->height * row_length;
     struct load {
         long offset;  // from the channel's plane to the input element lane 0 would read
         __mmask16 low, high;
@@ -145,11 +148,16 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
             long oy = j / x->output_width, ox = j % x->output_width;
             long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
             for (long tap = 0; tap < taps; ++tap) {
-                long iy = oy + tap / kernel - x->padding, ix = ox + tap % kernel - x->padding;
-                long first = ix < 0 ? -ix : 0, end = x->width - ix < count ? x->width - ix : count;
+                long iy = oy * stride + tap / kernel - x->padding;
+                // Input column ox * stride + shift is element ox + whole of phase `phase`.
+                long shift = tap % kernel - x->padding;
+                long phase = ((shift % stride) + stride) % stride, whole = (shift - phase) / stride;
+                long phase_count = (x->width - phase + stride - 1) / stride, start = ox + whole;
+                long first = start < 0 ? -start : 0, end = phase_count - start < count ? phase_count - start : count;
                 if (iy < 0 || iy >= x->height || first >= end) continue;
                 unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
-                loads[tap * NR + load_count[tap]++] = (struct load){iy * x->width + ix - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
+                loads[tap * NR + load_count[tap]++] =
+                    (struct load){iy * row_length + phase * phase_width + start - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
             }
             lane += count;
         }

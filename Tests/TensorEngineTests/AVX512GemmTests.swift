@@ -81,31 +81,44 @@ final class AVX512GemmTests: XCTestCase {
 
     /// The convolution variant packs B straight from the input planes: against a direct
     /// convolution, on column ranges that start and end inside output rows, narrow planes (one
-    /// panel spans several output rows), padding 0..2 and kernels 1, 3, 5.
+    /// panel spans several output rows), padding 0..3, kernels 1, 3, 5, 7, strides 1 and 2
+    /// (planes then split into their even and odd columns, odd widths included).
     func testConvolutionInputIsUnfoldedWhilePacking() {
-        struct Shape { let channels, height, width, kernel, padding, outputs, first, trailing: Int }
+        struct Shape { let channels, height, width, kernel, stride, padding, outputs, first, trailing: Int }
         let shapes = [
-            Shape(channels: 5, height: 7, width: 9, kernel: 3, padding: 1, outputs: 6, first: 0, trailing: 0),
-            Shape(channels: 3, height: 16, width: 16, kernel: 3, padding: 1, outputs: 64, first: 7, trailing: 5),
-            Shape(channels: 8, height: 40, width: 37, kernel: 3, padding: 1, outputs: 20, first: 33, trailing: 70),
-            Shape(channels: 2, height: 5, width: 3, kernel: 3, padding: 0, outputs: 3, first: 0, trailing: 0),
-            Shape(channels: 4, height: 11, width: 13, kernel: 5, padding: 2, outputs: 17, first: 3, trailing: 1),
-            Shape(channels: 3, height: 1, width: 40, kernel: 3, padding: 1, outputs: 5, first: 0, trailing: 2),
-            Shape(channels: 16, height: 9, width: 7, kernel: 1, padding: 0, outputs: 30, first: 1, trailing: 0),
-            Shape(channels: 130, height: 6, width: 6, kernel: 3, padding: 1, outputs: 9, first: 2, trailing: 3),
+            Shape(channels: 5, height: 7, width: 9, kernel: 3, stride: 1, padding: 1, outputs: 6, first: 0, trailing: 0),
+            Shape(channels: 3, height: 16, width: 16, kernel: 3, stride: 1, padding: 1, outputs: 64, first: 7, trailing: 5),
+            Shape(channels: 8, height: 40, width: 37, kernel: 3, stride: 1, padding: 1, outputs: 20, first: 33, trailing: 70),
+            Shape(channels: 2, height: 5, width: 3, kernel: 3, stride: 1, padding: 0, outputs: 3, first: 0, trailing: 0),
+            Shape(channels: 4, height: 11, width: 13, kernel: 5, stride: 1, padding: 2, outputs: 17, first: 3, trailing: 1),
+            Shape(channels: 3, height: 1, width: 40, kernel: 3, stride: 1, padding: 1, outputs: 5, first: 0, trailing: 2),
+            Shape(channels: 16, height: 9, width: 7, kernel: 1, stride: 1, padding: 0, outputs: 30, first: 1, trailing: 0),
+            Shape(channels: 130, height: 6, width: 6, kernel: 3, stride: 1, padding: 1, outputs: 9, first: 2, trailing: 3),
+            Shape(channels: 3, height: 38, width: 45, kernel: 7, stride: 2, padding: 3, outputs: 16, first: 5, trailing: 9),
+            Shape(channels: 6, height: 17, width: 16, kernel: 3, stride: 2, padding: 1, outputs: 29, first: 0, trailing: 0),
+            Shape(channels: 4, height: 9, width: 11, kernel: 3, stride: 2, padding: 0, outputs: 5, first: 1, trailing: 2),
+            Shape(channels: 2, height: 13, width: 70, kernel: 5, stride: 2, padding: 2, outputs: 14, first: 40, trailing: 31),
+            Shape(channels: 7, height: 8, width: 9, kernel: 1, stride: 2, padding: 0, outputs: 3, first: 0, trailing: 1),
         ]
         let generator = SeededGenerator(seed: 15)
         for t in shapes {
-            let (outputHeight, outputWidth) = (t.height + 2 * t.padding - t.kernel + 1, t.width + 2 * t.padding - t.kernel + 1)
+            let outputHeight = (t.height + 2 * t.padding - t.kernel) / t.stride + 1
+            let outputWidth = (t.width + 2 * t.padding - t.kernel) / t.stride + 1
             let (taps, plane) = (t.kernel * t.kernel, t.height * t.width)
             let k = t.channels * taps, n = outputHeight * outputWidth - t.first - t.trailing
             let x = generator.uniformTensor(shape: [t.channels * plane], bound: 1).scalars
+            // Each row as its stride phases: columns q, q + stride, ... from phase q * phaseWidth.
+            let phaseWidth = (t.width + t.stride - 1) / t.stride
+            var phases = [Float](repeating: .nan, count: t.channels * t.height * t.stride * phaseWidth)
+            for row in 0..<(t.channels * t.height) {
+                for ix in 0..<t.width { phases[(row * t.stride + ix % t.stride) * phaseWidth + ix / t.stride] = x[row * t.width + ix] }
+            }
             let w = generator.uniformTensor(shape: [t.outputs * k], bound: 1).scalars
             let bias = generator.uniformTensor(shape: [t.outputs], bound: 1).scalars
             var c = [Float](repeating: .nan, count: t.outputs * n)
-            x.withUnsafeBufferPointer { planes in
+            phases.withUnsafeBufferPointer { planes in
                 var input = rstpm_convolution_input(planes: planes.baseAddress, height: t.height, width: t.width, kernel: t.kernel,
-                                                    padding: t.padding, output_width: outputWidth)
+                                                    stride: t.stride, padding: t.padding, output_width: outputWidth)
                 rstpm_convolution_bias_clamp(t.outputs, n, k, w, k, &input, t.first, bias, -.infinity, .infinity, &c, n)
             }
             var expected = [Double](repeating: 0, count: t.outputs * n)
@@ -116,7 +129,7 @@ final class AVX512GemmTests: XCTestCase {
                     for channel in 0..<t.channels {
                         for ky in 0..<t.kernel {
                             for kx in 0..<t.kernel {
-                                let (iy, ix) = (oy + ky - t.padding, ox + kx - t.padding)
+                                let (iy, ix) = (oy * t.stride + ky - t.padding, ox * t.stride + kx - t.padding)
                                 guard iy >= 0 && iy < t.height && ix >= 0 && ix < t.width else { continue }
                                 sum += Double(w[o * k + channel * taps + ky * t.kernel + kx]) * Double(x[channel * plane + iy * t.width + ix])
                             }

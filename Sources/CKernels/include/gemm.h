@@ -15,12 +15,15 @@ void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
                             const float *bias, float low, float high, float *c, long ldc);
 
-/// One item (one group) of a stride-1 convolution's input, `planes` (channels, height, width),
-/// seen as the matrix its im2col unfolds: row c * kernel^2 + ky * kernel + kx, column
-/// oy * output_width + ox holds planes[c][oy + ky - padding][ox + kx - padding], zero outside.
+/// One item (one group) of a convolution's input, seen as the matrix its im2col unfolds: row
+/// c * kernel^2 + ky * kernel + kx, column oy * output_width + ox holds input channel c at
+/// (oy * stride + ky - padding, ox * stride + kx - padding), zero outside. `planes` holds the
+/// input (channels, height, width) with each row split into its stride phases: row iy is
+/// `stride` runs of ceil(width / stride) floats, run q holding columns q, q + stride, ... (for
+/// stride 1 simply the planes), so that adjacent outputs read adjacent floats.
 struct rstpm_convolution_input {
     const float *planes;
-    long height, width, kernel, padding, output_width;
+    long height, width, kernel, stride, padding, output_width;
 };
 
 /// rstpm_sgemm_bias_clamp with B the columns `first_column ..< first_column + n` of `input`'s
