@@ -328,15 +328,35 @@ static void scale_only(long m, long n, float beta, const float *bias, int clamp,
     }
 }
 
+// K cut into equal blocks of at most KC.
+static long k_block(long k) { return (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC); }
+
+// Where the packed panels of op(A) rows first_row.., columns pc..pc+kc start in a matrix of
+// `rows` rows packed whole by rstpm_pack_a (first_row a multiple of MR).
+static const float *prepacked_panels(const struct rstpm_packed_a *packed, long first_row, long pc, long kc) {
+    return packed->panels + pc * ((packed->rows + MR - 1) / MR * MR) + (packed->first_row + first_row) * kc;
+}
+
+long rstpm_packed_a_floats(long m, long k) { return (m + MR - 1) / MR * MR * k; }
+
+AVX512 void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels) {
+    const long block_k = k_block(k), padded_rows = (m + MR - 1) / MR * MR;
+    for (long pc = 0; pc < k; pc += block_k) {
+        long kc = k - pc < block_k ? k - pc : block_k;
+        pack_a(0, a, lda, 0, m, pc, kc, panels + pc * padded_rows);
+    }
+}
+
+// `prepacked` (NULL: none) replaces packing op(A) from `a` (then not read).
 AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
-                        const struct b_source *source_b, float beta, const float *bias, int clamp, float low, float high,
-                        float *c, long ldc) {
+                        const struct rstpm_packed_a *prepacked, const struct b_source *source_b, float beta,
+                        const float *bias, int clamp, float low, float high, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0) {
         scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
         return;
     }
-    long block_k = (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+    long block_k = k_block(k);
     long block_m = m < MC ? (m + MR - 1) / MR * MR : MC;
     long block_n = n < NC ? (n + NR - 1) / NR * NR : NC;
     long packed_a_floats = (block_m * block_k + 15) / 16 * 16;  // packed B starts 64-byte aligned
@@ -349,7 +369,11 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
             pack_b(source_b, pc, kc, jc, nc, packed_b);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
-                pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
+                const float *panels_a = packed_a;
+                if (prepacked)
+                    panels_a = prepacked_panels(prepacked, ic, pc, kc);
+                else
+                    pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
                 struct tile_update update = {
                     .alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc == k,
                     .clamp = clamp, .low = low, .high = high,
@@ -361,7 +385,7 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
                     for (long ir = 0; ir < mc; ir += MR) {
                         long rows = mc - ir < MR ? mc - ir : MR;
                         update.bias = bias ? bias + ic + ir : NULL;
-                        micro_kernels[rows - 1][width > 16](kc, packed_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
+                        micro_kernels[rows - 1][width > 16](kc, panels_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
                                                             low_mask, high_mask, &update);
                     }
                 }
@@ -373,20 +397,20 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     struct b_source source_b = {.transpose = transpose_b, .b = b, .ldb = ldb};
-    gemm(transpose_a, m, n, k, alpha, a, lda, &source_b, beta, NULL, 0, 0, 0, c, ldc);
+    gemm(transpose_a, m, n, k, alpha, a, lda, NULL, &source_b, beta, NULL, 0, 0, 0, c, ldc);
 }
 
 static int clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
 
-void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                            const float *bias, float low, float high, float *c, long ldc) {
+void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                            const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.b = b, .ldb = ldb};
-    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
 }
 
-void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.convolution = input, .first_column = first_column};
-    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
 }

@@ -18,6 +18,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var cachedInput: Tensor?
+    /// The weights packed for the AVX-512 product, kept in `.inference` while they are unchanged.
+    private var packedWeights: PackedWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
@@ -202,9 +204,11 @@ public final class Conv2d: Layer {
     private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int,
                                   bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
+        let packed = avx512Gemm(m: Og, n: L) ? frozenPackedWeights(rows: Og, columns: Cg) : nil
         for n in 0..<N {
             for group in 0..<groups {
-                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
+                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, packedA: packed?.matrix(group: group),
+                                  b: x + (n * inputChannels + group * Cg) * L, ldb: L,
                                   bias: bias.map { $0 + group * Og }, activation: activation, c: y + (n * outputChannels + group * Og) * L, ldc: L)
             }
         }
@@ -301,6 +305,22 @@ public final class Conv2d: Layer {
         }
     }
 
+    /// In `.inference`, each group's weights (rows, columns) packed for the AVX-512 product,
+    /// packed again only when the weights change; nil (and nothing kept) in the other modes,
+    /// where the weights change every step.
+    private func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
+        guard mode == .inference else {
+            packedWeights = nil
+            return nil
+        }
+        if let packedWeights, packedWeights.version == weight.version { return packedWeights }
+        let packed = weight.value.scalars.withUnsafeBufferPointer {
+            PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version)
+        }
+        packedWeights = packed
+        return packed
+    }
+
     /// Strides 1 and 2 on the AVX-512 kernel: the product packs its panels straight from the
     /// input planes (no im2col buffer written and read back; at stride 2 the planes are first
     /// split into even and odd columns, one pass instead of kernel^2). Tasks are (item, group,
@@ -333,6 +353,7 @@ public final class Conv2d: Layer {
         let (low, high) = activation.clampBounds
         let products = N * groups
         let parts = Swift.max(1, Swift.min(L / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        let packed = frozenPackedWeights(rows: Og, columns: K)
         parallelRanges(count: products * parts) { range in
             for task in range {
                 let (product, part) = (task / parts, task % parts)
@@ -340,8 +361,10 @@ public final class Conv2d: Layer {
                 let (j0, j1) = (gemmSplit(L, part, parts, unit: gemmColumnUnit), gemmSplit(L, part + 1, parts, unit: gemmColumnUnit))
                 var input = rstpm_convolution_input(planes: x + (n * C + group * Cg) * plane, height: g.height, width: g.width,
                                                     kernel: kernelSize, stride: stride, padding: padding, output_width: g.outputWidth)
-                rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, &input, j0, bias.map { $0 + group * Og },
-                                             low, high, y + (n * O + group * Og) * L + j0, L)
+                withPackedMatrix(packed?.matrix(group: group)) { packedMatrix in
+                    rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, packedMatrix, &input, j0, bias.map { $0 + group * Og },
+                                                 low, high, y + (n * O + group * Og) * L + j0, L)
+                }
             }
         }
     }
@@ -376,7 +399,7 @@ public final class Conv2d: Layer {
                     var input = rstpm_convolution_input(planes: dy + (n * O + group * Og) * outputPlane, height: g.outputHeight,
                                                         width: g.outputWidth, kernel: kernelSize, stride: 1, padding: kernelSize - 1 - padding,
                                                         output_width: g.width)
-                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, &input, j0,
+                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, nil, &input, j0,
                                                  nil, -.infinity, .infinity, dx + (n * C + group * Cg) * plane + j0, plane)
                 }
             }

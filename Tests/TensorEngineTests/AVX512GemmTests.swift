@@ -61,7 +61,7 @@ final class AVX512GemmTests: XCTestCase {
                     let bias = generator.uniformTensor(shape: [m], bound: 2).scalars
                     var c = [Float](repeating: .nan, count: m * ldc)
                     bias.withUnsafeBufferPointer { pointer in
-                        rstpm_sgemm_bias_clamp(m, n, k, a, lda, b, ldb, withBias ? pointer.baseAddress : nil, low, high, &c, ldc)
+                        rstpm_sgemm_bias_clamp(m, n, k, a, lda, nil, b, ldb, withBias ? pointer.baseAddress : nil, low, high, &c, ldc)
                     }
                     var expected = [Double](repeating: 0, count: m * n)
                     for i in 0..<m {
@@ -75,6 +75,33 @@ final class AVX512GemmTests: XCTestCase {
                     assertClose(c, ldc: ldc, expected, m: m, n: n, label)
                     for i in 0..<m { XCTAssert(c[(i * ldc + n)..<((i + 1) * ldc)].allSatisfy(\.isNaN), "\(label): wrote past column n") }
                 }
+            }
+        }
+    }
+
+    /// A packed once (rstpm_pack_a) gives the same C, bit for bit, as packing it in the call,
+    /// also for row blocks that start inside the packed matrix (first_row), across row blocks
+    /// of the product (m > 168) and K blocks (k > 384).
+    func testPrepackedAMatchesPackingInTheCall() {
+        let generator = SeededGenerator(seed: 16)
+        for (m, n, k) in [(1, 20, 3), (15, 40, 5), (30, 70, 800), (200, 33, 400), (169, 64, 27)] {
+            let (lda, ldb, ldc) = (k + 1, n + 2, n)
+            let a = generator.uniformTensor(shape: [m * lda], bound: 1).scalars
+            let b = generator.uniformTensor(shape: [k * ldb], bound: 1).scalars
+            let bias = generator.uniformTensor(shape: [m], bound: 1).scalars
+            var panels = [Float](repeating: .nan, count: rstpm_packed_a_floats(m, k))
+            rstpm_pack_a(m, k, a, lda, &panels)
+            for firstRow in Swift.stride(from: 0, to: m, by: 14) {
+                let rows = m - firstRow
+                var expected = [Float](repeating: .nan, count: rows * ldc), c = expected
+                rstpm_sgemm_bias_clamp(rows, n, k, Array(a[(firstRow * lda)...]), lda, nil, b, ldb, Array(bias[firstRow...]), 0, 2, &expected, ldc)
+                panels.withUnsafeBufferPointer { pointer in
+                    var packed = rstpm_packed_a(panels: pointer.baseAddress, rows: m, first_row: firstRow)
+                    // A itself must not be read: NaN there would show in C.
+                    let unread = [Float](repeating: .nan, count: rows * lda)
+                    rstpm_sgemm_bias_clamp(rows, n, k, unread, lda, &packed, b, ldb, Array(bias[firstRow...]), 0, 2, &c, ldc)
+                }
+                XCTAssertEqual(c, expected, "\(m)x\(n)x\(k) from row \(firstRow)")
             }
         }
     }
@@ -119,7 +146,7 @@ final class AVX512GemmTests: XCTestCase {
             phases.withUnsafeBufferPointer { planes in
                 var input = rstpm_convolution_input(planes: planes.baseAddress, height: t.height, width: t.width, kernel: t.kernel,
                                                     stride: t.stride, padding: t.padding, output_width: outputWidth)
-                rstpm_convolution_bias_clamp(t.outputs, n, k, w, k, &input, t.first, bias, -.infinity, .infinity, &c, n)
+                rstpm_convolution_bias_clamp(t.outputs, n, k, w, k, nil, &input, t.first, bias, -.infinity, .infinity, &c, n)
             }
             var expected = [Double](repeating: 0, count: t.outputs * n)
             for o in 0..<t.outputs {
