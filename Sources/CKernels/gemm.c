@@ -126,12 +126,15 @@ struct b_source {
 
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
-// for every row k each run is one masked load from an input row (lanes in the zero padding are
-// masked off and read as zero). Which lanes and where from depend only on the kernel tap, not
-// on the channel, so each panel first tabulates them per (tap, run).
+// for every row k each run is one masked load from one stride phase of an input row (adjacent
+// outputs read adjacent elements there; lanes in the zero padding are masked off and read as
+// zero). Which lanes and where from depend only on the kernel tap, not on the channel, so each
+// panel first tabulates them per (tap, run).
 AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
                                       long nc, float *packed) {
-    const long kernel = x->kernel, taps = kernel * kernel, plane = x->height * x->width;
+    const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
+    const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
+    const long plane = x->height * row_length;
     struct load {
         long offset;  // from the channel's plane to the input element lane 0 would read
         __mmask16 low, high;
@@ -145,11 +148,16 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
             long oy = j / x->output_width, ox = j % x->output_width;
             long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
             for (long tap = 0; tap < taps; ++tap) {
-                long iy = oy + tap / kernel - x->padding, ix = ox + tap % kernel - x->padding;
-                long first = ix < 0 ? -ix : 0, end = x->width - ix < count ? x->width - ix : count;
+                long iy = oy * stride + tap / kernel - x->padding;
+                // Input column ox * stride + shift is element ox + whole of phase `phase`.
+                long shift = tap % kernel - x->padding;
+                long phase = ((shift % stride) + stride) % stride, whole = (shift - phase) / stride;
+                long phase_count = (x->width - phase + stride - 1) / stride, start = ox + whole;
+                long first = start < 0 ? -start : 0, end = phase_count - start < count ? phase_count - start : count;
                 if (iy < 0 || iy >= x->height || first >= end) continue;
                 unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
-                loads[tap * NR + load_count[tap]++] = (struct load){iy * x->width + ix - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
+                loads[tap * NR + load_count[tap]++] =
+                    (struct load){iy * row_length + phase * phase_width + start - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
             }
             lane += count;
         }
@@ -320,15 +328,35 @@ static void scale_only(long m, long n, float beta, const float *bias, int clamp,
     }
 }
 
+// K cut into equal blocks of at most KC.
+static long k_block(long k) { return (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC); }
+
+// Where the packed panels of op(A) rows first_row.., columns pc..pc+kc start in a matrix of
+// `rows` rows packed whole by rstpm_pack_a (first_row a multiple of MR).
+static const float *prepacked_panels(const struct rstpm_packed_a *packed, long first_row, long pc, long kc) {
+    return packed->panels + pc * ((packed->rows + MR - 1) / MR * MR) + (packed->first_row + first_row) * kc;
+}
+
+long rstpm_packed_a_floats(long m, long k) { return (m + MR - 1) / MR * MR * k; }
+
+AVX512 void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels) {
+    const long block_k = k_block(k), padded_rows = (m + MR - 1) / MR * MR;
+    for (long pc = 0; pc < k; pc += block_k) {
+        long kc = k - pc < block_k ? k - pc : block_k;
+        pack_a(0, a, lda, 0, m, pc, kc, panels + pc * padded_rows);
+    }
+}
+
+// `prepacked` (NULL: none) replaces packing op(A) from `a` (then not read).
 AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
-                        const struct b_source *source_b, float beta, const float *bias, int clamp, float low, float high,
-                        float *c, long ldc) {
+                        const struct rstpm_packed_a *prepacked, const struct b_source *source_b, float beta,
+                        const float *bias, int clamp, float low, float high, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0) {
         scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
         return;
     }
-    long block_k = (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+    long block_k = k_block(k);
     long block_m = m < MC ? (m + MR - 1) / MR * MR : MC;
     long block_n = n < NC ? (n + NR - 1) / NR * NR : NC;
     long packed_a_floats = (block_m * block_k + 15) / 16 * 16;  // packed B starts 64-byte aligned
@@ -341,7 +369,11 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
             pack_b(source_b, pc, kc, jc, nc, packed_b);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
-                pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
+                const float *panels_a = packed_a;
+                if (prepacked)
+                    panels_a = prepacked_panels(prepacked, ic, pc, kc);
+                else
+                    pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
                 struct tile_update update = {
                     .alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc == k,
                     .clamp = clamp, .low = low, .high = high,
@@ -353,7 +385,7 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
                     for (long ir = 0; ir < mc; ir += MR) {
                         long rows = mc - ir < MR ? mc - ir : MR;
                         update.bias = bias ? bias + ic + ir : NULL;
-                        micro_kernels[rows - 1][width > 16](kc, packed_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
+                        micro_kernels[rows - 1][width > 16](kc, panels_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
                                                             low_mask, high_mask, &update);
                     }
                 }
@@ -365,20 +397,20 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     struct b_source source_b = {.transpose = transpose_b, .b = b, .ldb = ldb};
-    gemm(transpose_a, m, n, k, alpha, a, lda, &source_b, beta, NULL, 0, 0, 0, c, ldc);
+    gemm(transpose_a, m, n, k, alpha, a, lda, NULL, &source_b, beta, NULL, 0, 0, 0, c, ldc);
 }
 
 static int clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
 
-void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                            const float *bias, float low, float high, float *c, long ldc) {
+void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                            const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.b = b, .ldb = ldb};
-    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
 }
 
-void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.convolution = input, .first_column = first_column};
-    gemm(0, m, n, k, 1, a, lda, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
 }

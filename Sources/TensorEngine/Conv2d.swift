@@ -7,7 +7,8 @@ import CKernels
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
 /// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (AVX-512
-/// kernels in C where the CPU has them, see DepthwiseAcceleration); the rest
+/// kernels in C where the CPU has them, see DepthwiseAcceleration); strides 1 and 2 on the
+/// AVX-512 kernel pack the product's panels straight from the input planes; the rest
 /// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
 /// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
@@ -17,6 +18,8 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var cachedInput: Tensor?
+    /// The weights packed for the AVX-512 product, kept in `.inference` while they are unchanged.
+    private var packedWeights: PackedWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
@@ -201,9 +204,11 @@ public final class Conv2d: Layer {
     private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int,
                                   bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
+        let packed = avx512Gemm(m: Og, n: L) ? frozenPackedWeights(rows: Og, columns: Cg) : nil
         for n in 0..<N {
             for group in 0..<groups {
-                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, b: x + (n * inputChannels + group * Cg) * L, ldb: L,
+                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, packedA: packed?.matrix(group: group),
+                                  b: x + (n * inputChannels + group * Cg) * L, ldb: L,
                                   bias: bias.map { $0 + group * Og }, activation: activation, c: y + (n * outputChannels + group * Og) * L, ldc: L)
             }
         }
@@ -273,7 +278,7 @@ public final class Conv2d: Layer {
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
-        if stride == 1 && kernelSize <= 7 && avx512Gemm(m: Og, n: L) {
+        if stride <= 2 && kernelSize <= 7 && avx512Gemm(m: Og, n: L) {
             implicitForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
             return
         }
@@ -300,26 +305,66 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// Stride 1 on the AVX-512 kernel: the product packs its panels straight from the input
-    /// planes (no im2col buffer written and read back). Tasks are (item, group, column part),
-    /// the columns split only as far as needed to give every worker one.
+    /// In `.inference`, each group's weights (rows, columns) packed for the AVX-512 product,
+    /// packed again only when the weights change; nil (and nothing kept) in the other modes,
+    /// where the weights change every step.
+    private func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
+        guard mode == .inference else {
+            packedWeights = nil
+            return nil
+        }
+        if let packedWeights, packedWeights.version == weight.version { return packedWeights }
+        let packed = weight.value.scalars.withUnsafeBufferPointer {
+            PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version)
+        }
+        packedWeights = packed
+        return packed
+    }
+
+    /// Strides 1 and 2 on the AVX-512 kernel: the product packs its panels straight from the
+    /// input planes (no im2col buffer written and read back; at stride 2 the planes are first
+    /// split into even and odd columns, one pass instead of kernel^2). Tasks are (item, group,
+    /// column part), the columns split only as far as needed to give every worker one.
     private func implicitForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry,
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
-        let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
+        guard stride == 2 else {
+            implicitForward(planes: x, phasePlane: g.height * g.width, w, y, N: N, g: g, bias: bias, activation: activation)
+            return
+        }
+        let (rows, phaseWidth) = (N * inputChannels * g.height, (g.width + 1) / 2)
+        ScratchPool.withBuffer(count: rows * 2 * phaseWidth) { phases in
+            parallelRanges(count: rows) { range in
+                for row in range {
+                    let even = phases + row * 2 * phaseWidth
+                    deinterleave(x + row * g.width, width: g.width, even: even, odd: even + phaseWidth)
+                }
+            }
+            implicitForward(planes: phases, phasePlane: g.height * 2 * phaseWidth, w, y, N: N, g: g, bias: bias, activation: activation)
+        }
+    }
+
+    /// implicitForward on planes already in rstpm_convolution_input's stride-phase layout,
+    /// `phasePlane` floats apart.
+    private func implicitForward(planes x: UnsafePointer<Float>, phasePlane plane: Int, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                 N: Int, g: WindowGeometry, bias: UnsafePointer<Float>?, activation: FusedActivation) {
+        let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (Cg, Og) = (C / groups, O / groups)
         let K = Cg * kk
         let (low, high) = activation.clampBounds
         let products = N * groups
         let parts = Swift.max(1, Swift.min(L / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        let packed = frozenPackedWeights(rows: Og, columns: K)
         parallelRanges(count: products * parts) { range in
             for task in range {
                 let (product, part) = (task / parts, task % parts)
                 let (n, group) = (product / groups, product % groups)
                 let (j0, j1) = (gemmSplit(L, part, parts, unit: gemmColumnUnit), gemmSplit(L, part + 1, parts, unit: gemmColumnUnit))
                 var input = rstpm_convolution_input(planes: x + (n * C + group * Cg) * plane, height: g.height, width: g.width,
-                                                    kernel: kernelSize, padding: padding, output_width: g.outputWidth)
-                rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, &input, j0, bias.map { $0 + group * Og },
-                                             low, high, y + (n * O + group * Og) * L + j0, L)
+                                                    kernel: kernelSize, stride: stride, padding: padding, output_width: g.outputWidth)
+                withPackedMatrix(packed?.matrix(group: group)) { packedMatrix in
+                    rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, packedMatrix, &input, j0, bias.map { $0 + group * Og },
+                                                 low, high, y + (n * O + group * Og) * L + j0, L)
+                }
             }
         }
     }
@@ -352,9 +397,9 @@ public final class Conv2d: Layer {
                     let (n, group) = (product / groups, product % groups)
                     let (j0, j1) = (gemmSplit(plane, part, parts, unit: gemmColumnUnit), gemmSplit(plane, part + 1, parts, unit: gemmColumnUnit))
                     var input = rstpm_convolution_input(planes: dy + (n * O + group * Og) * outputPlane, height: g.outputHeight,
-                                                        width: g.outputWidth, kernel: kernelSize, padding: kernelSize - 1 - padding,
+                                                        width: g.outputWidth, kernel: kernelSize, stride: 1, padding: kernelSize - 1 - padding,
                                                         output_width: g.width)
-                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, &input, j0,
+                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, nil, &input, j0,
                                                  nil, -.infinity, .infinity, dx + (n * C + group * Cg) * plane + j0, plane)
                 }
             }

@@ -180,11 +180,15 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// workers; each tile is filled with its bias, multiplied into with beta = 1 (OpenBLAS then
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
-func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+///
+/// `packedA`: A already packed for the AVX-512 kernel (frozen weights), used when it runs.
+func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
+                       b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
     if avx512Gemm(m: m, n: n) {
-        sgemmWithEpilogueAVX512(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bias: bias, activation: activation, c: c, ldc: ldc)
+        sgemmWithEpilogueAVX512(m: m, n: n, k: k, a: a, lda: lda, packedA: packedA, b: b, ldb: ldb, bias: bias, activation: activation,
+                                c: c, ldc: ldc)
         return
     }
     let workers = Engine.threadCount
@@ -212,7 +216,8 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// sgemmWithEpilogue on the AVX-512 kernel: one block of C per worker, split along the longer
 /// side at multiples of the kernel's register tile (each block packs all of the other side's
 /// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
-private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a?,
+                                     b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
     let splitColumns = n >= m
@@ -221,9 +226,17 @@ private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Fl
     let block = { (part: Int) in
         let (start, end) = (gemmSplit(extent, part, parts, unit: unit), gemmSplit(extent, part + 1, parts, unit: unit))
         if splitColumns {
-            rstpm_sgemm_bias_clamp(m, end - start, k, a, lda, b + start, ldb, bias, low, high, c + start, ldc)
+            withPackedMatrix(packedA) { packed in
+                rstpm_sgemm_bias_clamp(m, end - start, k, a, lda, packed, b + start, ldb, bias, low, high, c + start, ldc)
+            }
         } else {
-            rstpm_sgemm_bias_clamp(end - start, n, k, a + start * lda, lda, b, ldb, bias.map { $0 + start }, low, high, c + start * ldc, ldc)
+            // Row blocks start at multiples of the register tile, as the packed panels do.
+            var rowsPacked = packedA
+            rowsPacked?.first_row += start
+            withPackedMatrix(rowsPacked) { packed in
+                rstpm_sgemm_bias_clamp(end - start, n, k, a + start * lda, lda, packed, b, ldb, bias.map { $0 + start }, low, high,
+                                       c + start * ldc, ldc)
+            }
         }
     }
     if parts == 1 {

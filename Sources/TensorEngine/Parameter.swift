@@ -11,7 +11,10 @@ public protocol StateTensor: AnyObject {
 /// pay for it.
 public final class Parameter: StateTensor {
     public let name: String
-    public var value: Tensor
+    public var value: Tensor { didSet { version &+= 1 } }
+    /// Changes whenever `value` does, in-place writes included: what caches derived from the
+    /// value (packed weights) compare.
+    public private(set) var version = 0
     private var storedGradient: Tensor?
 
     public init(name: String, value: Tensor) {

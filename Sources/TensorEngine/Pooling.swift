@@ -58,13 +58,18 @@ public final class MaxPool2d: Layer {
     }
 
     /// Inference (no argmax): per output row, the window rows' maximum eight columns at a
-    /// time into a row padded with -infinity, then each output the maximum of its k columns.
-    /// NaN propagates, as in the indexed path.
+    /// time into a row padded with -infinity; that row split into its stride phases (columns
+    /// q, q+s, ...), so that each window column of eight adjacent outputs is one contiguous
+    /// vector, and the outputs the maximum of their k vectors. NaN propagates, as in the
+    /// indexed path.
     private static func maximumPlanes(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, planes: Range<Int>, g: WindowGeometry) {
         let (k, s, p, H, W, Ho, Wo) = (g.kernel, g.stride, g.padding, g.height, g.width, g.outputHeight, g.outputWidth)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: W + 2 * p + k) { buffer in
+        let paddedLength = W + 2 * p + k
+        let phaseLength = (Wo + 7) / 8 * 8 + (k - 1) / s
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: paddedLength + s * phaseLength) { buffer in
             let padded = buffer.baseAddress!, row = padded + p
-            padded.update(repeating: -.infinity, count: W + 2 * p + k)
+            let phases = s == 1 ? padded : padded + paddedLength
+            buffer.update(repeating: -.infinity)
             for planeIndex in planes {
                 let input = x + planeIndex * H * W, output = y + planeIndex * Ho * Wo
                 for oy in 0..<Ho {
@@ -74,18 +79,28 @@ public final class MaxPool2d: Layer {
                         let source = input + iy * W
                         var i = 0
                         while i + 8 <= W {
-                            let (a, b) = (load8(row + i), load8(source + i))
-                            store8(a.replacing(with: b, where: (b .> a) .| (b .!= b)), row + i)
+                            store8(nanMaximum(load8(row + i), load8(source + i)), row + i)
                             i += 8
                         }
                         while i < W { if source[i] > row[i] || source[i].isNaN { row[i] = source[i] }; i += 1 }
                     }
+                    if s > 1 {
+                        for q in 0..<s {
+                            let phase = phases + q * phaseLength
+                            for j in 0..<Swift.min(phaseLength, (paddedLength - q + s - 1) / s) { phase[j] = padded[q + s * j] }
+                        }
+                    }
                     let target = output + oy * Wo
-                    for ox in 0..<Wo {
-                        let window = padded + ox * s
-                        var best = window[0]
-                        for kx in 1..<k where window[kx] > best || window[kx].isNaN { best = window[kx] }
-                        target[ox] = best
+                    var ox = 0
+                    while ox < Wo {
+                        var best = load8(phases + ox)
+                        for kx in 1..<k { best = nanMaximum(best, load8(phases + (kx % s) * phaseLength + ox + kx / s)) }
+                        if ox + 8 <= Wo {
+                            store8(best, target + ox)
+                        } else {
+                            for i in 0..<(Wo - ox) { target[ox + i] = best[i] }
+                        }
+                        ox += 8
                     }
                 }
             }
@@ -112,6 +127,13 @@ public final class MaxPool2d: Layer {
         }
         return inputGradient
     }
+}
+
+/// Lanes of `candidate` where it is larger than `best` or NaN, else `best`: a window maximum
+/// that propagates NaN.
+@inline(__always)
+private func nanMaximum(_ best: SIMD8<Float>, _ candidate: SIMD8<Float>) -> SIMD8<Float> {
+    best.replacing(with: candidate, where: (candidate .> best) .| (candidate .!= candidate))
 }
 
 /// `torch.nn.AvgPool2d(kernelSize, stride, padding)` with PyTorch's defaults

@@ -64,9 +64,10 @@
 // Matrix products go to CKernels' AVX-512 sgemm (`rstpm_sgemm`, packed blocks, 14x32 register
 // tiles, bias and ReLU/ReLU6 applied in registers) where the CPU has AVX-512, else to OpenBLAS
 // (`cblas_sgemm`; RSTPM_KERNELS=generic forces it); narrow products (under 16 columns or 2
-// rows) stay on OpenBLAS, which is faster there. Stride-1 convolutions on the AVX-512 kernel
-// pack their input planes straight into the product's panels, with no im2col buffer, and
-// compute their input gradient as a convolution of the output gradient (no col2im).
+// rows) stay on OpenBLAS, which is faster there. Stride-1 and stride-2 convolutions on the
+// AVX-512 kernel pack their input planes (stride 2: split into even and odd columns first)
+// straight into the product's panels, with no im2col buffer; stride-1 ones also compute their
+// input gradient as a convolution of the output gradient (no col2im).
 // Each call runs single-threaded: the engine splits a large product into column blocks
 // itself, and every other loop (im2col, depthwise convolution, BatchNorm, pooling, resizing)
 // splits its channels or rows the same way, over `Engine.threadCount` workers with

@@ -61,7 +61,7 @@ final class AVX512GemmTests: XCTestCase {
                     let bias = generator.uniformTensor(shape: [m], bound: 2).scalars
                     var c = [Float](repeating: .nan, count: m * ldc)
                     bias.withUnsafeBufferPointer { pointer in
-                        rstpm_sgemm_bias_clamp(m, n, k, a, lda, b, ldb, withBias ? pointer.baseAddress : nil, low, high, &c, ldc)
+                        rstpm_sgemm_bias_clamp(m, n, k, a, lda, nil, b, ldb, withBias ? pointer.baseAddress : nil, low, high, &c, ldc)
                     }
                     var expected = [Double](repeating: 0, count: m * n)
                     for i in 0..<m {
@@ -79,34 +79,74 @@ final class AVX512GemmTests: XCTestCase {
         }
     }
 
+    /// A packed once (rstpm_pack_a) gives the same C, bit for bit, as packing it in the call,
+    /// also for row blocks that start inside the packed matrix (first_row), across row blocks
+    /// of the product (m > 168) and K blocks (k > 384).
+    func testPrepackedAMatchesPackingInTheCall() {
+        let generator = SeededGenerator(seed: 16)
+        for (m, n, k) in [(1, 20, 3), (15, 40, 5), (30, 70, 800), (200, 33, 400), (169, 64, 27)] {
+            let (lda, ldb, ldc) = (k + 1, n + 2, n)
+            let a = generator.uniformTensor(shape: [m * lda], bound: 1).scalars
+            let b = generator.uniformTensor(shape: [k * ldb], bound: 1).scalars
+            let bias = generator.uniformTensor(shape: [m], bound: 1).scalars
+            var panels = [Float](repeating: .nan, count: rstpm_packed_a_floats(m, k))
+            rstpm_pack_a(m, k, a, lda, &panels)
+            for firstRow in Swift.stride(from: 0, to: m, by: 14) {
+                let rows = m - firstRow
+                var expected = [Float](repeating: .nan, count: rows * ldc), c = expected
+                rstpm_sgemm_bias_clamp(rows, n, k, Array(a[(firstRow * lda)...]), lda, nil, b, ldb, Array(bias[firstRow...]), 0, 2, &expected, ldc)
+                panels.withUnsafeBufferPointer { pointer in
+                    var packed = rstpm_packed_a(panels: pointer.baseAddress, rows: m, first_row: firstRow)
+                    // A itself must not be read: NaN there would show in C.
+                    let unread = [Float](repeating: .nan, count: rows * lda)
+                    rstpm_sgemm_bias_clamp(rows, n, k, unread, lda, &packed, b, ldb, Array(bias[firstRow...]), 0, 2, &c, ldc)
+                }
+                XCTAssertEqual(c, expected, "\(m)x\(n)x\(k) from row \(firstRow)")
+            }
+        }
+    }
+
     /// The convolution variant packs B straight from the input planes: against a direct
     /// convolution, on column ranges that start and end inside output rows, narrow planes (one
-    /// panel spans several output rows), padding 0..2 and kernels 1, 3, 5.
+    /// panel spans several output rows), padding 0..3, kernels 1, 3, 5, 7, strides 1 and 2
+    /// (planes then split into their even and odd columns, odd widths included).
     func testConvolutionInputIsUnfoldedWhilePacking() {
-        struct Shape { let channels, height, width, kernel, padding, outputs, first, trailing: Int }
+        struct Shape { let channels, height, width, kernel, stride, padding, outputs, first, trailing: Int }
         let shapes = [
-            Shape(channels: 5, height: 7, width: 9, kernel: 3, padding: 1, outputs: 6, first: 0, trailing: 0),
-            Shape(channels: 3, height: 16, width: 16, kernel: 3, padding: 1, outputs: 64, first: 7, trailing: 5),
-            Shape(channels: 8, height: 40, width: 37, kernel: 3, padding: 1, outputs: 20, first: 33, trailing: 70),
-            Shape(channels: 2, height: 5, width: 3, kernel: 3, padding: 0, outputs: 3, first: 0, trailing: 0),
-            Shape(channels: 4, height: 11, width: 13, kernel: 5, padding: 2, outputs: 17, first: 3, trailing: 1),
-            Shape(channels: 3, height: 1, width: 40, kernel: 3, padding: 1, outputs: 5, first: 0, trailing: 2),
-            Shape(channels: 16, height: 9, width: 7, kernel: 1, padding: 0, outputs: 30, first: 1, trailing: 0),
-            Shape(channels: 130, height: 6, width: 6, kernel: 3, padding: 1, outputs: 9, first: 2, trailing: 3),
+            Shape(channels: 5, height: 7, width: 9, kernel: 3, stride: 1, padding: 1, outputs: 6, first: 0, trailing: 0),
+            Shape(channels: 3, height: 16, width: 16, kernel: 3, stride: 1, padding: 1, outputs: 64, first: 7, trailing: 5),
+            Shape(channels: 8, height: 40, width: 37, kernel: 3, stride: 1, padding: 1, outputs: 20, first: 33, trailing: 70),
+            Shape(channels: 2, height: 5, width: 3, kernel: 3, stride: 1, padding: 0, outputs: 3, first: 0, trailing: 0),
+            Shape(channels: 4, height: 11, width: 13, kernel: 5, stride: 1, padding: 2, outputs: 17, first: 3, trailing: 1),
+            Shape(channels: 3, height: 1, width: 40, kernel: 3, stride: 1, padding: 1, outputs: 5, first: 0, trailing: 2),
+            Shape(channels: 16, height: 9, width: 7, kernel: 1, stride: 1, padding: 0, outputs: 30, first: 1, trailing: 0),
+            Shape(channels: 130, height: 6, width: 6, kernel: 3, stride: 1, padding: 1, outputs: 9, first: 2, trailing: 3),
+            Shape(channels: 3, height: 38, width: 45, kernel: 7, stride: 2, padding: 3, outputs: 16, first: 5, trailing: 9),
+            Shape(channels: 6, height: 17, width: 16, kernel: 3, stride: 2, padding: 1, outputs: 29, first: 0, trailing: 0),
+            Shape(channels: 4, height: 9, width: 11, kernel: 3, stride: 2, padding: 0, outputs: 5, first: 1, trailing: 2),
+            Shape(channels: 2, height: 13, width: 70, kernel: 5, stride: 2, padding: 2, outputs: 14, first: 40, trailing: 31),
+            Shape(channels: 7, height: 8, width: 9, kernel: 1, stride: 2, padding: 0, outputs: 3, first: 0, trailing: 1),
         ]
         let generator = SeededGenerator(seed: 15)
         for t in shapes {
-            let (outputHeight, outputWidth) = (t.height + 2 * t.padding - t.kernel + 1, t.width + 2 * t.padding - t.kernel + 1)
+            let outputHeight = (t.height + 2 * t.padding - t.kernel) / t.stride + 1
+            let outputWidth = (t.width + 2 * t.padding - t.kernel) / t.stride + 1
             let (taps, plane) = (t.kernel * t.kernel, t.height * t.width)
             let k = t.channels * taps, n = outputHeight * outputWidth - t.first - t.trailing
             let x = generator.uniformTensor(shape: [t.channels * plane], bound: 1).scalars
+            // Each row as its stride phases: columns q, q + stride, ... from phase q * phaseWidth.
+            let phaseWidth = (t.width + t.stride - 1) / t.stride
+            var phases = [Float](repeating: .nan, count: t.channels * t.height * t.stride * phaseWidth)
+            for row in 0..<(t.channels * t.height) {
+                for ix in 0..<t.width { phases[(row * t.stride + ix % t.stride) * phaseWidth + ix / t.stride] = x[row * t.width + ix] }
+            }
             let w = generator.uniformTensor(shape: [t.outputs * k], bound: 1).scalars
             let bias = generator.uniformTensor(shape: [t.outputs], bound: 1).scalars
             var c = [Float](repeating: .nan, count: t.outputs * n)
-            x.withUnsafeBufferPointer { planes in
+            phases.withUnsafeBufferPointer { planes in
                 var input = rstpm_convolution_input(planes: planes.baseAddress, height: t.height, width: t.width, kernel: t.kernel,
-                                                    padding: t.padding, output_width: outputWidth)
-                rstpm_convolution_bias_clamp(t.outputs, n, k, w, k, &input, t.first, bias, -.infinity, .infinity, &c, n)
+                                                    stride: t.stride, padding: t.padding, output_width: outputWidth)
+                rstpm_convolution_bias_clamp(t.outputs, n, k, w, k, nil, &input, t.first, bias, -.infinity, .infinity, &c, n)
             }
             var expected = [Double](repeating: 0, count: t.outputs * n)
             for o in 0..<t.outputs {
@@ -116,7 +156,7 @@ final class AVX512GemmTests: XCTestCase {
                     for channel in 0..<t.channels {
                         for ky in 0..<t.kernel {
                             for kx in 0..<t.kernel {
-                                let (iy, ix) = (oy + ky - t.padding, ox + kx - t.padding)
+                                let (iy, ix) = (oy * t.stride + ky - t.padding, ox * t.stride + kx - t.padding)
                                 guard iy >= 0 && iy < t.height && ix >= 0 && ix < t.width else { continue }
                                 sum += Double(w[o * k + channel * taps + ky * t.kernel + kx]) * Double(x[channel * plane + iy * t.width + ix])
                             }

@@ -24,6 +24,28 @@ final class InferencePathTests: XCTestCase {
         }
     }
 
+    /// In `.inference` a convolution keeps its weights packed between calls: changing them (in
+    /// place, or by assignment) must show in the next output. Pointwise, 3x3 and 7x7 stride 2.
+    func testInferenceFollowsWeightChanges() {
+        let generator = SeededGenerator(seed: 14)
+        for (c, o, k, s, p) in [(8, 20, 1, 1, 0), (5, 16, 3, 1, 1), (3, 30, 7, 2, 3)] {
+            let conv = Conv2d(inputChannels: c, outputChannels: o, kernelSize: k, stride: s, padding: p, generator: generator)
+            let x = generator.uniformTensor(shape: [1, c, 24, 24], bound: 1)
+            conv.setMode(.inference)
+            let before = conv.forward(x)
+            conv.weight.value.scalars[0] += 1
+            let inPlace = conv.forward(x)
+            conv.weight.value = conv.weight.value.mapped { -$0 }
+            let assigned = conv.forward(x)
+            conv.setMode(.training)
+            conv.weight.value = conv.weight.value.mapped { -$0 }
+            XCTAssertNotEqual(inPlace, before, "k\(k)")
+            XCTAssertLessThanOrEqual(maxRelativeDifference(inPlace.scalars, conv.forward(x).scalars), 1e-5, "k\(k) in place")
+            conv.weight.value = conv.weight.value.mapped { -$0 }
+            XCTAssertLessThanOrEqual(maxRelativeDifference(assigned.scalars, conv.forward(x).scalars), 1e-5, "k\(k) assigned")
+        }
+    }
+
     func testInPlaceAdditionWithActivation() {
         let generator = SeededGenerator(seed: 12)
         let a = generator.uniformTensor(shape: [2, 3, 5, 7], bound: 8), b = generator.uniformTensor(shape: [2, 3, 5, 7], bound: 8)

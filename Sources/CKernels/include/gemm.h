@@ -9,24 +9,42 @@
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
+/// A matrix A (rows, k) packed once by rstpm_pack_a, for products that reuse it (a frozen
+/// layer's weights): the products below then read rows first_row ..< first_row + m of it
+/// (first_row a multiple of 14, the kernel's register tile) instead of packing A again.
+struct rstpm_packed_a {
+    const float *panels;
+    long rows, first_row;
+};
+
+/// Floats that rstpm_pack_a writes for A (m, k).
+long rstpm_packed_a_floats(long m, long k);
+
+/// Packs row-major A (m, k) into the panels the products read. AVX-512 only.
+void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels);
+
 /// `C (m, n) = clamp(bias[i] + A (m, k) * B (k, n), low, high)`, no transposes, bias one value
 /// per row of C (NULL: none): a convolution with its bias and ReLU/ReLU6 applied to each tile
-/// of C while it is still in registers. Pass -INFINITY/INFINITY for no activation. AVX-512 only.
-void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const float *b, long ldb,
-                            const float *bias, float low, float high, float *c, long ldc);
+/// of C while it is still in registers. Pass -INFINITY/INFINITY for no activation. A comes
+/// packed from `packed_a` unless that is NULL. AVX-512 only.
+void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                            const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc);
 
-/// One item (one group) of a stride-1 convolution's input, `planes` (channels, height, width),
-/// seen as the matrix its im2col unfolds: row c * kernel^2 + ky * kernel + kx, column
-/// oy * output_width + ox holds planes[c][oy + ky - padding][ox + kx - padding], zero outside.
+/// One item (one group) of a convolution's input, seen as the matrix its im2col unfolds: row
+/// c * kernel^2 + ky * kernel + kx, column oy * output_width + ox holds input channel c at
+/// (oy * stride + ky - padding, ox * stride + kx - padding), zero outside. `planes` holds the
+/// input (channels, height, width) with each row split into its stride phases: row iy is
+/// `stride` runs of ceil(width / stride) floats, run q holding columns q, q + stride, ... (for
+/// stride 1 simply the planes), so that adjacent outputs read adjacent floats.
 struct rstpm_convolution_input {
     const float *planes;
-    long height, width, kernel, padding, output_width;
+    long height, width, kernel, stride, padding, output_width;
 };
 
 /// rstpm_sgemm_bias_clamp with B the columns `first_column ..< first_column + n` of `input`'s
 /// unfolded matrix, read straight from the planes while packing (no im2col buffer):
 /// `C (m, n) = clamp(bias[i] + A (m, k) * columns, low, high)`. AVX-512 only.
-void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda,
+void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc);
 

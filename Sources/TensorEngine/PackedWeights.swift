@@ -1,0 +1,35 @@
+import CKernels
+
+/// A convolution's weights packed once for CKernels' AVX-512 product: each group's (rows,
+/// columns) matrix in the panels `rstpm_pack_a` writes, so that products with frozen weights
+/// (`.inference`) skip packing A on every call. `version` is the weight parameter's version it
+/// was packed from: any later change to the weights makes it stale.
+final class PackedWeights {
+    let version: Int
+    let rows: Int, columns: Int, groups: Int
+    private let groupFloats: Int
+    private let panels: UnsafeMutablePointer<Float>
+
+    init(_ weights: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int, version: Int) {
+        (self.version, self.rows, self.columns, self.groups) = (version, rows, columns, groups)
+        groupFloats = rstpm_packed_a_floats(rows, columns)
+        panels = .allocate(capacity: groups * groupFloats)
+        for group in 0..<groups {
+            rstpm_pack_a(rows, columns, weights + group * rows * columns, columns, panels + group * groupFloats)
+        }
+    }
+
+    deinit { panels.deallocate() }
+
+    /// Group `group`'s packed matrix.
+    func matrix(group: Int) -> rstpm_packed_a {
+        rstpm_packed_a(panels: panels + group * groupFloats, rows: rows, first_row: 0)
+    }
+}
+
+/// Calls `body` with a pointer to `packed`, or nil.
+@inline(__always)
+func withPackedMatrix<Result>(_ packed: rstpm_packed_a?, _ body: (UnsafePointer<rstpm_packed_a>?) -> Result) -> Result {
+    guard var packed else { return body(nil) }
+    return withUnsafePointer(to: &packed) { body($0) }
+}
