@@ -157,7 +157,7 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         blasGemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     }
-    DispatchQueue.concurrentPerform(iterations: parts) { part in
+    parallelFor(iterations: parts) { part in
         if splitColumns {
             let (j0, j1) = (gemmSplit(n, part, parts, unit: gemmColumnUnit), gemmSplit(n, part + 1, parts, unit: gemmColumnUnit))
             blasGemm(transposeA, transposeB, m, j1 - j0, k, alpha, a, lda,
@@ -242,7 +242,7 @@ private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Fl
     if parts == 1 {
         block(0)
     } else {
-        DispatchQueue.concurrentPerform(iterations: parts, execute: block)
+        parallelFor(iterations: parts, block)
     }
 }
 

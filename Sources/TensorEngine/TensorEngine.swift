@@ -70,10 +70,12 @@
 // input gradient as a convolution of the output gradient (no col2im).
 // Each call runs single-threaded: the engine splits a large product into column blocks
 // itself, and every other loop (im2col, depthwise convolution, BatchNorm, pooling, resizing)
-// splits its channels or rows the same way, over `Engine.threadCount` workers with
-// `DispatchQueue.concurrentPerform`. One pool of workers, so OpenBLAS's spinning threads never
-// compete with the engine's own. The default is every core the process sees (or
-// RSTPM_THREADS); `Engine.configure(threadCount:)` changes it.
+// splits its channels or rows the same way, over `Engine.threadCount` workers of CKernels'
+// worker pool (`parallelFor`: the caller plus workers that spin a few hundred microseconds
+// between jobs before they sleep, because waking sleeping threads for every layer cost ~13% of
+// Lite0 at batch 1). One pool of workers, so OpenBLAS's spinning threads never compete with the
+// engine's own. The default is every core the process sees (or RSTPM_THREADS);
+// `Engine.configure(threadCount:)` changes it (the pool only grows).
 //
 // Memory
 // ------
@@ -104,6 +106,7 @@
 // fallback and compute the same functions.
 
 import CBLAS
+import CKernels
 import Foundation
 
 /// Process-wide settings of the engine: how many threads its kernels and OpenBLAS use.
@@ -174,9 +177,24 @@ func parallelRanges(count: Int, _ body: (Range<Int>) -> Void) {
         if count > 0 { body(0..<count) }
         return
     }
-    DispatchQueue.concurrentPerform(iterations: ranges) { index in
+    parallelFor(iterations: ranges) { index in
         let start = count * index / ranges, end = count * (index + 1) / ranges
         if start < end { body(start..<end) }
+    }
+}
+
+/// Runs `body(i)` for every i in `0..<iterations` on the calling thread and the engine's
+/// `Engine.threadCount - 1` pool workers (`rstpm_parallel_for`), which spin briefly between
+/// jobs instead of sleeping: a layer's parallel loop often lasts less than waking a thread.
+@inline(__always)
+func parallelFor(iterations: Int, _ body: (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        var job = body
+        withUnsafeMutablePointer(to: &job) { pointer in
+            rstpm_parallel_for(Int32(iterations), Int32(Engine.threadCount), { context, index in
+                context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+            }, pointer)
+        }
     }
 }
 
