@@ -8,7 +8,8 @@
 # The model is the default configuration (256x256, Lite0 + Lite2 teachers). Speed does not
 # depend on the weights' values, so unless BENCH_MODEL names a trained bundle, a bundle of the
 # default architecture is made with 0 epochs in seconds.
-# Usage: bench/daemon.sh   (BENCH_MODEL, BENCH_KILLS=0 to skip the crash run, PYTHON, RSTPM_SHARED)
+# Usage: bench/daemon.sh   (BENCH_MODEL, BENCH_IMAGES per burst (40), BENCH_KILLS=0 to skip the crash run,
+#                          PYTHON, RSTPM_SHARED)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -159,8 +160,11 @@ def burst(label, sources, count):
     stop(process, sock)
 
 bottle_images = sorted(glob.glob(os.path.join(bottle, "test", "*", "*.png")))
-burst("mvtec_256px", bottle_images, 40)
-burst("fullres_900px", sorted(glob.glob(os.path.join(fullres, "*.png"))), 40)
+# A burst's first batch decodes and its last batch writes with nothing to overlap; longer bursts
+# (BENCH_IMAGES) approach a continuously fed line's steady state.
+images = int(os.environ.get("BENCH_IMAGES", "40"))
+burst("mvtec_256px", bottle_images, images)
+burst("fullres_900px", sorted(glob.glob(os.path.join(fullres, "*.png"))), images)
 
 # Idle: three inboxes at the default 2 s poll.
 lines = [line_yaml(f"idle{i}", os.path.join(work, f"idle{i}")) for i in range(3)]
