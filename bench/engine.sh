@@ -17,7 +17,9 @@ while (($#)); do
 done
 rstpm_out=$(mktemp) reference_out=$(mktemp)
 trap 'rm -f "$rstpm_out" "$reference_out"' EXIT
-OPENBLAS_NUM_THREADS=$threads .build/release/rstpm bench engine --threads "$threads" --batch "$batch" --iterations "$iterations" | tee "$rstpm_out"
+# OpenBLAS starts no threads of its own at load (they would spin beside the first measurement);
+# the OpenBLAS peak still runs on $threads of them (openblas_set_num_threads).
+OPENBLAS_NUM_THREADS=1 .build/release/rstpm bench engine --threads "$threads" --batch "$batch" --iterations "$iterations" | tee "$rstpm_out"
 OMP_NUM_THREADS=$threads "$python" bench/engine_reference.py --threads "$threads" --batch "$batch" --iterations "$iterations" 2>/dev/null | tee "$reference_out"
 echo
 awk '

@@ -53,8 +53,10 @@ struct EngineBenchCommand: ParsableCommand {
         Engine.configure(threadCount: threads)
         // The engine's products run on the AVX-512 kernel where the CPU has it; the peak is the
         // faster of it and OpenBLAS with its own threads.
-        let openBLASPeak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
+        // The engine's kernel first: OpenBLAS's own threads keep spinning for a while after its
+        // run and would take a core from the engine's measurement.
         let avx512Peak = EngineBenchmarks.avx512Gemm ? EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5, engineSplit: true) : nil
+        let openBLASPeak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
         let peak = max(openBLASPeak.gigaflops, avx512Peak?.gigaflops ?? 0)
         print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
               + (training ? "training step (forward + backward; GFLOPS count the forward only)" : "BatchNorm folded") + ", best of \(iterations)")
