@@ -119,9 +119,8 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ input: Tensor) -> Tensor {
-        let accelerated = rstpm_avx512_enabled() != 0
         let output = parallelElementwise(input) { x, y, n in
-            if accelerated { return rstpm_clamp_forward(x, y, n, .infinity) }
+            if avx512Kernels { return rstpm_clamp_forward(x, y, n, .infinity) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -137,9 +136,8 @@ public final class ReLU: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let output = requireCache(cachedOutput, "ReLU")
         cachedOutput = nil
-        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, output) { g, y, dx, n in
-            if accelerated { return rstpm_relu_backward(g, y, dx, n) }
+            if avx512Kernels { return rstpm_relu_backward(g, y, dx, n) }
             var i = 0
             while i + 8 <= n {
                 store8(load8(g + i).replacing(with: 0, where: load8(y + i) .<= 0), dx + i)
@@ -160,9 +158,8 @@ public final class ReLU6: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         cachedInput = mode.cachesForBackward ? input : nil
-        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(input) { x, y, n in
-            if accelerated { return rstpm_clamp_forward(x, y, n, 6) }
+            if avx512Kernels { return rstpm_clamp_forward(x, y, n, 6) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -176,9 +173,8 @@ public final class ReLU6: Layer {
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let input = requireCache(cachedInput, "ReLU6")
         cachedInput = nil
-        let accelerated = rstpm_avx512_enabled() != 0
         return parallelElementwise(outputGradient, input) { g, x, dx, n in
-            if accelerated { return rstpm_relu6_backward(g, x, dx, n) }
+            if avx512Kernels { return rstpm_relu6_backward(g, x, dx, n) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)

@@ -73,7 +73,7 @@ public final class BatchNorm2d: Layer {
 
         var mean = [Float](repeating: 0, count: C), reciprocalStd = mean, batchVariance = mean
         if useBatch {
-            if BatchNormAcceleration.enabled {
+            if avx512Kernels {
                 BatchNormAcceleration.statistics(input, mean: &mean, variance: &batchVariance)
             } else {
                 batchStatistics(input, mean: &mean, variance: &batchVariance)
@@ -96,7 +96,7 @@ public final class BatchNorm2d: Layer {
         var scale = reciprocalStd
         for c in 0..<C { scale[c] *= weight.value.scalars[c] }
         var output = Tensor(unspecified: input.shape)
-        if BatchNormAcceleration.enabled {
+        if avx512Kernels {
             BatchNormAcceleration.normalize(input, mean: mean, scale: scale, shift: bias.value.scalars, activation: activation, into: &output)
         } else {
             let (low, high) = activation.bounds
@@ -194,7 +194,7 @@ public final class BatchNorm2d: Layer {
         let batchStatistics = cachedUsedBatchStatistics
         var inputGradient = Tensor(unspecified: input.shape)
         var sumGradient = [Float](repeating: 0, count: C), sumGradientNormalized = sumGradient
-        if BatchNormAcceleration.enabled {
+        if avx512Kernels {
             BatchNormAcceleration.backward(input, outputGradient, mean: mean, reciprocalStd: reciprocalStd, scale: scale,
                                            shift: bias.value.scalars, activation: activation, batchStatistics: batchStatistics,
                                            inputGradient: &inputGradient, sumGradient: &sumGradient, sumGradientNormalized: &sumGradientNormalized)

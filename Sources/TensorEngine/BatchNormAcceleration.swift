@@ -4,8 +4,6 @@ import CKernels
 /// Swift loops where the CPU has AVX-512 (and RSTPM_KERNELS is not "generic"). Each call splits
 /// the channels over the engine's workers.
 enum BatchNormAcceleration {
-    static var enabled: Bool { rstpm_avx512_enabled() != 0 }
-
     /// Per-channel mean and biased variance of an (N, C, H, W) tensor.
     static func statistics(_ input: Tensor, mean: inout [Float], variance: inout [Float]) {
         let (N, C, plane) = (input.shape[0], input.shape[1], input.shape[2] * input.shape[3])

@@ -261,10 +261,9 @@ extension FusedActivation {
 /// from 2 rows and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS.
 @inline(__always)
 func avx512Gemm(m: Int, n: Int) -> Bool {
-    n >= 16 && m >= 2 && avx512KernelsEnabled
+    n >= 16 && m >= 2 && avx512Kernels
 }
 
-private let avx512KernelsEnabled = rstpm_avx512_enabled() != 0
 
 /// The AVX-512 kernel's register tile is 14 rows by 32 columns of C: blocks of C split at
 /// multiples of it leave no partial tiles inside the product.

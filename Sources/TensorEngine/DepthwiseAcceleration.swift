@@ -5,20 +5,15 @@ import CKernels
 /// the geometry is one they handle (stride 1 or 2, padding below the kernel size).
 enum DepthwiseAcceleration {
     static func handles(_ g: WindowGeometry) -> Bool {
-        rstpm_avx512_enabled() != 0 && rstpm_depthwise_supported(Int32(g.kernel), Int32(g.stride), Int32(g.padding)) != 0
+        avx512Kernels && rstpm_depthwise_supported(Int32(g.kernel), Int32(g.stride), Int32(g.padding)) != 0
     }
 
     /// All N * channels * multiplier output planes, split over the engine's workers.
     static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
                         N: Int, channels: Int, multiplier: Int, g: WindowGeometry, activation: FusedActivation) {
-        let code = switch activation {
-        case .none: RSTPM_ACTIVATION_NONE
-        case .relu: RSTPM_ACTIVATION_RELU
-        case .relu6: RSTPM_ACTIVATION_RELU6
-        }
         parallelRanges(count: N * channels * multiplier) { range in
             rstpm_depthwise_forward(x, w, bias, y, range.lowerBound, range.upperBound, Int32(channels), Int32(multiplier),
-                                    Int32(g.height), Int32(g.width), Int32(g.kernel), Int32(g.stride), Int32(g.padding), Int32(code))
+                                    Int32(g.height), Int32(g.width), Int32(g.kernel), Int32(g.stride), Int32(g.padding), activation.kernelCode)
         }
     }
 

@@ -166,6 +166,10 @@ public enum Engine {
     @inline(__always) static func prepare() { _ = defaultConfiguration }
 }
 
+/// Whether the engine runs CKernels' AVX-512 kernels (the CPU has them and RSTPM_KERNELS is not
+/// "generic"); else OpenBLAS and the Swift loops. Decided once per process.
+let avx512Kernels = rstpm_avx512_enabled() != 0
+
 /// Runs `body` over `0..<count` split into contiguous ranges on `Engine.threadCount` workers.
 /// Four ranges per worker, so that a worker the OS schedules late (a busy machine) leaves its
 /// share to the others instead of holding everyone up.
