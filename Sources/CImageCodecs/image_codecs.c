@@ -2,6 +2,7 @@
 // catch, so every call into them happens here behind setjmp. State that must survive a
 // longjmp lives in structs whose address the libraries hold (never in plain locals).
 #include "image_codecs.h"
+#include "png_direct.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +26,7 @@ static int fail(int status, char *message, size_t message_size, const char *form
 }
 
 // Reads the Orientation tag (0x0112) from IFD0 of a TIFF-structured EXIF block.
-static int32_t exif_orientation(const uint8_t *tiff, size_t length) {
+int32_t ic_exif_orientation(const uint8_t *tiff, size_t length) {
     if (length < 8) return 1;
     int little;
     if (tiff[0] == 'I' && tiff[1] == 'I') little = 1;
@@ -95,6 +96,12 @@ int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *opt
     if (size < 8)
         return fail(IC_ERR_TRUNCATED, message, message_size, "only %zu bytes, shorter than a PNG signature", size);
 
+    int decoder = options ? options->png_decoder : IC_PNG_AUTO;
+    if (decoder != IC_PNG_LIBPNG && ic_png_direct_decode(data, size, options ? options->max_pixels : 0, out))
+        return IC_OK;
+    if (decoder == IC_PNG_DIRECT)
+        return fail(IC_ERR_UNSUPPORTED, message, message_size, "declined by the direct PNG path");
+
     png_context context = {.input = data, .input_size = size, .message = message, .message_size = message_size};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &context, png_on_error, png_on_warning);
     if (!png) return fail(IC_ERR_NO_MEMORY, message, message_size, "libpng could not allocate its state");
@@ -131,7 +138,7 @@ int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *opt
 #ifdef PNG_eXIf_SUPPORTED
     png_uint_32 exif_length = 0;
     png_bytep exif = NULL;
-    if (png_get_eXIf_1(png, info, &exif_length, &exif) && exif) orientation = exif_orientation(exif, exif_length);
+    if (png_get_eXIf_1(png, info, &exif_length, &exif) && exif) orientation = ic_exif_orientation(exif, exif_length);
 #endif
 
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -356,7 +363,7 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
     for (jpeg_saved_marker_ptr marker = cinfo.marker_list; marker; marker = marker->next) {
         if (marker->marker == JPEG_APP0 + 1 && marker->data_length >= 14 &&
             memcmp(marker->data, "Exif\0\0", 6) == 0) {
-            orientation = exif_orientation(marker->data + 6, marker->data_length - 6);
+            orientation = ic_exif_orientation(marker->data + 6, marker->data_length - 6);
             break;
         }
     }

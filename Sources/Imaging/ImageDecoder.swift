@@ -45,7 +45,8 @@ public enum ImageDecoder {
         var options = ic_decode_options(
             max_pixels: UInt64(max(limits.maxPixels, 0)),
             target_width: Int32(clamping: targetSize?.width ?? 0),
-            target_height: Int32(clamping: targetSize?.height ?? 0))
+            target_height: Int32(clamping: targetSize?.height ?? 0),
+            png_decoder: Int32(IC_PNG_AUTO.rawValue))
         let buffer = DecodedBuffer()
         var message = [CChar](repeating: 0, count: 256)
         let status: Int32 = data.withUnsafeBytes { bytes in

@@ -31,7 +31,15 @@ typedef struct {
     uint64_t max_pixels;     // refuse headers declaring more pixels than this (0: no limit)
     int32_t target_width;    // > 0 with target_height: JPEG may decode with DCT scaling down to
     int32_t target_height;   // the smallest M/8 (M = 1, 2, 4) whose size is still >= the target
+    int32_t png_decoder;     // an ic_png_decoder; tests compare the two paths
 } ic_decode_options;
+
+typedef enum {
+    IC_PNG_AUTO = 0,     // the direct path (libdeflate, SIMD filters) for 8-bit non-interlaced
+                         // gray/RGB(A) files it finds intact; libpng for everything else
+    IC_PNG_LIBPNG = 1,   // always libpng
+    IC_PNG_DIRECT = 2,   // only the direct path: IC_ERR_UNSUPPORTED where it declines
+} ic_png_decoder;
 
 typedef struct {
     int32_t width;           // decoded size (after DCT scaling, before orientation)

@@ -1,0 +1,199 @@
+import CImageCodecs
+import Foundation
+import TestSupport
+import XCTest
+
+/// The direct PNG path (libdeflate and SIMD filters) against the pixels a file was built from,
+/// and against libpng on the same bytes; and what it leaves to libpng.
+final class PNGDirectDecodeTests: XCTestCase {
+    struct Decoded: Equatable {
+        var status: Int32
+        var width = 0, height = 0, channels = 0, orientation = 0
+        var pixels: [UInt8] = []
+    }
+
+    func decode(_ file: [UInt8], with decoder: ic_png_decoder) -> Decoded {
+        var options = ic_decode_options(max_pixels: 0, target_width: 0, target_height: 0, png_decoder: Int32(decoder.rawValue))
+        var image = ic_image()
+        var message = [CChar](repeating: 0, count: 256)
+        let status = ic_decode_png(file, file.count, &options, &image, &message, message.count)
+        defer { ic_image_free(&image) }
+        guard status == Int32(IC_OK.rawValue) else { return Decoded(status: status) }
+        XCTAssertEqual(image.bit_depth, 8)
+        let count = Int(image.width) * Int(image.height) * Int(image.channels)
+        return Decoded(status: status, width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
+                       orientation: Int(image.orientation),
+                       pixels: Array(UnsafeBufferPointer(start: image.pixels.assumingMemoryBound(to: UInt8.self), count: count)))
+    }
+
+    /// Every filter on every layout the direct path takes, at widths that leave RGB rows an odd
+    /// number of 4-byte words, with runs of Paeth rows (undone two at a time) and IDAT split.
+    func testDirectPathMatchesSourcePixelsAndLibpng() {
+        var generator = SystemRandomNumberGenerator()
+        var cases = 0
+        for colour in [0, 2, 4, 6] as [UInt8] {
+            let channels = PNGBuilder.channels(colour)
+            for width in [1, 2, 3, 5, 17, 64] {
+                for height in [1, 2, 3, 8] {
+                    for pattern in 0..<3 {
+                        // Smooth gradients plus noise, so every filter sees carries and ties.
+                        let pixels = (0..<width * height * channels).map { i -> UInt8 in
+                            UInt8(truncatingIfNeeded: (i / channels) % width * 7 + (i / channels / width) * 5 + i % channels * 50
+                                  + Int.random(in: 0..<(pattern == 2 ? 256 : 6), using: &generator))
+                        }
+                        let filters: [UInt8] = (0..<height).map { row in
+                            pattern == 0 ? 4 : pattern == 1 ? UInt8(row % 5) : UInt8.random(in: 0...4, using: &generator)
+                        }
+                        let file = PNGBuilder.build(width: width, height: height, colour: colour, pixels: pixels,
+                                                    filters: filters, idatPieces: pattern + 1)
+                        let direct = decode(file, with: IC_PNG_DIRECT), reference = decode(file, with: IC_PNG_LIBPNG)
+                        let label = "colour \(colour) \(width)x\(height) filters \(filters)"
+                        XCTAssertEqual(direct.status, Int32(IC_OK.rawValue), label)
+                        XCTAssertEqual(direct, reference, label)
+                        let kept = channels == 2 || channels == 4 ? channels - 1 : channels
+                        let expected = (0..<width * height).flatMap { p in pixels[p * channels..<p * channels + kept] }
+                        XCTAssertEqual(direct.pixels, expected, label)
+                        XCTAssertEqual(direct.channels, kept, label)
+                        cases += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(cases, 4 * 6 * 4 * 3)
+    }
+
+    func testExifOrientationBeforeTheImageData() {
+        let pixels = [UInt8](repeating: 90, count: 4 * 3 * 3)
+        // A big-endian TIFF block with one IFD0 entry: Orientation (0x0112), SHORT, value 6.
+        let exif: [UInt8] = [0x4D, 0x4D, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]
+        let file = PNGBuilder.build(width: 4, height: 3, colour: 2, pixels: pixels, filters: [1, 2, 4], extra: [("eXIf", exif)])
+        let direct = decode(file, with: IC_PNG_DIRECT)
+        XCTAssertEqual(direct.orientation, 6)
+        XCTAssertEqual(direct, decode(file, with: IC_PNG_LIBPNG))
+    }
+
+    /// The camera-sized PNGs of the shared data decode identically on both paths.
+    func testSharedDatasetPNGsMatchLibpng() throws {
+        let folder = TestPaths.sharedDatasets.appendingPathComponent("fullres/bottle")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".png") }.sorted()
+        XCTAssertFalse(names.isEmpty, "no PNGs in \(folder.path)")
+        for name in names.prefix(3) {
+            let file = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            let direct = decode(file, with: IC_PNG_DIRECT)
+            XCTAssertEqual(direct.status, Int32(IC_OK.rawValue), name)
+            XCTAssertEqual(direct, decode(file, with: IC_PNG_LIBPNG), name)
+        }
+    }
+
+    /// Files the direct path does not take, intact or not, get libpng's answer unchanged.
+    func testUnusualOrDamagedFilesAreLeftToLibpng() {
+        let pixels = (0..<6 * 4 * 3).map { UInt8($0 % 251) }
+        let good = PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 1, 3, 4])
+        XCTAssertEqual(decode(good, with: IC_PNG_DIRECT).status, Int32(IC_OK.rawValue))
+
+        func declined(_ file: [UInt8], _ label: String, libpngStatus: ic_status) {
+            XCTAssertEqual(decode(file, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), label)
+            let auto = decode(file, with: IC_PNG_AUTO)
+            XCTAssertEqual(auto.status, Int32(libpngStatus.rawValue), label)
+            XCTAssertEqual(auto, decode(file, with: IC_PNG_LIBPNG), label)
+        }
+        declined(PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 5, 0, 0]),
+                 "filter type 5", libpngStatus: IC_ERR_CORRUPT)
+        declined(Array(good.dropLast(12)), "no IEND", libpngStatus: IC_ERR_TRUNCATED)
+        var damagedText = PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 1, 3, 4],
+                                           extra: [("tEXt", Array("note\u{0}hello".utf8))])
+        damagedText[8 + 25 + 8 + 2] ^= 1  // a byte inside tEXt: its CRC no longer matches
+        declined(damagedText, "damaged ancillary chunk (libpng skips it)", libpngStatus: IC_OK)
+        var wrongChecksum = good
+        let idatEnd = wrongChecksum.count - 12 - 4  // the CRC of the last IDAT
+        wrongChecksum[idatEnd - 1] ^= 0xFF  // the zlib stream's Adler-32...
+        PNGBuilder.fixCRC(of: &wrongChecksum, chunkEndingAt: idatEnd)  // ...behind a valid chunk CRC
+        declined(wrongChecksum, "wrong Adler-32", libpngStatus: IC_ERR_CORRUPT)
+        var interlaced = good
+        interlaced[8 + 8 + 12] = 1
+        PNGBuilder.fixCRC(of: &interlaced, chunkEndingAt: 8 + 8 + 13)
+        XCTAssertEqual(decode(interlaced, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), "interlaced")
+    }
+}
+
+/// Builds PNG files byte by byte with a chosen filter per row, stored (uncompressed) deflate
+/// blocks and optional extra chunks before the image data.
+enum PNGBuilder {
+    static func channels(_ colour: UInt8) -> Int { [1, 0, 3, 0, 2, 0, 4][Int(colour)] }
+
+    static func build(width: Int, height: Int, colour: UInt8, pixels: [UInt8], filters: [UInt8],
+                      idatPieces: Int = 1, extra: [(String, [UInt8])] = []) -> [UInt8] {
+        let bpp = channels(colour), rowBytes = width * bpp
+        var raw: [UInt8] = []
+        for y in 0..<height {
+            let row = Array(pixels[y * rowBytes..<(y + 1) * rowBytes])
+            let above = y > 0 ? Array(pixels[(y - 1) * rowBytes..<y * rowBytes]) : [UInt8](repeating: 0, count: rowBytes)
+            raw.append(filters[y])
+            for i in 0..<rowBytes {
+                let a = i >= bpp ? Int(row[i - bpp]) : 0, b = Int(above[i]), c = i >= bpp ? Int(above[i - bpp]) : 0
+                let predicted: Int
+                switch filters[y] {
+                case 1: predicted = a
+                case 2: predicted = b
+                case 3: predicted = (a + b) / 2
+                case 4:
+                    let p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c)
+                    predicted = pa <= pb && pa <= pc ? a : pb <= pc ? b : c
+                default: predicted = 0
+                }
+                raw.append(UInt8(truncatingIfNeeded: Int(row[i]) - predicted))
+            }
+        }
+        let stream = zlibStored(raw)
+        var file: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+        file += chunk("IHDR", bigEndian(UInt32(width)) + bigEndian(UInt32(height)) + [8, colour, 0, 0, 0])
+        for (type, body) in extra { file += chunk(type, body) }
+        let pieceSize = (stream.count + idatPieces - 1) / idatPieces
+        for start in stride(from: 0, to: stream.count, by: pieceSize) {
+            file += chunk("IDAT", Array(stream[start..<min(start + pieceSize, stream.count)]))
+        }
+        return file + chunk("IEND", [])
+    }
+
+    /// Recomputes the CRC of the chunk whose data ends at `end` (where its CRC starts).
+    static func fixCRC(of file: inout [UInt8], chunkEndingAt end: Int) {
+        var start = 8
+        while start + 8 + Int(readBigEndian(file, start)) != end { start += 12 + Int(readBigEndian(file, start)) }
+        file.replaceSubrange(end..<end + 4, with: bigEndian(crc32(Array(file[start + 4..<end]))))
+    }
+
+    static func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+        let typed = Array(type.utf8) + body
+        return bigEndian(UInt32(body.count)) + typed + bigEndian(crc32(typed))
+    }
+
+    static func zlibStored(_ data: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0x78, 0x01]
+        var start = 0
+        repeat {
+            let end = min(start + 65535, data.count), length = UInt16(end - start)
+            out.append(end == data.count ? 1 : 0)
+            out += [UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8(~length >> 8)]
+            out += data[start..<end]
+            start = end
+        } while start < data.count
+        var a: UInt32 = 1, b: UInt32 = 0
+        for byte in data { a = (a + UInt32(byte)) % 65521; b = (b + a) % 65521 }
+        return out + bigEndian(b << 16 | a)
+    }
+
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    static func bigEndian(_ value: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> $0) } }
+
+    static func readBigEndian(_ bytes: [UInt8], _ at: Int) -> UInt32 {
+        bytes[at..<at + 4].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+}
