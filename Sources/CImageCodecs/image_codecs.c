@@ -201,6 +201,9 @@ int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t cha
     if (!layout_ok || width <= 0 || height <= 0)
         return fail(IC_ERR_UNSUPPORTED, message, message_size,
                     "cannot encode %dx%d with %d channels at %d bits", width, height, channels, bit_depth);
+    if (fast && bit_depth == 8 &&
+        ic_png_direct_encode_fast(pixels, width, height, channels, text_keys, text_values, text_count, out, out_size))
+        return IC_OK;
     png_context context = {.message = message, .message_size = message_size};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &context, png_on_error, png_on_warning);
     if (!png) return fail(IC_ERR_NO_MEMORY, message, message_size, "libpng could not allocate its state");
@@ -218,9 +221,8 @@ int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t cha
     }
     png_set_write_fn(png, &context, png_write_bytes, png_flush_bytes);
     if (fast) {
-        // zlib's default level dominated the daemon's time on camera-sized heatmaps. Level 1 with
-        // one fixed filter and run-length matching only (Z_RLE) is several times faster still,
-        // and on heatmaps (smooth colour over a photo) no larger than level 1's full search.
+        // 16-bit files, or keywords left to libpng to refuse. zlib's level 1 with one fixed
+        // filter and run-length matching only (Z_RLE) is several times faster than its default.
         png_set_compression_level(png, 1);
         png_set_compression_strategy(png, Z_RLE);
         png_set_filter(png, 0, PNG_FILTER_SUB);

@@ -313,3 +313,90 @@ int ic_png_direct_decode(const uint8_t *data, size_t size, uint64_t max_pixels, 
     out->pixels = pixels;
     return 1;
 }
+
+// MARK: - Encoding
+
+static uint8_t *put_big_endian_32(uint8_t *p, uint32_t value) {
+    p[0] = (uint8_t)(value >> 24);
+    p[1] = (uint8_t)(value >> 16);
+    p[2] = (uint8_t)(value >> 8);
+    p[3] = (uint8_t)value;
+    return p + 4;
+}
+
+// Writes the chunk whose data is already at p + 8 (`length` bytes); returns the end.
+static uint8_t *close_chunk(uint8_t *p, const char *type, size_t length) {
+    put_big_endian_32(p, (uint32_t)length);
+    memcpy(p + 4, type, 4);
+    return put_big_endian_32(p + 8 + length, libdeflate_crc32(0, p + 4, length + 4));
+}
+
+// A tEXt keyword as libpng accepts it: 1-79 printable Latin-1 bytes without edge or double spaces.
+static int valid_keyword(const char *key) {
+    size_t length = strlen(key);
+    if (length == 0 || length > 79 || key[0] == ' ' || key[length - 1] == ' ') return 0;
+    for (size_t i = 0; i < length; i++) {
+        uint8_t c = (uint8_t)key[i];
+        if ((c < 32 || (c > 126 && c < 161)) || (c == ' ' && key[i + 1] == ' ')) return 0;
+    }
+    return 1;
+}
+
+int ic_png_direct_encode_fast(const uint8_t *pixels, int32_t width, int32_t height, int32_t channels,
+                              const char *const *text_keys, const char *const *text_values, int32_t text_count,
+                              uint8_t **out, size_t *out_size) {
+    if (width <= 0 || height <= 0 || (channels != 1 && channels != 3)) return 0;
+    size_t text_bytes = 0;
+    for (int32_t i = 0; i < text_count; i++) {
+        if (!valid_keyword(text_keys[i])) return 0;
+        text_bytes += 12 + strlen(text_keys[i]) + 1 + strlen(text_values[i]);
+    }
+    size_t row_bytes = (size_t)width * (size_t)channels, filtered_size = (row_bytes + 1) * (size_t)height;
+    uint8_t *filtered = malloc(filtered_size);
+    // Level 1 of libdeflate: faster than zlib's level 1 with run-length matching, about as small.
+    struct libdeflate_compressor *deflater = libdeflate_alloc_compressor(1);
+    size_t bound = deflater ? libdeflate_zlib_compress_bound(deflater, filtered_size) : 0;
+    size_t capacity = 8 + 25 + text_bytes + 12 + bound + 12;
+    uint8_t *file = filtered && deflater ? malloc(capacity) : NULL;
+    if (!file) {
+        free(filtered);
+        if (deflater) libdeflate_free_compressor(deflater);
+        return 0;
+    }
+    // The SUB filter on every row: on heatmaps (smooth colour over a photo) as small as
+    // choosing per row, at a fraction of the cost.
+    for (size_t y = 0; y < (size_t)height; y++) {
+        const uint8_t *row = pixels + y * row_bytes;
+        uint8_t *line = filtered + y * (row_bytes + 1);
+        line[0] = 1;
+        for (size_t i = 0; i < row_bytes; i++) line[1 + i] = (uint8_t)(row[i] - (i >= (size_t)channels ? row[i - channels] : 0));
+    }
+    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(file, signature, 8);
+    uint8_t *p = file + 8;
+    uint8_t *header = p + 8;
+    put_big_endian_32(header, (uint32_t)width);
+    put_big_endian_32(header + 4, (uint32_t)height);
+    header[8] = 8;
+    header[9] = channels == 1 ? 0 : 2;
+    header[10] = header[11] = header[12] = 0;
+    p = close_chunk(p, "IHDR", 13);
+    for (int32_t i = 0; i < text_count; i++) {
+        size_t key_length = strlen(text_keys[i]) + 1, value_length = strlen(text_values[i]);
+        memcpy(p + 8, text_keys[i], key_length);
+        memcpy(p + 8 + key_length, text_values[i], value_length);
+        p = close_chunk(p, "tEXt", key_length + value_length);
+    }
+    size_t compressed = libdeflate_zlib_compress(deflater, filtered, filtered_size, p + 8, bound);
+    libdeflate_free_compressor(deflater);
+    free(filtered);
+    if (compressed == 0 || compressed > 0x7fffffffu) {
+        free(file);
+        return 0;
+    }
+    p = close_chunk(p, "IDAT", compressed);
+    p = close_chunk(p, "IEND", 0);
+    *out = file;
+    *out_size = (size_t)(p - file);
+    return 1;
+}

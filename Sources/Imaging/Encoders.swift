@@ -3,7 +3,7 @@ import Foundation
 
 /// PNG files: 8-bit RGB or gray, 16-bit gray, with optional tEXt chunks (sorted by key).
 public enum PNGEncoder {
-    /// How hard zlib works: `.compact` is libpng's default; `.fast` (level 1, SUB filter) is for
+    /// How hard deflate works: `.compact` is libpng's default; `.fast` (libdeflate level 1, SUB filter) is for
     /// files written on a hot path, such as the daemon's heatmaps.
     public enum Compression: Sendable {
         case compact, fast
@@ -24,9 +24,10 @@ public enum PNGEncoder {
     }
 
     /// 8-bit gray, (H, W).
-    public static func encode(gray: [UInt8], width: Int, height: Int, text: [String: String] = [:]) throws -> Data {
+    public static func encode(gray: [UInt8], width: Int, height: Int, text: [String: String] = [:],
+                              compression: Compression = .compact) throws -> Data {
         precondition(gray.count == width * height, "\(gray.count) values are not \(width)x\(height)")
-        return try encode(bytes: gray, width: width, height: height, channels: 1, bitDepth: 8, text: text)
+        return try encode(bytes: gray, width: width, height: height, channels: 1, bitDepth: 8, text: text, compression: compression)
     }
 
     /// 16-bit gray, (H, W).

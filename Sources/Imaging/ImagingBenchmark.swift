@@ -72,6 +72,46 @@ public enum ImagingBenchmark {
                 label: "\(isJPEG ? "jpeg (DCT scaling)" : "png") \(url.lastPathComponent) -> \(size.width)x\(size.height), 8-bit path",
                 millisecondsPerImage: elapsed, decodedSize: ImageSize(width: decoded.width, height: decoded.height), meanLevelsFromFullDecode: nil))
         }
+        for url in files where try ImageDecoder.read(url).first == 0x89 {
+            measurements += try heatmapStages(url, iterations: iterations)
+        }
         return Report(measurements: measurements)
+    }
+
+    /// rstpmd's heatmap of a PNG at 512 px, stage by stage: the background resized from the
+    /// 8-bit decode, a 256x256 map coloured and outlined over it, the fast PNG encode.
+    static func heatmapStages(_ url: URL, iterations: Int) throws -> [Measurement] {
+        let original = try ImageDecoder.decodeCompact(data: ImageDecoder.read(url), name: url.path)
+        let scale = 512 / Double(max(original.width, original.height))
+        let size = ImageSize(width: max(1, Int((Double(original.width) * scale).rounded())),
+                             height: max(1, Int((Double(original.height) * scale).rounded())))
+        let side = 256
+        let map = (0..<side * side).map { i -> Float in
+            let x = Float(i % side) / Float(side) - 0.7, y = Float(i / side) / Float(side) - 0.4
+            return exp(-(x * x + y * y) * 40)
+        }
+        func time(_ body: () throws -> Void) rethrows -> Double {
+            try body()
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<iterations { try body() }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(max(iterations, 1))
+        }
+        var background = original.resized(width: size.width, height: size.height)
+        let resize = time { background = original.resized(width: size.width, height: size.height) }
+        var figure: [UInt8] = []
+        let colour = time {
+            figure = Heatmap.render8(map: map, mapWidth: side, mapHeight: side, over: background, threshold: 0.5, scale: 0...1)
+        }
+        var bytes = 0
+        let encode = try time {
+            bytes = try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: ["rstpm.score": "1"],
+                                          compression: .fast).count
+        }
+        let name = url.lastPathComponent
+        return [
+            Measurement(label: "heatmap of \(name): background resize", millisecondsPerImage: resize, decodedSize: size, meanLevelsFromFullDecode: nil),
+            Measurement(label: "heatmap of \(name): colour and outline", millisecondsPerImage: colour, decodedSize: size, meanLevelsFromFullDecode: nil),
+            Measurement(label: "heatmap of \(name): fast PNG, \(bytes / 1000) kB", millisecondsPerImage: encode, decodedSize: size, meanLevelsFromFullDecode: nil),
+        ]
     }
 }

@@ -83,7 +83,18 @@ public enum Resize {
                             for k in 0..<t.count[y] {
                                 let w = weights[y * t.maxCount + k]
                                 let row = src.baseAddress! + (t.first[y] + k) * rowLength
-                                for i in 0..<rowLength { out[i] += w * unit[Int(row[i])] }
+                                // Float(v) / 255 is the table's value exactly; 16 at a time it vectorises.
+                                var i = 0
+                                while i + 16 <= rowLength {
+                                    let values = SIMD16<Float>(UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<UInt8>.self)) / 255
+                                    let sums = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<Float>.self) + w * values
+                                    UnsafeMutableRawPointer(out + i).storeBytes(of: sums, as: SIMD16<Float>.self)
+                                    i += 16
+                                }
+                                while i < rowLength {
+                                    out[i] += w * unit[Int(row[i])]
+                                    i += 1
+                                }
                             }
                         }
                     }

@@ -1,5 +1,6 @@
 import CImageCodecs
 import Foundation
+import Imaging
 import TestSupport
 import XCTest
 
@@ -12,7 +13,7 @@ final class PNGDirectDecodeTests: XCTestCase {
         var pixels: [UInt8] = []
     }
 
-    func decode(_ file: [UInt8], with decoder: ic_png_decoder) -> Decoded {
+    static func decode(_ file: [UInt8], with decoder: ic_png_decoder) -> Decoded {
         var options = ic_decode_options(max_pixels: 0, target_width: 0, target_height: 0, png_decoder: Int32(decoder.rawValue))
         var image = ic_image()
         var message = [CChar](repeating: 0, count: 256)
@@ -46,7 +47,7 @@ final class PNGDirectDecodeTests: XCTestCase {
                         }
                         let file = PNGBuilder.build(width: width, height: height, colour: colour, pixels: pixels,
                                                     filters: filters, idatPieces: pattern + 1)
-                        let direct = decode(file, with: IC_PNG_DIRECT), reference = decode(file, with: IC_PNG_LIBPNG)
+                        let direct = Self.decode(file, with: IC_PNG_DIRECT), reference = Self.decode(file, with: IC_PNG_LIBPNG)
                         let label = "colour \(colour) \(width)x\(height) filters \(filters)"
                         XCTAssertEqual(direct.status, Int32(IC_OK.rawValue), label)
                         XCTAssertEqual(direct, reference, label)
@@ -67,9 +68,9 @@ final class PNGDirectDecodeTests: XCTestCase {
         // A big-endian TIFF block with one IFD0 entry: Orientation (0x0112), SHORT, value 6.
         let exif: [UInt8] = [0x4D, 0x4D, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]
         let file = PNGBuilder.build(width: 4, height: 3, colour: 2, pixels: pixels, filters: [1, 2, 4], extra: [("eXIf", exif)])
-        let direct = decode(file, with: IC_PNG_DIRECT)
+        let direct = Self.decode(file, with: IC_PNG_DIRECT)
         XCTAssertEqual(direct.orientation, 6)
-        XCTAssertEqual(direct, decode(file, with: IC_PNG_LIBPNG))
+        XCTAssertEqual(direct, Self.decode(file, with: IC_PNG_LIBPNG))
     }
 
     /// The camera-sized PNGs of the shared data decode identically on both paths.
@@ -79,9 +80,9 @@ final class PNGDirectDecodeTests: XCTestCase {
         XCTAssertFalse(names.isEmpty, "no PNGs in \(folder.path)")
         for name in names.prefix(3) {
             let file = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
-            let direct = decode(file, with: IC_PNG_DIRECT)
+            let direct = Self.decode(file, with: IC_PNG_DIRECT)
             XCTAssertEqual(direct.status, Int32(IC_OK.rawValue), name)
-            XCTAssertEqual(direct, decode(file, with: IC_PNG_LIBPNG), name)
+            XCTAssertEqual(direct, Self.decode(file, with: IC_PNG_LIBPNG), name)
         }
     }
 
@@ -89,13 +90,13 @@ final class PNGDirectDecodeTests: XCTestCase {
     func testUnusualOrDamagedFilesAreLeftToLibpng() {
         let pixels = (0..<6 * 4 * 3).map { UInt8($0 % 251) }
         let good = PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 1, 3, 4])
-        XCTAssertEqual(decode(good, with: IC_PNG_DIRECT).status, Int32(IC_OK.rawValue))
+        XCTAssertEqual(Self.decode(good, with: IC_PNG_DIRECT).status, Int32(IC_OK.rawValue))
 
         func declined(_ file: [UInt8], _ label: String, libpngStatus: ic_status) {
-            XCTAssertEqual(decode(file, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), label)
-            let auto = decode(file, with: IC_PNG_AUTO)
+            XCTAssertEqual(Self.decode(file, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), label)
+            let auto = Self.decode(file, with: IC_PNG_AUTO)
             XCTAssertEqual(auto.status, Int32(libpngStatus.rawValue), label)
-            XCTAssertEqual(auto, decode(file, with: IC_PNG_LIBPNG), label)
+            XCTAssertEqual(auto, Self.decode(file, with: IC_PNG_LIBPNG), label)
         }
         declined(PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 5, 0, 0]),
                  "filter type 5", libpngStatus: IC_ERR_CORRUPT)
@@ -112,7 +113,35 @@ final class PNGDirectDecodeTests: XCTestCase {
         var interlaced = good
         interlaced[8 + 8 + 12] = 1
         PNGBuilder.fixCRC(of: &interlaced, chunkEndingAt: 8 + 8 + 13)
-        XCTAssertEqual(decode(interlaced, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), "interlaced")
+        XCTAssertEqual(Self.decode(interlaced, with: IC_PNG_DIRECT).status, Int32(IC_ERR_UNSUPPORTED.rawValue), "interlaced")
+    }
+}
+
+/// The fast encoder (libdeflate) writes files libpng reads back exactly, with valid chunk CRCs.
+final class PNGFastEncodeTests: XCTestCase {
+    func testFastFilesReadBackThroughLibpngWithTheirText() throws {
+        for (channels, width, height) in [(3, 37, 23), (1, 5, 2), (3, 1, 1)] {
+            let pixels = (0..<width * height * channels).map { UInt8(truncatingIfNeeded: $0 * 37 + $0 / 7) }
+            let text = ["rstpm.model": "bottle 3", "rstpm.score": "0.25"]
+            let file = [UInt8](channels == 3
+                ? try PNGEncoder.encode(rgb8: pixels, width: width, height: height, text: text, compression: .fast)
+                : try PNGEncoder.encode(gray: pixels, width: width, height: height, text: text, compression: .fast))
+            let decoded = PNGDirectDecodeTests.decode(file, with: IC_PNG_LIBPNG)
+            XCTAssertEqual(decoded.pixels, pixels, "\(channels) channels \(width)x\(height)")
+            var position = 8, chunks: [String] = []
+            while position + 12 <= file.count {
+                let length = Int(PNGBuilder.readBigEndian(file, position))
+                let typed = Array(file[position + 4..<position + 8 + length])
+                XCTAssertEqual(PNGBuilder.crc32(typed), PNGBuilder.readBigEndian(file, position + 8 + length))
+                chunks.append(String(decoding: typed.prefix(4), as: UTF8.self))
+                position += 12 + length
+            }
+            XCTAssertEqual(position, file.count)
+            XCTAssertEqual(chunks.first, "IHDR")
+            XCTAssertEqual(chunks.last, "IEND")
+            XCTAssertEqual(chunks.filter { $0 == "tEXt" }.count, 2)
+            XCTAssertNotNil(Data(file).range(of: Data("tEXtrstpm.model\u{0}bottle 3".utf8)))
+        }
     }
 }
 
