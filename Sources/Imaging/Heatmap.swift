@@ -21,15 +21,16 @@ public enum Heatmap {
         let width = image.width, height = image.height
         let values = Resize.bilinear(map: map, width: mapWidth, height: mapHeight, toWidth: width, toHeight: height)
         let span = max(scale.upperBound - scale.lowerBound, .leastNormalMagnitude)
-        let levels = Float(BlendTable.levels - 1)
+        // Table index per unit of score: one multiply per pixel instead of a divide.
+        let levelsPerUnit = Float(BlendTable.levels - 1) / span
         var bytes = [UInt8](repeating: 0, count: width * height * 3)
         values.withUnsafeBufferPointer { values in
             image.pixels.withUnsafeBufferPointer { base in
                 bytes.withUnsafeMutableBufferPointer { out in
                     BlendTable.shared.entries.withUnsafeBufferPointer { table in
                         for i in 0..<width * height {
-                            let t = min(max((values[i] - scale.lowerBound) / span, 0), 1)
-                            let entry = table[Int(t * levels + 0.5)]
+                            let level = min(max((values[i] - scale.lowerBound) * levelsPerUnit, 0), Float(BlendTable.levels - 1))
+                            let entry = table[Int(level + 0.5)]
                             // 255 * ((1 - alpha) * base + alpha * colour), rounded and clamped.
                             func blend(_ base: Float, _ colour: Float) -> UInt8 {
                                 UInt8(min(max(entry.keep * base + colour, 0), 255) + 0.5)
@@ -42,7 +43,8 @@ public enum Heatmap {
                 }
             }
         }
-        if let threshold {
+        // Most images of a line are normal: nothing above the threshold, no outline to find.
+        if let threshold, values.contains(where: { $0 > threshold }) {
             let outline = self.outline(values, width: width, height: height, threshold: threshold,
                                        radius: max(1, min(width, height) / 256))
             for i in 0..<width * height where outline[i] {

@@ -159,6 +159,10 @@ public enum Resize {
                                     b += w[k] * first[3 * k + 2]
                                 }
                                 out[3 * x] = r; out[3 * x + 1] = g; out[3 * x + 2] = b
+                            } else if channels == 1 {
+                                var sum: Float = 0
+                                for k in 0..<t.count[x] { sum += w[k] * first[k] }
+                                out[x] = sum
                             } else {
                                 for c in 0..<channels {
                                     var sum: Float = 0

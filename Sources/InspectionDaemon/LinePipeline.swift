@@ -320,9 +320,10 @@ public final class LinePipeline {
     /// Inspects the due work items batch by batch. Each batch is read and handed to the
     /// inspector's `prepare` (decoding) on `prepareQueue` one batch ahead, so that it runs while
     /// the network works on the batch before; `claimMore` (a pass's inbox claims) is asked for one
-    /// more batch each time.
+    /// more batch each time. The first batch is a single input: the network starts after one
+    /// decode instead of a whole batch's, while the next batch decodes beside it.
     private func processWork(now: Int64, summary: inout PassSummary, claimMore: ((inout PassSummary) -> Void)? = nil) {
-        var next = startBatch(now: now, summary: &summary)
+        var next = startBatch(now: now, limit: 1, summary: &summary)
         while let batch = next {
             if shouldStop {
                 abandon(batch)
@@ -386,7 +387,7 @@ public final class LinePipeline {
 
     /// Reads the next batch of due work items (those not in flight, not waiting for a retry)
     /// and starts preparing it; nil when nothing is due.
-    private func startBatch(now: Int64, summary: inout PassSummary) -> Batch? {
+    private func startBatch(now: Int64, limit: Int? = nil, summary: inout PassSummary) -> Batch? {
         while true {
             let started = monotonicNanoseconds()
             let items: [(name: String, status: FileStatus)]
@@ -402,7 +403,7 @@ public final class LinePipeline {
             if due.isEmpty { return nil }
             // Inputs that cannot be read are quarantined or wait for a retry: the next look
             // does not see them as due again.
-            let loaded = load(Array(due.prefix(configuration.batchSize)), now: now, summary: &summary)
+            let loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
             if loaded.isEmpty { continue }
             stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
             let batch = Batch(loaded: loaded, started: started, preparer: inspector)
