@@ -17,7 +17,7 @@ SHARED="${RSTPM_SHARED:-$(cd .. && pwd)/shared}"
 BOTTLE="$SHARED/datasets/mvtec_ad/bottle"
 FULLRES="$SHARED/datasets/fullres/bottle"
 WORK="$(mktemp -d /tmp/rstpmd-bench.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
+trap 'cp "$WORK"/*.log /tmp/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
 swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"

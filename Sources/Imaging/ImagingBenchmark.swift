@@ -73,16 +73,18 @@ public enum ImagingBenchmark {
                 millisecondsPerImage: elapsed, decodedSize: ImageSize(width: decoded.width, height: decoded.height), meanLevelsFromFullDecode: nil))
         }
         for url in files where try ImageDecoder.read(url).first == 0x89 {
-            measurements += try heatmapStages(url, iterations: iterations)
+            measurements += try heatmapStages(url, maxSide: 512, iterations: iterations)
+            measurements += try heatmapStages(url, maxSide: nil, iterations: iterations)
         }
         return Report(measurements: measurements)
     }
 
-    /// rstpmd's heatmap of a PNG at 512 px, stage by stage: the background resized from the
-    /// 8-bit decode, a 256x256 map coloured and outlined over it, the fast PNG encode.
-    static func heatmapStages(_ url: URL, iterations: Int) throws -> [Measurement] {
+    /// rstpmd's heatmap of a PNG at `maxSide` (nil: the original size), stage by stage: the
+    /// background resized from the 8-bit decode, a 256x256 map coloured and outlined over it,
+    /// the fast PNG encode.
+    static func heatmapStages(_ url: URL, maxSide: Int?, iterations: Int) throws -> [Measurement] {
         let original = try ImageDecoder.decodeCompact(data: ImageDecoder.read(url), name: url.path)
-        let scale = 512 / Double(max(original.width, original.height))
+        let scale = min(1, Double(maxSide ?? Int.max) / Double(max(original.width, original.height)))
         let size = ImageSize(width: max(1, Int((Double(original.width) * scale).rounded())),
                              height: max(1, Int((Double(original.height) * scale).rounded())))
         let side = 256
@@ -107,7 +109,7 @@ public enum ImagingBenchmark {
             bytes = try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: ["rstpm.score": "1"],
                                           compression: .fast).count
         }
-        let name = url.lastPathComponent
+        let name = "\(url.lastPathComponent) at \(size.width)x\(size.height)"
         return [
             Measurement(label: "heatmap of \(name): background resize", millisecondsPerImage: resize, decodedSize: size, meanLevelsFromFullDecode: nil),
             Measurement(label: "heatmap of \(name): colour and outline", millisecondsPerImage: colour, decodedSize: size, meanLevelsFromFullDecode: nil),

@@ -59,6 +59,8 @@ public final class LinePipeline {
     private var stopRequested = false
     private var timer: DispatchSourceTimer?
     private var inotifySource: DispatchSourceRead?
+    /// The inotify descriptor while watching (-1 otherwise); read only on `queue`.
+    private var inotifyDescriptor: Int32 = -1
 
     // Read from the watchdog check on another queue.
     private let progressLock = NSLock()
@@ -142,13 +144,26 @@ public final class LinePipeline {
             return
         }
         let source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: queue)
-        source.setEventHandler { [weak self] in self?.drainInotify(descriptor) }
-        source.setCancelHandler { close(descriptor) }
+        source.setEventHandler { [weak self] in
+            guard let self else { return }
+            if self.noteInotifyEvents() { self.runPass() }
+        }
+        source.setCancelHandler { [weak self] in
+            self?.inotifyDescriptor = -1
+            close(descriptor)
+        }
+        // Queued before the source can fire, and never racing a pass that the timer started.
+        queue.async { self.inotifyDescriptor = descriptor }
         source.resume()
         inotifySource = source
     }
 
-    private func drainInotify(_ descriptor: Int32) {
+    /// Reads the pending inotify events and notes the files renamed into the inbox; true when
+    /// there were events. Also called within a pass before each claim, so that a burst still
+    /// arriving joins the running pass instead of waiting for the next one. Call on `queue`.
+    private func noteInotifyEvents() -> Bool {
+        let descriptor = inotifyDescriptor
+        guard descriptor >= 0 else { return false }
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var sawEvent = false
         while true {
@@ -166,7 +181,7 @@ public final class LinePipeline {
                 offset += 16 + length
             }
         }
-        if sawEvent { runPass() }
+        return sawEvent
     }
 
     private func runPass() {
@@ -247,6 +262,7 @@ public final class LinePipeline {
 
     private func claimBatch(now: Int64, summary: inout PassSummary) {
         guard !shouldStop else { return }
+        _ = noteInotifyEvents()
         var claimedNow = 0
         do {
             for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
@@ -332,6 +348,11 @@ public final class LinePipeline {
             claimMore?(&summary)
             next = shouldStop ? nil : startBatch(now: now, summary: &summary)
             inspect(batch, now: now, summary: &summary)
+            if next == nil && !shouldStop, let claimMore {
+                // Files that arrived during this batch (a burst still being copied in).
+                claimMore(&summary)
+                next = startBatch(now: now, limit: 1, summary: &summary)
+            }
             advance()
         }
     }
@@ -364,14 +385,16 @@ public final class LinePipeline {
         var name: String
         var path: FilePath
         var bytes: [UInt8]
-        var sha256: String
+        /// Filled on `prepareQueue` beside the decode, off the line's critical path.
+        var sha256 = ""
         var receivedNanoseconds: Int64
     }
 
     /// A batch read from work/ whose `prepare` runs on `prepareQueue`. Its inputs are in
     /// `inputsInFlight` until their outputs are done or the batch is abandoned.
     final class Batch {
-        let loaded: [Loaded]
+        /// Their `sha256` is set by the time `preparing` is left.
+        var loaded: [Loaded]
         let started: Int64
         let preparer: any Inspector
         let preparing = DispatchGroup()
@@ -410,6 +433,7 @@ public final class LinePipeline {
             let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
             batch.preparing.enter()
             prepareQueue.async {
+                for index in batch.loaded.indices { batch.loaded[index].sha256 = sha256Hex(of: batch.loaded[index].bytes) }
                 batch.prepared = batch.preparer.prepare(inputs)
                 batch.preparing.leave()
             }
@@ -436,7 +460,7 @@ public final class LinePipeline {
             }
             do {
                 let bytes = try files.readFile(path, maximumBytes: configuration.maximumInputBytes)
-                loaded.append(Loaded(name: name, path: path, bytes: bytes, sha256: sha256Hex(of: bytes), receivedNanoseconds: received))
+                loaded.append(Loaded(name: name, path: path, bytes: bytes, receivedNanoseconds: received))
             } catch Errno.fileTooLarge {
                 quarantine(name: name, sha256: nil, received: received, kind: "too_large",
                            message: "the input has more than max_input_bytes = \(configuration.maximumInputBytes) bytes",

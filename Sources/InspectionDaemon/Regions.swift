@@ -37,6 +37,9 @@ public enum RegionExtractor {
     ) -> (regions: [AnomalyRegion], truncated: Bool) {
         precondition(map.count == mapWidth * mapHeight && mapWidth > 0 && mapHeight > 0, "map of \(map.count) values is not \(mapWidth)x\(mapHeight)")
         precondition(imageWidth > 0 && imageHeight > 0, "image size \(imageWidth)x\(imageHeight)")
+        // Bilinear values never exceed the map's largest, so a map below the threshold (a normal
+        // image, most of a line's) has no region: no image-sized upsample for it.
+        guard map.contains(where: { $0 >= threshold }) else { return ([], false) }
         let W = imageWidth, H = imageHeight
         let scaled = upsample(map: map, mapWidth: mapWidth, mapHeight: mapHeight, width: W, height: H)
         // label: 0 unvisited, 1 visited; the stack holds pixel indices.

@@ -71,6 +71,46 @@ final class PipelineTests: XCTestCase {
         XCTAssertTrue(folders.exists("outbox/final.pgm.json"))
     }
 
+    /// A pass starts with a one-image batch (the network starts after one decode), and files
+    /// renamed in while it runs join it: inotify is read before each claim, not only between
+    /// passes.
+    func testABurstStillArrivingJoinsTheRunningPass() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        var line = folders.configuration(settleSeconds: 60, batchSize: 4)
+        line.pollIntervalSeconds = 3600
+        let inspector = PGMInspector()
+        let later = (0..<5).map { "later-\($0).pgm" }
+        let arrivals = DispatchGroup()
+        arrivals.enter()
+        var first = true
+        inspector.beforeBatch = {
+            guard first else { return }
+            first = false
+            for name in later {
+                try? folders.write(PGMInspector.image(), to: "inbox/.\(name).part")
+                try? FileManager.default.moveItem(atPath: folders.path("inbox/.\(name).part").string, toPath: folders.path("inbox/\(name)").string)
+            }
+            arrivals.leave()
+        }
+        let (logger, log) = MemoryLogHandler.logger()
+        let pipeline = LinePipeline(configuration: line, instance: "host-a", inspector: inspector, syscalls: SystemCalls(), logger: logger)
+        try pipeline.prepare()
+        pipeline.start()
+        defer { pipeline.requestStop(); _ = pipeline.waitUntilIdle(timeout: .now() + 10) }
+        XCTAssertTrue(pipeline.waitUntilIdle(timeout: .now() + 10))
+        try folders.write(PGMInspector.image(), to: "inbox/.first.pgm.part")
+        try FileManager.default.moveItem(atPath: folders.path("inbox/.first.pgm.part").string, toPath: folders.path("inbox/first.pgm").string)
+        XCTAssertEqual(arrivals.wait(timeout: .now() + 10), .success)
+        let deadline = Date().addingTimeInterval(10)
+        while folders.list("archive").count < 6 && Date() < deadline { usleep(20_000) }
+        XCTAssertTrue(pipeline.waitUntilIdle(timeout: .now() + 10))
+        XCTAssertEqual(folders.list("archive"), (["first.pgm"] + later).sorted())
+        XCTAssertEqual(inspector.batchSizes, [1, 1, 4], "a single first batch, then the burst: one again to restart, then full")
+        log.lock.lock(); let passes = log.entries.filter { $0.1 == "pass" }.count; log.lock.unlock()
+        XCTAssertEqual(passes, 1, "the burst joined the running pass")
+    }
+
     func testTwoDaemonsRacingOnOneInboxProcessEachFileExactlyOnce() throws {
         let folders = try LineFolders()
         defer { folders.remove() }

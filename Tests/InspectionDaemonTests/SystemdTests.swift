@@ -6,10 +6,15 @@ import Systemd
 import TestSupport
 import XCTest
 
-/// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
-final class NotifySocket {
+/// A bound AF_UNIX datagram socket standing in for systemd's notification socket. Like systemd
+/// it reads as datagrams arrive: the kernel queues only a few (net.unix.max_dgram_qlen, 10
+/// here), and a full queue would block the daemon's sd_notify.
+final class NotifySocket: @unchecked Sendable {
     let path: String
     let descriptor: Int32
+    private let lock = NSLock()
+    private var received: [String] = []
+    private var reader: DispatchSourceRead?
 
     init() throws {
         path = "/tmp/rstpmd-notify-\(UUID().uuidString.prefix(8)).sock"
@@ -24,23 +29,37 @@ final class NotifySocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else { throw Errno(rawValue: errno) }
+        let reader = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: DispatchQueue(label: "notify-socket"))
+        reader.setEventHandler { [weak self] in self?.readPending() }
+        reader.resume()
+        self.reader = reader
     }
 
-    /// Every datagram waiting, oldest first.
-    func receiveAll() -> [String] {
-        var messages: [String] = []
+    private func readPending() {
+        lock.lock(); defer { lock.unlock() }
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if count <= 0 { break }
-            messages.append(String(decoding: buffer[0..<count], as: UTF8.self))
+            received.append(String(decoding: buffer[0..<count], as: UTF8.self))
         }
-        return messages
+    }
+
+    /// Every datagram received since the last call, oldest first.
+    func receiveAll() -> [String] {
+        readPending()
+        lock.lock(); defer { lock.unlock() }
+        defer { received = [] }
+        return received
     }
 
     deinit {
-        close(descriptor)
-        unlink(path)
+        let descriptor = descriptor, path = path
+        reader?.setCancelHandler {
+            close(descriptor)
+            unlink(path)
+        }
+        reader?.cancel()
     }
 }
 

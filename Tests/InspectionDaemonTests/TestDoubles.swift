@@ -11,12 +11,13 @@ final class PGMInspector: Inspector {
     let modelIdentity = ModelIdentity(identifier: "pgm-test-double", version: "1")
     private let lock = NSLock()
     private(set) var inspectedNames: [String] = []
+    private var inspectedBatchSizes: [Int] = []
     /// Called before each batch; a test may block here to simulate a hung inference.
     var beforeBatch: (() -> Void)?
 
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
         beforeBatch?()
-        lock.lock(); inspectedNames += inputs.map(\.fileName); lock.unlock()
+        lock.lock(); inspectedNames += inputs.map(\.fileName); inspectedBatchSizes.append(inputs.count); lock.unlock()
         return inputs.map { input in
             guard let (width, height, pixels) = Self.decode(input.bytes) else {
                 return .failure(.decodeFailure(message: "not a binary PGM"))
@@ -37,6 +38,7 @@ final class PGMInspector: Inspector {
     }
 
     var names: [String] { lock.lock(); defer { lock.unlock() }; return inspectedNames }
+    var batchSizes: [Int] { lock.lock(); defer { lock.unlock() }; return inspectedBatchSizes }
 
     static func decode(_ bytes: [UInt8]) -> (Int, Int, [UInt8])? {
         guard let text = String(bytes: bytes.prefix(64), encoding: .isoLatin1), text.hasPrefix("P5\n") else { return nil }
