@@ -175,6 +175,8 @@ static int read_layout(const uint8_t *data, size_t size, uint64_t max_pixels, pn
             static const int channels_of[7] = {1, 0, 3, 0, 2, 0, 4};
             if (colour > 6 || channels_of[colour] == 0) return 0;
             if (max_pixels && (uint64_t)width * height > max_pixels) return 0;
+            // Keeps every size below (4 bytes per pixel, plus a byte per row) far from overflow.
+            if ((uint64_t)width * height > (uint64_t)1 << 32) return 0;
             layout->width = width;
             layout->height = height;
             layout->channels = channels_of[colour];
@@ -280,7 +282,7 @@ int ic_png_direct_decode(const uint8_t *data, size_t size, uint64_t max_pixels, 
             if (kept == channels) {
                 uint8_t *target = pixels + y * row_bytes;
 #if defined(__SSE2__)
-                if ((channels == 3 || channels == 4) && y + 1 < height && line[0] == 4 && line[stride] == 4) {
+                if (channels == 3 && y + 1 < height && line[0] == 4 && line[stride] == 4) {
                     paeth_rows_simd(target, line + 1, stride, previous, row_bytes, channels, 1);
                     previous = target + row_bytes;
                     y++;
