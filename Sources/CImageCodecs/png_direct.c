@@ -24,6 +24,13 @@ static uint32_t big_endian_32(const uint8_t *p) {
 
 static int chunk_is(const uint8_t *type, const char *name) { return memcmp(type, name, 4) == 0; }
 
+// Chunk types are four ASCII letters; libpng refuses anything else.
+static int valid_chunk_type(const uint8_t *type) {
+    for (int i = 0; i < 4; i++)
+        if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z'))) return 0;
+    return 1;
+}
+
 static uint8_t paeth(uint8_t a, uint8_t b, uint8_t c) {
     int p = (int)a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
     return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
@@ -165,6 +172,7 @@ static int read_layout(const uint8_t *data, size_t size, uint64_t max_pixels, pn
         uint32_t length = big_endian_32(data + position);
         if (length > 0x7fffffffu || size - position - 12 < length) return 0;
         const uint8_t *type = data + position + 4, *body = data + position + 8;
+        if (!valid_chunk_type(type)) return 0;
         if (libdeflate_crc32(0, type, (size_t)length + 4) != big_endian_32(body + length)) return 0;
         if (!seen_header) {
             if (!chunk_is(type, "IHDR") || length != 13) return 0;
@@ -189,8 +197,9 @@ static int read_layout(const uint8_t *data, size_t size, uint64_t max_pixels, pn
             break;
         } else {
             if (idat_count > 0) idat_finished = 1;
-            // A palette in a gray file is an error; any other unknown critical chunk too.
-            if (chunk_is(type, "PLTE") ? layout->channels <= 2 : !(type[0] & 0x20)) return 0;
+            // Critical chunks other than these (a suggested palette in a truecolour file is
+            // rare, and libpng has rules for it) are left to libpng.
+            if (!(type[0] & 0x20)) return 0;
             if (chunk_is(type, "eXIf") && idat_count == 0) {
                 if (seen_exif++) return 0;
                 layout->orientation = ic_exif_orientation(body, length);

@@ -110,6 +110,14 @@ final class PNGDirectDecodeTests: XCTestCase {
         wrongChecksum[idatEnd - 1] ^= 0xFF  // the zlib stream's Adler-32...
         PNGBuilder.fixCRC(of: &wrongChecksum, chunkEndingAt: idatEnd)  // ...behind a valid chunk CRC
         declined(wrongChecksum, "wrong Adler-32", libpngStatus: IC_ERR_CORRUPT)
+        // Found by the differential fuzzer (Tests/ImagingFuzz): libpng refuses both.
+        declined(PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 1, 3, 4],
+                                  extra: [("eXI\u{7F}", [0, 0])]),
+                 "a chunk type that is not four letters", libpngStatus: IC_ERR_CORRUPT)
+        let palette = [UInt8](repeating: 7, count: 6)
+        declined(PNGBuilder.build(width: 6, height: 4, colour: 2, pixels: pixels, filters: [0, 1, 3, 4],
+                                  extra: [("PLTE", palette), ("PLTE", palette)]),
+                 "a duplicated suggested palette", libpngStatus: IC_ERR_CORRUPT)
         var interlaced = good
         interlaced[8 + 8 + 12] = 1
         PNGBuilder.fixCRC(of: &interlaced, chunkEndingAt: 8 + 8 + 13)
