@@ -19,9 +19,10 @@
 #define FIELD_BITS 24
 #define FIELD_MASK ((UINT64_C(1) << FIELD_BITS) - 1)
 #define MAX_WORKERS 63
-// About 25 microseconds of PAUSE (23 ns each on Zen 5): enough to bridge the gap between one layer's loops and the
-// next; longer spins (8192 was measured) only took cores from rstpmd's decode and output
-// threads (900-px PNGs: 29 -> 36 images/s) and gained nothing in training or inference.
+// About 25 microseconds of PAUSE (23 ns each on Zen 5): enough to bridge the gap between one
+// layer's loops and the next. Longer spins (8192 was measured) only took cores from rstpmd's
+// decode and output threads (900-px PNGs: 29 -> 36 images/s) and gained nothing in training
+// or inference.
 #define SPINS_BEFORE_SLEEP 1024
 
 static _Atomic uint64_t state;
