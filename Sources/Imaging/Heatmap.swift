@@ -21,8 +21,9 @@ public enum Heatmap {
         let width = image.width, height = image.height
         let values = Resize.bilinear(map: map, width: mapWidth, height: mapHeight, toWidth: width, toHeight: height)
         let span = max(scale.upperBound - scale.lowerBound, .leastNormalMagnitude)
-        // Table index per unit of score: one multiply per pixel instead of a divide.
-        let levelsPerUnit = Float(BlendTable.levels - 1) / span
+        // Table index per unit of score: one multiply per pixel instead of a divide. Finite even
+        // for a degenerate scale, so that a score at its bottom gives 0, not 0 * infinity.
+        let levelsPerUnit = min(Float(BlendTable.levels - 1) / span, .greatestFiniteMagnitude)
         var bytes = [UInt8](repeating: 0, count: width * height * 3)
         values.withUnsafeBufferPointer { values in
             image.pixels.withUnsafeBufferPointer { base in

@@ -209,6 +209,14 @@ final class ImagingTests: XCTestCase {
         XCTAssertTrue(whites.contains { $0 < 32 } && whites.contains { $0 > 32 })
         let plain = Heatmap.render(map: map, mapWidth: 16, mapHeight: 12, over: image, threshold: nil, scale: 0...1)
         XCTAssertFalse(plain.pixels.enumerated().contains { $0.offset % 3 == 2 && plain.pixels[$0.offset - 2] == 1 && $0.element == 1 })
+        // A degenerate scale (threshold 0, as a line's override may set): scores at its bottom
+        // take the first colour, scores above it the last.
+        let flat = Heatmap.render8(map: map, mapWidth: 16, mapHeight: 12, over: image, threshold: 0,
+                                   scale: 0...Float.leastNormalMagnitude)
+        let low = Heatmap.render8(map: [Float](repeating: 0, count: 16 * 12), mapWidth: 16, mapHeight: 12, over: image,
+                                  threshold: nil, scale: 0...1)
+        XCTAssertEqual(Array(flat[0..<3]), Array(low[0..<3]))
+        XCTAssertGreaterThan(flat[(24 * width + 32) * 3], flat[(24 * width + 32) * 3 + 2], "above the scale is red")
 
         let scores: [Float] = [0, 0.25, 3, -1, 2, 1.5]
         let raw = try Heatmap.raw16(map: scores, mapWidth: 3, mapHeight: 2, scale: 0...2)
