@@ -57,9 +57,9 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
 void ic_image_free(ic_image *image);
 
 // Encoders. `pixels` are interleaved rows; PNG takes channels 1 or 3 at bit_depth 8, or
-// channels 1 at bit_depth 16 (host order); fast != 0 trades size for speed (zlib level 1, SUB
-// filter); text_keys/text_values add tEXt chunks (Latin-1,
-// keys 1-79 bytes). JPEG takes channels 1 or 3 at 8 bits. On success *out is malloc'd; free
+// channels 1 at bit_depth 16 (host order); fast != 0 trades size for speed (SUB filter;
+// libdeflate level 1 at 8 bits, zlib level 1 with run-length matching at 16);
+// text_keys/text_values add tEXt chunks (Latin-1, keys 1-79 bytes). JPEG takes channels 1 or 3 at 8 bits. On success *out is malloc'd; free
 // it with ic_buffer_free.
 int ic_encode_png(const void *pixels, int32_t width, int32_t height, int32_t channels,
                   int32_t bit_depth, int32_t fast, const char *const *text_keys,
