@@ -1,10 +1,12 @@
 #pragma once
-// CImageCodecs: a small C shim around libpng and libjpeg.
+// CImageCodecs: a small C shim around libpng and libjpeg, plus a direct path for the common
+// 8-bit PNG (libdeflate and SIMD filters, png_direct.c) that hands every other file to libpng.
 //
 // Both libraries report fatal errors with longjmp, which Swift cannot catch; every call into
 // them therefore happens in this file behind setjmp, and each entry point returns a status
-// code plus a message instead. Every allocation is released on every error path. No global
-// state: the functions may run concurrently on different threads.
+// code plus a message instead. Every allocation is released on every error path. The functions
+// may run concurrently on different threads (the only shared state is the direct path's one
+// cached scratch buffer, taken and returned atomically).
 //
 // Decoded pixels are interleaved rows, `channels` 1 (gray) or 3 (RGB), `bit_depth` 8 or 16
 // (16-bit samples in host byte order). Alpha is dropped, not composited, as PIL's
