@@ -29,7 +29,7 @@ public enum ImagingBenchmark {
     /// Reads and decodes each file (from the page cache after the warm-up) and resizes it to
     /// `size` (antialiased bilinear) `iterations` times; JPEGs are measured with DCT scaling
     /// (the production path) and without it; each file once more through the 8-bit path
-    /// (`decodeCompact`), as rstpmd decodes.
+    /// (`decodeCompact`), as rstpmd decodes; and for PNGs, rstpmd's heatmap stages.
     public static func run(files: [URL], size: ImageSize = ImageSize(width: 256, height: 256), iterations: Int = 10) throws -> Report {
         var measurements: [Measurement] = []
         for url in files {
@@ -71,10 +71,10 @@ public enum ImagingBenchmark {
             measurements.append(Measurement(
                 label: "\(isJPEG ? "jpeg (DCT scaling)" : "png") \(url.lastPathComponent) -> \(size.width)x\(size.height), 8-bit path",
                 millisecondsPerImage: elapsed, decodedSize: ImageSize(width: decoded.width, height: decoded.height), meanLevelsFromFullDecode: nil))
-        }
-        for url in files where try ImageDecoder.read(url).first == 0x89 {
-            measurements += try heatmapStages(url, maxSide: 512, iterations: iterations)
-            measurements += try heatmapStages(url, maxSide: nil, iterations: iterations)
+            if !isJPEG {
+                measurements += try heatmapStages(url, maxSide: 512, iterations: iterations)
+                measurements += try heatmapStages(url, maxSide: nil, iterations: iterations)
+            }
         }
         return Report(measurements: measurements)
     }

@@ -71,33 +71,39 @@ public enum Resize {
 
     /// `vertical` on 3-channel bytes; the same products and sums in the same order.
     static func vertical(bytes input: [UInt8], width: Int, height: Int, toHeight: Int, antialias: Bool) -> [Float] {
-        let t = taps(inSize: height, outSize: toHeight, antialias: antialias)
         let rowLength = width * 3
-        var output = [Float](repeating: 0, count: toHeight * rowLength)
-        input.withUnsafeBufferPointer { src in
-            output.withUnsafeMutableBufferPointer { dst in
-                t.weights.withUnsafeBufferPointer { weights in
-                    RGB8Image.unit.withUnsafeBufferPointer { unit in
-                        for y in 0..<toHeight {
-                            let out = dst.baseAddress! + y * rowLength
-                            for k in 0..<t.count[y] {
-                                let w = weights[y * t.maxCount + k]
-                                let row = src.baseAddress! + (t.first[y] + k) * rowLength
-                                // Float(v) / 255 is the table's value exactly; 16 at a time it vectorises.
-                                var i = 0
-                                while i + 16 <= rowLength {
-                                    let values = SIMD16<Float>(UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<UInt8>.self)) / 255
-                                    let sums = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<Float>.self) + w * values
-                                    UnsafeMutableRawPointer(out + i).storeBytes(of: sums, as: SIMD16<Float>.self)
-                                    i += 16
-                                }
-                                while i < rowLength {
-                                    out[i] += w * unit[Int(row[i])]
-                                    i += 1
-                                }
-                            }
-                        }
+        return input.withUnsafeBufferPointer { src in
+            RGB8Image.unit.withUnsafeBufferPointer { unit in
+                verticalTaps(height: height, toHeight: toHeight, rowLength: rowLength, antialias: antialias) { out, inputRow, w in
+                    let row = src.baseAddress! + inputRow * rowLength
+                    // Float(v) / 255 is the table's value exactly; 16 at a time it vectorises.
+                    var i = 0
+                    while i + 16 <= rowLength {
+                        let values = SIMD16<Float>(UnsafeRawPointer(row + i).loadUnaligned(as: SIMD16<UInt8>.self)) / 255
+                        let sums = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD16<Float>.self) + w * values
+                        UnsafeMutableRawPointer(out + i).storeBytes(of: sums, as: SIMD16<Float>.self)
+                        i += 16
                     }
+                    while i < rowLength {
+                        out[i] += w * unit[Int(row[i])]
+                        i += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// The vertical pass's loop, shared by floats and bytes: for each output row and each of its
+    /// taps in order, `accumulate(out, inputRow, weight)` adds weight times that input row to the
+    /// output row (`rowLength` values, zero at first).
+    static func verticalTaps(height: Int, toHeight: Int, rowLength: Int, antialias: Bool,
+                             _ accumulate: (UnsafeMutablePointer<Float>, Int, Float) -> Void) -> [Float] {
+        let t = taps(inSize: height, outSize: toHeight, antialias: antialias)
+        var output = [Float](repeating: 0, count: toHeight * rowLength)
+        output.withUnsafeMutableBufferPointer { dst in
+            for y in 0..<toHeight {
+                for k in 0..<t.count[y] {
+                    accumulate(dst.baseAddress! + y * rowLength, t.first[y] + k, t.weights[y * t.maxCount + k])
                 }
             }
         }
@@ -119,24 +125,13 @@ public enum Resize {
     }
 
     static func vertical(_ input: [Float], width: Int, height: Int, channels: Int, toHeight: Int, antialias: Bool) -> [Float] {
-        let t = taps(inSize: height, outSize: toHeight, antialias: antialias)
         let rowLength = width * channels
-        var output = [Float](repeating: 0, count: toHeight * rowLength)
-        input.withUnsafeBufferPointer { src in
-            output.withUnsafeMutableBufferPointer { dst in
-                t.weights.withUnsafeBufferPointer { weights in
-                    for y in 0..<toHeight {
-                        let out = dst.baseAddress! + y * rowLength
-                        for k in 0..<t.count[y] {
-                            let w = weights[y * t.maxCount + k]
-                            let row = src.baseAddress! + (t.first[y] + k) * rowLength
-                            for i in 0..<rowLength { out[i] += w * row[i] }
-                        }
-                    }
-                }
+        return input.withUnsafeBufferPointer { src in
+            verticalTaps(height: height, toHeight: toHeight, rowLength: rowLength, antialias: antialias) { out, inputRow, w in
+                let row = src.baseAddress! + inputRow * rowLength
+                for i in 0..<rowLength { out[i] += w * row[i] }
             }
         }
-        return output
     }
 
     static func horizontal(_ input: [Float], width: Int, height: Int, channels: Int, toWidth: Int, antialias: Bool) -> [Float] {
