@@ -1,3 +1,4 @@
+import Foundation
 import TensorEngine
 
 /// One teacher-student level: `d = 0.5 * ||F^_t - F^_s||^2` per position with `F^ = F / max(||F||, 1e-12)`
@@ -49,6 +50,18 @@ public enum MapFusion {
         return a[0] * a[1] * a[2]
     }
 
+    /// Each item of an (N, 1, H, W) map through `gaussianSmoothed`.
+    public static func smoothed(_ map: Tensor, sigma: Float) -> Tensor {
+        guard sigma > 0 else { return map }
+        let (N, H, W) = (map.batchSize, map.height, map.width)
+        var scalars: [Float] = []
+        scalars.reserveCapacity(map.count)
+        for n in 0..<N {
+            scalars += gaussianSmoothed(Array(map.scalars[(n * H * W)..<((n + 1) * H * W)]), height: H, width: W, sigma: sigma)
+        }
+        return Tensor(shape: map.shape, scalars: scalars)
+    }
+
     /// D's input (N, 3, height, width): A64, A32, A16 each divided by its mean over normal samples.
     public static func discriminatorInput(levelMaps: [Tensor], height: Int, width: Int, channelMeans: [Float]) -> Tensor {
         precondition(channelMeans.count == 3, "D input needs three channel means")
@@ -77,8 +90,51 @@ public enum MapFusion {
         }
     }
 
+    /// Gaussian blur of an (height, width) plane with standard deviation `sigma` pixels (taps to
+    /// 4 sigma, borders reflected as scipy's gaussian_filter, which STPM's code applies to its
+    /// maps); `sigma` 0 returns the plane unchanged.
+    public static func gaussianSmoothed(_ plane: [Float], height: Int, width: Int, sigma: Float) -> [Float] {
+        guard sigma > 0 else { return plane }
+        let radius = Int((4 * sigma).rounded())
+        var taps = (-radius...radius).map { exp(-Float($0 * $0) / (2 * sigma * sigma)) }
+        let total = taps.reduce(0, +)
+        taps = taps.map { $0 / total }
+        // scipy's "reflect" mode: d c b a | a b c d | d c b a
+        func reflected(_ i: Int, _ n: Int) -> Int {
+            let period = 2 * n
+            var j = i % period
+            if j < 0 { j += period }
+            return j < n ? j : period - 1 - j
+        }
+        // Both passes as tap-outer loops over padded lines, which the compiler vectorises.
+        var rows = [Float](repeating: 0, count: plane.count)
+        var padded = [Float](repeating: 0, count: width + 2 * radius)
+        for y in 0..<height {
+            for i in padded.indices { padded[i] = plane[y * width + reflected(i - radius, width)] }
+            rows.withUnsafeMutableBufferPointer { rows in
+                let row = rows.baseAddress! + y * width
+                for (k, tap) in taps.enumerated() {
+                    for x in 0..<width { row[x] += tap * padded[x + k] }
+                }
+            }
+        }
+        var out = [Float](repeating: 0, count: plane.count)
+        out.withUnsafeMutableBufferPointer { out in
+            rows.withUnsafeBufferPointer { rows in
+                for y in 0..<height {
+                    let target = out.baseAddress! + y * width
+                    for (k, tap) in taps.enumerated() {
+                        let source = rows.baseAddress! + reflected(y + k - radius, height) * width
+                        for x in 0..<width { target[x] += tap * source[x] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Box mean over a (2r+1)^2 window clipped at the borders, via a summed-area table.
-    static func meanFiltered(_ plane: [Float], height: Int, width: Int, radius: Int) -> [Float] {
+    public static func meanFiltered(_ plane: [Float], height: Int, width: Int, radius: Int) -> [Float] {
         var table = [Double](repeating: 0, count: (height + 1) * (width + 1))
         for y in 0..<height {
             var row = 0.0

@@ -13,9 +13,9 @@ public struct AnomalyResult: Sendable {
 
     public var width: Int
     public var height: Int
-    /// Eq. 1: A64 * A32 * A16 * Omega7.
+    /// Eq. 1: A64 * A32 * A16 * Omega7, with the S-T part smoothed as below.
     public var finalMap: [Float]
-    /// A64 * A32 * A16 (student-teacher pairs only).
+    /// A64 * A32 * A16 (student-teacher pairs only), smoothed by the model's `studentTeacherSmoothing`.
     public var studentTeacherMap: [Float]
     /// Omega7, D's output upsampled.
     public var discriminatorMap: [Float]
@@ -99,7 +99,8 @@ public final class RSTPMModel {
         let configuration = networks.configuration
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
         let levelMaps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
-        let studentTeacher = MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W)
+        let studentTeacher = MapFusion.smoothed(MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W),
+                                                sigma: configuration.studentTeacherSmoothing)
         let discriminator = MapFusion.resized(networks.discriminator(networks.discriminatorInput(levelMaps: levelMaps)), height: H, width: W)
         return (studentTeacher * discriminator, studentTeacher, discriminator)
     }

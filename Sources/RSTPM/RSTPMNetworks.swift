@@ -117,14 +117,18 @@ public final class RSTPMNetworks {
         TeacherFeatures(t1: teachers.teacher1.features(input, upTo: 4), t2: Array(teachers.teacher2.features(input, upTo: 3).prefix(3)))
     }
 
-    /// The six level maps (N, 1, h, w) in Omega order. With `caching`, the students must be in
-    /// `.training` (or `.evaluation`) mode and `studentBackward` may follow.
-    func levelMaps(input: Tensor, teachers features: TeacherFeatures, caching: Bool) -> [Tensor] {
+    /// The six level maps (N, 1, h, w) in Omega order: the students run on `input` (S2 from
+    /// `features`, T1's and T2's features of `input`) and are compared with `targets` (the
+    /// teachers' features of the clean image when a denoising student sees a pseudo-anomaly;
+    /// `features` otherwise). With `caching`, the students must be in `.training` (or
+    /// `.evaluation`) mode and `studentBackward` may follow.
+    func levelMaps(input: Tensor, teachers features: TeacherFeatures, targets: TeacherFeatures? = nil, caching: Bool) -> [Tensor] {
         let s1 = student1.features(input, upTo: 3)
         let s2 = student2.forward(features.t1[3], attentionSources: [features.t2[2], features.t2[1]])
+        let targets = targets ?? features
         var maps: [Tensor] = []
-        for level in 0..<3 { maps.append(distances[level].forward(teacher: features.t1[level], student: s1[level], caching: caching)) }
-        for level in 0..<3 { maps.append(distances[3 + level].forward(teacher: features.t2[2 - level], student: s2[level], caching: caching)) }
+        for level in 0..<3 { maps.append(distances[level].forward(teacher: targets.t1[level], student: s1[level], caching: caching)) }
+        for level in 0..<3 { maps.append(distances[3 + level].forward(teacher: targets.t2[2 - level], student: s2[level], caching: caching)) }
         return maps
     }
 
@@ -170,11 +174,13 @@ public final class RSTPMNetworks {
     // MARK: training steps (the trainer's and `rstpm bench method`'s)
 
     /// Phase 1 on a batch (N, 3, H, W): teachers forward, S1 and S2 forward and backward, one step
-    /// of each optimiser. Returns the loss before the step (sum of the six level means).
-    public func studentTrainingStep(input: Tensor, optimizers: [SGD]) -> Float {
+    /// of each optimiser. A denoising step passes the clean images as `clean` and their
+    /// pseudo-anomalous versions as `input`: the students see `input` and learn the teachers'
+    /// features of `clean`. Returns the loss before the step (sum of the six level means).
+    public func studentTrainingStep(input: Tensor, clean: Tensor? = nil, optimizers: [SGD]) -> Float {
         student1.setMode(.training)
         student2.setMode(.training)
-        let maps = levelMaps(input: input, teachers: teacherFeatures(input), caching: true)
+        let maps = levelMaps(input: input, teachers: teacherFeatures(input), targets: clean.map(teacherFeatures), caching: true)
         let loss = maps.reduce(0) { $0 + $1.mean() }
         for optimizer in optimizers { optimizer.zeroGradients() }
         studentBackward(levelMaps: maps)

@@ -32,6 +32,8 @@ public final class RSTPMTrainer {
     public let data: TrainingImages
     public let output: URL
     public let textures: any TextureSource
+    /// Where the denoising students' pseudo-anomalies come from (D's come from `textures` only).
+    private let studentAnomalySources: any TextureSource
     private let logger: Logger
     private let trainingIndices: [Int], validationIndices: [Int]
     private var checkpointDirectory: URL { output.appendingPathComponent("checkpoints") }
@@ -49,7 +51,6 @@ public final class RSTPMTrainer {
         self.configuration = configuration
         self.data = data
         self.output = output
-        self.textures = textures
         self.logger = logger
         networks = RSTPMNetworks(configuration: configuration, teachers: teachers)
         var order = Array(data.images.indices)
@@ -58,6 +59,9 @@ public final class RSTPMTrainer {
         let validationCount = min(data.images.count - 2, max(1, Int((Float(data.images.count) * configuration.validationFraction).rounded())))
         validationIndices = Array(order.prefix(validationCount)).sorted()
         trainingIndices = Array(order.dropFirst(validationCount)).sorted()
+        self.textures = textures
+        studentAnomalySources = configuration.productImageAnomalies
+            ? InterleavedTextureSource(textures, ProductImageSource(images: trainingIndices.map { data.images[$0] })) : textures
     }
 
     // MARK: checkpoints
@@ -258,11 +262,20 @@ public final class RSTPMTrainer {
         if state.completedEpochs > 0 {
             try restoreOptimizers(optimizers.map { optimizer in { try optimizer.importState($0, source: $1) } })
         }
+        let anomalies = PseudoAnomalyGenerator(source: studentAnomalySources)
         while state.completedEpochs < epochs {
             let epoch = state.completedEpochs + 1
             let batches = self.batches(trainingIndices, epoch: epoch, phase: 1)
+            var generator = SeededGenerator(seed: configuration.seed ^ (0x57DE_0000 &+ UInt64(epoch)))
             for (step, batch) in batches.enumerated() {
-                let loss = networks.studentTrainingStep(input: networks.inputTensor(batch.map { data.images[$0] }), optimizers: optimizers)
+                let clean = networks.inputTensor(batch.map { data.images[$0] })
+                let loss: Float
+                if configuration.denoisingStudents {
+                    let (input, _) = try pseudoBatch(batch, generator: &generator, anomalies: anomalies)
+                    loss = networks.studentTrainingStep(input: input, clean: clean, optimizers: optimizers)
+                } else {
+                    loss = networks.studentTrainingStep(input: clean, optimizers: optimizers)
+                }
                 guard loss.isFinite else {  // the last finished epoch stays in the checkpoints
                     throw RSTPMError(path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
                 }

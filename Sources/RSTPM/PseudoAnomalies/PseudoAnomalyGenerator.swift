@@ -49,12 +49,34 @@ public struct PseudoAnomalyGenerator {
         for augmentation in augmentations {
             augmentation.apply(toPlanarBytes: &bytes, width: width, height: height)
         }
-        let anomalySource = PlanarImage(width: width, height: height, bytes: bytes)
+        var anomalySource = PlanarImage(width: width, height: height, bytes: bytes)
+        // A colour patch on a grey product is a defect no camera of that line can show, and teaches
+        // nothing about the grey defects it will meet: grey products get grey anomalies.
+        if Self.isGrey(image) { anomalySource = Self.grey(anomalySource) }
         let mask = PerlinNoise.mask(width: width, height: height, using: &generator)
         let opacity = Float.random(in: opacityRange, using: &generator)
         let composed = Self.composite(image: image, source: anomalySource, mask: mask, opacity: opacity)
         return PseudoAnomalySample(image: composed, mask: mask, hasAnomaly: mask.contains(1), opacity: opacity,
                                    sourceIndex: sourceIndex, augmentations: augmentations)
+    }
+
+    /// Whether all three planes are equal (a grey image replicated to RGB).
+    public static func isGrey(_ image: PlanarImage) -> Bool {
+        let plane = image.width * image.height
+        return image.values.withUnsafeBufferPointer { v in
+            (0..<plane).allSatisfy { v[$0] == v[plane + $0] && v[$0] == v[2 * plane + $0] }
+        }
+    }
+
+    /// ITU-R BT.601 luma in all three planes.
+    static func grey(_ image: PlanarImage) -> PlanarImage {
+        let plane = image.width * image.height
+        var out = image
+        for p in 0..<plane {
+            let luma = 0.299 * image.values[p] + 0.587 * image.values[plane + p] + 0.114 * image.values[2 * plane + p]
+            for c in 0..<3 { out.values[c * plane + p] = luma }
+        }
+        return out
     }
 
     /// Eq. 2 for a binary mask: outside the mask the input values are copied bit for bit, inside
