@@ -121,6 +121,13 @@ public struct RSTPMConfiguration: Codable, Equatable, Sendable {
         return configuration
     }
 
+    /// Three times the default epochs (72 + 36): the hour a category of 200-400 images may take
+    /// on 2 cores when the overnight window allows it.
+    public mutating func applyLongSchedule() {
+        studentEpochs = 72
+        discriminatorEpochs = 36
+    }
+
     public mutating func applyPaperSchedule() {
         studentEpochs = 100
         discriminatorEpochs = 300
