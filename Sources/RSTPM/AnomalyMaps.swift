@@ -134,7 +134,7 @@ public enum MapFusion {
     }
 
     /// Box mean over a (2r+1)^2 window clipped at the borders, via a summed-area table.
-    public static func meanFiltered(_ plane: [Float], height: Int, width: Int, radius: Int) -> [Float] {
+    static func meanFiltered(_ plane: [Float], height: Int, width: Int, radius: Int) -> [Float] {
         var table = [Double](repeating: 0, count: (height + 1) * (width + 1))
         for y in 0..<height {
             var row = 0.0
