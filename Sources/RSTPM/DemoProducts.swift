@@ -58,7 +58,14 @@ public enum DemoProducts {
 
     /// The fabric of `seed` with one `defect`, placed and shaped by `seed` too.
     public static func defective(seed: UInt64, defect: Defect, size: Int = 256) -> RGBImage {
+        defectiveWithMask(seed: seed, defect: defect, size: size).image
+    }
+
+    /// `defective(seed:defect:size:)` and its ground truth: 255 on every pixel the defect painted
+    /// (soft edges included), 0 elsewhere, as MVTec AD's masks.
+    public static func defectiveWithMask(seed: UInt64, defect: Defect, size: Int = 256) -> (image: RGBImage, mask: GrayImage) {
         var image = fabric(seed: seed, size: size)
+        var mask = GrayImage(width: size, height: size, pixels: [UInt8](repeating: 0, count: size * size))
         var generator = SeededGenerator(seed: 0xDEF_0000 ^ seed)
         func uniform(_ range: ClosedRange<Float>) -> Float { Float.random(in: range, using: &generator) }
         let s = Float(size)
@@ -69,7 +76,7 @@ public enum DemoProducts {
             let length = uniform(0.35...0.55) * s
             let width = uniform(2.5...3.5) * s / 256
             let bend = uniform(-0.08...0.08) * s
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let (dx, dy) = (x - cx, y - cy)
                 let along = dx * cos(angle) + dy * sin(angle)
                 guard abs(along) < length / 2 else { return nil }
@@ -81,7 +88,7 @@ public enum DemoProducts {
         case .hole:
             let radius = uniform(0.05...0.08) * s
             let lobes = (0..<5).map { _ in (uniform(0.1...0.25), uniform(0...(2 * Float.pi))) }
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let (dx, dy) = (x - cx, y - cy)
                 let theta = atan2(dy, dx)
                 let edge = radius * (1 + lobes.enumerated().reduce(0) { $0 + $1.element.0 * sin(Float($1.offset + 2) * theta + $1.element.1) / 2 })
@@ -92,7 +99,7 @@ public enum DemoProducts {
         case .stain:
             let blobs = (0..<4).map { _ in (uniform(-0.06...0.06) * s, uniform(-0.06...0.06) * s, uniform(0.05...0.09) * s) }
             let strength = uniform(0.7...0.85)
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let density = blobs.reduce(Float(0)) { sum, blob in
                     let (dx, dy) = (x - cx - blob.0, y - cy - blob.1)
                     return sum + exp(-(dx * dx + dy * dy) / (2 * blob.2 * blob.2))
@@ -101,14 +108,16 @@ public enum DemoProducts {
                 return weight > 0.02 ? ((0.45, 0.30, 0.12), weight) : nil
             }
         }
-        return image
+        return (image, mask)
     }
 
-    /// Blends `colour` over the image with the weight the closure gives per pixel (nil: untouched).
-    private static func paint(_ image: inout RGBImage, _ shade: (Float, Float) -> ((Float, Float, Float), Float)?) {
+    /// Blends `colour` over the image with the weight the closure gives per pixel (nil: untouched)
+    /// and marks the pixels it blends in `mask`.
+    private static func paint(_ image: inout RGBImage, _ mask: inout GrayImage, _ shade: (Float, Float) -> ((Float, Float, Float), Float)?) {
         for y in 0..<image.height {
             for x in 0..<image.width {
                 guard let (colour, weight) = shade(Float(x) + 0.5, Float(y) + 0.5) else { continue }
+                mask.pixels[y * image.width + x] = 255
                 let i = 3 * (y * image.width + x)
                 image.pixels[i] = clamp(image.pixels[i] * (1 - weight) + colour.0 * weight)
                 image.pixels[i + 1] = clamp(image.pixels[i + 1] * (1 - weight) + colour.1 * weight)
