@@ -128,3 +128,91 @@ public enum DemoProducts {
 
     private static func clamp(_ value: Float) -> Float { min(max(value, 0), 1) }
 }
+
+extension DemoProducts {
+    /// The fabric product as one MVTec AD category, so that it can be trained on and evaluated like
+    /// any other: train/good, test/good and test/<defect> PNGs, ground_truth/<defect>/<name>_mask.png.
+    /// Every image has a seed of its own, counted up from `firstSeed` (training, then test good,
+    /// then each defect type), so no test image shows a roll the model trained on.
+    public struct FabricDataSet: Sendable {
+        public static let categoryName = "fabric"
+
+        public var trainImages: Int
+        public var testGoodImages: Int
+        public var defectiveImagesPerType: Int
+        public var size: Int
+        public var firstSeed: UInt64
+
+        public init(trainImages: Int = 200, testGoodImages: Int = 40, defectiveImagesPerType: Int = 20, size: Int = 256, firstSeed: UInt64 = 0) {
+            self.trainImages = trainImages
+            self.testGoodImages = testGoodImages
+            self.defectiveImagesPerType = defectiveImagesPerType
+            self.size = size
+            self.firstSeed = firstSeed
+        }
+
+        /// One image of the category: where it goes and what it shows.
+        public struct Sample: Sendable, Equatable {
+            /// The folder relative to the category, e.g. "train/good" or "test/hole".
+            public let folder: String
+            /// The file name without extension, e.g. "007".
+            public let name: String
+            public let seed: UInt64
+            /// nil for a normal image.
+            public let defect: Defect?
+        }
+
+        /// Every image in writing order.
+        public var samples: [Sample] {
+            var samples: [Sample] = []
+            var seed = firstSeed
+            func add(_ count: Int, folder: String, defect: Defect?) {
+                for index in 0..<count {
+                    samples.append(Sample(folder: folder, name: String(format: "%03d", index), seed: seed, defect: defect))
+                    seed &+= 1
+                }
+            }
+            add(trainImages, folder: "train/good", defect: nil)
+            add(testGoodImages, folder: "test/good", defect: nil)
+            for defect in Defect.allCases {
+                add(defectiveImagesPerType, folder: "test/\(defect.rawValue)", defect: defect)
+            }
+            return samples
+        }
+
+        /// Writes the category to `parent/fabric` and returns that folder. It is built under a
+        /// temporary name and renamed into place, so an interrupted run leaves no partial category
+        /// that a later run could take for a complete one. An existing category is an error.
+        @discardableResult
+        public func write(into parent: URL) throws -> URL {
+            let manager = FileManager.default
+            let category = parent.appendingPathComponent(Self.categoryName)
+            guard !manager.fileExists(atPath: category.path) else {
+                throw RSTPMError(path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
+            }
+            let temporary = parent.appendingPathComponent(".\(Self.categoryName).tmp-\(UUID().uuidString)")
+            do {
+                for sample in samples {
+                    let folder = temporary.appendingPathComponent(sample.folder)
+                    try manager.createDirectory(at: folder, withIntermediateDirectories: true)
+                    guard let defect = sample.defect else {
+                        try PNGEncoder.encode(fabric(seed: sample.seed, size: size)).write(to: folder.appendingPathComponent(sample.name + ".png"))
+                        continue
+                    }
+                    let (image, mask) = defectiveWithMask(seed: sample.seed, defect: defect, size: size)
+                    try PNGEncoder.encode(image).write(to: folder.appendingPathComponent(sample.name + ".png"))
+                    let masks = temporary.appendingPathComponent("ground_truth/\(defect.rawValue)")
+                    try manager.createDirectory(at: masks, withIntermediateDirectories: true)
+                    try PNGEncoder.encode(gray: mask.pixels, width: mask.width, height: mask.height)
+                        .write(to: masks.appendingPathComponent(sample.name + "_mask.png"))
+                }
+                try manager.moveItem(at: temporary, to: category)
+            } catch {
+                try? manager.removeItem(at: temporary)
+                throw RSTPMError(path: category.path, problem: "cannot write the fabric data set (\(error))",
+                                 hint: "check free space and write permission of \(parent.path)")
+            }
+            return category
+        }
+    }
+}

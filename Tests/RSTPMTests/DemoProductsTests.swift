@@ -36,4 +36,19 @@ final class DemoProductsTests: XCTestCase {
             XCTAssertNotEqual(first.mask, DemoProducts.defectiveWithMask(seed: 10, defect: defect, size: 64).mask, "\(defect)")
         }
     }
+
+    func testFabricDataSetGivesEveryImageItsOwnSeed() {
+        let dataSet = DemoProducts.FabricDataSet(trainImages: 5, testGoodImages: 3, defectiveImagesPerType: 2, size: 32, firstSeed: 100)
+        let samples = dataSet.samples
+        XCTAssertEqual(samples.count, 5 + 3 + 2 * DemoProducts.Defect.allCases.count)
+        // Unique seeds: no test image is a training image, and no two test images are one roll.
+        XCTAssertEqual(Set(samples.map(\.seed)).count, samples.count)
+        XCTAssertEqual(samples.filter { $0.folder == "train/good" }.map(\.seed), Array(100..<105))
+        XCTAssertEqual(samples.filter { $0.defect == nil }.map(\.folder), Array(repeating: "train/good", count: 5) + Array(repeating: "test/good", count: 3))
+        for sample in samples {
+            if let defect = sample.defect { XCTAssertEqual(sample.folder, "test/\(defect.rawValue)") }
+        }
+        XCTAssertEqual(samples.filter { $0.folder == "test/good" }.map(\.name), ["000", "001", "002"])
+        XCTAssertEqual(samples.filter { $0.defect == .hole }.map(\.name), ["000", "001"])
+    }
 }
