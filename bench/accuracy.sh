@@ -7,12 +7,12 @@
 # Usage: bench/accuracy.sh   (after `swift build -c release` and `rstpm weights fetch`; on a shared
 #        machine run it under `nice -n 19`)
 #   BENCH_OUT      output folder (default /tmp/rstpm-accuracy): models/NAME, reports/NAME (+ .txt),
-#                  patchcore/NAME.json (+ .txt), logs/, table.md
+#                  patchcore/NAME.json (+ .txt), logs/, data/fabric, table.md
 #   BENCH_SETS     data sets (default "bottle tile fabric"): bottle and tile are read from
 #                  $RSTPM_SHARED/datasets; NAME=DIR adds any other MVTec-layout category folder
-#   BENCH_FABRIC   an MVTec-layout folder (train/good, test/<type>, ground_truth/) for "fabric";
-#                  `rstpm demo` writes no such folder (only products/train and 8 unlabelled drops,
-#                  no masks), so without it the fabric rows say n/a
+#   BENCH_FABRIC   an MVTec-layout folder (train/good, test/<type>, ground_truth/) for "fabric"
+#                  (default: the demo's fabric, written by `rstpm demo-data` into BENCH_OUT/data/fabric
+#                  on the first run and reused after)
 #   BENCH_CONFIG   JSON file passed to `rstpm train --config` (default: none, the default configuration)
 #   BENCH_EPOCHS   STUDENT,DISCRIMINATOR passed to `rstpm train --epochs` (default: the schedule's)
 #   BENCH_REUSE=1  keep what already exists in BENCH_OUT instead of making it again: a model (its
@@ -65,7 +65,12 @@ data_dir() {
         tile) echo "$SHARED/datasets/magnetic_tile/tile" ;;
         fabric)
             if [ -n "${BENCH_FABRIC:-}" ]; then echo "$BENCH_FABRIC"; else
-                log "fabric: rstpm demo writes no MVTec-layout folder with masks; set BENCH_FABRIC to one"
+                # Written once: every later run (and a reused model) sees the same images.
+                if [ ! -d "$OUT/data/fabric" ]; then
+                    log "fabric: writing $OUT/data/fabric (rstpm demo-data)"
+                    "$RSTPM" demo-data --out "$OUT/data" >&2 || { echo "rstpm demo-data failed" >&2; exit 1; }
+                fi
+                echo "$OUT/data/fabric"
             fi ;;
         *) echo "$SHARED/datasets/mvtec_ad/$1" ;;
     esac

@@ -58,7 +58,14 @@ public enum DemoProducts {
 
     /// The fabric of `seed` with one `defect`, placed and shaped by `seed` too.
     public static func defective(seed: UInt64, defect: Defect, size: Int = 256) -> RGBImage {
+        defectiveWithMask(seed: seed, defect: defect, size: size).image
+    }
+
+    /// `defective(seed:defect:size:)` and its ground truth: 255 on every pixel the defect painted
+    /// (soft edges included), 0 elsewhere, as MVTec AD's masks.
+    public static func defectiveWithMask(seed: UInt64, defect: Defect, size: Int = 256) -> (image: RGBImage, mask: GrayImage) {
         var image = fabric(seed: seed, size: size)
+        var mask = GrayImage(width: size, height: size, pixels: [UInt8](repeating: 0, count: size * size))
         var generator = SeededGenerator(seed: 0xDEF_0000 ^ seed)
         func uniform(_ range: ClosedRange<Float>) -> Float { Float.random(in: range, using: &generator) }
         let s = Float(size)
@@ -69,7 +76,7 @@ public enum DemoProducts {
             let length = uniform(0.35...0.55) * s
             let width = uniform(2.5...3.5) * s / 256
             let bend = uniform(-0.08...0.08) * s
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let (dx, dy) = (x - cx, y - cy)
                 let along = dx * cos(angle) + dy * sin(angle)
                 guard abs(along) < length / 2 else { return nil }
@@ -81,7 +88,7 @@ public enum DemoProducts {
         case .hole:
             let radius = uniform(0.05...0.08) * s
             let lobes = (0..<5).map { _ in (uniform(0.1...0.25), uniform(0...(2 * Float.pi))) }
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let (dx, dy) = (x - cx, y - cy)
                 let theta = atan2(dy, dx)
                 let edge = radius * (1 + lobes.enumerated().reduce(0) { $0 + $1.element.0 * sin(Float($1.offset + 2) * theta + $1.element.1) / 2 })
@@ -92,7 +99,7 @@ public enum DemoProducts {
         case .stain:
             let blobs = (0..<4).map { _ in (uniform(-0.06...0.06) * s, uniform(-0.06...0.06) * s, uniform(0.05...0.09) * s) }
             let strength = uniform(0.7...0.85)
-            paint(&image) { x, y in
+            paint(&image, &mask) { x, y in
                 let density = blobs.reduce(Float(0)) { sum, blob in
                     let (dx, dy) = (x - cx - blob.0, y - cy - blob.1)
                     return sum + exp(-(dx * dx + dy * dy) / (2 * blob.2 * blob.2))
@@ -101,14 +108,16 @@ public enum DemoProducts {
                 return weight > 0.02 ? ((0.45, 0.30, 0.12), weight) : nil
             }
         }
-        return image
+        return (image, mask)
     }
 
-    /// Blends `colour` over the image with the weight the closure gives per pixel (nil: untouched).
-    private static func paint(_ image: inout RGBImage, _ shade: (Float, Float) -> ((Float, Float, Float), Float)?) {
+    /// Blends `colour` over the image with the weight the closure gives per pixel (nil: untouched)
+    /// and marks the pixels it blends in `mask`.
+    private static func paint(_ image: inout RGBImage, _ mask: inout GrayImage, _ shade: (Float, Float) -> ((Float, Float, Float), Float)?) {
         for y in 0..<image.height {
             for x in 0..<image.width {
                 guard let (colour, weight) = shade(Float(x) + 0.5, Float(y) + 0.5) else { continue }
+                mask.pixels[y * image.width + x] = 255
                 let i = 3 * (y * image.width + x)
                 image.pixels[i] = clamp(image.pixels[i] * (1 - weight) + colour.0 * weight)
                 image.pixels[i + 1] = clamp(image.pixels[i + 1] * (1 - weight) + colour.1 * weight)
@@ -118,4 +127,92 @@ public enum DemoProducts {
     }
 
     private static func clamp(_ value: Float) -> Float { min(max(value, 0), 1) }
+}
+
+extension DemoProducts {
+    /// The fabric product as one MVTec AD category, so that it can be trained on and evaluated like
+    /// any other: train/good, test/good and test/<defect> PNGs, ground_truth/<defect>/<name>_mask.png.
+    /// Every image has a seed of its own, counted up from `firstSeed` (training, then test good,
+    /// then each defect type), so no test image shows a roll the model trained on.
+    public struct FabricDataSet: Sendable {
+        public static let categoryName = "fabric"
+
+        public var trainImages: Int
+        public var testGoodImages: Int
+        public var defectiveImagesPerType: Int
+        public var size: Int
+        public var firstSeed: UInt64
+
+        public init(trainImages: Int = 200, testGoodImages: Int = 40, defectiveImagesPerType: Int = 20, size: Int = 256, firstSeed: UInt64 = 0) {
+            self.trainImages = trainImages
+            self.testGoodImages = testGoodImages
+            self.defectiveImagesPerType = defectiveImagesPerType
+            self.size = size
+            self.firstSeed = firstSeed
+        }
+
+        /// One image of the category: where it goes and what it shows.
+        public struct Sample: Sendable, Equatable {
+            /// The folder relative to the category, e.g. "train/good" or "test/hole".
+            public let folder: String
+            /// The file name without extension, e.g. "007".
+            public let name: String
+            public let seed: UInt64
+            /// nil for a normal image.
+            public let defect: Defect?
+        }
+
+        /// Every image in writing order.
+        public var samples: [Sample] {
+            var samples: [Sample] = []
+            var seed = firstSeed
+            func add(_ count: Int, folder: String, defect: Defect?) {
+                for index in 0..<count {
+                    samples.append(Sample(folder: folder, name: String(format: "%03d", index), seed: seed, defect: defect))
+                    seed &+= 1
+                }
+            }
+            add(trainImages, folder: "train/good", defect: nil)
+            add(testGoodImages, folder: "test/good", defect: nil)
+            for defect in Defect.allCases {
+                add(defectiveImagesPerType, folder: "test/\(defect.rawValue)", defect: defect)
+            }
+            return samples
+        }
+
+        /// Writes the category to `parent/fabric` and returns that folder. It is built under a
+        /// temporary name and renamed into place, so an interrupted run leaves no partial category
+        /// that a later run could take for a complete one. An existing category is an error.
+        @discardableResult
+        public func write(into parent: URL) throws -> URL {
+            let manager = FileManager.default
+            let category = parent.appendingPathComponent(Self.categoryName)
+            guard !manager.fileExists(atPath: category.path) else {
+                throw RSTPMError(path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
+            }
+            let temporary = parent.appendingPathComponent(".\(Self.categoryName).tmp-\(UUID().uuidString)")
+            do {
+                for sample in samples {
+                    let folder = temporary.appendingPathComponent(sample.folder)
+                    try manager.createDirectory(at: folder, withIntermediateDirectories: true)
+                    guard let defect = sample.defect else {
+                        try PNGEncoder.encode(fabric(seed: sample.seed, size: size)).write(to: folder.appendingPathComponent(sample.name + ".png"))
+                        continue
+                    }
+                    let (image, mask) = defectiveWithMask(seed: sample.seed, defect: defect, size: size)
+                    try PNGEncoder.encode(image).write(to: folder.appendingPathComponent(sample.name + ".png"))
+                    let masks = temporary.appendingPathComponent("ground_truth/\(defect.rawValue)")
+                    try manager.createDirectory(at: masks, withIntermediateDirectories: true)
+                    try PNGEncoder.encode(gray: mask.pixels, width: mask.width, height: mask.height)
+                        .write(to: masks.appendingPathComponent(sample.name + "_mask.png"))
+                }
+                try manager.moveItem(at: temporary, to: category)
+            } catch {
+                try? manager.removeItem(at: temporary)
+                throw RSTPMError(path: category.path, problem: "cannot write the fabric data set (\(error))",
+                                 hint: "check free space and write permission of \(parent.path)")
+            }
+            return category
+        }
+    }
 }
