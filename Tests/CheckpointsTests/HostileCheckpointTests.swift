@@ -1,0 +1,85 @@
+import Checkpoints
+import Foundation
+import XCTest
+
+/// One entry of a hand-built zip: its bytes as stored, and what the headers declare.
+struct ZipTestEntry {
+    var name: String
+    var data: [UInt8]
+    /// 0 stored, 8 deflate.
+    var method: Int = 0
+    var declaredSize: Int? = nil
+    var crc: UInt32? = nil
+    /// Sizes in a zip64 extra field (the 32-bit fields then hold 0xffffffff).
+    var zip64 = false
+}
+
+/// A zip of `entries`, as torch.save or a wheel lays one out; headers say what the entries declare.
+func handBuiltZip(_ entries: [ZipTestEntry]) -> [UInt8] {
+    func le16(_ value: Int) -> [UInt8] { [UInt8(value & 0xff), UInt8(value >> 8 & 0xff)] }
+    func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
+    func le64(_ value: Int) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+    var archive: [UInt8] = []
+    var directory: [UInt8] = []
+    for entry in entries {
+        let name = Array(entry.name.utf8)
+        let crc = entry.crc ?? FuzzTests.crc32(entry.data[...])
+        let size = entry.declaredSize ?? entry.data.count
+        let sizes = entry.zip64 ? le32(0xffff_ffff) + le32(0xffff_ffff) : le32(UInt32(entry.data.count)) + le32(UInt32(size))
+        let extra = entry.zip64 ? le16(1) + le16(16) + le64(size) + le64(entry.data.count) : []
+        let offset = le32(UInt32(archive.count))
+        archive += le32(0x0403_4b50) + le16(45) + le16(0) + le16(entry.method) + le16(0) + le16(0) + le32(crc) + sizes + le16(name.count) + le16(extra.count) + name + extra + entry.data
+        directory += le32(0x0201_4b50) + le16(45) + le16(45) + le16(0) + le16(entry.method) + le16(0) + le16(0) + le32(crc) + sizes
+            + le16(name.count) + le16(extra.count) + le16(0) + le16(0) + le16(0) + le32(0) + offset + name + extra
+    }
+    let directoryOffset = archive.count
+    archive += directory
+    archive += le32(0x0605_4b50) + le16(0) + le16(0) + le16(entries.count) + le16(entries.count)
+        + le32(UInt32(directory.count)) + le32(UInt32(directoryOffset)) + le16(0)
+    return archive
+}
+
+/// A stored (uncompressed) zip of the given entries, as torch.save lays one out.
+func storedZip(_ entries: [(name: String, bytes: [UInt8])]) -> [UInt8] {
+    handBuiltZip(entries.map { ZipTestEntry(name: $0.name, data: $0.bytes) })
+}
+
+/// The checkpoints an attacker builds: each must end in a CheckpointError, never a crash.
+final class HostileCheckpointTests: XCTestCase {
+    /// `\x80\x02K\x01`, `depth` TUPLE1 opcodes, STOP: a 50 KB file that nests 50,000 tuples.
+    static func deepTuplePickle(depth: Int) -> [UInt8] {
+        [0x80, 0x02, 0x4b, 0x01] + [UInt8](repeating: 0x85, count: depth) + [0x2e]
+    }
+
+    func testDeeplyNestedTuplesAreRefusedNotACrash() throws {
+        // Before the depth limit, tearing the 50,000-deep value down overflowed the stack (SIGSEGV).
+        let pickle = Self.deepTuplePickle(depth: 50_000)
+        let zip = storedZip([("deep/data.pkl", pickle)])
+        let zipError = assertCheckpointError(.malformed, path: "deep.pth") { try TorchCheckpoint.load(bytes: zip, path: "deep.pth") }
+        XCTAssertTrue(zipError?.reason.contains("deeper than") ?? false, "\(String(describing: zipError))")
+        let legacyError = assertCheckpointError(.malformed, path: "deep-legacy.pth") { try TorchCheckpoint.load(bytes: pickle, path: "deep-legacy.pth") }
+        XCTAssertTrue(legacyError?.reason.contains("deeper than") ?? false, "\(String(describing: legacyError))")
+    }
+
+    func testNestingJustUnderTheLimitStillParses() throws {
+        // 999 tuples around an int are legal pickle: refused only because they are not a state_dict.
+        let pickle = Self.deepTuplePickle(depth: 999)
+        let error = assertCheckpointError(.malformed, path: "shallow.pth") { try TorchCheckpoint.load(bytes: storedZip([("s/data.pkl", pickle)]), path: "shallow.pth") }
+        XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
+    }
+
+    func testListChainBuiltThroughTheMemoTearsDownWithoutRecursion() throws {
+        // Each step appends a fresh list to the previous one, fetched from the memo, so no depth
+        // is ever visible on the stack: 200,000 nested lists that only an iterative teardown survives.
+        var pickle: [UInt8] = [0x80, 0x02, 0x5d, 0x94]  // EMPTY_LIST, MEMOIZE (key 0)
+        let steps = 200_000
+        for key in 0..<steps {
+            let index = UInt32(key)
+            pickle += [0x6a] + (0..<4).map { UInt8(truncatingIfNeeded: index >> (8 * UInt32($0))) }  // LONG_BINGET key
+            pickle += [0x5d, 0x94, 0x61, 0x30]  // EMPTY_LIST, MEMOIZE, APPEND, POP
+        }
+        pickle += [0x2e]  // STOP: the outermost list is the value
+        let error = assertCheckpointError(.malformed, path: "chain.pth") { try TorchCheckpoint.load(bytes: storedZip([("c/data.pkl", pickle)]), path: "chain.pth") }
+        XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
+    }
+}
