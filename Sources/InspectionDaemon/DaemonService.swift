@@ -60,6 +60,7 @@ public final class DaemonService {
         self.lines = pipelines
         self.servingVersions = versions
         self.learning = learning
+        CrashMarker.install(markers: pipelines.map(\.crashMarkerPath.string))
     }
 
     private func makePipelines(_ configuration: DaemonConfiguration) throws -> ([LinePipeline], [String: String]) {
@@ -283,6 +284,7 @@ public final class DaemonService {
             for (name, old) in learning where newLearning[name] !== old { old.stop() }
             configuration = newConfiguration
             lines = newLines
+            CrashMarker.install(markers: lines.map(\.crashMarkerPath.string))
             servingVersions = newVersions
             failedVersions = [:]
             learning = newLearning

@@ -49,6 +49,13 @@ public final class LinePipeline {
     struct Retry { var attempts: Int; var notBefore: Int64 }
     /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// Inputs in work/ that were in flight when the daemon crashed, with how many times; each is
+    /// inspected alone, and one found at `crashLimit` crashes is quarantined. Under `stateLock`.
+    private var crashCounts: [String: Int] = [:]
+    /// An input in flight at this many crashes is not tried again.
+    static let crashLimit = 2
+    /// Serialises writes of the in-flight record.
+    private let inFlightRecordLock = NSLock()
     /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
     /// done since the last drain; under `stateLock`.
     private var inputsInFlight: Set<String> = []
@@ -248,6 +255,7 @@ public final class LinePipeline {
     @discardableResult
     public func pass(now: Int64) -> PassSummary {
         progressLock.lock(); busy = true; progressLock.unlock()
+        CrashMarker.protectCurrentThread()
         defer {
             progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
         }
@@ -277,6 +285,7 @@ public final class LinePipeline {
     /// Everything in the work directory, as at start after a crash: outputs are idempotent.
     @discardableResult
     public func recover(now: Int64) -> PassSummary {
+        CrashMarker.protectCurrentThread()
         let pending = (try? workItems()) ?? []
         if !pending.isEmpty {
             logger.event(.recovered, .notice, "recovering \(pending.count) input(s) left in the work directory", ["count": "\(pending.count)", "image.path": "\(workDirectory)"])
@@ -284,9 +293,74 @@ public final class LinePipeline {
         }
         removeStaleTemporaryFiles()
         var summary = PassSummary()
+        containCrashes(pending: pending, now: now, summary: &summary)
         processWork(now: now, summary: &summary)
         finishOutputs(summary: &summary)
         return summary
+    }
+
+    /// What a crash left: when the crash marker is there, every input of the in-flight record
+    /// still in work/ counts one more crash; one at `crashLimit` is quarantined as
+    /// `crashed_inspection`, the others are inspected alone from now on. Without the marker
+    /// (SIGKILL, SIGTERM, power cut) nothing counts: those inputs are simply retried.
+    private func containCrashes(pending: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
+        let markerPath = crashMarkerPath
+        let crashed = (try? files.syscalls.lstat(markerPath)) != nil
+        var record = readInFlightRecord()
+        let present = Dictionary(pending.map { ($0.name, $0.status) }, uniquingKeysWith: { first, _ in first })
+        if crashed {
+            for name in record.inFlight where present[name] != nil { record.crashes[name, default: 0] += 1 }
+        }
+        let counts = record.crashes.filter { present[$0.key] != nil }
+        stateLock.lock(); crashCounts = counts; stateLock.unlock()
+        writeInFlightRecord(inFlight: [])
+        if crashed {
+            try? files.syscalls.unlink(markerPath)
+            logger.event(.recovered, .error, "the daemon crashed (fatal signal) with \(record.inFlight.count) input(s) of this line in flight; they are inspected alone now",
+                         ["count": "\(record.inFlight.count)", "image.path": "\(workDirectory)"])
+        }
+        for (name, count) in counts.sorted(by: { $0.key < $1.key }) where count >= Self.crashLimit {
+            quarantine(name: name, sha256: nil, received: present[name]!.changeNanoseconds, kind: "crashed_inspection",
+                       message: "the daemon crashed \(count) times while this input was being inspected; it is not tried again",
+                       hint: "keep the file for a bug report (journalctl -u rstpmd shows the crashes); move it back to the inbox to try again",
+                       now: now, summary: &summary)
+        }
+    }
+
+    /// The inputs being inspected and the crash counts, kept on disk so the next start sees
+    /// what was in flight when the process died.
+    private struct InFlightRecord: Codable {
+        var inFlight: [String] = []
+        var crashes: [String: Int] = [:]
+    }
+
+    /// Beside the instance's work directory, not in it: work/<instance> holds inputs only.
+    private var inFlightRecordPath: FilePath { configuration.work.appending(".rstpmd-\(instance)-in-flight.json") }
+
+    /// Where `CrashMarker` leaves its mark for this line.
+    public var crashMarkerPath: FilePath { configuration.work.appending(".rstpmd-\(instance)-crashed") }
+
+    private func readInFlightRecord() -> InFlightRecord {
+        guard let bytes = try? files.readFile(inFlightRecordPath, maximumBytes: 64 << 20),
+              let record = try? JSONDecoder().decode(InFlightRecord.self, from: Data(bytes))
+        else { return InFlightRecord() }
+        return record
+    }
+
+    /// Writes the record durably (a crash right after must find it): before a batch starts,
+    /// and when inputs leave the flight, so an input waiting for a retry is not blamed for a
+    /// crash in another's inspection.
+    private func writeInFlightRecord(inFlight: Set<String>? = nil) {
+        inFlightRecordLock.lock(); defer { inFlightRecordLock.unlock() }
+        stateLock.lock()
+        let record = InFlightRecord(inFlight: (inFlight ?? inputsInFlight).sorted(), crashes: crashCounts)
+        stateLock.unlock()
+        do {
+            try files.writeDurably(Array(try JSONEncoder().encode(record)), to: inFlightRecordPath)
+        } catch {
+            logger.event(.retrying, .warning, "cannot write the in-flight record: \(error); a crash now would not be traced to its input",
+                         ["image.path": "\(inFlightRecordPath)", "errno": "\(error)"])
+        }
     }
 
     /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
@@ -346,8 +420,14 @@ public final class LinePipeline {
                 break
             }
             claimMore?(&summary)
-            next = shouldStop ? nil : startBatch(now: now, summary: &summary)
+            // An input that was in flight at a crash runs alone: nothing else is prepared,
+            // inspected or written beside it, so a second crash names it alone.
+            next = shouldStop || batch.isolated ? nil : startBatch(now: now, summary: &summary)
             inspect(batch, now: now, summary: &summary)
+            if batch.isolated {
+                drainOutputs(summary: &summary)
+                if !shouldStop { next = startBatch(now: now, limit: 1, summary: &summary) }
+            }
             if next == nil && !shouldStop, let claimMore {
                 // Files that arrived during this batch (a burst still being copied in).
                 claimMore(&summary)
@@ -400,11 +480,14 @@ public final class LinePipeline {
         let preparing = DispatchGroup()
         /// Written on `prepareQueue` before `preparing` is left.
         var prepared: PreparedInputs?
+        /// One input that was in flight at a crash, run with nothing beside it.
+        let isolated: Bool
 
-        init(loaded: [Loaded], started: Int64, preparer: any Inspector) {
+        init(loaded: [Loaded], started: Int64, preparer: any Inspector, isolated: Bool = false) {
             self.loaded = loaded
             self.started = started
             self.preparer = preparer
+            self.isolated = isolated
         }
     }
 
@@ -421,7 +504,11 @@ public final class LinePipeline {
                 return nil
             }
             stateLock.lock()
-            let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            var due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            // A crash suspect goes alone, once nothing else is in flight; until then the others go.
+            let suspects = due.filter { crashCounts[$0.name] != nil }
+            let isolated = !suspects.isEmpty && inputsInFlight.isEmpty
+            if isolated { due = [suspects[0]] } else if !suspects.isEmpty { due.removeAll { crashCounts[$0.name] != nil } }
             stateLock.unlock()
             if due.isEmpty { return nil }
             // Inputs that cannot be read are quarantined or wait for a retry: the next look
@@ -429,10 +516,13 @@ public final class LinePipeline {
             let loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
             if loaded.isEmpty { continue }
             stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
-            let batch = Batch(loaded: loaded, started: started, preparer: inspector)
+            // Before any decoding: a crash from here on is traced to these inputs.
+            writeInFlightRecord()
+            let batch = Batch(loaded: loaded, started: started, preparer: inspector, isolated: isolated)
             let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
             batch.preparing.enter()
             prepareQueue.async {
+                CrashMarker.protectCurrentThread()
                 for index in batch.loaded.indices { batch.loaded[index].sha256 = sha256Hex(of: batch.loaded[index].bytes) }
                 batch.prepared = batch.preparer.prepare(inputs)
                 batch.preparing.leave()
@@ -445,6 +535,7 @@ public final class LinePipeline {
     private func abandon(_ batch: Batch) {
         batch.preparing.wait()
         stateLock.lock(); inputsInFlight.subtract(batch.loaded.map(\.name)); stateLock.unlock()
+        writeInFlightRecord()
     }
 
     private func load(_ items: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) -> [Loaded] {
@@ -493,6 +584,7 @@ public final class LinePipeline {
         drainOutputs(summary: &summary)
         let model = inspector.modelIdentity
         outputQueue.async { [self] in
+            CrashMarker.protectCurrentThread()
             var outputs = PassSummary()
             let heatmaps = Self.renderHeatmaps(results)
             for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
@@ -510,6 +602,7 @@ public final class LinePipeline {
             outputSummary.quarantined += outputs.quarantined
             outputSummary.retrying += outputs.retrying
             stateLock.unlock()
+            writeInFlightRecord()
             metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - batch.started) / 1e9)
         }
     }
@@ -654,8 +747,12 @@ public final class LinePipeline {
         ])
     }
 
+    /// nil: the input left work/ (decided, quarantined or gone), so its crash count goes too.
     private func setRetry(_ retry: Retry?, for name: String) {
-        stateLock.lock(); retries[name] = retry; stateLock.unlock()
+        stateLock.lock()
+        retries[name] = retry
+        if retry == nil { crashCounts[name] = nil }
+        stateLock.unlock()
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.
