@@ -44,6 +44,42 @@ func storedZip(_ entries: [(name: String, bytes: [UInt8])]) -> [UInt8] {
     handBuiltZip(entries.map { ZipTestEntry(name: $0.name, data: $0.bytes) })
 }
 
+/// Raw DEFLATE (fixed Huffman codes) of `count` zero bytes: one literal, then matches of 258
+/// at distance 1. About 13 bits per 258 bytes: a real bomb, built without zlib.
+func deflatedZeros(count: Int) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var accumulator: UInt32 = 0
+    var filled: UInt32 = 0
+    func bits(_ value: UInt32, _ count: UInt32) {  // LSB first: header fields
+        accumulator |= value << filled
+        filled += count
+        while filled >= 8 {
+            bytes.append(UInt8(accumulator & 0xff))
+            accumulator >>= 8
+            filled -= 8
+        }
+    }
+    func code(_ value: UInt32, _ length: UInt32) {  // Huffman codes go MSB first
+        for bit in (0..<length).reversed() { bits((value >> bit) & 1, 1) }
+    }
+    bits(1, 1)  // BFINAL
+    bits(1, 2)  // BTYPE 01: fixed codes
+    var left = count
+    if left > 0 {
+        code(0x30, 8)  // literal 0
+        left -= 1
+    }
+    while left >= 258 {
+        code(0xc5, 8)  // length code 285 = 258
+        code(0, 5)  // distance code 0 = 1
+        left -= 258
+    }
+    for _ in 0..<left { code(0x30, 8) }
+    code(0, 7)  // end of block
+    if filled > 0 { bytes.append(UInt8(accumulator & 0xff)) }
+    return bytes
+}
+
 /// The checkpoints an attacker builds: each must end in a CheckpointError, never a crash.
 final class HostileCheckpointTests: XCTestCase {
     /// `\x80\x02K\x01`, `depth` TUPLE1 opcodes, STOP: a 50 KB file that nests 50,000 tuples.
@@ -81,5 +117,50 @@ final class HostileCheckpointTests: XCTestCase {
         pickle += [0x2e]  // STOP: the outermost list is the value
         let error = assertCheckpointError(.malformed, path: "chain.pth") { try TorchCheckpoint.load(bytes: storedZip([("c/data.pkl", pickle)]), path: "chain.pth") }
         XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
+    }
+
+    // MARK: wheels and zips that lie about their sizes
+
+    func zipFile(_ entries: [ZipTestEntry]) throws -> ZipFile {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString).whl")
+        try Data(handBuiltZip(entries)).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return try ZipFile(contentsOf: url)
+    }
+
+    func testHonestDeflateEntryInflates() throws {
+        let zeros = [UInt8](repeating: 0, count: 300_000)
+        let file = try zipFile([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: zeros.count), method: 8, declaredSize: zeros.count,
+                                             crc: FuzzTests.crc32(zeros[...]))])
+        XCTAssertEqual(try file.contents(of: "models/a.pth"), zeros)
+    }
+
+    func testDeclaredSizesPastTheLimitAreRefusedBeforeAnyAllocation() throws {
+        // 2^62 in a zip64 field aborted on allocation; 1.5 GiB grew to 1.6 GB of memory first.
+        let data = deflatedZeros(count: 1000)
+        for (declared, zip64) in [(1 << 62, true), (3 << 29, false), (Int(UInt32.max) - 1, false)] {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("declared-\(declared).whl")
+            try Data(handBuiltZip([ZipTestEntry(name: "models/a.pth", data: data, method: 8, declaredSize: declared, zip64: zip64)])).write(to: url)
+            defer { try? FileManager.default.removeItem(at: url) }
+            let error = assertCheckpointError(.unsupported, path: url.path) { try ZipFile(contentsOf: url) }
+            XCTAssertTrue(error?.reason.contains("declares \(declared) bytes") ?? false, "\(String(describing: error))")
+        }
+    }
+
+    func testDeclaredSizeBeyondWhatTheCompressedBytesHoldIsRefused() throws {
+        // 500 MB from 130 bytes is past DEFLATE's 1032:1.
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("ratio-\(UUID().uuidString).whl")
+        try Data(handBuiltZip([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: 1000), method: 8, declaredSize: 500_000_000)])).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let error = assertCheckpointError(.malformed, path: url.path) { try ZipFile(contentsOf: url) }
+        XCTAssertTrue(error?.reason.contains("compressed bytes can inflate to") ?? false, "\(String(describing: error))")
+    }
+
+    func testEntryInflatingPastItsDeclaredSizeStopsThere() throws {
+        // 50 MB of zeros (about 40 KB compressed) declared as 100 KB: inflation stops after the
+        // first MiB step instead of following the data.
+        let file = try zipFile([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: 50_000_000), method: 8, declaredSize: 100_000)])
+        let error = assertCheckpointError(.malformed, path: file.path) { try file.contents(of: "models/a.pth") }
+        XCTAssertTrue(error?.reason.contains("inflates past its declared 100000 bytes") ?? false, "\(String(describing: error))")
     }
 }
