@@ -359,6 +359,8 @@ struct ConfigurationReader {
             var status = stat()
             if let model = paths["model"], stat(model.string, &status) != 0 {
                 problem("\(key).model", nil, "model bundle \(model) does not exist (\(String(cString: strerror(errno))))")
+            } else if let model = paths["model"], status.st_mode & S_IFMT != S_IFDIR {
+                problem("\(key).model", nil, "\(model) is a file; point lines[].model at the bundle directory that holds manifest.json")
             } else if let model = paths["model"], learningLines.contains(index), !ModelStore.isStore(model) {
                 problem("\(key).model", nil, "\(model) must be a model store (v0001/ and a `current` link to it) when learning is on; see docs/rstpmd.md")
             }

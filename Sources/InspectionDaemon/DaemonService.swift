@@ -102,6 +102,20 @@ public final class DaemonService {
         }
     }
 
+    /// `--check-config`: loads every line's model exactly as `load()` will (a store's current
+    /// version, the teachers, every SHA-256), without creating or touching any folder. One
+    /// message per line that would not start, naming its `lines[i].model` key.
+    public func checkModels(_ configuration: DaemonConfiguration) -> [String] {
+        configuration.lines.enumerated().compactMap { index, line in
+            do {
+                _ = try loadModel(line)
+                return nil
+            } catch {
+                return "lines[\(index)].model: \(error)"
+            }
+        }
+    }
+
     /// A learning cycle per line with `learning:`; one whose line and settings did not change
     /// is kept (with its running trainer) across a reload.
     private func makeLearning(_ configuration: DaemonConfiguration, keeping existing: [String: LearningLine]) throws -> [String: LearningLine] {
