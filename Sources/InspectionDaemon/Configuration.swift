@@ -1,5 +1,6 @@
 import ContinuousLearning
 import Foundation
+import RSTPM
 import SystemPackage
 import Yams
 
@@ -143,7 +144,7 @@ struct ConfigurationReader {
 
     static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
     static let lineKeys: Set<String> = [
-        "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold",
+        "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold", "threshold_override_unchecked",
         "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
         "heatmap_max_side", "learning",
     ]
@@ -233,7 +234,15 @@ struct ConfigurationReader {
         if policy == .archive && f["archive"] == nil {
             problem(prefix + ".archive", node, "missing: required when processed_inputs is archive (the default)")
         }
-        let threshold = number(f["threshold"], key: prefix + ".threshold", range: -1e30...1e30)
+        let unchecked = boolean(f["threshold_override_unchecked"], key: prefix + ".threshold_override_unchecked") ?? false
+        let largestFloat = Double(Float.greatestFiniteMagnitude)
+        var threshold = number(f["threshold"], key: prefix + ".threshold", range: -largestFloat...largestFloat)
+        // A threshold no score can cross (or every score crosses) turns the line into a constant;
+        // only an operator who says so explicitly gets one.
+        if let value = threshold, !unchecked, let reason = BundleManifest.thresholdProblem(Float(value)) {
+            problem(prefix + ".threshold", f["threshold"], "\(reason); set threshold_override_unchecked: true to use it anyway")
+            threshold = nil
+        }
         let poll = number(f["poll_interval_seconds"], key: prefix + ".poll_interval_seconds", range: 0.05...3600) ?? 2
         let settle = number(f["settle_interval_seconds"], key: prefix + ".settle_interval_seconds", range: 0...3600) ?? 2
         let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
@@ -497,6 +506,15 @@ struct ConfigurationReader {
         }
         guard range.contains(value) else {
             problem(key, node, "must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func boolean(_ node: Node?, key: String) -> Bool? {
+        guard let node else { return nil }
+        guard node.tag == Tag(.bool), let value = node.bool else {
+            problem(key, node, "must be true or false, got \(describe(node))")
             return nil
         }
         return value

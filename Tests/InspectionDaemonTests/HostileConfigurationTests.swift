@@ -78,4 +78,17 @@ final class HostileConfigurationTests: XCTestCase {
         // Beside the folders it is fine.
         XCTAssertEqual(problems("metrics_file: \(folders.path("metrics/rstpmd.prom"))\n" + lineYAML(folders)).map(\.key), [])
     }
+
+    func testThresholdsThatCannotSeparateNeedAnExplicitOverride() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        for threshold in ["-1", "0", "3e38", "65"] {
+            let yaml = lineYAML(folders).replacingOccurrences(of: "threshold: 0.25", with: "threshold: \(threshold)")
+            let found = problems(yaml)
+            XCTAssertTrue(found.contains { $0.key == "lines[0].threshold" && $0.message.contains("threshold_override_unchecked") }, "\(threshold): \(found)")
+        }
+        let unchecked = lineYAML(folders).replacingOccurrences(of: "threshold: 0.25", with: "threshold: 0\n    threshold_override_unchecked: true")
+        let configuration = try DaemonConfiguration.parse(yaml: unchecked, file: "test.yaml")
+        XCTAssertEqual(configuration.lines[0].thresholdOverride, 0)
+    }
 }
