@@ -101,9 +101,12 @@ public final class LinePipeline {
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
     }
 
-    /// Creates this instance's work directory.
+    /// Creates this instance's work directory and reads what the last crash left, before the
+    /// daemon installs its crash handlers again (a crash while other lines load their models
+    /// must not be blamed on the inputs the previous run had in flight).
     public func prepare() throws {
         try files.createDirectories(workDirectory)
+        accountForCrash()
     }
 
     // MARK: watching
@@ -293,34 +296,39 @@ public final class LinePipeline {
         }
         removeStaleTemporaryFiles()
         var summary = PassSummary()
-        containCrashes(pending: pending, now: now, summary: &summary)
+        quarantineCrashSuspects(pending: pending, now: now, summary: &summary)
         processWork(now: now, summary: &summary)
         finishOutputs(summary: &summary)
         return summary
     }
 
     /// What a crash left: when the crash marker is there, every input of the in-flight record
-    /// still in work/ counts one more crash; one at `crashLimit` is quarantined as
-    /// `crashed_inspection`, the others are inspected alone from now on. Without the marker
-    /// (SIGKILL, SIGTERM, power cut) nothing counts: those inputs are simply retried.
-    private func containCrashes(pending: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
-        let markerPath = crashMarkerPath
-        let crashed = (try? files.syscalls.lstat(markerPath)) != nil
+    /// still in work/ counts one more crash, and the suspects are inspected alone from now on.
+    /// Without the marker (SIGKILL, SIGTERM, power cut; or a reload, the daemon being alive)
+    /// nothing counts: those inputs are simply retried, and earlier counts are kept.
+    private func accountForCrash() {
+        let crashed = (try? files.syscalls.lstat(crashMarkerPath)) != nil
         var record = readInFlightRecord()
-        let present = Dictionary(pending.map { ($0.name, $0.status) }, uniquingKeysWith: { first, _ in first })
+        let present = Set(((try? workItems()) ?? []).map(\.name))
         if crashed {
-            for name in record.inFlight where present[name] != nil { record.crashes[name, default: 0] += 1 }
+            for name in record.inFlight where present.contains(name) { record.crashes[name, default: 0] += 1 }
         }
-        let counts = record.crashes.filter { present[$0.key] != nil }
-        stateLock.lock(); crashCounts = counts; stateLock.unlock()
+        stateLock.lock(); crashCounts = record.crashes.filter { present.contains($0.key) }; stateLock.unlock()
+        // Nothing is in flight until the first batch; a stale list would be blamed for a crash
+        // before it.
         writeInFlightRecord(inFlight: [])
-        if crashed {
-            try? files.syscalls.unlink(markerPath)
-            logger.event(.recovered, .error, "the daemon crashed (fatal signal) with \(record.inFlight.count) input(s) of this line in flight; they are inspected alone now",
-                         ["count": "\(record.inFlight.count)", "image.path": "\(workDirectory)"])
-        }
-        for (name, count) in counts.sorted(by: { $0.key < $1.key }) where count >= Self.crashLimit {
-            quarantine(name: name, sha256: nil, received: present[name]!.changeNanoseconds, kind: "crashed_inspection",
+        guard crashed else { return }
+        try? files.syscalls.unlink(crashMarkerPath)
+        logger.event(.recovered, .error, "the daemon crashed (fatal signal) with \(record.inFlight.count) input(s) of this line in flight; they are inspected alone now",
+                     ["count": "\(record.inFlight.count)", "image.path": "\(workDirectory)"])
+    }
+
+    /// Inputs present at `crashLimit` crashes go to quarantine as `crashed_inspection`.
+    private func quarantineCrashSuspects(pending: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
+        stateLock.lock(); let counts = crashCounts; stateLock.unlock()
+        for (name, status) in pending.sorted(by: { $0.name < $1.name }) {
+            guard let count = counts[name], count >= Self.crashLimit else { continue }
+            quarantine(name: name, sha256: nil, received: status.changeNanoseconds, kind: "crashed_inspection",
                        message: "the daemon crashed \(count) times while this input was being inspected; it is not tried again",
                        hint: "keep the file for a bug report (journalctl -u rstpmd shows the crashes); move it back to the inbox to try again",
                        now: now, summary: &summary)
