@@ -119,6 +119,44 @@ final class HostileCheckpointTests: XCTestCase {
         XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
     }
 
+    /// Structured mutations that plain bit flips never reach: runs of nesting opcodes (TUPLE1,
+    /// MARK + TUPLE, EMPTY_LIST + APPEND) and declared lengths at their edges, spliced into real
+    /// pickles. Before the depth limit, the first nesting run of a few thousand crashed the
+    /// process; every case must now end in a CheckpointError or a load.
+    func testNestingAndSizeMutationsFailWithTypedErrors() throws {
+        let seeds = try ["state_legacy.ptfix", "nested_legacy.ptfix", "single_legacy.ptfix"].map { try CheckpointFixtures.bytes($0) }
+        var random = SplitMix64(state: 0xdee9)
+        var refusedForDepth = 0
+        var refused = 0
+        let started = Date()
+        for index in 0..<600 {
+            var bytes = seeds[index % seeds.count]
+            // Within the first pickles (magic, protocol, sys_info, then the state_dict's start).
+            let position = 2 + random.below(min(bytes.count - 3, 300))
+            switch random.below(4) {
+            case 0: bytes.insert(contentsOf: [UInt8](repeating: 0x85, count: 500 + random.below(60_000)), at: position)
+            case 1:
+                let count = 1 + random.below(20_000)
+                bytes.insert(contentsOf: [UInt8](repeating: 0x28, count: count) + [0x4b, 0x01] + [UInt8](repeating: 0x74, count: count), at: position)
+            case 2:
+                let count = 1 + random.below(20_000)
+                bytes.insert(contentsOf: [UInt8](repeating: 0x5d, count: count) + [UInt8](repeating: 0x61, count: count - 1), at: position)
+            default:
+                let edges: [[UInt8]] = [[0xff, 0xff, 0xff, 0x7f], [0, 0, 0, 0, 0, 0, 0, 0x40], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]]
+                let edge = edges[random.below(edges.count)]
+                for (offset, byte) in edge.enumerated() where position + offset < bytes.count { bytes[position + offset] = byte }
+            }
+            do {
+                _ = try TorchCheckpoint.load(bytes: bytes, path: "mutation#\(index)")
+            } catch let error as CheckpointError {
+                refused += 1
+                if error.reason.contains("deeper than") { refusedForDepth += 1 }
+            }
+        }
+        print("nesting/size mutations: 600 cases in \(String(format: "%.1f", Date().timeIntervalSince(started))) s, \(refused) refused, \(refusedForDepth) for depth")
+        XCTAssertGreaterThan(refusedForDepth, 50, "the mutations must reach the deep-nesting case")
+    }
+
     // MARK: wheels and zips that lie about their sizes
 
     func zipFile(_ entries: [ZipTestEntry]) throws -> ZipFile {
