@@ -49,7 +49,7 @@ public final class InboxScanner {
         for name in names where !Self.isTemporaryName(name) {
             guard let status = try? syscalls.lstat(inbox.appending(name)), status.kind == .regular else { continue }
             present.insert(name)
-            if let leaveOutbox, let verdict = try? syscalls.lstat(leaveOutbox.appending(name + ".json")),
+            if let leaveOutbox, let verdict = try? syscalls.lstat(leaveOutbox.appending(fittingFileName(name, suffix: ".json"))),
                verdict.modificationNanoseconds >= status.modificationNanoseconds {
                 continue
             }

@@ -637,7 +637,7 @@ public final class LinePipeline {
             map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
             imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
-        let heatmapName = input.name + ".heatmap.png"
+        let heatmapName = fittingFileName(input.name, suffix: ".heatmap.png")
         do {
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
@@ -655,7 +655,7 @@ public final class LinePipeline {
                                            heatmap: heatmapMilliseconds, write: writeMilliseconds),
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(input.name, suffix: ".json")))
             if decision == .ok, let autoAcceptor {
                 do {
                     try autoAcceptor.consider(fileName: input.name, bytes: input.bytes, sha256: input.sha256, score: outcome.score)
@@ -717,14 +717,14 @@ public final class LinePipeline {
             let record = QuarantineRecord(
                 file: name, sha256: sha256, line: configuration.name, instance: instance,
                 quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
-            try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(storedName + ".error.json"))
+            try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(fittingFileName(storedName, suffix: ".error.json")))
             let verdict = Verdict(
                 file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(name + ".json"))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(name, suffix: ".json")))
             try files.syscalls.rename(workDirectory.appending(name), to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
@@ -771,7 +771,7 @@ public final class LinePipeline {
         let stem = component?.stem ?? name
         let suffix = component?.extension.map { "." + $0 } ?? ""
         for index in 1..<10_000 {
-            let path = directory.appending("\(stem)-\(index)\(suffix)")
+            let path = directory.appending(fittingFileName("\(stem)-\(index)", suffix: suffix))
             if try files.syscalls.lstat(path) == nil { return path }
         }
         throw Errno.fileExists
