@@ -213,7 +213,7 @@ public final class DaemonService {
                     let summary = line.pass(now: now)
                     if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
                     if line.scanner.pendingCount == 0 || now - lastProgress > patience {
-                        left += summary.queueDepth + line.scanner.pendingCount
+                        left += summary.queueDepth + line.scanner.pendingCount + line.scanner.undecodableCount
                         break
                     }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))

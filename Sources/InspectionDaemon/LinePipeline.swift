@@ -282,7 +282,24 @@ public final class LinePipeline {
         } catch {
             logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
         }
+        reportIgnoredEntries()
         summary.claimed += claimedNow
+    }
+
+    /// Inbox entries that are never taken, each logged once while it stays, and counted.
+    private func reportIgnoredEntries() {
+        for (name, kind) in scanner.newlyIgnored {
+            let reason: String
+            switch kind {
+            case "symbolic_link": reason = "is a symbolic link; links are never followed"
+            case "directory": reason = "is a directory"
+            case "non_utf8_name": reason = "has a name that is not UTF-8 and cannot be opened by it; rename it (e.g. convmv)"
+            default: reason = "is not a regular file (a FIFO, socket or device)"
+            }
+            metrics.increment("rstpmd_inbox_ignored_total", labels: ["line": configuration.name, "kind": kind])
+            logger.event(.ignoredEntry, .warning, "\(name) \(reason): it stays in the inbox, never inspected",
+                         ["image.path": "\(configuration.inbox.appending(name))", "entry.kind": "\(kind)"])
+        }
     }
 
     /// Everything in the work directory, as at start after a crash: outputs are idempotent.
@@ -553,8 +570,9 @@ public final class LinePipeline {
             // Rename sets ctime, so a work file's ctime is its claim time, even after a restart.
             let received = status.changeNanoseconds
             guard status.kind == .regular else {
+                let description = status.kind == .symbolicLink ? "a symbolic link" : status.kind == .directory ? "a directory" : "a FIFO, socket or device"
                 quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
-                           message: "the input is a \(status.kind) and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
+                           message: "the input is \(description), not a regular file, and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
                 continue
             }
             do {
