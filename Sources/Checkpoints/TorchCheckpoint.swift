@@ -112,13 +112,14 @@ public enum TorchCheckpoint {
     /// ('storage', torch.<Type>Storage, key, location, numel[, view_metadata]) into a reference;
     /// view_metadata, in old legacy files, is (view_key, offset, size) of the root storage.
     private static func storageReference(_ id: PickleValue) throws -> StorageReference {
-        guard case .tuple(let items) = id, items.count == 5 || items.count == 6, case .string("storage") = items[0],
+        guard case .tuple(let tuple) = id, case let items = tuple.items, items.count == 5 || items.count == 6, case .string("storage") = items[0],
               case .global("torch", let typeName) = items[1], case .string(let key) = items[2]
         else { throw FormatFailure.malformed("persistent id is not a ('storage', type, key, location, size) tuple") }
         guard let type = ElementType(torchStorage: typeName) else {
             throw FormatFailure(kind: .unsupported, reason: "storage type torch.\(typeName) holds no numbers this reader converts", hint: "convert the tensors to float before saving")
         }
-        if items.count == 6, case .tuple(let view) = items[5] {
+        if items.count == 6, case .tuple(let viewTuple) = items[5] {
+            let view = viewTuple.items
             guard view.count == 3, case .int(let offset) = view[1], case .int(let count) = view[2], offset >= 0, count >= 0 else {
                 throw FormatFailure.malformed("storage \(key) has a malformed view description")
             }

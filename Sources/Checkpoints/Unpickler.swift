@@ -14,7 +14,7 @@ enum PickleValue {
     case float(Double)
     case string(String)
     case bytes([UInt8])
-    case tuple([PickleValue])
+    case tuple(PickleTuple)
     case list(PickleList)
     case dict(PickleDict)
     case global(module: String, name: String)
@@ -39,16 +39,97 @@ enum PickleValue {
     }
 }
 
+extension PickleValue {
+    /// Containers nested inside this value, counting this one: 0 for a scalar. A list's or a
+    /// dict's depth is what it held when last changed.
+    var depth: Int {
+        switch self {
+        case .tuple(let tuple): return tuple.depth
+        case .list(let list): return list.depth
+        case .dict(let dict): return dict.depth
+        default: return 0
+        }
+    }
+
+    /// Releases `values` without recursion: the children of every container that nothing else
+    /// holds are moved onto an explicit stack before the container goes, so a chain of 50,000
+    /// nested tuples costs a loop, not 50,000 stack frames (which overflowed in deinit).
+    static func release(_ values: inout [PickleValue]) {
+        var pending: [PickleValue] = []
+        swap(&pending, &values)
+        while var value = pending.popLast() {
+            // Each case drops `value`'s reference first, so the uniqueness test sees only ours.
+            switch value {
+            case .tuple(var tuple):
+                value = .none
+                if isKnownUniquelyReferenced(&tuple) { pending.append(contentsOf: tuple.takeItems()) }
+            case .list(var list):
+                value = .none
+                if isKnownUniquelyReferenced(&list) { pending.append(contentsOf: list.takeItems()) }
+            case .dict(var dict):
+                value = .none
+                if isKnownUniquelyReferenced(&dict) { pending.append(contentsOf: dict.takeValues()) }
+            default: break
+            }
+        }
+    }
+}
+
+/// A tuple. A class rather than an array in the enum so that its teardown can be iterative.
+final class PickleTuple {
+    private(set) var items: [PickleValue]
+    let depth: Int
+
+    init(_ items: [PickleValue]) {
+        self.items = items
+        depth = 1 + (items.lazy.map(\.depth).max() ?? 0)
+    }
+
+    fileprivate func takeItems() -> [PickleValue] {
+        defer { items = [] }
+        return items
+    }
+
+    deinit { PickleValue.release(&items) }
+}
+
 final class PickleList {
-    var items: [PickleValue] = []
+    private(set) var items: [PickleValue] = []
+    private(set) var depth = 1
+
+    func append(contentsOf values: [PickleValue]) {
+        items.append(contentsOf: values)
+        depth = max(depth, 1 + (values.lazy.map(\.depth).max() ?? 0))
+    }
+
+    func removeAll() { items.removeAll() }
+
+    fileprivate func takeItems() -> [PickleValue] {
+        defer { items = [] }
+        return items
+    }
+
+    deinit { PickleValue.release(&items) }
 }
 
 final class PickleDict {
     private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
+    private(set) var depth = 1
+
+    fileprivate func takeValues() -> [PickleValue] {
+        defer { removeAll() }
+        return entries.flatMap { [$0.key, $0.value] }
+    }
+
+    deinit {
+        var values = takeValues()
+        PickleValue.release(&values)
+    }
 
     /// Python semantics: assigning an existing string key replaces its value in place.
     func set(_ key: PickleValue, _ value: PickleValue) {
+        depth = max(depth, 1 + max(key.depth, value.depth))
         if case .string(let name) = key {
             if let position = stringIndex[name] {
                 entries[position].value = value
@@ -113,6 +194,9 @@ struct Unpickler {
     /// Bounds on what a hostile pickle can make us hold, far above any state_dict's needs.
     private static let stackLimit = 1 << 20
     private static let memoLimit = 1 << 22
+    /// Containers inside containers: a state_dict nests a handful; the limit keeps a crafted
+    /// chain (50,000 TUPLE1s in 50 KB) from reaching recursive code.
+    static let depthLimit = 1000
 
     init(bytes: [UInt8], range: Range<Int>? = nil, context: String, persistentLoad: @escaping PersistentLoad) {
         reader = ByteReader(bytes, range: range, context: context)
@@ -124,10 +208,14 @@ struct Unpickler {
 
     /// Empties every list and dict this unpickler made; values it returned are unusable after.
     mutating func releaseContainers() {
-        for list in lists { list.items.removeAll() }
-        for dict in dicts { dict.removeAll() }
+        var values = stack + Array(memo.values)
+        stack.removeAll()
+        memo.removeAll()
+        for list in lists { values.append(contentsOf: list.takeItems()) }
+        for dict in dicts { values.append(contentsOf: dict.takeValues()) }
         lists.removeAll()
         dicts.removeAll()
+        PickleValue.release(&values)
     }
 
     private mutating func newList() -> PickleList {
@@ -156,6 +244,11 @@ struct Unpickler {
             }
             try execute(opcode, at: opcodeOffset)
             guard stack.count <= Self.stackLimit, memo.count <= Self.memoLimit else { throw failure("pickle grows past its stack or memo limit", at: opcodeOffset) }
+            // Every opcode that nests leaves the new container on top of the stack.
+            if let top = stack.last, top.depth > Self.depthLimit {
+                throw FormatFailure.malformed("\(reader.context): pickle nests containers deeper than \(Self.depthLimit) levels (offset \(opcodeOffset))",
+                                              hint: "a state_dict nests a few levels; the file is not a torch checkpoint or was crafted")
+            }
         }
     }
 
@@ -170,14 +263,14 @@ struct Unpickler {
         case 0x28: marks.append(stack.count)  // MARK
         case 0x7d: stack.append(.dict(newDict()))  // EMPTY_DICT
         case 0x5d: stack.append(.list(newList()))  // EMPTY_LIST
-        case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
-        case 0x74: stack.append(.tuple(try popMark(at: offset)))  // TUPLE
+        case 0x29: stack.append(.tuple(PickleTuple([])))  // EMPTY_TUPLE
+        case 0x74: stack.append(.tuple(PickleTuple(try popMark(at: offset))))  // TUPLE
         case 0x85, 0x86, 0x87:  // TUPLE1, TUPLE2, TUPLE3
             let count = Int(opcode - 0x84)
-            stack.append(.tuple(try pop(count, at: offset)))
+            stack.append(.tuple(PickleTuple(try pop(count, at: offset))))
         case 0x6c:  // LIST
             let list = newList()
-            list.items = try popMark(at: offset)
+            list.append(contentsOf: try popMark(at: offset))
             stack.append(.list(list))
         case 0x64:  // DICT
             let dict = newDict()
@@ -185,10 +278,10 @@ struct Unpickler {
             stack.append(.dict(dict))
         case 0x61:  // APPEND
             let value = try pop(at: offset)
-            try list(on: offset).items.append(value)
+            try list(on: offset).append(contentsOf: [value])
         case 0x65:  // APPENDS
             let values = try popMark(at: offset)
-            try list(on: offset).items.append(contentsOf: values)
+            try list(on: offset).append(contentsOf: values)
         case 0x73:  // SETITEM
             let pair = try pop(2, at: offset)
             try dict(on: offset).set(pair[0], pair[1])
@@ -237,12 +330,12 @@ struct Unpickler {
         case 0x52:  // REDUCE
             let arguments = try pop(at: offset)
             let callable = try pop(at: offset)
-            guard case .tuple(let values) = arguments else { throw failure("REDUCE arguments are a \(arguments.typeName), not a tuple", at: offset) }
-            stack.append(try call(callable, values, at: offset))
+            guard case .tuple(let tuple) = arguments else { throw failure("REDUCE arguments are a \(arguments.typeName), not a tuple", at: offset) }
+            stack.append(try call(callable, tuple.items, at: offset))
         case 0x81:  // NEWOBJ
             let arguments = try pop(at: offset)
             let cls = try pop(at: offset)
-            guard case .global("collections", "OrderedDict") = cls, case .tuple(let values) = arguments, values.isEmpty else {
+            guard case .global("collections", "OrderedDict") = cls, case .tuple(let tuple) = arguments, tuple.items.isEmpty else {
                 throw FormatFailure(kind: .unsafe, reason: "\(reader.context): refuses to construct \(cls.typeName) (offset \(offset))",
                                     hint: "only OrderedDict may be constructed; the file may be malicious")
             }
@@ -364,7 +457,8 @@ struct Unpickler {
     }
 
     private func integers(_ value: PickleValue) -> [Int]? {
-        guard case .tuple(let items) = value else { return nil }
+        guard case .tuple(let tuple) = value else { return nil }
+        let items = tuple.items
         var result: [Int] = []
         for item in items {
             guard case .int(let number) = item else { return nil }

@@ -168,6 +168,16 @@ struct ZipArchive {
                                 hint: "only stored and deflate entries are read; torch.save stores entries uncompressed")
         }
         guard method != 0 || compressedSize == size else { throw FormatFailure.malformed("stored zip entry \(name) has sizes \(compressedSize) and \(size)") }
+        // Declared sizes are only claims: a 263-byte wheel may declare 2^62 bytes. Cap them
+        // before anything is allocated for them.
+        guard size <= largestZipEntry else {
+            throw FormatFailure(kind: .unsupported, reason: "zip entry \(name) declares \(size) bytes, more than the \(largestZipEntry >> 20) MiB this reader accepts",
+                                hint: "no checkpoint is that large; the archive is corrupt or crafted")
+        }
+        guard method != 8 || size <= compressedSize.multipliedReportingOverflow(by: largestDeflateRatio).partialValue + 1024 else {
+            throw FormatFailure.malformed("zip entry \(name) declares \(size) bytes, more than its \(compressedSize) compressed bytes can inflate to",
+                                          hint: "the archive is corrupt or crafted")
+        }
 
         var local = ByteReader(bytes, context: "zip local header of \(name)")
         try local.seek(to: localOffset)
@@ -182,26 +192,39 @@ struct ZipArchive {
     }
 
     /// The entry's uncompressed bytes, CRC-checked: stored entries copied, deflate ones inflated.
+    /// Inflation runs in 1 MiB steps and stops as soon as the output passes the declared size,
+    /// so memory follows the data actually there, not what the header claims.
     func extract(_ entry: ZipEntry) throws -> [UInt8] {
         if entry.method == 0 { return Array(bytes[try verifiedData(of: entry)]) }
-        var output = [UInt8](repeating: 0, count: entry.uncompressedSize)
+        var output: [UInt8] = []
         var stream = z_stream()
         // Negative window bits: raw DEFLATE, as zip stores it (no zlib header).
         guard inflateInit2_(&stream, -MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw FormatFailure.malformed("zlib could not start inflating \(entry.name)")
         }
         defer { inflateEnd(&stream) }
-        let status: Int32 = bytes.withUnsafeBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { out in
-                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress! + entry.data.lowerBound)
-                stream.avail_in = UInt32(entry.data.count)
-                stream.next_out = out.baseAddress
-                stream.avail_out = UInt32(out.count)
-                return inflate(&stream, Z_FINISH)
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var status = Z_OK
+        try bytes.withUnsafeBufferPointer { input in
+            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress! + entry.data.lowerBound)
+            stream.avail_in = UInt32(entry.data.count)
+            while status == Z_OK {
+                let produced: Int = chunk.withUnsafeMutableBufferPointer { out in
+                    stream.next_out = out.baseAddress
+                    stream.avail_out = UInt32(out.count)
+                    status = inflate(&stream, Z_NO_FLUSH)
+                    return out.count - Int(stream.avail_out)
+                }
+                if status == Z_BUF_ERROR && produced == 0 { break }  // input exhausted before the end
+                if status != Z_OK && status != Z_STREAM_END { break }
+                guard output.count + produced <= entry.uncompressedSize else {
+                    throw FormatFailure.malformed("zip entry \(entry.name) inflates past its declared \(entry.uncompressedSize) bytes")
+                }
+                output.append(contentsOf: chunk[0..<produced])
             }
         }
-        guard status == Z_STREAM_END, Int(stream.total_out) == entry.uncompressedSize else {
-            throw FormatFailure.malformed("zip entry \(entry.name) does not inflate to its \(entry.uncompressedSize) bytes (zlib status \(status))")
+        guard status == Z_STREAM_END, output.count == entry.uncompressedSize else {
+            throw FormatFailure.malformed("zip entry \(entry.name) does not inflate to its \(entry.uncompressedSize) bytes (zlib status \(status), \(output.count) bytes)")
         }
         let actual = crc32(output, 0..<output.count)
         guard actual == entry.crc32 else {
@@ -210,6 +233,11 @@ struct ZipArchive {
         return output
     }
 }
+
+/// The largest entry read: the biggest checkpoint we load (ResNet-50) is about 100 MB.
+let largestZipEntry = 1 << 30
+/// DEFLATE cannot expand more than about 1032:1 (258-byte matches coded in 2 bits).
+let largestDeflateRatio = 1032
 
 private let crcTable: [UInt32] = (0..<256).map { byte -> UInt32 in
     var value = UInt32(byte)

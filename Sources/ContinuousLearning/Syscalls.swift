@@ -150,6 +150,29 @@ public final class SystemCalls: Syscalls {
     }
 }
 
+/// `name + suffix` when that fits in a file name (255 bytes), else as much of `name` as fits
+/// (whole characters), `~`, 16 hex digits of a hash of the whole name, and `suffix`. Names
+/// derived from an input's name (its verdict, heatmap, temporary files) can then always be
+/// created, whatever the input is called, and two long names that share a start stay apart.
+public func fittingFileName(_ name: String, suffix: String) -> String {
+    let limit = 255
+    if name.utf8.count + suffix.utf8.count <= limit { return name + suffix }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a: spreads names, no secret to keep
+    for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+    let digits = String(hash, radix: 16)
+    let tag = "~" + String(repeating: "0", count: 16 - digits.count) + digits
+    let room = limit - suffix.utf8.count - tag.utf8.count
+    var kept = 0
+    var end = name.startIndex
+    for character in name {
+        let size = character.utf8.count
+        if kept + size > room { break }
+        kept += size
+        end = name.index(after: end)
+    }
+    return String(name[..<end]) + tag + suffix
+}
+
 /// Durable file operations composed from `Syscalls`.
 public struct FileOperations {
     public let syscalls: any Syscalls
@@ -178,7 +201,7 @@ public struct FileOperations {
     /// power cut after return keeps it: a temporary name in the same directory, fsync, rename,
     /// fsync of the directory. The temporary file is removed if any step fails.
     public func writeDurably(_ bytes: [UInt8], to path: FilePath) throws {
-        let temporary = path.removingLastComponent().appending(".\(path.lastComponent?.string ?? "out").rstpmd.tmp")
+        let temporary = path.removingLastComponent().appending(fittingFileName(".\(path.lastComponent?.string ?? "out")", suffix: ".rstpmd.tmp"))
         do {
             let descriptor = try syscalls.open(temporary, .writeOnly, options: [.create, .truncate, .closeOnExec, .noFollow], permissions: [.ownerReadWrite, .groupRead, .otherRead])
             do {

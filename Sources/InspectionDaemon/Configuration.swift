@@ -1,5 +1,6 @@
 import ContinuousLearning
 import Foundation
+import RSTPM
 import SystemPackage
 import Yams
 
@@ -143,7 +144,7 @@ struct ConfigurationReader {
 
     static let topKeys: Set<String> = ["instance", "metrics_file", "drain_timeout_seconds", "lines"]
     static let lineKeys: Set<String> = [
-        "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold",
+        "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold", "threshold_override_unchecked",
         "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
         "heatmap_max_side", "learning",
     ]
@@ -233,7 +234,15 @@ struct ConfigurationReader {
         if policy == .archive && f["archive"] == nil {
             problem(prefix + ".archive", node, "missing: required when processed_inputs is archive (the default)")
         }
-        let threshold = number(f["threshold"], key: prefix + ".threshold", range: -1e30...1e30)
+        let unchecked = boolean(f["threshold_override_unchecked"], key: prefix + ".threshold_override_unchecked") ?? false
+        let largestFloat = Double(Float.greatestFiniteMagnitude)
+        var threshold = number(f["threshold"], key: prefix + ".threshold", range: -largestFloat...largestFloat)
+        // A threshold no score can cross (or every score crosses) turns the line into a constant;
+        // only an operator who says so explicitly gets one.
+        if let value = threshold, !unchecked, let reason = BundleManifest.thresholdProblem(Float(value)) {
+            problem(prefix + ".threshold", f["threshold"], "\(reason); set threshold_override_unchecked: true to use it anyway")
+            threshold = nil
+        }
         let poll = number(f["poll_interval_seconds"], key: prefix + ".poll_interval_seconds", range: 0.05...3600) ?? 2
         let settle = number(f["settle_interval_seconds"], key: prefix + ".settle_interval_seconds", range: 0...3600) ?? 2
         let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
@@ -337,7 +346,6 @@ struct ConfigurationReader {
     /// file system, the model bundle is there; and inboxes that are one directory by two names.
     /// Checked for every line, also those with other problems.
     mutating func checkFileSystem(_ configuration: DaemonConfiguration) {
-        var seen: [String: (index: Int, path: FilePath)] = [:]
         for (index, paths) in linePaths {
             let key = "lines[\(index)]"
             var inboxDevice: UInt64?
@@ -352,15 +360,7 @@ struct ConfigurationReader {
                     problem("\(key).\(name)", nil, "\(directory) is not a directory")
                     continue
                 }
-                if name == "inbox" {
-                    inboxDevice = UInt64(status.st_dev)
-                    let identity = "\(status.st_dev):\(status.st_ino)"
-                    // The same path was reported already without touching the disk.
-                    if let other = seen[identity], other.path != directory {
-                        problem("\(key).inbox", nil, "\(directory) is the same directory as the inbox of lines[\(other.index)] (\(other.path)); two lines cannot share an inbox")
-                    }
-                    if seen[identity] == nil { seen[identity] = (index, directory) }
-                }
+                if name == "inbox" { inboxDevice = UInt64(status.st_dev) }
                 if name == "work", let inboxDevice, UInt64(status.st_dev) != inboxDevice {
                     problem("\(key).work", nil, "\(directory) is on another file system than the inbox \(paths["inbox"]!); the claim must be one atomic rename")
                 }
@@ -368,6 +368,8 @@ struct ConfigurationReader {
             var status = stat()
             if let model = paths["model"], stat(model.string, &status) != 0 {
                 problem("\(key).model", nil, "model bundle \(model) does not exist (\(String(cString: strerror(errno))))")
+            } else if let model = paths["model"], status.st_mode & S_IFMT != S_IFDIR {
+                problem("\(key).model", nil, "\(model) is a file; point lines[].model at the bundle directory that holds manifest.json")
             } else if let model = paths["model"], learningLines.contains(index), !ModelStore.isStore(model) {
                 problem("\(key).model", nil, "\(model) must be a model store (v0001/ and a `current` link to it) when learning is on; see docs/rstpmd.md")
             }
@@ -377,6 +379,68 @@ struct ConfigurationReader {
             let directory = metrics.removingLastComponent()
             if stat(directory.string, &status) != 0 || status.st_mode & S_IFMT != S_IFDIR {
                 problem("metrics_file", nil, "directory \(directory) does not exist")
+            }
+        }
+        checkOverlaps(configuration)
+    }
+
+    /// A folder the daemon reads or writes, resolved on disk.
+    private struct ResolvedFolder {
+        var key: String
+        /// The `lines[i]` index it belongs to.
+        var line: Int
+        var path: FilePath
+        /// realpath(3): symbolic links and `..` resolved.
+        var real: String
+        /// "device:inode", equal for one directory under two names (bind mounts too).
+        var identity: String
+        var isInbox: Bool
+    }
+
+    /// Every folder of every line must be its own: an archive or outbox that is the inbox under
+    /// another name (a symbolic link) makes the daemon inspect its own output forever, and two
+    /// lines writing one outbox lose each other's verdicts. Compared by device and inode and by
+    /// real path, so links, bind mounts and nesting are all caught; the metrics file must lie
+    /// outside them all.
+    private mutating func checkOverlaps(_ configuration: DaemonConfiguration) {
+        func resolve(_ key: String, line: Int, _ path: FilePath, isInbox: Bool) -> ResolvedFolder? {
+            var status = stat()
+            guard stat(path.string, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, let real = realpath(path.string, nil) else { return nil }
+            defer { free(real) }
+            return ResolvedFolder(key: key, line: line, path: path, real: String(cString: real), identity: "\(status.st_dev):\(status.st_ino)", isInbox: isInbox)
+        }
+        var folders: [ResolvedFolder] = []
+        for (index, paths) in linePaths {
+            for name in ["inbox", "outbox", "archive", "quarantine", "work"] {
+                if let path = paths[name], let folder = resolve("lines[\(index)].\(name)", line: index, path, isInbox: name == "inbox") { folders.append(folder) }
+            }
+        }
+        for (line, index) in zip(configuration.lines, lineIndices) {
+            guard let learning = line.learning else { continue }
+            for (name, path) in [("accepted", learning.accepted), ("store", learning.trainingStore)] {
+                if let folder = resolve("lines[\(index)].learning.\(name)", line: index, path, isInbox: false) { folders.append(folder) }
+            }
+        }
+        func contains(_ outer: ResolvedFolder, _ inner: ResolvedFolder) -> Bool {
+            inner.real.hasPrefix(outer.real == "/" ? "/" : outer.real + "/")
+        }
+        for (position, folder) in folders.enumerated() {
+            for earlier in folders[..<position] {
+                // checkRelations already reported equal spellings of two inboxes, or of a line's
+                // inbox and another of its folders.
+                let reported = folder.path == earlier.path && ((folder.isInbox && earlier.isInbox) || ((folder.isInbox || earlier.isInbox) && folder.line == earlier.line))
+                if reported { continue }
+                if folder.identity == earlier.identity {
+                    problem(folder.key, nil, "\(folder.path) is the same directory as \(earlier.key) (\(earlier.path), real path \(folder.real)); every folder of every line must be its own")
+                } else if contains(earlier, folder) || contains(folder, earlier) {
+                    let (outer, inner) = contains(earlier, folder) ? (earlier, folder) : (folder, earlier)
+                    problem(folder.key, nil, "\(inner.key) (\(inner.real)) lies inside \(outer.key) (\(outer.real)); every folder of every line must be its own")
+                }
+            }
+        }
+        if let metrics = configuration.metricsFile, let directory = resolve("metrics_file", line: -1, metrics.removingLastComponent(), isInbox: false) {
+            for folder in folders where folder.identity == directory.identity || contains(folder, directory) {
+                problem("metrics_file", nil, "\(metrics) lies inside \(folder.key) (\(folder.real)); keep it outside the lines' folders")
             }
         }
     }
@@ -442,6 +506,15 @@ struct ConfigurationReader {
         }
         guard range.contains(value) else {
             problem(key, node, "must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func boolean(_ node: Node?, key: String) -> Bool? {
+        guard let node else { return nil }
+        guard node.tag == Tag(.bool), let value = node.bool else {
+            problem(key, node, "must be true or false, got \(describe(node))")
             return nil
         }
         return value

@@ -60,6 +60,7 @@ public final class DaemonService {
         self.lines = pipelines
         self.servingVersions = versions
         self.learning = learning
+        CrashMarker.install(markers: pipelines.map(\.crashMarkerPath.string))
     }
 
     private func makePipelines(_ configuration: DaemonConfiguration) throws -> ([LinePipeline], [String: String]) {
@@ -98,6 +99,20 @@ public final class DaemonService {
             return (version.map { StoreVersionInspector(inspector, version: $0) } ?? inspector, version)
         } catch {
             throw ModelLoadError(line: line.name, bundle: bundle, underlying: "\(error)")
+        }
+    }
+
+    /// `--check-config`: loads every line's model exactly as `load()` will (a store's current
+    /// version, the teachers, every SHA-256), without creating or touching any folder. One
+    /// message per line that would not start, naming its `lines[i].model` key.
+    public func checkModels(_ configuration: DaemonConfiguration) -> [String] {
+        configuration.lines.enumerated().compactMap { index, line in
+            do {
+                _ = try loadModel(line)
+                return nil
+            } catch {
+                return "lines[\(index)].model: \(error)"
+            }
         }
     }
 
@@ -198,7 +213,7 @@ public final class DaemonService {
                     let summary = line.pass(now: now)
                     if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
                     if line.scanner.pendingCount == 0 || now - lastProgress > patience {
-                        left += summary.queueDepth + line.scanner.pendingCount
+                        left += summary.queueDepth + line.scanner.pendingCount + line.scanner.undecodableCount
                         break
                     }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))
@@ -283,6 +298,7 @@ public final class DaemonService {
             for (name, old) in learning where newLearning[name] !== old { old.stop() }
             configuration = newConfiguration
             lines = newLines
+            CrashMarker.install(markers: lines.map(\.crashMarkerPath.string))
             servingVersions = newVersions
             failedVersions = [:]
             learning = newLearning

@@ -14,6 +14,7 @@ public enum DaemonEvent: String, CaseIterable, Sendable {
     case stopping = "23a54459597e4582ab0c57039a57a152"
     case watcherFailed = "467c635b6d3a47fe94dee7aa4334462d"
     case metricsFailed = "0090dbb0f521432fae100eb09c1ce031"
+    case ignoredEntry = "acc667b9209a4bd8bbc40a1470c3714e"
 
     /// The metadata value for the `MESSAGE_ID` journal field.
     public var messageID: Logger.MetadataValue { .string(rawValue) }

@@ -20,6 +20,14 @@ public final class InboxScanner {
     private var movedIn: Set<String> = []
     /// Complete-or-settling files seen by the last scan (what `--once` waits for).
     public private(set) var pendingCount = 0
+    /// Entries the last scan saw for the first time and will never take, with their kind
+    /// (`symbolic_link`, `directory`, `other`, `non_utf8_name`): each is reported once while it stays.
+    public private(set) var newlyIgnored: [(name: String, kind: String)] = []
+    /// Ignored entries still in the inbox, so they are not reported again.
+    private var ignored: Set<String> = []
+    /// Entries with a name that is not UTF-8 seen by the last scan: they can never be taken,
+    /// so `--once` counts them as left behind.
+    public private(set) var undecodableCount = 0
 
     public init(inbox: FilePath, settleNanoseconds: Int64, syscalls: any Syscalls, leaveOutbox: FilePath? = nil) {
         self.inbox = inbox
@@ -46,10 +54,29 @@ public final class InboxScanner {
         let names = try syscalls.listDirectory(inbox)
         var ready: [(String, Int64)] = []
         var present: Set<String> = []
+        var stillIgnored: Set<String> = []
+        newlyIgnored = []
+        undecodableCount = 0
+        func ignore(_ name: String, _ kind: String) {
+            stillIgnored.insert(name)
+            if !ignored.contains(name) { newlyIgnored.append((name, kind)) }
+        }
         for name in names where !Self.isTemporaryName(name) {
-            guard let status = try? syscalls.lstat(inbox.appending(name)), status.kind == .regular else { continue }
+            guard let status = try? syscalls.lstat(inbox.appending(name)) else {
+                // The directory listing decodes a name that is not UTF-8 with U+FFFD, and no
+                // file has that decoded name: it cannot be opened by any name we can spell.
+                if name.unicodeScalars.contains("\u{FFFD}") {
+                    ignore(name, "non_utf8_name")
+                    undecodableCount += 1
+                }
+                continue
+            }
+            guard status.kind == .regular else {
+                ignore(name, status.kind == .symbolicLink ? "symbolic_link" : status.kind == .directory ? "directory" : "other")
+                continue
+            }
             present.insert(name)
-            if let leaveOutbox, let verdict = try? syscalls.lstat(leaveOutbox.appending(name + ".json")),
+            if let leaveOutbox, let verdict = try? syscalls.lstat(leaveOutbox.appending(fittingFileName(name, suffix: ".json"))),
                verdict.modificationNanoseconds >= status.modificationNanoseconds {
                 continue
             }
@@ -72,6 +99,7 @@ public final class InboxScanner {
         // Forget what left the inbox (claimed here or elsewhere, or removed).
         observations = observations.filter { present.contains($0.key) }
         movedIn = movedIn.intersection(present)
+        ignored = stillIgnored
         return ready.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.map(\.0)
     }
 

@@ -8,6 +8,7 @@
 // leaves the input. The work directory is the queue: whatever is there at start is recovered.
 // Every file operation goes through `Syscalls`, so tests can make the disk fail on purpose.
 // `DaemonService` runs the lines under systemd (sd_notify, watchdog, reload, drain).
+import Foundation
 import SystemPackage
 
 /// What the model behind a line is, as recorded in every verdict.
@@ -179,3 +180,33 @@ public struct PreparedInputs: @unchecked Sendable {
 /// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);
 /// called at start and on every SIGHUP reload.
 public typealias ModelLoader = (_ line: LineConfiguration) throws -> any Inspector
+
+/// Aborts the process when it is asked to inspect an input named `fileName`: the poison pill of
+/// the crash-containment test (rstpmd wraps its inspector in one when the environment sets
+/// `RSTPMD_TEST_CRASH_ON` to a file name). The abort runs where a decoder or network bug would.
+public final class CrashingInspector: Inspector {
+    let inner: any Inspector
+    let fileName: String
+
+    public init(_ inner: any Inspector, crashingOn fileName: String) {
+        self.inner = inner
+        self.fileName = fileName
+    }
+
+    public var modelIdentity: ModelIdentity { inner.modelIdentity }
+
+    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+        if inputs.contains(where: { $0.fileName == fileName }) { abort() }
+        return inner.inspect(inputs)
+    }
+
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+        PreparedInputs(inputs: inputs, work: inner.prepare(inputs))
+    }
+
+    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+        if prepared.inputs.contains(where: { $0.fileName == fileName }) { abort() }
+        guard let innerPrepared = prepared.work as? PreparedInputs else { return inner.inspect(prepared.inputs) }
+        return inner.inspect(prepared: innerPrepared)
+    }
+}

@@ -49,6 +49,13 @@ public final class LinePipeline {
     struct Retry { var attempts: Int; var notBefore: Int64 }
     /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// Inputs in work/ that were in flight when the daemon crashed, with how many times; each is
+    /// inspected alone, and one found at `crashLimit` crashes is quarantined. Under `stateLock`.
+    private var crashCounts: [String: Int] = [:]
+    /// An input in flight at this many crashes is not tried again.
+    static let crashLimit = 2
+    /// Serialises writes of the in-flight record.
+    private let inFlightRecordLock = NSLock()
     /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
     /// done since the last drain; under `stateLock`.
     private var inputsInFlight: Set<String> = []
@@ -94,9 +101,12 @@ public final class LinePipeline {
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
     }
 
-    /// Creates this instance's work directory.
+    /// Creates this instance's work directory and reads what the last crash left, before the
+    /// daemon installs its crash handlers again (a crash while other lines load their models
+    /// must not be blamed on the inputs the previous run had in flight).
     public func prepare() throws {
         try files.createDirectories(workDirectory)
+        accountForCrash()
     }
 
     // MARK: watching
@@ -248,6 +258,7 @@ public final class LinePipeline {
     @discardableResult
     public func pass(now: Int64) -> PassSummary {
         progressLock.lock(); busy = true; progressLock.unlock()
+        CrashMarker.protectCurrentThread()
         defer {
             progressLock.lock(); busy = false; progressCounter &+= 1; progressLock.unlock()
         }
@@ -271,12 +282,30 @@ public final class LinePipeline {
         } catch {
             logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
         }
+        reportIgnoredEntries()
         summary.claimed += claimedNow
+    }
+
+    /// Inbox entries that are never taken, each logged once while it stays, and counted.
+    private func reportIgnoredEntries() {
+        for (name, kind) in scanner.newlyIgnored {
+            let reason: String
+            switch kind {
+            case "symbolic_link": reason = "is a symbolic link; links are never followed"
+            case "directory": reason = "is a directory"
+            case "non_utf8_name": reason = "has a name that is not UTF-8 and cannot be opened by it; rename it (e.g. convmv)"
+            default: reason = "is not a regular file (a FIFO, socket or device)"
+            }
+            metrics.increment("rstpmd_inbox_ignored_total", labels: ["line": configuration.name, "kind": kind])
+            logger.event(.ignoredEntry, .warning, "\(name) \(reason): it stays in the inbox, never inspected",
+                         ["image.path": "\(configuration.inbox.appending(name))", "entry.kind": "\(kind)"])
+        }
     }
 
     /// Everything in the work directory, as at start after a crash: outputs are idempotent.
     @discardableResult
     public func recover(now: Int64) -> PassSummary {
+        CrashMarker.protectCurrentThread()
         let pending = (try? workItems()) ?? []
         if !pending.isEmpty {
             logger.event(.recovered, .notice, "recovering \(pending.count) input(s) left in the work directory", ["count": "\(pending.count)", "image.path": "\(workDirectory)"])
@@ -284,9 +313,79 @@ public final class LinePipeline {
         }
         removeStaleTemporaryFiles()
         var summary = PassSummary()
+        quarantineCrashSuspects(pending: pending, now: now, summary: &summary)
         processWork(now: now, summary: &summary)
         finishOutputs(summary: &summary)
         return summary
+    }
+
+    /// What a crash left: when the crash marker is there, every input of the in-flight record
+    /// still in work/ counts one more crash, and the suspects are inspected alone from now on.
+    /// Without the marker (SIGKILL, SIGTERM, power cut; or a reload, the daemon being alive)
+    /// nothing counts: those inputs are simply retried, and earlier counts are kept.
+    private func accountForCrash() {
+        let crashed = (try? files.syscalls.lstat(crashMarkerPath)) != nil
+        var record = readInFlightRecord()
+        let present = Set(((try? workItems()) ?? []).map(\.name))
+        if crashed {
+            for name in record.inFlight where present.contains(name) { record.crashes[name, default: 0] += 1 }
+        }
+        stateLock.lock(); crashCounts = record.crashes.filter { present.contains($0.key) }; stateLock.unlock()
+        // Nothing is in flight until the first batch; a stale list would be blamed for a crash
+        // before it.
+        writeInFlightRecord(inFlight: [])
+        guard crashed else { return }
+        try? files.syscalls.unlink(crashMarkerPath)
+        logger.event(.recovered, .error, "the daemon crashed (fatal signal) with \(record.inFlight.count) input(s) of this line in flight; they are inspected alone now",
+                     ["count": "\(record.inFlight.count)", "image.path": "\(workDirectory)"])
+    }
+
+    /// Inputs present at `crashLimit` crashes go to quarantine as `crashed_inspection`.
+    private func quarantineCrashSuspects(pending: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) {
+        stateLock.lock(); let counts = crashCounts; stateLock.unlock()
+        for (name, status) in pending.sorted(by: { $0.name < $1.name }) {
+            guard let count = counts[name], count >= Self.crashLimit else { continue }
+            quarantine(name: name, sha256: nil, received: status.changeNanoseconds, kind: "crashed_inspection",
+                       message: "the daemon crashed \(count) times while this input was being inspected; it is not tried again",
+                       hint: "keep the file for a bug report (journalctl -u rstpmd shows the crashes); move it back to the inbox to try again",
+                       now: now, summary: &summary)
+        }
+    }
+
+    /// The inputs being inspected and the crash counts, kept on disk so the next start sees
+    /// what was in flight when the process died.
+    private struct InFlightRecord: Codable {
+        var inFlight: [String] = []
+        var crashes: [String: Int] = [:]
+    }
+
+    /// Beside the instance's work directory, not in it: work/<instance> holds inputs only.
+    private var inFlightRecordPath: FilePath { configuration.work.appending(".rstpmd-\(instance)-in-flight.json") }
+
+    /// Where `CrashMarker` leaves its mark for this line.
+    public var crashMarkerPath: FilePath { configuration.work.appending(".rstpmd-\(instance)-crashed") }
+
+    private func readInFlightRecord() -> InFlightRecord {
+        guard let bytes = try? files.readFile(inFlightRecordPath, maximumBytes: 64 << 20),
+              let record = try? JSONDecoder().decode(InFlightRecord.self, from: Data(bytes))
+        else { return InFlightRecord() }
+        return record
+    }
+
+    /// Writes the record durably (a crash right after must find it): before a batch starts,
+    /// and when inputs leave the flight, so an input waiting for a retry is not blamed for a
+    /// crash in another's inspection.
+    private func writeInFlightRecord(inFlight: Set<String>? = nil) {
+        inFlightRecordLock.lock(); defer { inFlightRecordLock.unlock() }
+        stateLock.lock()
+        let record = InFlightRecord(inFlight: (inFlight ?? inputsInFlight).sorted(), crashes: crashCounts)
+        stateLock.unlock()
+        do {
+            try files.writeDurably(Array(try JSONEncoder().encode(record)), to: inFlightRecordPath)
+        } catch {
+            logger.event(.retrying, .warning, "cannot write the in-flight record: \(error); a crash now would not be traced to its input",
+                         ["image.path": "\(inFlightRecordPath)", "errno": "\(error)"])
+        }
     }
 
     /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
@@ -346,8 +445,14 @@ public final class LinePipeline {
                 break
             }
             claimMore?(&summary)
-            next = shouldStop ? nil : startBatch(now: now, summary: &summary)
+            // An input that was in flight at a crash runs alone: nothing else is prepared,
+            // inspected or written beside it, so a second crash names it alone.
+            next = shouldStop || batch.isolated ? nil : startBatch(now: now, summary: &summary)
             inspect(batch, now: now, summary: &summary)
+            if batch.isolated {
+                drainOutputs(summary: &summary)
+                if !shouldStop { next = startBatch(now: now, limit: 1, summary: &summary) }
+            }
             if next == nil && !shouldStop, let claimMore {
                 // Files that arrived during this batch (a burst still being copied in).
                 claimMore(&summary)
@@ -400,11 +505,14 @@ public final class LinePipeline {
         let preparing = DispatchGroup()
         /// Written on `prepareQueue` before `preparing` is left.
         var prepared: PreparedInputs?
+        /// One input that was in flight at a crash, run with nothing beside it.
+        let isolated: Bool
 
-        init(loaded: [Loaded], started: Int64, preparer: any Inspector) {
+        init(loaded: [Loaded], started: Int64, preparer: any Inspector, isolated: Bool = false) {
             self.loaded = loaded
             self.started = started
             self.preparer = preparer
+            self.isolated = isolated
         }
     }
 
@@ -421,7 +529,11 @@ public final class LinePipeline {
                 return nil
             }
             stateLock.lock()
-            let due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            var due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            // A crash suspect goes alone, once nothing else is in flight; until then the others go.
+            let suspects = due.filter { crashCounts[$0.name] != nil }
+            let isolated = !suspects.isEmpty && inputsInFlight.isEmpty
+            if isolated { due = [suspects[0]] } else if !suspects.isEmpty { due.removeAll { crashCounts[$0.name] != nil } }
             stateLock.unlock()
             if due.isEmpty { return nil }
             // Inputs that cannot be read are quarantined or wait for a retry: the next look
@@ -429,10 +541,13 @@ public final class LinePipeline {
             let loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
             if loaded.isEmpty { continue }
             stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
-            let batch = Batch(loaded: loaded, started: started, preparer: inspector)
+            // Before any decoding: a crash from here on is traced to these inputs.
+            writeInFlightRecord()
+            let batch = Batch(loaded: loaded, started: started, preparer: inspector, isolated: isolated)
             let inputs = loaded.map { InspectionInput(fileName: $0.name, path: $0.path, bytes: $0.bytes) }
             batch.preparing.enter()
             prepareQueue.async {
+                CrashMarker.protectCurrentThread()
                 for index in batch.loaded.indices { batch.loaded[index].sha256 = sha256Hex(of: batch.loaded[index].bytes) }
                 batch.prepared = batch.preparer.prepare(inputs)
                 batch.preparing.leave()
@@ -445,6 +560,7 @@ public final class LinePipeline {
     private func abandon(_ batch: Batch) {
         batch.preparing.wait()
         stateLock.lock(); inputsInFlight.subtract(batch.loaded.map(\.name)); stateLock.unlock()
+        writeInFlightRecord()
     }
 
     private func load(_ items: [(name: String, status: FileStatus)], now: Int64, summary: inout PassSummary) -> [Loaded] {
@@ -454,8 +570,9 @@ public final class LinePipeline {
             // Rename sets ctime, so a work file's ctime is its claim time, even after a restart.
             let received = status.changeNanoseconds
             guard status.kind == .regular else {
+                let description = status.kind == .symbolicLink ? "a symbolic link" : status.kind == .directory ? "a directory" : "a FIFO, socket or device"
                 quarantine(name: name, sha256: nil, received: received, kind: "not_a_regular_file",
-                           message: "the input is a \(status.kind) and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
+                           message: "the input is \(description), not a regular file, and is never followed", hint: "put regular files in the inbox, not links", now: now, summary: &summary)
                 continue
             }
             do {
@@ -493,6 +610,7 @@ public final class LinePipeline {
         drainOutputs(summary: &summary)
         let model = inspector.modelIdentity
         outputQueue.async { [self] in
+            CrashMarker.protectCurrentThread()
             var outputs = PassSummary()
             let heatmaps = Self.renderHeatmaps(results)
             for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
@@ -510,6 +628,7 @@ public final class LinePipeline {
             outputSummary.quarantined += outputs.quarantined
             outputSummary.retrying += outputs.retrying
             stateLock.unlock()
+            writeInFlightRecord()
             metrics.observe("rstpmd_batch_seconds", labels: ["line": configuration.name], seconds: Double(monotonicNanoseconds() - batch.started) / 1e9)
         }
     }
@@ -536,7 +655,7 @@ public final class LinePipeline {
             map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
             imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
-        let heatmapName = input.name + ".heatmap.png"
+        let heatmapName = fittingFileName(input.name, suffix: ".heatmap.png")
         do {
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
@@ -554,7 +673,7 @@ public final class LinePipeline {
                                            heatmap: heatmapMilliseconds, write: writeMilliseconds),
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(input.name + ".json"))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(input.name, suffix: ".json")))
             if decision == .ok, let autoAcceptor {
                 do {
                     try autoAcceptor.consider(fileName: input.name, bytes: input.bytes, sha256: input.sha256, score: outcome.score)
@@ -616,14 +735,14 @@ public final class LinePipeline {
             let record = QuarantineRecord(
                 file: name, sha256: sha256, line: configuration.name, instance: instance,
                 quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
-            try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(storedName + ".error.json"))
+            try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(fittingFileName(storedName, suffix: ".error.json")))
             let verdict = Verdict(
                 file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(name + ".json"))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(name, suffix: ".json")))
             try files.syscalls.rename(workDirectory.appending(name), to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
@@ -654,8 +773,12 @@ public final class LinePipeline {
         ])
     }
 
+    /// nil: the input left work/ (decided, quarantined or gone), so its crash count goes too.
     private func setRetry(_ retry: Retry?, for name: String) {
-        stateLock.lock(); retries[name] = retry; stateLock.unlock()
+        stateLock.lock()
+        retries[name] = retry
+        if retry == nil { crashCounts[name] = nil }
+        stateLock.unlock()
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.
@@ -666,7 +789,7 @@ public final class LinePipeline {
         let stem = component?.stem ?? name
         let suffix = component?.extension.map { "." + $0 } ?? ""
         for index in 1..<10_000 {
-            let path = directory.appending("\(stem)-\(index)\(suffix)")
+            let path = directory.appending(fittingFileName("\(stem)-\(index)", suffix: suffix))
             if try files.syscalls.lstat(path) == nil { return path }
         }
         throw Errno.fileExists

@@ -34,8 +34,20 @@ public final class RSTPMInspector: Inspector {
     /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
     public convenience init(bundle: FilePath, weightsDirectory: URL, thresholdOverride: Float? = nil,
                             imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
-        let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
+        let model: RSTPMModel
+        do {
+            model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
+        } catch let error as RSTPMError {
+            throw RSTPMError(path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
+        }
         self.init(model: model, thresholdOverride: thresholdOverride, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
+    }
+
+    /// The loader's hints speak of `rstpm`'s flags; an operator of rstpmd sets YAML keys and a
+    /// weights directory instead.
+    static func daemonHint(_ hint: String, weightsDirectory: URL) -> String {
+        hint.replacingOccurrences(of: "point --model at", with: "point lines[].model at")
+            .replacingOccurrences(of: "or pass --weights-dir with", with: "(rstpm weights fetch --dir \(weightsDirectory.path)) so that \(weightsDirectory.path) holds")
     }
 
     private struct Decoded {

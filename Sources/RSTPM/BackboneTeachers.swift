@@ -27,12 +27,19 @@ extension TeacherSet {
                 throw RSTPMError(path: file.path, problem: "\(role) checkpoint missing",
                                  hint: "run `rstpm weights fetch` or pass --weights-dir with \(kind.defaultCheckpointFileName)")
             }
+            // Hash before parsing: a file under a known name must be the file that name promises,
+            // so a crafted checkpoint never reaches the unpickler.
+            let digest = try sha256Hex(of: file)
+            if let promised = WeightsDirectory.expectedHashPrefix(fileName: kind.defaultCheckpointFileName), !digest.hasPrefix(promised) {
+                throw RSTPMError(path: file.path, problem: "\(role) checkpoint has SHA-256 \(digest), its name promises one starting \(promised): the file is corrupt or not the published weights",
+                                 hint: "delete it and run `rstpm weights fetch` again")
+            }
             let network = try Backbone.pretrained(kind: kind, checkpoint: file)
             network.setMode(.inference)
             network.foldBatchNorm()
             networks.append(network)
             records.append(TeacherRecord(role: role, kind: kind.rawValue, checkpointFile: kind.defaultCheckpointFileName,
-                                         checkpointSHA256: try sha256Hex(of: file)))
+                                         checkpointSHA256: digest))
         }
         let studentKind = kinds[0]
         return TeacherSet(teacher1: networks[0], teacher2: networks[1], records: records,

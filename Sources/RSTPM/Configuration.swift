@@ -141,22 +141,44 @@ public struct RSTPMConfiguration: Codable, Equatable, Sendable {
 
     /// Problems that make the configuration unusable, as operator-readable sentences.
     public func problems() -> [String] {
+        // Every bound is checked before the field is used in arithmetic (a downscale of 0 divided,
+        // 64 levels shifted past Int's width) and caps the memory a manifest can make us allocate.
         var list: [String] = []
-        if inputWidth <= 0 || inputHeight <= 0 || inputWidth % 32 != 0 || inputHeight % 32 != 0 {
-            list.append("input size \(inputWidth)x\(inputHeight) must be positive multiples of 32")
+        let largestInputSide = 4096  // 4096 x 4096 already needs gigabytes of activations
+        let sizes = 32...largestInputSide
+        if !sizes.contains(inputWidth) || !sizes.contains(inputHeight) || inputWidth % 32 != 0 || inputHeight % 32 != 0 {
+            list.append("inputWidth x inputHeight \(inputWidth)x\(inputHeight) must be multiples of 32 from 32 to \(largestInputSide)")
         }
         if attentionModes == nil { list.append("attention \"\(attention)\" must be two of * + - (e.g. \"*+\")") }
-        if ![1, 2, 4].contains(discriminatorDownscale) { list.append("discriminatorDownscale must be 1, 2 or 4") }
-        let factor = discriminatorDownscale * (1 << max(0, discriminatorLevels - 1))
-        if discriminatorLevels < 2 || inputWidth % factor != 0 || inputHeight % factor != 0 {
-            list.append("discriminatorLevels \(discriminatorLevels) needs the input size divisible by \(factor)")
+        let downscaleValid = [1, 2, 4].contains(discriminatorDownscale)
+        if !downscaleValid { list.append("discriminatorDownscale \(discriminatorDownscale) must be 1, 2 or 4") }
+        if !(2...8).contains(discriminatorLevels) {
+            list.append("discriminatorLevels \(discriminatorLevels) must be from 2 to 8")
+        } else if downscaleValid {
+            let factor = discriminatorDownscale * (1 << (discriminatorLevels - 1))
+            if inputWidth % factor != 0 || inputHeight % factor != 0 {
+                list.append("discriminatorLevels \(discriminatorLevels) needs the input size divisible by \(factor)")
+            }
         }
-        if studentEpochs < 0 || discriminatorEpochs < 0 || batchSize < 1 { list.append("epochs must be >= 0 and batchSize >= 1") }
-        if !(validationFraction > 0 && validationFraction < 1) { list.append("validationFraction must be in (0, 1)") }
-        if paperResidualBlocks < 1 || attentionHiddenChannels < 1 || discriminatorBaseWidth < 1 {
-            list.append("paperResidualBlocks, attentionHiddenChannels and discriminatorBaseWidth must be >= 1")
+        func requireRange(_ name: String, _ value: Int, _ range: ClosedRange<Int>) {
+            if !range.contains(value) { list.append("\(name) \(value) must be from \(range.lowerBound) to \(range.upperBound)") }
         }
-        if !(studentTeacherSmoothing >= 0 && studentTeacherSmoothing <= 32) { list.append("studentTeacherSmoothing must be in 0...32 pixels") }
+        requireRange("paperResidualBlocks", paperResidualBlocks, 1...16)
+        requireRange("attentionHiddenChannels", attentionHiddenChannels, 1...1024)
+        requireRange("discriminatorBaseWidth", discriminatorBaseWidth, 1...512)
+        requireRange("studentEpochs", studentEpochs, 0...100_000)
+        requireRange("discriminatorEpochs", discriminatorEpochs, 0...100_000)
+        requireRange("batchSize", batchSize, 1...1024)
+        for (name, value) in [("studentLearningRate", studentLearningRate), ("studentMomentum", studentMomentum),
+                              ("studentWeightDecay", studentWeightDecay), ("discriminatorLearningRate", discriminatorLearningRate),
+                              ("discriminatorWeightDecay", discriminatorWeightDecay)]
+        where !(value.isFinite && value >= 0) {
+            list.append("\(name) \(value) must be finite and >= 0")
+        }
+        if !(validationFraction > 0 && validationFraction < 1) { list.append("validationFraction \(validationFraction) must be in (0, 1)") }
+        if !(thresholdMargin.isFinite && thresholdMargin > 0) { list.append("thresholdMargin \(thresholdMargin) must be finite and > 0") }
+        if !(thresholdQuantile > 0 && thresholdQuantile <= 1) { list.append("thresholdQuantile \(thresholdQuantile) must be in (0, 1]") }
+        if !(studentTeacherSmoothing >= 0 && studentTeacherSmoothing <= 32) { list.append("studentTeacherSmoothing \(studentTeacherSmoothing) must be in 0...32 pixels") }
         return list
     }
 }

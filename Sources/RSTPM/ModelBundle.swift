@@ -57,6 +57,22 @@ public struct BundleManifest: Codable, Equatable {
     public var tensors: [String: [Int]]
 }
 
+extension BundleManifest {
+    /// The largest score Eq. 1 can give: each of the six level distances between unit vectors
+    /// is at most 2, the three sums of two multiply to at most 4^3 = 64, and D's map is a
+    /// probability. A threshold above it calls every image ok.
+    public static let largestPossibleScore: Float = 64
+
+    /// Why `threshold` cannot separate ok from defect, or nil: at or below 0 every image is a
+    /// defect, above `largestPossibleScore` (or not finite) none is.
+    public static func thresholdProblem(_ threshold: Float) -> String? {
+        guard threshold.isFinite, threshold > 0, threshold <= largestPossibleScore else {
+            return "\(threshold) must be finite, > 0 and <= \(largestPossibleScore) (the largest score the model can give)"
+        }
+        return nil
+    }
+}
+
 /// Reading and writing model bundles.
 public enum ModelBundle {
     public static let manifestFileName = "manifest.json"
@@ -117,12 +133,15 @@ public enum ModelBundle {
         guard problems.isEmpty else {
             throw RSTPMError(path: manifestURL.path, problem: "invalid configuration: \(problems.joined(separator: "; "))", hint: rebuild)
         }
+        if let problem = BundleManifest.thresholdProblem(manifest.threshold.value) {
+            throw RSTPMError(path: manifestURL.path, problem: "threshold.value: \(problem)", hint: rebuild)
+        }
         guard manifest.inputWidth == manifest.configuration.inputWidth, manifest.inputHeight == manifest.configuration.inputHeight,
               manifest.normalization.mean == ImageNormalization.mean, manifest.normalization.std == ImageNormalization.std,
-              manifest.threshold.value.isFinite, manifest.teachers.map(\.role) == ["T1", "T2"],
+              manifest.teachers.map(\.role) == ["T1", "T2"],
               manifest.teachers[0].kind == manifest.configuration.teacher1, manifest.teachers[1].kind == manifest.configuration.teacher2
         else {
-            throw RSTPMError(path: manifestURL.path, problem: "manifest fields disagree (input size, normalisation, threshold or teachers)", hint: rebuild)
+            throw RSTPMError(path: manifestURL.path, problem: "manifest fields disagree (input size, normalisation or teachers)", hint: rebuild)
         }
         let digest: String
         do { digest = try sha256Hex(of: weightsURL) } catch {

@@ -55,6 +55,7 @@ struct InferCommand: ParsableCommand {
     func run() throws {
         if let threads { Engine.configure(threadCount: threads) }
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: WeightsDirectory.resolve(override: weightsDir))
+        var failures = 0
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
@@ -66,6 +67,14 @@ struct InferCommand: ParsableCommand {
             let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(paths.count)
             let results = model.inspect(images: decoded)
             for (path, (image, result)) in zip(paths, zip(decoded, results)) {
+                // As rstpmd's inference_failure: a model that yields NaN or infinity has no
+                // verdict to give (JSON cannot even hold the score); say so, naming the model.
+                guard result.score.isFinite, result.finalMap.allSatisfy(\.isFinite) else {
+                    failures += 1
+                    let message = "\(path): inference_failure: the anomaly map is not finite (score \(result.score)) with model \(model.modelID) (\(self.model))"
+                    FileHandle.standardError.write(Data((message + "; hint: the model's weights hold NaN or infinity, retrain it\n").utf8))
+                    continue
+                }
                 let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
                 let heatmap = Heatmap.render(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
                                              threshold: result.threshold, scale: 0...max(2 * result.threshold, .leastNormalMagnitude))
@@ -81,6 +90,7 @@ struct InferCommand: ParsableCommand {
             }
         }
         if let category { try evaluate(model: model, category: URL(fileURLWithPath: category), outFolder: outFolder) }
+        if failures > 0 { throw ExitCode(1) }
     }
 
     /// Image and pixel AUROC over a category's test set, for the final map and its two parts.

@@ -35,17 +35,6 @@ struct RSTPMDaemonCommand: ParsableCommand {
 
     func run() throws {
         let path = FilePath(file ?? config)
-        if checkConfig {
-            do {
-                let configuration = try DaemonConfiguration.load(from: path)
-                print("\(path): OK, \(configuration.lines.count) line(s): \(configuration.lines.map(\.name).joined(separator: ", "))")
-            } catch let error as ConfigurationError {
-                FileHandle.standardError.write(Data((error.description + "\n").utf8))
-                throw ExitCode(1)
-            }
-            return
-        }
-
         LoggingSystem.bootstrap { label in
             var handler = JournalLogHandler(label: label)
             handler.logLevel = ProcessInfo.processInfo.environment["RSTPMD_DEBUG"] == nil ? .info : .debug
@@ -53,10 +42,32 @@ struct RSTPMDaemonCommand: ParsableCommand {
         }
         let logger = Logger(label: "rstpmd")
         let weights = WeightsDirectory.resolve(override: weightsDir)
+        let crashOn = ProcessInfo.processInfo.environment["RSTPMD_TEST_CRASH_ON"]
         let service = DaemonService(configurationPath: path, modelLoader: { line in
-            try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride,
-                               heatmapResolution: line.heatmapResolution)
+            let inspector = try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride,
+                                               heatmapResolution: line.heatmapResolution)
+            // The crash-containment test's poison pill; never set in service units.
+            return crashOn.map { CrashingInspector(inspector, crashingOn: $0) } ?? inspector
         }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
+
+        if checkConfig {
+            // The ExecStartPre= gate: refuse whatever the start would refuse, models included.
+            do {
+                let configuration = try DaemonConfiguration.load(from: path)
+                let failures = service.checkModels(configuration)
+                guard failures.isEmpty else {
+                    let text = "\(path): \(failures.count) line(s) would not start (weights directory \(weights.path)):\n"
+                        + failures.map { "  \($0)" }.joined(separator: "\n") + "\n"
+                    FileHandle.standardError.write(Data(text.utf8))
+                    throw ExitCode(1)
+                }
+                print("\(path): OK, \(configuration.lines.count) line(s): \(configuration.lines.map(\.name).joined(separator: ", ")); models and teachers load")
+            } catch let error as ConfigurationError {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(1)
+            }
+            return
+        }
         do {
             try service.load()
         } catch {

@@ -188,9 +188,12 @@ final class ExecutableTests: XCTestCase {
         try folders.write(Array(good.utf8), to: "good.yaml")
         try folders.write(Array((good + "\nbogus: 1\n").utf8), to: "bad.yaml")
 
+        // The folders are right but the model folder is empty: the gate loads the model as the
+        // daemon would, so it refuses, naming the YAML key (it once printed OK here).
         let checked = try run(["--check-config", folders.path("good.yaml").string])
-        XCTAssertEqual(checked.status, 0, checked.output)
-        XCTAssertTrue(checked.output.contains("OK, 1 line(s): line-1"), checked.output)
+        XCTAssertEqual(checked.status, 1, checked.output)
+        XCTAssertTrue(checked.output.contains("lines[0].model:") && checked.output.contains("missing or unreadable manifest"), checked.output)
+        XCTAssertTrue(checked.output.contains("point lines[].model at") && !checked.output.contains("--model"), checked.output)
 
         let bad = try run(["--check-config", "--config", folders.path("bad.yaml").string])
         XCTAssertEqual(bad.status, 1, bad.output)
