@@ -1,9 +1,11 @@
 import ArgumentParser
 import Backbones
 import ContinuousLearning
+import Checkpoints
 import Evaluation
 import Foundation
 import Imaging
+import InspectionDaemon
 import RSTPM
 import TensorEngine
 
@@ -37,34 +39,19 @@ struct InferCommand: ParsableCommand {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
-    struct Verdict: Codable {
-        var image: String
-        var score: Float
-        var threshold: Float
-        var verdict: String
-        var studentTeacherScore: Float
-        var discriminatorScore: Float
-        var modelID: String
-        var timings: Timings
-        struct Timings: Codable {
-            var decodeMilliseconds: Double
-            var preprocessMilliseconds: Double
-            var networkMilliseconds: Double
-        }
-    }
-
     func run() throws {
         if let threads { Engine.configure(threadCount: threads) }
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: WeightsDirectory.resolve(override: weightsDir))
         var failures = 0
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var names = OutputNames(outFolder: outFolder, inputs: images)
+        let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        let instance = ProcessInfo.processInfo.hostName
         for start in stride(from: 0, to: images.count, by: batchSize) {
             let paths = Array(images[start..<min(images.count, start + batchSize)])
             let decodeStart = Date()
+            let received = wallClockNanoseconds()
             let decoded = try paths.map { try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: $0)) }
             let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(paths.count)
             let results = model.inspect(images: decoded)
@@ -78,17 +65,32 @@ struct InferCommand: ParsableCommand {
                     continue
                 }
                 let name = names.take(for: path)
+                let heatmapName = fittingFileName(name, suffix: ".heatmap.png")
+                let heatmapStart = Date()
                 let heatmap = Heatmap.render(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
                                              threshold: result.threshold, scale: 0...max(2 * result.threshold, .leastNormalMagnitude))
-                try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)"])
-                    .write(to: outFolder.appendingPathComponent(fittingFileName(name, suffix: ".heatmap.png")))
-                let verdict = Verdict(image: path, score: result.score, threshold: result.threshold,
-                                      verdict: result.isAnomalous ? "anomalous" : "normal", studentTeacherScore: result.studentTeacherScore,
-                                      discriminatorScore: result.discriminatorScore, modelID: model.modelID,
-                                      timings: .init(decodeMilliseconds: decodeMilliseconds, preprocessMilliseconds: result.timings.preprocessMilliseconds,
-                                                     networkMilliseconds: result.timings.networkMilliseconds))
-                try encoder.encode(verdict).write(to: outFolder.appendingPathComponent(fittingFileName(name, suffix: ".json")))
-                print("\(path)\t\(verdict.verdict)\tscore \(result.score)\tthreshold \(result.threshold)")
+                let png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)",
+                                                                "rstpm.threshold": "\(result.threshold)"])
+                let heatmapMilliseconds = Date().timeIntervalSince(heatmapStart) * 1000
+                let writeStart = Date()
+                try png.write(to: outFolder.appendingPathComponent(heatmapName))
+                let writeMilliseconds = Date().timeIntervalSince(writeStart) * 1000
+                // rstpmd's verdict (docs/verdict.md), encoded by the same code.
+                let (regions, truncated) = RegionExtractor.regions(
+                    map: result.finalMap, mapWidth: result.width, mapHeight: result.height,
+                    imageWidth: image.width, imageHeight: image.height, threshold: result.threshold)
+                let verdict = Verdict(
+                    file: path, sha256: try sha256Hex(of: URL(fileURLWithPath: path)),
+                    size: .init(bytes: Int(try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64 ?? 0), width: image.width, height: image.height),
+                    receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
+                    line: "rstpm-infer", instance: instance, model: modelIdentity, verdict: result.isAnomalous ? .defect : .ok,
+                    score: result.score, threshold: .init(value: result.threshold, source: .model),
+                    regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
+                    timingsMilliseconds: .init(decode: decodeMilliseconds, infer: result.timings.preprocessMilliseconds + result.timings.networkMilliseconds,
+                                               heatmap: heatmapMilliseconds, write: writeMilliseconds),
+                    error: nil)
+                try Data(verdict.encoded()).write(to: outFolder.appendingPathComponent(fittingFileName(name, suffix: ".json")))
+                print("\(path)\t\(verdict.verdict.rawValue)\tscore \(result.score)\tthreshold \(result.threshold)")
             }
         }
         if let category { try evaluate(model: model, category: URL(fileURLWithPath: category), outFolder: outFolder) }
