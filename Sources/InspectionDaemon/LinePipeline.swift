@@ -613,10 +613,11 @@ public final class LinePipeline {
             CrashMarker.protectCurrentThread()
             var outputs = PassSummary()
             let heatmaps = Self.renderHeatmaps(results)
+            let workNames = Set((try? files.syscalls.listDirectory(workDirectory)) ?? [])
             for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
                 switch result {
                 case .success(let outcome):
-                    decide(input, outcome: outcome, heatmap: heatmap!, model: model, now: now, summary: &outputs)
+                    decide(input, outcome: outcome, heatmap: heatmap!, model: model, workNames: workNames, now: now, summary: &outputs)
                 case .failure(let error):
                     quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
                                hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
@@ -648,15 +649,17 @@ public final class LinePipeline {
     }
 
     private func decide(_ input: Loaded, outcome: InspectionOutcome, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
-                        model: ModelIdentity, now: Int64, summary: inout PassSummary) {
+                        model: ModelIdentity, workNames: Set<String>, now: Int64, summary: inout PassSummary) {
         let threshold = configuration.thresholdOverride ?? outcome.threshold
         let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
         let (regions, truncated) = RegionExtractor.regions(
             map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
             imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
-        let heatmapName = fittingFileName(input.name, suffix: ".heatmap.png")
         do {
+            // Left in the inbox, the input keeps its name, and the inbox scan finds its verdict by it.
+            let outputName = configuration.processedInputs == .leave ? input.name : try self.outputName(for: input.name, workNames: workNames)
+            let heatmapName = fittingFileName(outputName, suffix: ".heatmap.png")
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
             try files.writeDurably(heatmapPNG, to: configuration.outbox.appending(heatmapName))
@@ -673,7 +676,7 @@ public final class LinePipeline {
                                            heatmap: heatmapMilliseconds, write: writeMilliseconds),
                 error: nil)
             // The verdict goes last: its presence says the heatmap is complete too.
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(input.name, suffix: ".json")))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(outputName, suffix: ".json")))
             if decision == .ok, let autoAcceptor {
                 do {
                     try autoAcceptor.consider(fileName: input.name, bytes: input.bytes, sha256: input.sha256, score: outcome.score)
@@ -682,7 +685,7 @@ public final class LinePipeline {
                     logger.learningEvent(.learningFailed, .warning, "\(input.name): cannot copy to accepted/: \(error)", ["image.path": "\(autoAcceptor.accepted)"])
                 }
             }
-            try dispose(input.name)
+            try dispose(input.name, as: outputName)
             setRetry(nil, for: input.name)
             summary.decided += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
@@ -702,13 +705,16 @@ public final class LinePipeline {
     /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
     /// decided; a failing directory fsync after it only risks the input reappearing in work/
     /// after a power cut, where it is inspected again with the same outputs, so it is logged.
-    private func dispose(_ name: String) throws {
+    private func dispose(_ name: String, as outputName: String) throws {
         let path = workDirectory.appending(name)
         var touched = [workDirectory]
         switch configuration.processedInputs {
         case .archive:
             let archive = configuration.archive!
-            try files.syscalls.rename(path, to: try availablePath(in: archive, for: name))
+            // `outputName` was free when it was chosen; should another daemon sharing the archive
+            // have taken it since, the input still gets a free name rather than replace that one.
+            let destination = archive.appending(outputName)
+            try files.syscalls.rename(path, to: try files.syscalls.lstat(destination) == nil ? destination : availablePath(in: archive, for: outputName))
             touched.append(archive)
         case .delete:
             try files.syscalls.unlink(path)
@@ -730,8 +736,8 @@ public final class LinePipeline {
     /// outbox. If any of that fails the input stays in work/ and is retried.
     private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String, now: Int64, summary: inout PassSummary) {
         do {
-            let destination = try availablePath(in: configuration.quarantine, for: name)
-            let storedName = destination.lastComponent!.string
+            let storedName = try outputName(for: name, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
+            let destination = configuration.quarantine.appending(storedName)
             let record = QuarantineRecord(
                 file: name, sha256: sha256, line: configuration.name, instance: instance,
                 quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
@@ -742,7 +748,7 @@ public final class LinePipeline {
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
-            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(name, suffix: ".json")))
+            try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(storedName, suffix: ".json")))
             try files.syscalls.rename(workDirectory.appending(name), to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
@@ -779,6 +785,32 @@ public final class LinePipeline {
         retries[name] = retry
         if retry == nil { crashCounts[name] = nil }
         stateLock.unlock()
+    }
+
+    /// The name an input's outputs take (verdict `<name>.json`, heatmap `<name>.heatmap.png`)
+    /// and that it is archived or quarantined under: the name it arrived with, or `stem-N.ext`
+    /// (N = 1, 2, ...) when an input of that name is already in the archive or the quarantine, or
+    /// another input in work/ is called so. It is stable when an input is inspected again after a
+    /// crash: the name is taken only by the rename into the archive or quarantine, the last step,
+    /// so until then the same name comes out again. With `processed_inputs: leave` a decided
+    /// input goes back to the inbox under its own name, and its outputs keep that name too.
+    func outputName(for name: String, workNames: Set<String>) throws -> String {
+        let candidates = sequence(state: 0) { (index: inout Int) -> String? in
+            defer { index += 1 }
+            if index == 0 { return name }
+            let component = FilePath.Component(name)
+            let stem = component?.stem ?? name
+            let suffix = component?.extension.map { "." + $0 } ?? ""
+            return index < 10_000 ? fittingFileName("\(stem)-\(index)", suffix: suffix) : nil
+        }
+        for candidate in candidates {
+            if candidate != name && workNames.contains(candidate) { continue }
+            if let archive = configuration.archive, configuration.processedInputs == .archive,
+               try files.syscalls.lstat(archive.appending(candidate)) != nil { continue }
+            if try files.syscalls.lstat(configuration.quarantine.appending(candidate)) != nil { continue }
+            return candidate
+        }
+        throw Errno.fileExists
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.

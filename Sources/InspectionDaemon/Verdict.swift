@@ -11,11 +11,22 @@ public struct Verdict: Sendable, Codable, Equatable {
         public var bytes: Int
         public var width: Int?
         public var height: Int?
+
+        public init(bytes: Int, width: Int?, height: Int?) {
+            self.bytes = bytes
+            self.width = width
+            self.height = height
+        }
     }
 
     public struct Threshold: Sendable, Codable, Equatable {
         public var value: Float
         public var source: ThresholdSource
+
+        public init(value: Float, source: ThresholdSource) {
+            self.value = value
+            self.source = source
+        }
     }
 
     public struct Timings: Sendable, Codable, Equatable {
@@ -24,6 +35,13 @@ public struct Verdict: Sendable, Codable, Equatable {
         /// Rendering and encoding the heatmap figure.
         public var heatmap: Double
         public var write: Double
+
+        public init(decode: Double, infer: Double, heatmap: Double, write: Double) {
+            self.decode = decode
+            self.infer = infer
+            self.heatmap = heatmap
+            self.write = write
+        }
     }
 
     public struct Failure: Sendable, Codable, Equatable {
@@ -48,6 +66,30 @@ public struct Verdict: Sendable, Codable, Equatable {
     public var heatmap: String?
     public var timingsMilliseconds: Timings
     public var error: Failure?
+
+    /// Every field; rstpmd and `rstpm infer` build their verdicts through it.
+    public init(
+        file: String, sha256: String, size: Size, receivedAt: String, decidedAt: String, line: String, instance: String,
+        model: ModelIdentity, verdict: Decision, score: Float?, threshold: Threshold?, regions: [AnomalyRegion],
+        regionsTruncated: Bool, heatmap: String?, timingsMilliseconds: Timings, error: Failure?
+    ) {
+        self.file = file
+        self.sha256 = sha256
+        self.size = size
+        self.receivedAt = receivedAt
+        self.decidedAt = decidedAt
+        self.line = line
+        self.instance = instance
+        self.model = model
+        self.verdict = verdict
+        self.score = score
+        self.threshold = threshold
+        self.regions = regions
+        self.regionsTruncated = regionsTruncated
+        self.heatmap = heatmap
+        self.timingsMilliseconds = timingsMilliseconds
+        self.error = error
+    }
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"

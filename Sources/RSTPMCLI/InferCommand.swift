@@ -1,8 +1,11 @@
 import ArgumentParser
 import Backbones
+import ContinuousLearning
+import Checkpoints
 import Evaluation
 import Foundation
 import Imaging
+import InspectionDaemon
 import RSTPM
 import TensorEngine
 
@@ -13,7 +16,7 @@ struct InferCommand: ParsableCommand {
     @Option(help: "Model bundle directory written by `rstpm train`.")
     var model: String
 
-    @Option(help: "Output folder for <name>.png (heatmap) and <name>.json (verdict).")
+    @Option(help: "Output folder for <name>.heatmap.png (heatmap) and <name>.json (verdict), <name> the image's file name as rstpmd names its outputs; an image whose name an earlier image of the run took, or whose outputs would replace an input, gets <stem>-1.<ext> (-2, ...).")
     var out: String
 
     @Option(help: "Weights directory with the teachers' checkpoints.")
@@ -36,33 +39,19 @@ struct InferCommand: ParsableCommand {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     }
 
-    struct Verdict: Codable {
-        var image: String
-        var score: Float
-        var threshold: Float
-        var verdict: String
-        var studentTeacherScore: Float
-        var discriminatorScore: Float
-        var modelID: String
-        var timings: Timings
-        struct Timings: Codable {
-            var decodeMilliseconds: Double
-            var preprocessMilliseconds: Double
-            var networkMilliseconds: Double
-        }
-    }
-
     func run() throws {
         if let threads { Engine.configure(threadCount: threads) }
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: WeightsDirectory.resolve(override: weightsDir))
         var failures = 0
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var names = OutputNames(outFolder: outFolder, inputs: images)
+        let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        let instance = ProcessInfo.processInfo.hostName
         for start in stride(from: 0, to: images.count, by: batchSize) {
             let paths = Array(images[start..<min(images.count, start + batchSize)])
             let decodeStart = Date()
+            let received = wallClockNanoseconds()
             let decoded = try paths.map { try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: $0)) }
             let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(paths.count)
             let results = model.inspect(images: decoded)
@@ -75,22 +64,71 @@ struct InferCommand: ParsableCommand {
                     FileHandle.standardError.write(Data((message + "; hint: the model's weights hold NaN or infinity, retrain it\n").utf8))
                     continue
                 }
-                let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                let name = names.take(for: path)
+                let heatmapName = fittingFileName(name, suffix: ".heatmap.png")
+                let heatmapStart = Date()
                 let heatmap = Heatmap.render(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
                                              threshold: result.threshold, scale: 0...max(2 * result.threshold, .leastNormalMagnitude))
-                try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)"])
-                    .write(to: outFolder.appendingPathComponent(name + ".png"))
-                let verdict = Verdict(image: path, score: result.score, threshold: result.threshold,
-                                      verdict: result.isAnomalous ? "anomalous" : "normal", studentTeacherScore: result.studentTeacherScore,
-                                      discriminatorScore: result.discriminatorScore, modelID: model.modelID,
-                                      timings: .init(decodeMilliseconds: decodeMilliseconds, preprocessMilliseconds: result.timings.preprocessMilliseconds,
-                                                     networkMilliseconds: result.timings.networkMilliseconds))
-                try encoder.encode(verdict).write(to: outFolder.appendingPathComponent(name + ".json"))
-                print("\(path)\t\(verdict.verdict)\tscore \(result.score)\tthreshold \(result.threshold)")
+                let png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)",
+                                                                "rstpm.threshold": "\(result.threshold)"])
+                let heatmapMilliseconds = Date().timeIntervalSince(heatmapStart) * 1000
+                let writeStart = Date()
+                try png.write(to: outFolder.appendingPathComponent(heatmapName))
+                let writeMilliseconds = Date().timeIntervalSince(writeStart) * 1000
+                // rstpmd's verdict (docs/verdict.md), encoded by the same code.
+                let (regions, truncated) = RegionExtractor.regions(
+                    map: result.finalMap, mapWidth: result.width, mapHeight: result.height,
+                    imageWidth: image.width, imageHeight: image.height, threshold: result.threshold)
+                let verdict = Verdict(
+                    file: path, sha256: try sha256Hex(of: URL(fileURLWithPath: path)),
+                    size: .init(bytes: Int(try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64 ?? 0), width: image.width, height: image.height),
+                    receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
+                    line: "rstpm-infer", instance: instance, model: modelIdentity, verdict: result.isAnomalous ? .defect : .ok,
+                    score: result.score, threshold: .init(value: result.threshold, source: .model),
+                    regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
+                    timingsMilliseconds: .init(decode: decodeMilliseconds, infer: result.timings.preprocessMilliseconds + result.timings.networkMilliseconds,
+                                               heatmap: heatmapMilliseconds, write: writeMilliseconds),
+                    error: nil)
+                try Data(verdict.encoded()).write(to: outFolder.appendingPathComponent(fittingFileName(name, suffix: ".json")))
+                print("\(path)\t\(verdict.verdict.rawValue)\tscore \(result.score)\tthreshold \(result.threshold)")
             }
         }
         if let category { try evaluate(model: model, category: URL(fileURLWithPath: category), outFolder: outFolder) }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// The output names of one run, as rstpmd's: `<name>.heatmap.png` and `<name>.json`, `<name>`
+    /// the input's file name, or `<stem>-N.<ext>` when an earlier input of the run took that name
+    /// or one of the two outputs would be an input. Nothing the run writes replaces an input or
+    /// another of its outputs.
+    struct OutputNames {
+        let outFolder: String
+        let inputPaths: Set<String>
+        var taken: Set<String> = []
+
+        init(outFolder: URL, inputs: [String]) {
+            self.outFolder = Self.resolved(outFolder.path)
+            inputPaths = Set(inputs.map(Self.resolved))
+        }
+
+        static func resolved(_ path: String) -> String {
+            URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+        }
+
+        mutating func take(for input: String) -> String {
+            let name = (input as NSString).lastPathComponent
+            let stem = (name as NSString).deletingPathExtension
+            let ext = (name as NSString).pathExtension
+            var index = 0
+            while true {
+                let candidate = index == 0 ? name : fittingFileName("\(stem)-\(index)", suffix: ext.isEmpty ? "" : "." + ext)
+                index += 1
+                let outputs = [fittingFileName(candidate, suffix: ".heatmap.png"), fittingFileName(candidate, suffix: ".json")]
+                if taken.contains(candidate) || outputs.contains(where: { inputPaths.contains(Self.resolved(outFolder + "/" + $0)) }) { continue }
+                taken.insert(candidate)
+                return candidate
+            }
+        }
     }
 
     /// Image and pixel AUROC over a category's test set, for the final map and its two parts.
