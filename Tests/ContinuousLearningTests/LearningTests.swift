@@ -18,6 +18,9 @@ final class TrainerProcessTests: XCTestCase {
         let deadline = Date().addingTimeInterval(20)
         while lines.values.isEmpty && Date() < deadline { usleep(10_000) }
         XCTAssertEqual(lines.values, ["started"])
+        // The shell prints before it execs sleep; while an exec is under way /proc/PID/environ
+        // reads empty, so wait until sleep runs.
+        while (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) != "sleep\n" && Date() < deadline { usleep(1_000) }
         let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
         let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
         XCTAssertEqual(fields[16], "19", "nice")
