@@ -12,6 +12,13 @@ public enum Tools {
 
     /// Runs an executable to its end; returns its exit status and its output and errors together.
     public static func run(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
+        let finished = try runReportingReason(executable, arguments, environment: environment)
+        return (finished.status, finished.output)
+    }
+
+    /// `run`, also telling an exit from a death by signal (`status` is then the signal).
+    public static func runReportingReason(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws
+        -> (reason: Process.TerminationReason, status: Int32, output: String) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -22,6 +29,6 @@ public enum Tools {
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return (process.terminationStatus, output)
+        return (process.terminationReason, process.terminationStatus, output)
     }
 }

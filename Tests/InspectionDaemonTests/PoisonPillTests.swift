@@ -6,24 +6,9 @@ import XCTest
 /// An input that crashes the daemon must not crash it forever: `rstpmd` restarted by systemd
 /// after each crash would otherwise pick it up from work/ and die again, a crash loop.
 final class PoisonPillTests: XCTestCase {
-    struct Run {
-        var reason: Process.TerminationReason
-        var status: Int32
-        var output: String
-    }
-
-    func runOnce(_ configuration: FilePath, crashingOn name: String) throws -> Run {
-        let process = Process()
-        process.executableURL = BinaryHarness.daemonBinary
-        process.arguments = ["--config", configuration.string, "--once", "--weights-dir", TestPaths.weightsDirectory.path]
-        process.environment = ["PATH": "/usr/bin:/bin", "RSTPMD_TEST_CRASH_ON": name, "SWIFT_BACKTRACE": "enable=no"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return Run(reason: process.terminationReason, status: process.terminationStatus, output: output)
+    func runOnce(_ configuration: FilePath, crashingOn name: String) throws -> (reason: Process.TerminationReason, status: Int32, output: String) {
+        try Tools.runReportingReason(BinaryHarness.daemonBinary, ["--config", configuration.string, "--once", "--weights-dir", TestPaths.weightsDirectory.path],
+                                     environment: ["PATH": "/usr/bin:/bin", "RSTPMD_TEST_CRASH_ON": name, "SWIFT_BACKTRACE": "enable=no"])
     }
 
     func testInputInFlightAtTwoCrashesIsQuarantinedInsteadOfAThird() throws {
