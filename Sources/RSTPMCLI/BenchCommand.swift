@@ -21,8 +21,7 @@ struct EngineBenchCommand: ParsableCommand {
     @Option(help: "Comma-separated batch sizes.")
     var batch: String = "1,8"
 
-    @Option(help: "Threads for the engine and OpenBLAS.")
-    var threads: Int = 2
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: "Timed forwards per configuration (the best is reported).")
     var iterations: Int = 5
@@ -44,13 +43,13 @@ struct EngineBenchCommand: ParsableCommand {
 
     func validate() throws {
         if batchSizes.isEmpty || batchSizes.contains(where: { $0 < 1 }) { throw ValidationError("--batch takes positive integers, e.g. 1,8") }
-        if threads < 1 || iterations < 1 || size < 32 { throw ValidationError("--threads and --iterations must be >= 1, --size >= 32") }
+        if iterations < 1 || size < 32 { throw ValidationError("--iterations must be >= 1, --size >= 32") }
     }
 
     var batchSizes: [Int] { batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func run() throws {
-        Engine.configure(threadCount: threads)
+        let threads = engine.configureEngine(fallback: 2)
         // The engine's products run on the AVX-512 kernel where the CPU has it; the peak is the
         // faster of it and OpenBLAS with its own threads.
         // The engine's kernel first: OpenBLAS's own threads keep spinning for a while after its

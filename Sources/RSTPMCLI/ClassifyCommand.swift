@@ -15,8 +15,7 @@ struct ClassifyCommand: ParsableCommand {
     @Option(help: "Checkpoint file (default: the backbone's file in the weights directory).")
     var weights: String?
 
-    @Option(help: "Weights directory (default: $RSTPM_WEIGHTS, $XDG_DATA_HOME/rstpm/weights or ~/.local/share/rstpm/weights).")
-    var weightsDir: String?
+    @OptionGroup var engine: EngineOptions
 
     @Argument(help: "PNG or JPEG images.")
     var images: [String]
@@ -26,8 +25,9 @@ struct ClassifyCommand: ParsableCommand {
     }
 
     func run() throws {
+        engine.configureEngine()
         let checkpoint = weights.map { URL(fileURLWithPath: $0) }
-            ?? WeightsDirectory.resolve(override: weightsDir).appendingPathComponent(backbone.defaultCheckpointFileName)
+            ?? engine.weightsDirectory.appendingPathComponent(backbone.defaultCheckpointFileName)
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
             throw ValidationError("\(checkpoint.path) does not exist: run `rstpm weights fetch` (or pass --weights FILE)")
         }

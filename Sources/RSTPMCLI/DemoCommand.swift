@@ -17,8 +17,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Folder for the demo's images, model, configuration and line folders.")
     var dir = "out/demo"
 
-    @Option(help: "Weights directory with the teachers' checkpoints (default: $RSTPM_WEIGHTS or ~/.local/share/rstpm/weights).")
-    var weightsDir: String?
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: "Normal images to train on.")
     var trainImages = 60
@@ -59,7 +58,8 @@ struct DemoCommand: ParsableCommand {
         // Verdicts show as they come, also through a pipe (setup.sh | tee).
         setvbuf(stdout, nil, _IOLBF, 0)
         let root = URL(fileURLWithPath: dir).standardizedFileURL
-        let weights = WeightsDirectory.resolve(override: weightsDir)
+        engine.configureEngine()
+        let weights = engine.weightsDirectory
         let manager = FileManager.default
         let trainFolder = root.appendingPathComponent("products/train")
         let dropFolder = root.appendingPathComponent("products/drops")

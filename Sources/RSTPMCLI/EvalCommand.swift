@@ -28,14 +28,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Write index.html (self-contained) and report.json into this folder.")
     var report: String?
 
-    @Option(help: "Weights directory with the teachers' checkpoints.")
-    var weightsDir: String?
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: "Images per network batch (the time per image is the batch's time divided by its size).")
     var batchSize = 1
-
-    @Option(help: "Engine threads (default: all cores).")
-    var threads: Int?
 
     @Option(help: "Good and defective worst cases shown in the report, each.")
     var worst = 4
@@ -55,8 +51,8 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.configure(threadCount: threads) }
-        let weightsDirectory = WeightsDirectory.resolve(override: weightsDir)
+        engine.configureEngine()
+        let weightsDirectory = engine.weightsDirectory
         // List every data set first: a wrong folder should fail before minutes of inference.
         let datasets = try categories.map { try MVTecCategory(root: URL(fileURLWithPath: $0)) }
         var loaded: [String: RSTPMModel] = [:]

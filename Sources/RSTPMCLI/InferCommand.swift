@@ -19,14 +19,10 @@ struct InferCommand: ParsableCommand {
     @Option(help: "Output folder for <name>.heatmap.png (heatmap) and <name>.json (verdict), <name> the image's file name as rstpmd names its outputs; an image whose name an earlier image of the run took, or whose outputs would replace an input, gets <stem>-1.<ext> (-2, ...).")
     var out: String
 
-    @Option(help: "Weights directory with the teachers' checkpoints.")
-    var weightsDir: String?
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: "Images per network batch.")
     var batchSize = 4
-
-    @Option(help: "Engine threads (default: all cores).")
-    var threads: Int?
 
     @Option(help: "Also evaluate on CATEGORY/test (MVTec AD layout): image and pixel AUROC of the final, S-T and D maps.")
     var category: String?
@@ -40,8 +36,8 @@ struct InferCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.configure(threadCount: threads) }
-        let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: WeightsDirectory.resolve(override: weightsDir))
+        engine.configureEngine()
+        let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: engine.weightsDirectory)
         var failures = 0
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)

@@ -16,8 +16,7 @@ struct MethodBenchCommand: ParsableCommand {
     @Option(help: "Trained bundle for the inference timing and the networks' configuration (default: default configuration, no inference).")
     var model: String?
 
-    @Option(help: "Weights directory with the teachers' checkpoints.")
-    var weightsDir: String?
+    @OptionGroup var engine: EngineOptions
 
     @Option(help: "Training batch size.")
     var batch = 8
@@ -31,22 +30,19 @@ struct MethodBenchCommand: ParsableCommand {
     @Option(help: "Timed inference runs per batch size (the best is reported).")
     var iterations = 3
 
-    @Option(help: "Threads for the engine and OpenBLAS.")
-    var threads = 2
-
     @Option(help: "Safetensors file to write the training and inference batches to (for bench/method_reference.py).")
     var export: String?
 
     var inferBatches: [Int] { inferBatch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func validate() throws {
-        if batch < 2 || steps < 1 || iterations < 1 || threads < 1 { throw ValidationError("--batch must be >= 2, --steps, --iterations and --threads >= 1") }
+        if batch < 2 || steps < 1 || iterations < 1 { throw ValidationError("--batch must be >= 2, --steps and --iterations >= 1") }
         if inferBatches.isEmpty || inferBatches.contains(where: { $0 < 1 }) { throw ValidationError("--infer-batch takes positive integers, e.g. 1,8") }
     }
 
     func run() throws {
-        Engine.configure(threadCount: threads)
-        let weights = WeightsDirectory.resolve(override: weightsDir)
+        let threads = engine.configureEngine(fallback: 2)
+        let weights = engine.weightsDirectory
         let trained = try model.map { try RSTPMModel.load(bundle: URL(fileURLWithPath: $0), weightsDirectory: weights) }
         let configuration = trained?.manifest.configuration ?? RSTPMConfiguration()
         let teachers = try TeacherSet.pretrained(teacher1: configuration.teacher1, teacher2: configuration.teacher2, weightsDirectory: weights)

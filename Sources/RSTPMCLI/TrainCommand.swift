@@ -35,11 +35,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Folder of anomaly-source texture images (default: GIMP patterns if installed, plus procedural textures).")
     var textures: String?
 
-    @Option(help: "Weights directory with the teachers' checkpoints (default: $RSTPM_WEIGHTS or ~/.local/share/rstpm/weights).")
-    var weightsDir: String?
-
-    @Option(help: "Engine threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var engine: EngineOptions
 
     @Flag(help: "Continue from the checkpoints in OUT/checkpoints.")
     var resume = false
@@ -47,7 +43,6 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         if let epochs, Self.parseEpochs(epochs) == nil { throw ValidationError("--epochs takes STUDENT[,DISCRIMINATOR], e.g. 8,4") }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     static func parseEpochs(_ text: String) -> (Int, Int?)? {
@@ -94,10 +89,10 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let threads { Engine.configure(threadCount: threads) }
+        engine.configureEngine()
         let configuration = try resolvedConfiguration()
         let logger = Logger(label: "rstpm.train", factory: { StreamLogHandler.standardError(label: $0) })
-        let weights = WeightsDirectory.resolve(override: weightsDir)
+        let weights = engine.weightsDirectory
         let teachers = try TeacherSet.pretrained(teacher1: configuration.teacher1, teacher2: configuration.teacher2, weightsDirectory: weights)
         let started = Date()
         let data = try TrainingImages.load(from: URL(fileURLWithPath: self.data), width: configuration.inputWidth, height: configuration.inputHeight)
