@@ -658,7 +658,8 @@ public final class LinePipeline {
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         do {
             // Left in the inbox, the input keeps its name, and the inbox scan finds its verdict by it.
-            let outputName = configuration.processedInputs == .leave ? input.name : try self.outputName(for: input.name, workNames: workNames)
+            let outputName = configuration.processedInputs == .leave
+                ? input.name : try self.outputName(for: input.name, sha256: input.sha256, received: input.receivedNanoseconds, workNames: workNames)
             let heatmapName = fittingFileName(outputName, suffix: ".heatmap.png")
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
@@ -736,7 +737,7 @@ public final class LinePipeline {
     /// outbox. If any of that fails the input stays in work/ and is retried.
     private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String, now: Int64, summary: inout PassSummary) {
         do {
-            let storedName = try outputName(for: name, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
+            let storedName = try outputName(for: name, sha256: sha256 ?? "", received: received, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
             let destination = configuration.quarantine.appending(storedName)
             let record = QuarantineRecord(
                 file: name, sha256: sha256, line: configuration.name, instance: instance,
@@ -789,12 +790,15 @@ public final class LinePipeline {
 
     /// The name an input's outputs take (verdict `<name>.json`, heatmap `<name>.heatmap.png`)
     /// and that it is archived or quarantined under: the name it arrived with, or `stem-N.ext`
-    /// (N = 1, 2, ...) when an input of that name is already in the archive or the quarantine, or
-    /// another input in work/ is called so. It is stable when an input is inspected again after a
-    /// crash: the name is taken only by the rename into the archive or quarantine, the last step,
-    /// so until then the same name comes out again. With `processed_inputs: leave` a decided
-    /// input goes back to the inbox under its own name, and its outputs keep that name too.
-    func outputName(for name: String, workNames: Set<String>) throws -> String {
+    /// (N = 1, 2, ...) when an input of that name is already in the archive or the quarantine,
+    /// the outbox holds another input's verdict of that name (with `processed_inputs: delete`
+    /// nothing else keeps a decided input's name), or another input in work/ is called so. It is
+    /// stable when an input is inspected again after a crash: the archive or quarantine name is
+    /// taken only by the rename into it, the last step, and a verdict the input wrote before the
+    /// crash is recognised as its own, so until the input is gone the same name comes out again.
+    /// With `processed_inputs: leave` a decided input goes back to the inbox under its own name,
+    /// and its outputs keep that name too.
+    func outputName(for name: String, sha256: String, received: Int64, workNames: Set<String>) throws -> String {
         let candidates = sequence(state: 0) { (index: inout Int) -> String? in
             defer { index += 1 }
             if index == 0 { return name }
@@ -808,9 +812,28 @@ public final class LinePipeline {
             if let archive = configuration.archive, configuration.processedInputs == .archive,
                try files.syscalls.lstat(archive.appending(candidate)) != nil { continue }
             if try files.syscalls.lstat(configuration.quarantine.appending(candidate)) != nil { continue }
+            if configuration.processedInputs != .leave,
+               try !outboxVerdict(fittingFileName(candidate, suffix: ".json"), isOwnFor: name, sha256: sha256, received: received) { continue }
             return candidate
         }
         throw Errno.fileExists
+    }
+
+    /// Whether the outbox's `verdictName` is free for this input: absent, not a verdict (it is
+    /// replaced, as any output is), or the verdict this input wrote before a crash. Its own
+    /// verdict names the same arrival name, bytes and instance and was decided after the input
+    /// came into work/: an earlier input of that name was decided before it left work/, so
+    /// before this one could be claimed.
+    private func outboxVerdict(_ verdictName: String, isOwnFor name: String, sha256: String, received: Int64) throws -> Bool {
+        let path = configuration.outbox.appending(verdictName)
+        let largestVerdict = 1 << 20
+        guard let status = try files.syscalls.lstat(path) else { return true }
+        guard status.kind == .regular && status.size <= largestVerdict else { return true }
+        let bytes = try files.readFile(path, maximumBytes: largestVerdict)
+        guard let verdict = try? JSONDecoder().decode(Verdict.self, from: Data(bytes)) else { return true }
+        // Both times are ISO 8601 UTC of one fixed width, so they compare as strings.
+        return verdict.file == name && verdict.sha256 == sha256 && verdict.instance == instance
+            && verdict.decidedAt >= iso8601(nanosecondsSinceEpoch: received)
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.
