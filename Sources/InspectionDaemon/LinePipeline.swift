@@ -54,6 +54,13 @@ public final class LinePipeline {
     private var crashCounts: [String: Int] = [:]
     /// An input in flight at this many crashes is not tried again.
     static let crashLimit = 2
+    /// Inputs in work/ that could not be decoded at the first look, waiting for the second;
+    /// under `stateLock`.
+    private var secondLooks: [String: SecondLook] = [:]
+    /// The second look waits until the input has stayed unchanged this long: four settle
+    /// intervals, for writers that pause longer than one. Without a settle interval files are
+    /// complete when they appear, and the first look is the last.
+    let secondLookNanoseconds: Int64
     /// Serialises writes of the in-flight record.
     private let inFlightRecordLock = NSLock()
     /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
@@ -93,6 +100,7 @@ public final class LinePipeline {
         self.logger = logger
         self.clock = clock
         self.autoAcceptor = autoAcceptor
+        self.secondLookNanoseconds = Int64(4 * configuration.settleIntervalSeconds * 1e9)
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
         self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
         self.prepareQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).prepare")
@@ -234,6 +242,12 @@ public final class LinePipeline {
     public var progress: (counter: UInt64, busy: Bool) {
         progressLock.lock(); defer { progressLock.unlock() }
         return (progressCounter, busy)
+    }
+
+    /// Inputs in work/ waiting for their second look (`--once` waits for them).
+    public var inputsAwaitingSecondLook: Int {
+        stateLock.lock(); defer { stateLock.unlock() }
+        return secondLooks.count
     }
 
     /// Inputs in this instance's work directory after the last pass.
@@ -388,11 +402,12 @@ public final class LinePipeline {
         }
     }
 
-    /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
-    /// own them: older than ten minutes, since other daemons may share the outbox.
+    /// Temporary files a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
+    /// own them: in the outbox and quarantine older than ten minutes, since other daemons may
+    /// share them; in this instance's work directory (copies of judged inputs) all of them.
     private func removeStaleTemporaryFiles() {
-        let cutoff = wallClockNanoseconds() - 600 * 1_000_000_000
-        for directory in [configuration.outbox, configuration.quarantine] {
+        let sharedCutoff = wallClockNanoseconds() - 600 * 1_000_000_000
+        for (directory, cutoff) in [(configuration.outbox, sharedCutoff), (configuration.quarantine, sharedCutoff), (workDirectory, Int64.max)] {
             for name in (try? files.syscalls.listDirectory(directory)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".rstpmd.tmp") {
                 let path = directory.appending(name)
                 if let status = try? files.syscalls.lstat(path), status.kind == .regular, status.modificationNanoseconds < cutoff {
@@ -493,6 +508,29 @@ public final class LinePipeline {
         /// Filled on `prepareQueue` beside the decode, off the line's critical path.
         var sha256 = ""
         var receivedNanoseconds: Int64
+        /// lstat before the read: what the second look compares against.
+        var status: FileStatus
+        /// Its first look found it undecodable; this one decides.
+        var isSecondLook = false
+    }
+
+    /// An input that could not be decoded at the first look, as it was then or last changed.
+    struct SecondLook {
+        var size: Int64
+        var modification: Int64
+        var unchangedSince: Int64
+    }
+
+    /// Whether `item` still waits for its second look: until its size and mtime have stayed the
+    /// same for `secondLookNanoseconds` (a writer that keeps its descriptor open writes into the
+    /// claimed file). Call under `stateLock`.
+    private func waitsForSecondLook(_ item: (name: String, status: FileStatus), now: Int64) -> Bool {
+        guard var look = secondLooks[item.name] else { return false }
+        if look.size != item.status.size || look.modification != item.status.modificationNanoseconds {
+            look = SecondLook(size: item.status.size, modification: item.status.modificationNanoseconds, unchangedSince: now)
+            secondLooks[item.name] = look
+        }
+        return now - look.unchangedSince < secondLookNanoseconds
     }
 
     /// A batch read from work/ whose `prepare` runs on `prepareQueue`. Its inputs are in
@@ -529,7 +567,12 @@ public final class LinePipeline {
                 return nil
             }
             stateLock.lock()
-            var due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            // An input removed from work/ while it waited has no second look coming.
+            let present = Set(items.map(\.name))
+            secondLooks = secondLooks.filter { present.contains($0.key) }
+            var due = items.filter {
+                !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now && !waitsForSecondLook($0, now: now)
+            }
             // A crash suspect goes alone, once nothing else is in flight; until then the others go.
             let suspects = due.filter { crashCounts[$0.name] != nil }
             let isolated = !suspects.isEmpty && inputsInFlight.isEmpty
@@ -538,9 +581,12 @@ public final class LinePipeline {
             if due.isEmpty { return nil }
             // Inputs that cannot be read are quarantined or wait for a retry: the next look
             // does not see them as due again.
-            let loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
+            var loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
             if loaded.isEmpty { continue }
-            stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
+            stateLock.lock()
+            for index in loaded.indices { loaded[index].isSecondLook = secondLooks[loaded[index].name] != nil }
+            inputsInFlight.formUnion(loaded.map(\.name))
+            stateLock.unlock()
             // Before any decoding: a crash from here on is traced to these inputs.
             writeInFlightRecord()
             let batch = Batch(loaded: loaded, started: started, preparer: inspector, isolated: isolated)
@@ -577,7 +623,7 @@ public final class LinePipeline {
             }
             do {
                 let bytes = try files.readFile(path, maximumBytes: configuration.maximumInputBytes)
-                loaded.append(Loaded(name: name, path: path, bytes: bytes, receivedNanoseconds: received))
+                loaded.append(Loaded(name: name, path: path, bytes: bytes, receivedNanoseconds: received, status: status))
             } catch Errno.fileTooLarge {
                 quarantine(name: name, sha256: nil, received: received, kind: "too_large",
                            message: "the input has more than max_input_bytes = \(configuration.maximumInputBytes) bytes",
@@ -618,9 +664,12 @@ public final class LinePipeline {
                 switch result {
                 case .success(let outcome):
                     decide(input, outcome: outcome, heatmap: heatmap!, model: model, workNames: workNames, now: now, summary: &outputs)
+                case .failure(let error) where error.mayBeIncomplete && !input.isSecondLook && secondLookNanoseconds > 0:
+                    awaitSecondLook(input, error: error, now: now)
                 case .failure(let error):
                     quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
-                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
+                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", judgedBytes: input.bytes,
+                               now: now, summary: &outputs)
                 }
             }
             stateLock.lock()
@@ -703,6 +752,16 @@ public final class LinePipeline {
         }
     }
 
+    /// Keeps an input that could not be decoded in work/ for a second look: a writer that paused
+    /// longer than the settle interval may still be writing it.
+    private func awaitSecondLook(_ input: Loaded, error: InspectionError, now: Int64) {
+        stateLock.lock()
+        secondLooks[input.name] = SecondLook(size: input.status.size, modification: input.status.modificationNanoseconds, unchangedSince: now)
+        stateLock.unlock()
+        logger.event(.secondLook, .info, "\(input.name): \(error.message); looked at again once it has stayed unchanged for \(Double(secondLookNanoseconds) / 1e9) s, in case it is still being written",
+                     ["image.path": "\(input.path)", "error.kind": "\(error.kind)"])
+    }
+
     /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
     /// decided; a failing directory fsync after it only risks the input reappearing in work/
     /// after a power cut, where it is inspected again with the same outputs, so it is logged.
@@ -734,9 +793,14 @@ public final class LinePipeline {
     }
 
     /// Moves an input to quarantine with `<name>.error.json` and writes an `error` verdict to the
-    /// outbox. If any of that fails the input stays in work/ and is retried.
-    private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String, now: Int64, summary: inout PassSummary) {
+    /// outbox. If any of that fails the input stays in work/ and is retried. With `judgedBytes`
+    /// (the bytes an inspection judged) the input in work/ is first replaced by a copy of them:
+    /// a writer that still holds the file open writes into the replaced file, never into the
+    /// quarantine, so the quarantined file keeps matching its record.
+    private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String,
+                            judgedBytes: [UInt8]? = nil, now: Int64, summary: inout PassSummary) {
         do {
+            if let judgedBytes { try files.writeDurably(judgedBytes, to: workDirectory.appending(name)) }
             let storedName = try outputName(for: name, sha256: sha256 ?? "", received: received, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
             let destination = configuration.quarantine.appending(storedName)
             let record = QuarantineRecord(
@@ -780,11 +844,15 @@ public final class LinePipeline {
         ])
     }
 
-    /// nil: the input left work/ (decided, quarantined or gone), so its crash count goes too.
+    /// nil: the input left work/ (decided, quarantined or gone), so its crash count and second
+    /// look go too.
     private func setRetry(_ retry: Retry?, for name: String) {
         stateLock.lock()
         retries[name] = retry
-        if retry == nil { crashCounts[name] = nil }
+        if retry == nil {
+            crashCounts[name] = nil
+            secondLooks[name] = nil
+        }
         stateLock.unlock()
     }
 
