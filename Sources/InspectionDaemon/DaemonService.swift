@@ -215,7 +215,7 @@ public final class DaemonService {
                     if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
                     let waiting = line.scanner.pendingCount + line.inputsAwaitingSecondLook
                     if waiting == 0 || now - lastProgress > patience {
-                        left += summary.queueDepth + line.scanner.pendingCount + line.scanner.undecodableCount
+                        left += summary.queueDepth + line.scanner.pendingCount
                         break
                     }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))

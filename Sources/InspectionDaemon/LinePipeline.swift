@@ -49,6 +49,8 @@ public final class LinePipeline {
     struct Retry { var attempts: Int; var notBefore: Int64 }
     /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// The same for inputs whose names are not UTF-8, by the names' bytes; under `stateLock`.
+    private var undecodableRetries: [FilePath.Component: Retry] = [:]
     /// Inputs in work/ that were in flight when the daemon crashed, with how many times; each is
     /// inspected alone, and one found at `crashLimit` crashes is quarantined. Under `stateLock`.
     private var crashCounts: [String: Int] = [:]
@@ -293,11 +295,16 @@ public final class LinePipeline {
             for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
                 if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
             }
+            // Never inspected, so not part of a batch: claimed like any input, then quarantined.
+            for entry in scanner.completeUndecodable where !shouldStop {
+                if claim(entry, forget: { scanner.forget(undecodable: entry) }) { summary.claimed += 1 } else { summary.claimsLost += 1 }
+            }
         } catch {
             logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
         }
         reportIgnoredEntries()
         summary.claimed += claimedNow
+        quarantineUndecodableEntries(now: now, summary: &summary)
     }
 
     /// Inbox entries that are never taken, each logged once while it stays, and counted.
@@ -307,7 +314,6 @@ public final class LinePipeline {
             switch kind {
             case "symbolic_link": reason = "is a symbolic link; links are never followed"
             case "directory": reason = "is a directory"
-            case "non_utf8_name": reason = "has a name that is not UTF-8 and cannot be opened by it; rename it (e.g. convmv)"
             default: reason = "is not a regular file (a FIFO, socket or device)"
             }
             metrics.increment("rstpmd_inbox_ignored_total", labels: ["line": configuration.name, "kind": kind])
@@ -327,6 +333,7 @@ public final class LinePipeline {
         }
         removeStaleTemporaryFiles()
         var summary = PassSummary()
+        quarantineUndecodableEntries(now: now, summary: &summary)
         quarantineCrashSuspects(pending: pending, now: now, summary: &summary)
         processWork(now: now, summary: &summary)
         finishOutputs(summary: &summary)
@@ -420,15 +427,21 @@ public final class LinePipeline {
     /// Claims `name` by renaming it into the work directory. Losing the race to another daemon
     /// (ENOENT) is normal. A same-named file still in work/ waits in the inbox.
     func claim(_ name: String) -> Bool {
-        let source = configuration.inbox.appending(name)
-        let destination = workDirectory.appending(name)
+        guard let entry = FilePath.Component(name) else { return false }
+        return claim(entry) { scanner.forget(name) }
+    }
+
+    /// `claim` by the name's bytes; `forget` tells the scanner that the name left the inbox.
+    private func claim(_ entry: FilePath.Component, forget: () -> Void) -> Bool {
+        let source = configuration.inbox.appending(entry)
+        let destination = workDirectory.appending(entry)
         if (try? files.syscalls.lstat(destination)) != nil { return false }
         do {
             try files.syscalls.rename(source, to: destination)
-            scanner.forget(name)
+            forget()
             return true
         } catch Errno.noSuchFileOrDirectory {
-            scanner.forget(name)
+            forget()
             metrics.increment("rstpmd_claims_lost_total", labels: ["line": configuration.name])
             logger.event(.claimLost, .debug, "another daemon claimed the input first", ["image.path": "\(source)"])
             return false
@@ -478,7 +491,8 @@ public final class LinePipeline {
     }
 
     private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
-        let depth = (try? workItems().count) ?? fallback
+        let undecodable = (try? files.syscalls.listDirectoryComponents(workDirectory).filter { !$0.isUTF8 }.count) ?? 0
+        let depth = ((try? workItems().count) ?? fallback) + undecodable
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
         progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
@@ -708,7 +722,8 @@ public final class LinePipeline {
         do {
             // Left in the inbox, the input keeps its name, and the inbox scan finds its verdict by it.
             let outputName = configuration.processedInputs == .leave
-                ? input.name : try self.outputName(for: input.name, sha256: input.sha256, received: input.receivedNanoseconds, workNames: workNames)
+                ? input.name
+                : try self.outputName(for: input.name, sha256: input.sha256, received: input.receivedNanoseconds, otherWorkNames: workNames.subtracting([input.name]))
             let heatmapName = fittingFileName(outputName, suffix: ".heatmap.png")
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
@@ -796,51 +811,82 @@ public final class LinePipeline {
     /// outbox. If any of that fails the input stays in work/ and is retried. With `judgedBytes`
     /// (the bytes an inspection judged) the input in work/ is first replaced by a copy of them:
     /// a writer that still holds the file open writes into the replaced file, never into the
-    /// quarantine, so the quarantined file keeps matching its record.
-    private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String,
+    /// quarantine, so the quarantined file keeps matching its record. `entry`: an input whose
+    /// name is not UTF-8, `name` then its escaped spelling.
+    private func quarantine(name: String, entry: FilePath.Component? = nil, sha256: String?, received: Int64, kind: String, message: String, hint: String,
                             judgedBytes: [UInt8]? = nil, now: Int64, summary: inout PassSummary) {
+        let source = entry.map { workDirectory.appending($0) } ?? workDirectory.appending(name)
         do {
-            if let judgedBytes { try files.writeDurably(judgedBytes, to: workDirectory.appending(name)) }
-            let storedName = try outputName(for: name, sha256: sha256 ?? "", received: received, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
+            if let judgedBytes { try files.writeDurably(judgedBytes, to: source) }
+            let otherWorkNames = Set(try files.syscalls.listDirectory(workDirectory)).subtracting(entry == nil ? [name] : [])
+            let storedName = try outputName(for: name, sha256: sha256 ?? "", received: received, otherWorkNames: otherWorkNames)
             let destination = configuration.quarantine.appending(storedName)
             let record = QuarantineRecord(
-                file: name, sha256: sha256, line: configuration.name, instance: instance,
+                file: name, sha256: sha256, originalNameHex: entry.map { $0.bytes.map { String(format: "%02x", $0) }.joined() },
+                line: configuration.name, instance: instance,
                 quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
             try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(fittingFileName(storedName, suffix: ".error.json")))
             let verdict = Verdict(
-                file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
+                file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(source))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(storedName, suffix: ".json")))
-            try files.syscalls.rename(workDirectory.appending(name), to: destination)
+            try files.syscalls.rename(source, to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
-            setRetry(nil, for: name)
+            if let entry {
+                stateLock.lock(); undecodableRetries[entry] = nil; stateLock.unlock()
+            } else {
+                setRetry(nil, for: name)
+            }
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
             logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
                 "image.path": "\(destination)", "verdict": "error", "error.kind": "\(kind)",
             ])
         } catch {
-            scheduleRetry(name, now: now, stage: "quarantine", error: error, summary: &summary)
+            scheduleRetry(name, entry: entry, now: now, stage: "quarantine", error: error, summary: &summary)
         }
     }
 
-    /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile.
-    private func scheduleRetry(_ name: String, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
+    /// Claimed inputs whose names are not UTF-8 go to quarantine as `non_utf8_name`, never
+    /// inspected: no verdict or record could carry their names. They are stored under the name
+    /// escaped (`caf%E9.png`), and the record keeps the original bytes.
+    private func quarantineUndecodableEntries(now: Int64, summary: inout PassSummary) {
+        let entries: [FilePath.Component]
+        do {
+            entries = try files.syscalls.listDirectoryComponents(workDirectory).filter { !$0.isUTF8 }
+        } catch {
+            logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
+            return
+        }
+        for entry in entries {
+            stateLock.lock(); let due = (undecodableRetries[entry]?.notBefore ?? .min) <= now; stateLock.unlock()
+            guard due, let status = try? files.syscalls.lstat(workDirectory.appending(entry)) else { continue }
+            quarantine(name: escapedFileName(entry.bytes), entry: entry, sha256: nil, received: status.changeNanoseconds, kind: "non_utf8_name",
+                       message: "the file name is not UTF-8, so no verdict or output name could carry it; the record keeps its bytes",
+                       hint: "rename it to UTF-8 (e.g. convmv -f latin1 -t utf8) and put it back in the inbox to have it inspected",
+                       now: now, summary: &summary)
+        }
+    }
+
+    /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile. `entry`:
+    /// an input whose name is not UTF-8, `name` then its escaped spelling.
+    private func scheduleRetry(_ name: String, entry: FilePath.Component? = nil, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
         stateLock.lock()
-        var retry = retries[name] ?? Retry(attempts: 0, notBefore: now)
+        let previous = if let entry { undecodableRetries[entry] } else { retries[name] }
+        var retry = previous ?? Retry(attempts: 0, notBefore: now)
         let delaySeconds = min(Double(1 << min(retry.attempts, 9)), 300)
         retry.attempts += 1
         retry.notBefore = now + Int64(delaySeconds * 1e9)
-        retries[name] = retry
+        if let entry { undecodableRetries[entry] = retry } else { retries[name] = retry }
         stateLock.unlock()
         summary.retrying += 1
         metrics.increment("rstpmd_retries_total", labels: ["line": configuration.name, "stage": stage])
         logger.event(.retrying, .error, "\(name): \(stage) failed (\(error)); kept in the work directory, retry in \(Int(delaySeconds)) s", [
-            "image.path": "\(workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
+            "image.path": "\(entry.map { workDirectory.appending($0) } ?? workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
         ])
     }
 
@@ -866,17 +912,18 @@ public final class LinePipeline {
     /// crash is recognised as its own, so until the input is gone the same name comes out again.
     /// With `processed_inputs: leave` a decided input goes back to the inbox under its own name,
     /// and its outputs keep that name too.
-    func outputName(for name: String, sha256: String, received: Int64, workNames: Set<String>) throws -> String {
+    func outputName(for name: String, sha256: String, received: Int64, otherWorkNames: Set<String>) throws -> String {
         let candidates = sequence(state: 0) { (index: inout Int) -> String? in
             defer { index += 1 }
-            if index == 0 { return name }
+            // An escaped name can pass 255 bytes.
+            if index == 0 { return fittingFileName(name, suffix: "") }
             let component = FilePath.Component(name)
             let stem = component?.stem ?? name
             let suffix = component?.extension.map { "." + $0 } ?? ""
             return index < 10_000 ? fittingFileName("\(stem)-\(index)", suffix: suffix) : nil
         }
         for candidate in candidates {
-            if candidate != name && workNames.contains(candidate) { continue }
+            if otherWorkNames.contains(candidate) { continue }
             if let archive = configuration.archive, configuration.processedInputs == .archive,
                try files.syscalls.lstat(archive.appending(candidate)) != nil { continue }
             if try files.syscalls.lstat(configuration.quarantine.appending(candidate)) != nil { continue }
