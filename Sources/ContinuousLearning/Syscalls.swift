@@ -41,6 +41,9 @@ public protocol Syscalls: AnyObject {
     func lstat(_ path: FilePath) throws -> FileStatus?
     /// The entry names of a directory, without "." and "..".
     func listDirectory(_ path: FilePath) throws -> [String]
+    /// The same, byte for byte: `listDirectory` decodes a name that is not UTF-8 with U+FFFD,
+    /// a name no file has, while a component opens and renames the entry itself.
+    func listDirectoryComponents(_ path: FilePath) throws -> [FilePath.Component]
     /// symlink(2): creates `path` pointing at `target` (the model store's `current`).
     func symbolicLink(_ path: FilePath, pointingTo target: FilePath) throws
     /// readlink(2); nil when the path does not exist.
@@ -76,6 +79,19 @@ extension Syscalls {
 
     public func removeDirectory(_ path: FilePath) throws {
         if path.withPlatformString({ Glibc.rmdir($0) }) != 0 { throw Errno(rawValue: errno) }
+    }
+
+    public func listDirectoryComponents(_ path: FilePath) throws -> [FilePath.Component] {
+        guard let directory = path.withPlatformString({ opendir($0) }) else { throw Errno(rawValue: errno) }
+        defer { closedir(directory) }
+        var components: [FilePath.Component] = []
+        while let entry = readdir(directory) {
+            let component = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                FilePath.Component(platformString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if let component, component.kind == .regular { components.append(component) }
+        }
+        return components
     }
 }
 

@@ -197,8 +197,9 @@ public final class DaemonService {
     }
 
     /// `--once`: recover, then take everything complete in the inboxes (waiting out the settle
-    /// interval) until they hold nothing more. Returns the inputs left behind (in work/ after
-    /// errors, or in an inbox without progress for twice the settle interval plus 10 s).
+    /// interval, and the second look at inputs that could not be decoded) until they hold
+    /// nothing more. Returns the inputs left behind (in work/ after errors, or in an inbox
+    /// without progress for twice the settle interval plus the second look's wait plus 10 s).
     public func runOnce() -> Int {
         var left = 0
         for line in lines {
@@ -206,14 +207,15 @@ public final class DaemonService {
                 _ = line.recover(now: monotonicNanoseconds())
                 let settle = line.configuration.settleIntervalSeconds
                 // A file that never settles or cannot be claimed must not keep --once alive.
-                let patience = Int64((2 * settle + 10) * 1e9)
+                let patience = Int64((2 * settle + 10) * 1e9) + line.secondLookNanoseconds
                 var lastProgress = monotonicNanoseconds()
                 while true {
                     let now = monotonicNanoseconds()
                     let summary = line.pass(now: now)
                     if summary.claimed + summary.decided + summary.quarantined > 0 { lastProgress = now }
-                    if line.scanner.pendingCount == 0 || now - lastProgress > patience {
-                        left += summary.queueDepth + line.scanner.pendingCount + line.scanner.undecodableCount
+                    let waiting = line.scanner.pendingCount + line.inputsAwaitingSecondLook
+                    if waiting == 0 || now - lastProgress > patience {
+                        left += summary.queueDepth + line.scanner.pendingCount
                         break
                     }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))

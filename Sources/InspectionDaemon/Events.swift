@@ -7,6 +7,8 @@ public enum DaemonEvent: String, CaseIterable, Sendable {
     case verdict = "7cfe5971ae814086862510b581359fab"
     case quarantined = "7bc0243fd47d4a4dae5d0eb250777a3a"
     case retrying = "9bdb7eb8048b440daf715220125063c3"
+    /// Not decodable at the first look; looked at again once it stays unchanged.
+    case secondLook = "3d3ee6a638344a0fab65d9c67629639e"
     case claimLost = "31d2acc80bf1480a8f69bd34d6469ad4"
     case recovered = "945e0543389c4779bde38b46a8492ea6"
     case reloaded = "bf822c631eab460eb1e8a3191fa21ef4"

@@ -122,6 +122,15 @@ public enum InspectionError: Error, Sendable, Equatable {
     /// The model failed on a decoded image (non-finite scores, shape it cannot take).
     case inferenceFailure(message: String)
 
+    /// Whether a file still being written fails this way too (it ends early, or its header has
+    /// not arrived yet).
+    public var mayBeIncomplete: Bool {
+        switch self {
+        case .decodeFailure, .unsupportedFormat: return true
+        case .tooLarge, .inferenceFailure: return false
+        }
+    }
+
     /// A stable, machine-readable kind for error.json.
     public var kind: String {
         switch self {

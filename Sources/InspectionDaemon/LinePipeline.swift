@@ -49,11 +49,20 @@ public final class LinePipeline {
     struct Retry { var attempts: Int; var notBefore: Int64 }
     /// Written by both queues; under `stateLock`.
     private var retries: [String: Retry] = [:]
+    /// The same for inputs whose names are not UTF-8, by the names' bytes; under `stateLock`.
+    private var undecodableRetries: [FilePath.Component: Retry] = [:]
     /// Inputs in work/ that were in flight when the daemon crashed, with how many times; each is
     /// inspected alone, and one found at `crashLimit` crashes is quarantined. Under `stateLock`.
     private var crashCounts: [String: Int] = [:]
     /// An input in flight at this many crashes is not tried again.
     static let crashLimit = 2
+    /// Inputs in work/ that could not be decoded at the first look, waiting for the second;
+    /// under `stateLock`.
+    private var secondLooks: [String: SecondLook] = [:]
+    /// The second look waits until the input has stayed unchanged this long: four settle
+    /// intervals, for writers that pause longer than one. Without a settle interval files are
+    /// complete when they appear, and the first look is the last.
+    let secondLookNanoseconds: Int64
     /// Serialises writes of the in-flight record.
     private let inFlightRecordLock = NSLock()
     /// Inputs of the batches being prepared, inspected or written, and what `outputQueue` has
@@ -93,6 +102,7 @@ public final class LinePipeline {
         self.logger = logger
         self.clock = clock
         self.autoAcceptor = autoAcceptor
+        self.secondLookNanoseconds = Int64(4 * configuration.settleIntervalSeconds * 1e9)
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
         self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
         self.prepareQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).prepare")
@@ -236,6 +246,12 @@ public final class LinePipeline {
         return (progressCounter, busy)
     }
 
+    /// Inputs in work/ waiting for their second look (`--once` waits for them).
+    public var inputsAwaitingSecondLook: Int {
+        stateLock.lock(); defer { stateLock.unlock() }
+        return secondLooks.count
+    }
+
     /// Inputs in this instance's work directory after the last pass.
     public var queueDepth: Int {
         progressLock.lock(); defer { progressLock.unlock() }
@@ -279,11 +295,16 @@ public final class LinePipeline {
             for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
                 if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
             }
+            // Never inspected, so not part of a batch: claimed like any input, then quarantined.
+            for entry in scanner.completeUndecodable where !shouldStop {
+                if claim(entry, forget: { scanner.forget(undecodable: entry) }) { summary.claimed += 1 } else { summary.claimsLost += 1 }
+            }
         } catch {
             logger.event(.watcherFailed, .error, "cannot read inbox", ["image.path": "\(configuration.inbox)", "error": "\(error)"])
         }
         reportIgnoredEntries()
         summary.claimed += claimedNow
+        quarantineUndecodableEntries(now: now, summary: &summary)
     }
 
     /// Inbox entries that are never taken, each logged once while it stays, and counted.
@@ -293,7 +314,6 @@ public final class LinePipeline {
             switch kind {
             case "symbolic_link": reason = "is a symbolic link; links are never followed"
             case "directory": reason = "is a directory"
-            case "non_utf8_name": reason = "has a name that is not UTF-8 and cannot be opened by it; rename it (e.g. convmv)"
             default: reason = "is not a regular file (a FIFO, socket or device)"
             }
             metrics.increment("rstpmd_inbox_ignored_total", labels: ["line": configuration.name, "kind": kind])
@@ -313,6 +333,7 @@ public final class LinePipeline {
         }
         removeStaleTemporaryFiles()
         var summary = PassSummary()
+        quarantineUndecodableEntries(now: now, summary: &summary)
         quarantineCrashSuspects(pending: pending, now: now, summary: &summary)
         processWork(now: now, summary: &summary)
         finishOutputs(summary: &summary)
@@ -388,11 +409,12 @@ public final class LinePipeline {
         }
     }
 
-    /// Temporary outputs a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
-    /// own them: older than ten minutes, since other daemons may share the outbox.
+    /// Temporary files a crash left behind (`.<name>.rstpmd.tmp`), once no writer can still
+    /// own them: in the outbox and quarantine older than ten minutes, since other daemons may
+    /// share them; in this instance's work directory (copies of judged inputs) all of them.
     private func removeStaleTemporaryFiles() {
-        let cutoff = wallClockNanoseconds() - 600 * 1_000_000_000
-        for directory in [configuration.outbox, configuration.quarantine] {
+        let sharedCutoff = wallClockNanoseconds() - 600 * 1_000_000_000
+        for (directory, cutoff) in [(configuration.outbox, sharedCutoff), (configuration.quarantine, sharedCutoff), (workDirectory, Int64.max)] {
             for name in (try? files.syscalls.listDirectory(directory)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".rstpmd.tmp") {
                 let path = directory.appending(name)
                 if let status = try? files.syscalls.lstat(path), status.kind == .regular, status.modificationNanoseconds < cutoff {
@@ -405,15 +427,21 @@ public final class LinePipeline {
     /// Claims `name` by renaming it into the work directory. Losing the race to another daemon
     /// (ENOENT) is normal. A same-named file still in work/ waits in the inbox.
     func claim(_ name: String) -> Bool {
-        let source = configuration.inbox.appending(name)
-        let destination = workDirectory.appending(name)
+        guard let entry = FilePath.Component(name) else { return false }
+        return claim(entry) { scanner.forget(name) }
+    }
+
+    /// `claim` by the name's bytes; `forget` tells the scanner that the name left the inbox.
+    private func claim(_ entry: FilePath.Component, forget: () -> Void) -> Bool {
+        let source = configuration.inbox.appending(entry)
+        let destination = workDirectory.appending(entry)
         if (try? files.syscalls.lstat(destination)) != nil { return false }
         do {
             try files.syscalls.rename(source, to: destination)
-            scanner.forget(name)
+            forget()
             return true
         } catch Errno.noSuchFileOrDirectory {
-            scanner.forget(name)
+            forget()
             metrics.increment("rstpmd_claims_lost_total", labels: ["line": configuration.name])
             logger.event(.claimLost, .debug, "another daemon claimed the input first", ["image.path": "\(source)"])
             return false
@@ -463,7 +491,8 @@ public final class LinePipeline {
     }
 
     private func recordQueueDepth(fallback: Int, summary: inout PassSummary) {
-        let depth = (try? workItems().count) ?? fallback
+        let undecodable = (try? files.syscalls.listDirectoryComponents(workDirectory).filter { !$0.isUTF8 }.count) ?? 0
+        let depth = ((try? workItems().count) ?? fallback) + undecodable
         summary.queueDepth = depth
         metrics.set("rstpmd_queue_depth", labels: ["line": configuration.name], to: Double(depth))
         progressLock.lock(); lastQueueDepth = depth; progressLock.unlock()
@@ -493,6 +522,29 @@ public final class LinePipeline {
         /// Filled on `prepareQueue` beside the decode, off the line's critical path.
         var sha256 = ""
         var receivedNanoseconds: Int64
+        /// lstat before the read: what the second look compares against.
+        var status: FileStatus
+        /// Its first look found it undecodable; this one decides.
+        var isSecondLook = false
+    }
+
+    /// An input that could not be decoded at the first look, as it was then or last changed.
+    struct SecondLook {
+        var size: Int64
+        var modification: Int64
+        var unchangedSince: Int64
+    }
+
+    /// Whether `item` still waits for its second look: until its size and mtime have stayed the
+    /// same for `secondLookNanoseconds` (a writer that keeps its descriptor open writes into the
+    /// claimed file). Call under `stateLock`.
+    private func waitsForSecondLook(_ item: (name: String, status: FileStatus), now: Int64) -> Bool {
+        guard var look = secondLooks[item.name] else { return false }
+        if look.size != item.status.size || look.modification != item.status.modificationNanoseconds {
+            look = SecondLook(size: item.status.size, modification: item.status.modificationNanoseconds, unchangedSince: now)
+            secondLooks[item.name] = look
+        }
+        return now - look.unchangedSince < secondLookNanoseconds
     }
 
     /// A batch read from work/ whose `prepare` runs on `prepareQueue`. Its inputs are in
@@ -529,7 +581,12 @@ public final class LinePipeline {
                 return nil
             }
             stateLock.lock()
-            var due = items.filter { !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now }
+            // An input removed from work/ while it waited has no second look coming.
+            let present = Set(items.map(\.name))
+            secondLooks = secondLooks.filter { present.contains($0.key) }
+            var due = items.filter {
+                !inputsInFlight.contains($0.name) && (retries[$0.name]?.notBefore ?? .min) <= now && !waitsForSecondLook($0, now: now)
+            }
             // A crash suspect goes alone, once nothing else is in flight; until then the others go.
             let suspects = due.filter { crashCounts[$0.name] != nil }
             let isolated = !suspects.isEmpty && inputsInFlight.isEmpty
@@ -538,9 +595,12 @@ public final class LinePipeline {
             if due.isEmpty { return nil }
             // Inputs that cannot be read are quarantined or wait for a retry: the next look
             // does not see them as due again.
-            let loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
+            var loaded = load(Array(due.prefix(min(limit ?? configuration.batchSize, configuration.batchSize))), now: now, summary: &summary)
             if loaded.isEmpty { continue }
-            stateLock.lock(); inputsInFlight.formUnion(loaded.map(\.name)); stateLock.unlock()
+            stateLock.lock()
+            for index in loaded.indices { loaded[index].isSecondLook = secondLooks[loaded[index].name] != nil }
+            inputsInFlight.formUnion(loaded.map(\.name))
+            stateLock.unlock()
             // Before any decoding: a crash from here on is traced to these inputs.
             writeInFlightRecord()
             let batch = Batch(loaded: loaded, started: started, preparer: inspector, isolated: isolated)
@@ -577,7 +637,7 @@ public final class LinePipeline {
             }
             do {
                 let bytes = try files.readFile(path, maximumBytes: configuration.maximumInputBytes)
-                loaded.append(Loaded(name: name, path: path, bytes: bytes, receivedNanoseconds: received))
+                loaded.append(Loaded(name: name, path: path, bytes: bytes, receivedNanoseconds: received, status: status))
             } catch Errno.fileTooLarge {
                 quarantine(name: name, sha256: nil, received: received, kind: "too_large",
                            message: "the input has more than max_input_bytes = \(configuration.maximumInputBytes) bytes",
@@ -618,9 +678,12 @@ public final class LinePipeline {
                 switch result {
                 case .success(let outcome):
                     decide(input, outcome: outcome, heatmap: heatmap!, model: model, workNames: workNames, now: now, summary: &outputs)
+                case .failure(let error) where error.mayBeIncomplete && !input.isSecondLook && secondLookNanoseconds > 0:
+                    awaitSecondLook(input, error: error, now: now)
                 case .failure(let error):
                     quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
-                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", now: now, summary: &outputs)
+                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", judgedBytes: input.bytes,
+                               now: now, summary: &outputs)
                 }
             }
             stateLock.lock()
@@ -658,7 +721,9 @@ public final class LinePipeline {
         let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         do {
             // Left in the inbox, the input keeps its name, and the inbox scan finds its verdict by it.
-            let outputName = configuration.processedInputs == .leave ? input.name : try self.outputName(for: input.name, workNames: workNames)
+            let outputName = configuration.processedInputs == .leave
+                ? input.name
+                : try self.outputName(for: input.name, sha256: input.sha256, received: input.receivedNanoseconds, otherWorkNames: workNames.subtracting([input.name]))
             let heatmapName = fittingFileName(outputName, suffix: ".heatmap.png")
             let (heatmapPNG, heatmapMilliseconds) = try heatmap.get()
             let writeStart = monotonicNanoseconds()
@@ -702,6 +767,16 @@ public final class LinePipeline {
         }
     }
 
+    /// Keeps an input that could not be decoded in work/ for a second look: a writer that paused
+    /// longer than the settle interval may still be writing it.
+    private func awaitSecondLook(_ input: Loaded, error: InspectionError, now: Int64) {
+        stateLock.lock()
+        secondLooks[input.name] = SecondLook(size: input.status.size, modification: input.status.modificationNanoseconds, unchangedSince: now)
+        stateLock.unlock()
+        logger.event(.secondLook, .info, "\(input.name): \(error.message); looked at again once it has stayed unchanged for \(Double(secondLookNanoseconds) / 1e9) s, in case it is still being written",
+                     ["image.path": "\(input.path)", "error.kind": "\(error.kind)"])
+    }
+
     /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
     /// decided; a failing directory fsync after it only risks the input reappearing in work/
     /// after a power cut, where it is inspected again with the same outputs, so it is logged.
@@ -733,84 +808,147 @@ public final class LinePipeline {
     }
 
     /// Moves an input to quarantine with `<name>.error.json` and writes an `error` verdict to the
-    /// outbox. If any of that fails the input stays in work/ and is retried.
-    private func quarantine(name: String, sha256: String?, received: Int64, kind: String, message: String, hint: String, now: Int64, summary: inout PassSummary) {
+    /// outbox. If any of that fails the input stays in work/ and is retried. With `judgedBytes`
+    /// (the bytes an inspection judged) the input in work/ is first replaced by a copy of them:
+    /// a writer that still holds the file open writes into the replaced file, never into the
+    /// quarantine, so the quarantined file keeps matching its record. `entry`: an input whose
+    /// name is not UTF-8, `name` then its escaped spelling.
+    private func quarantine(name: String, entry: FilePath.Component? = nil, sha256: String?, received: Int64, kind: String, message: String, hint: String,
+                            judgedBytes: [UInt8]? = nil, now: Int64, summary: inout PassSummary) {
+        let source = entry.map { workDirectory.appending($0) } ?? workDirectory.appending(name)
         do {
-            let storedName = try outputName(for: name, workNames: Set(try files.syscalls.listDirectory(workDirectory)))
+            if let judgedBytes { try files.writeDurably(judgedBytes, to: source) }
+            let otherWorkNames = Set(try files.syscalls.listDirectory(workDirectory)).subtracting(entry == nil ? [name] : [])
+            let storedName = try outputName(for: name, sha256: sha256 ?? "", received: received, otherWorkNames: otherWorkNames)
             let destination = configuration.quarantine.appending(storedName)
             let record = QuarantineRecord(
-                file: name, sha256: sha256, line: configuration.name, instance: instance,
+                file: name, sha256: sha256, originalNameHex: entry.map { $0.bytes.map { String(format: "%02x", $0) }.joined() },
+                line: configuration.name, instance: instance,
                 quarantinedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()), kind: kind, message: message, hint: hint)
             try files.writeDurably(record.encoded(), to: configuration.quarantine.appending(fittingFileName(storedName, suffix: ".error.json")))
             let verdict = Verdict(
-                file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(workDirectory.appending(name)))??.size ?? 0), width: nil, height: nil),
+                file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(source))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(storedName, suffix: ".json")))
-            try files.syscalls.rename(workDirectory.appending(name), to: destination)
+            try files.syscalls.rename(source, to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
-            setRetry(nil, for: name)
+            if let entry {
+                stateLock.lock(); undecodableRetries[entry] = nil; stateLock.unlock()
+            } else {
+                setRetry(nil, for: name)
+            }
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
             logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
                 "image.path": "\(destination)", "verdict": "error", "error.kind": "\(kind)",
             ])
         } catch {
-            scheduleRetry(name, now: now, stage: "quarantine", error: error, summary: &summary)
+            scheduleRetry(name, entry: entry, now: now, stage: "quarantine", error: error, summary: &summary)
         }
     }
 
-    /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile.
-    private func scheduleRetry(_ name: String, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
+    /// Claimed inputs whose names are not UTF-8 go to quarantine as `non_utf8_name`, never
+    /// inspected: no verdict or record could carry their names. They are stored under the name
+    /// escaped (`caf%E9.png`), and the record keeps the original bytes.
+    private func quarantineUndecodableEntries(now: Int64, summary: inout PassSummary) {
+        let entries: [FilePath.Component]
+        do {
+            entries = try files.syscalls.listDirectoryComponents(workDirectory).filter { !$0.isUTF8 }
+        } catch {
+            logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
+            return
+        }
+        for entry in entries {
+            stateLock.lock(); let due = (undecodableRetries[entry]?.notBefore ?? .min) <= now; stateLock.unlock()
+            guard due, let status = try? files.syscalls.lstat(workDirectory.appending(entry)) else { continue }
+            quarantine(name: escapedFileName(entry.bytes), entry: entry, sha256: nil, received: status.changeNanoseconds, kind: "non_utf8_name",
+                       message: "the file name is not UTF-8, so no verdict or output name could carry it; the record keeps its bytes",
+                       hint: "rename it to UTF-8 (e.g. convmv -f latin1 -t utf8) and put it back in the inbox to have it inspected",
+                       now: now, summary: &summary)
+        }
+    }
+
+    /// Backoff 1 s, 2 s, 4 s ... up to 5 minutes; the input stays in work/ meanwhile. `entry`:
+    /// an input whose name is not UTF-8, `name` then its escaped spelling.
+    private func scheduleRetry(_ name: String, entry: FilePath.Component? = nil, now: Int64, stage: String, error: Error, summary: inout PassSummary) {
         stateLock.lock()
-        var retry = retries[name] ?? Retry(attempts: 0, notBefore: now)
+        let previous = if let entry { undecodableRetries[entry] } else { retries[name] }
+        var retry = previous ?? Retry(attempts: 0, notBefore: now)
         let delaySeconds = min(Double(1 << min(retry.attempts, 9)), 300)
         retry.attempts += 1
         retry.notBefore = now + Int64(delaySeconds * 1e9)
-        retries[name] = retry
+        if let entry { undecodableRetries[entry] = retry } else { retries[name] = retry }
         stateLock.unlock()
         summary.retrying += 1
         metrics.increment("rstpmd_retries_total", labels: ["line": configuration.name, "stage": stage])
         logger.event(.retrying, .error, "\(name): \(stage) failed (\(error)); kept in the work directory, retry in \(Int(delaySeconds)) s", [
-            "image.path": "\(workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
+            "image.path": "\(entry.map { workDirectory.appending($0) } ?? workDirectory.appending(name))", "errno": "\(error)", "attempt": "\(retry.attempts)",
         ])
     }
 
-    /// nil: the input left work/ (decided, quarantined or gone), so its crash count goes too.
+    /// nil: the input left work/ (decided, quarantined or gone), so its crash count and second
+    /// look go too.
     private func setRetry(_ retry: Retry?, for name: String) {
         stateLock.lock()
         retries[name] = retry
-        if retry == nil { crashCounts[name] = nil }
+        if retry == nil {
+            crashCounts[name] = nil
+            secondLooks[name] = nil
+        }
         stateLock.unlock()
     }
 
     /// The name an input's outputs take (verdict `<name>.json`, heatmap `<name>.heatmap.png`)
     /// and that it is archived or quarantined under: the name it arrived with, or `stem-N.ext`
-    /// (N = 1, 2, ...) when an input of that name is already in the archive or the quarantine, or
-    /// another input in work/ is called so. It is stable when an input is inspected again after a
-    /// crash: the name is taken only by the rename into the archive or quarantine, the last step,
-    /// so until then the same name comes out again. With `processed_inputs: leave` a decided
-    /// input goes back to the inbox under its own name, and its outputs keep that name too.
-    func outputName(for name: String, workNames: Set<String>) throws -> String {
+    /// (N = 1, 2, ...) when an input of that name is already in the archive or the quarantine,
+    /// the outbox holds another input's verdict of that name (with `processed_inputs: delete`
+    /// nothing else keeps a decided input's name), or another input in work/ is called so. It is
+    /// stable when an input is inspected again after a crash: the archive or quarantine name is
+    /// taken only by the rename into it, the last step, and a verdict the input wrote before the
+    /// crash is recognised as its own, so until the input is gone the same name comes out again.
+    /// With `processed_inputs: leave` a decided input goes back to the inbox under its own name,
+    /// and its outputs keep that name too.
+    func outputName(for name: String, sha256: String, received: Int64, otherWorkNames: Set<String>) throws -> String {
         let candidates = sequence(state: 0) { (index: inout Int) -> String? in
             defer { index += 1 }
-            if index == 0 { return name }
+            // An escaped name can pass 255 bytes.
+            if index == 0 { return fittingFileName(name, suffix: "") }
             let component = FilePath.Component(name)
             let stem = component?.stem ?? name
             let suffix = component?.extension.map { "." + $0 } ?? ""
             return index < 10_000 ? fittingFileName("\(stem)-\(index)", suffix: suffix) : nil
         }
         for candidate in candidates {
-            if candidate != name && workNames.contains(candidate) { continue }
+            if otherWorkNames.contains(candidate) { continue }
             if let archive = configuration.archive, configuration.processedInputs == .archive,
                try files.syscalls.lstat(archive.appending(candidate)) != nil { continue }
             if try files.syscalls.lstat(configuration.quarantine.appending(candidate)) != nil { continue }
+            if configuration.processedInputs != .leave,
+               try !outboxVerdict(fittingFileName(candidate, suffix: ".json"), isOwnFor: name, sha256: sha256, received: received) { continue }
             return candidate
         }
         throw Errno.fileExists
+    }
+
+    /// Whether the outbox's `verdictName` is free for this input: absent, not a verdict (it is
+    /// replaced, as any output is), or the verdict this input wrote before a crash. Its own
+    /// verdict names the same arrival name, bytes and instance and was decided after the input
+    /// came into work/: an earlier input of that name was decided before it left work/, so
+    /// before this one could be claimed.
+    private func outboxVerdict(_ verdictName: String, isOwnFor name: String, sha256: String, received: Int64) throws -> Bool {
+        let path = configuration.outbox.appending(verdictName)
+        let largestVerdict = 1 << 20
+        guard let status = try files.syscalls.lstat(path) else { return true }
+        guard status.kind == .regular && status.size <= largestVerdict else { return true }
+        let bytes = try files.readFile(path, maximumBytes: largestVerdict)
+        guard let verdict = try? JSONDecoder().decode(Verdict.self, from: Data(bytes)) else { return true }
+        // Both times are ISO 8601 UTC of one fixed width, so they compare as strings.
+        return verdict.file == name && verdict.sha256 == sha256 && verdict.instance == instance
+            && verdict.decidedAt >= iso8601(nanosecondsSinceEpoch: received)
     }
 
     /// `name` in `directory`, or `stem-N.ext` when that is taken.

@@ -157,6 +157,8 @@ public struct QuarantineRecord: Sendable, Codable, Equatable {
     public var schemaVersion: Int = Verdict.currentSchemaVersion
     public var file: String
     public var sha256: String?
+    /// The name's bytes in hex when it is not UTF-8 (`file` is then the name escaped).
+    public var originalNameHex: String?
     public var line: String
     public var instance: String
     public var quarantinedAt: String
@@ -166,7 +168,9 @@ public struct QuarantineRecord: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
-        case file, sha256, line, instance
+        case file, sha256
+        case originalNameHex = "original_name_hex"
+        case line, instance
         case quarantinedAt = "quarantined_at"
         case kind, message, hint
     }

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import Imaging
 import SystemPackage
@@ -97,6 +98,34 @@ final class BinaryDaemonTests: XCTestCase {
         XCTAssertNotEqual(verdict["verdict"] as? String, "error", "\(verdict)")
         let archived = try Data(contentsOf: folders.root.appendingPathComponent("archive/slow upload.png"))
         XCTAssertEqual(archived, bytes)
+    }
+
+    /// Issue #13.11: a writer that pauses longer than the settle interval (3 chunks 1.5 s apart,
+    /// settle 1 s) and keeps its descriptor open. The file is claimed after the first pause and
+    /// cannot be decoded; it was quarantined as truncated, and the writer then finished it inside
+    /// the quarantine. Now it is looked at again once it has stayed unchanged for longer.
+    func testWriterPausingLongerThanTheSettleIntervalGetsAVerdict() throws {
+        let model = try BinaryHarness.tinyModel()
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let daemon = try DaemonProcess(configuration: try BinaryHarness.writeConfiguration(folders, model: model, settleSeconds: 1), folders: folders)
+        let bytes = try Data(contentsOf: BinaryHarness.bottle.appendingPathComponent("test/good/007.png"))
+        let descriptor = open(folders.root.appendingPathComponent("inbox/paused upload.png").path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        XCTAssertGreaterThanOrEqual(descriptor, 0)
+        let chunkSize = (bytes.count + 2) / 3
+        for index in 0..<3 {
+            if index > 0 { usleep(1_500_000) }
+            let chunk = bytes[(index * chunkSize)..<min(bytes.count, (index + 1) * chunkSize)]
+            XCTAssertEqual(chunk.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }, chunk.count)
+        }
+        close(descriptor)
+        XCTAssertTrue(BinaryHarness.wait(seconds: 60) { BinaryHarness.verdict("paused upload.png", in: folders) != nil }, daemon.output)
+        XCTAssertEqual(daemon.stop(), 0)
+        let verdict = try XCTUnwrap(BinaryHarness.verdict("paused upload.png", in: folders))
+        XCTAssertNotEqual(verdict["verdict"] as? String, "error", "\(verdict)")
+        XCTAssertEqual(verdict["sha256"] as? String, sha256Hex(of: Array(bytes)))
+        XCTAssertEqual(try Data(contentsOf: folders.root.appendingPathComponent("archive/paused upload.png")), bytes)
+        XCTAssertEqual(folders.list("quarantine"), [])
     }
 
     func testBadFilesGoToQuarantineWithAReasonAndTheDaemonGoesOn() throws {

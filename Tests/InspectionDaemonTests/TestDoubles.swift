@@ -249,6 +249,10 @@ final class CrashingSyscalls: Syscalls {
         if crashed { throw Errno.ioError }
         return try real.listDirectory(path)
     }
+    func listDirectoryComponents(_ path: FilePath) throws -> [FilePath.Component] {
+        if crashed { throw Errno.ioError }
+        return try real.listDirectoryComponents(path)
+    }
 }
 
 /// Holds the first write into an outbox until `release` is signalled, or 30 s pass: a pipeline
