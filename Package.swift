@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "ContinuousLearning",
             dependencies: [
-                "Checkpoints", "Evaluation", "Systemd",
+                "Checkpoints", "Evaluation",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Checkpoints", "Systemd", "TestSupport"]),
-        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "Systemd", "TestSupport"]),
+        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
