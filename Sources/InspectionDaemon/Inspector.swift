@@ -66,7 +66,7 @@ public struct InspectionTimings: Sendable, Equatable {
 public struct InspectionOutcome: Sendable {
     /// Image-level anomaly score (higher is more anomalous).
     public var score: Float
-    /// The model's own threshold; a line's `threshold:` replaces it.
+    /// The model's own threshold; a line's `threshold:` replaces it (`LineConfiguration.threshold(for:)`).
     public var threshold: Float
     public var thresholdSource: ThresholdSource
     /// Pixel anomaly scores, row-major, covering the whole original image. // (mapHeight, mapWidth)
@@ -76,9 +76,10 @@ public struct InspectionOutcome: Sendable {
     /// The decoded image's size, to which the map is scaled for region extraction.
     public var imageWidth: Int
     public var imageHeight: Int
-    /// Renders and encodes the heatmap figure as PNG. Deferred so that the pipeline draws it on
-    /// its output thread while the network works on the next batch; it may throw (out of memory).
-    public var renderHeatmapPNG: @Sendable () throws -> [UInt8]
+    /// Renders and encodes the heatmap figure as PNG, outlined at the threshold the line decides
+    /// with. Deferred so that the pipeline draws it on its output thread while the network works
+    /// on the next batch; it may throw (out of memory).
+    public var renderHeatmapPNG: @Sendable (_ threshold: Float) throws -> [UInt8]
     public var timings: InspectionTimings
 
     /// An outcome whose heatmap is already encoded.
@@ -88,13 +89,13 @@ public struct InspectionOutcome: Sendable {
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
     ) {
         self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
-                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { heatmapPNG }, timings: timings)
+                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { _ in heatmapPNG }, timings: timings)
     }
 
     public init(
         score: Float, threshold: Float, thresholdSource: ThresholdSource,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
-        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable () throws -> [UInt8], timings: InspectionTimings
+        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable (_ threshold: Float) throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score

@@ -672,7 +672,7 @@ public final class LinePipeline {
         outputQueue.async { [self] in
             CrashMarker.protectCurrentThread()
             var outputs = PassSummary()
-            let heatmaps = Self.renderHeatmaps(results)
+            let heatmaps = Self.renderHeatmaps(results, line: configuration)
             let workNames = Set((try? files.syscalls.listDirectory(workDirectory)) ?? [])
             for ((input, result), heatmap) in zip(zip(loaded, results), heatmaps) {
                 switch result {
@@ -697,15 +697,17 @@ public final class LinePipeline {
         }
     }
 
-    /// A batch's heatmap figures, drawn on every core (the network may be idle: a batch's last
-    /// outputs are what a burst waits for), each with its milliseconds.
-    private static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>]) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
+    /// A batch's heatmap figures, outlined at the line's decision threshold and drawn on every
+    /// core (the network may be idle: a batch's last outputs are what a burst waits for), each
+    /// with its milliseconds.
+    private static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>], line: LineConfiguration) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
         var heatmaps = [Result<(png: [UInt8], milliseconds: Double), Error>?](repeating: nil, count: results.count)
         heatmaps.withUnsafeMutableBufferPointer { slots in
             DispatchQueue.concurrentPerform(iterations: results.count) { index in
                 guard case .success(let outcome) = results[index] else { return }
                 let start = monotonicNanoseconds()
-                slots[index] = Result { (try outcome.renderHeatmapPNG(), Double(monotonicNanoseconds() - start) / 1e6) }
+                let threshold = Verdict.Threshold(deciding: outcome, on: line).value
+                slots[index] = Result { (try outcome.renderHeatmapPNG(threshold), Double(monotonicNanoseconds() - start) / 1e6) }
             }
         }
         return heatmaps
@@ -713,8 +715,8 @@ public final class LinePipeline {
 
     private func decide(_ input: Loaded, outcome: InspectionOutcome, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
                         model: ModelIdentity, workNames: Set<String>, now: Int64, summary: inout PassSummary) {
-        let threshold = configuration.thresholdOverride ?? outcome.threshold
-        let source: ThresholdSource = configuration.thresholdOverride != nil ? .configuration : outcome.thresholdSource
+        let decisionThreshold = Verdict.Threshold(deciding: outcome, on: configuration)
+        let threshold = decisionThreshold.value
         let (regions, truncated) = RegionExtractor.regions(
             map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
             imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
@@ -735,7 +737,7 @@ public final class LinePipeline {
                 receivedAt: iso8601(nanosecondsSinceEpoch: input.receivedNanoseconds),
                 decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: model, verdict: decision,
-                score: outcome.score, threshold: .init(value: threshold, source: source),
+                score: outcome.score, threshold: decisionThreshold,
                 regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
                 timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
                                            heatmap: heatmapMilliseconds, write: writeMilliseconds),
