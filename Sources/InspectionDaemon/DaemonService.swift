@@ -162,7 +162,7 @@ public final class DaemonService {
                 switched.append(name)
             } catch {
                 failedVersions[name] = current.name
-                logger.learningEvent(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
+                logger.event(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
                                      ["line": "\(name)", "image.path": "\(current.path)"])
             }
         }
@@ -176,7 +176,7 @@ public final class DaemonService {
                 try LearningLine.requestRetrain(trainingStore: line.configuration.trainingStore, syscalls: syscalls)
                 line.tickAsync()
             } catch {
-                logger.learningEvent(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
+                logger.event(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
             }
         }
     }

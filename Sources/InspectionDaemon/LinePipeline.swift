@@ -234,7 +234,7 @@ public final class LinePipeline {
         progressLock.unlock()
         guard let pending else { return }
         logger[metadataKey: "model"] = .string("\(pending.modelIdentity.identifier)@\(pending.modelIdentity.version)")
-        logger.learningEvent(.modelSwapped, .notice, "now serving \(pending.modelIdentity.identifier)@\(pending.modelIdentity.version) (was \(old.identifier)@\(old.version))",
+        logger.event(.modelSwapped, .notice, "now serving \(pending.modelIdentity.identifier)@\(pending.modelIdentity.version) (was \(old.identifier)@\(old.version))",
                              ["version": "\(pending.modelIdentity.version)", "previous_version": "\(old.version)"])
     }
 
@@ -749,7 +749,7 @@ public final class LinePipeline {
                     try autoAcceptor.consider(fileName: input.name, bytes: input.bytes, sha256: input.sha256, score: outcome.score)
                 } catch {
                     // Learning is best effort; the verdict is what must not be lost.
-                    logger.learningEvent(.learningFailed, .warning, "\(input.name): cannot copy to accepted/: \(error)", ["image.path": "\(autoAcceptor.accepted)"])
+                    logger.event(.learningFailed, .warning, "\(input.name): cannot copy to accepted/: \(error)", ["image.path": "\(autoAcceptor.accepted)"])
                 }
             }
             try dispose(input.name, as: outputName)
