@@ -85,11 +85,14 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     public let reason: Reason
     /// What the codec said, e.g. "the file ends early" or "IDAT: CRC error".
     public let detail: String
+    /// The width and height the header declares, when the file is refused as `.tooLarge`.
+    public let declaredSize: ImageSize?
 
-    public init(path: String, reason: Reason, detail: String) {
+    public init(path: String, reason: Reason, detail: String, declaredSize: ImageSize? = nil) {
         self.path = path
         self.reason = reason
         self.detail = detail
+        self.declaredSize = declaredSize
     }
 
     /// What an operator can do about it.

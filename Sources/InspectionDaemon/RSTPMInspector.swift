@@ -118,21 +118,14 @@ public final class RSTPMInspector: Inspector {
         } catch let error as ImageError {
             switch error.reason {
             case .tooLarge:
-                let (width, height) = Self.declaredSize(error.detail)
-                throw InspectionError.tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
+                let size = error.declaredSize ?? ImageSize(width: 0, height: 0)
+                throw InspectionError.tooLarge(width: size.width, height: size.height, limit: imageLimits.maxPixels)
             case .unsupported:
                 throw InspectionError.unsupportedFormat(message: error.detail)
             default:
                 throw InspectionError.decodeFailure(message: "the file \(error.reason.rawValue): \(error.detail)")
             }
         }
-    }
-
-    /// Width and height from the codec's "declares WxH = N pixels" message (0 when absent).
-    static func declaredSize(_ detail: String) -> (Int, Int) {
-        guard let range = detail.range(of: "declares ") else { return (0, 0) }
-        let size = detail[range.upperBound...].prefix { $0.isNumber || $0 == "x" }.split(separator: "x").compactMap { Int($0) }
-        return size.count == 2 ? (size[0], size[1]) : (0, 0)
     }
 
     private func outcome(_ item: Decoded, _ anomaly: AnomalyResult, fileName: String) -> Result<InspectionOutcome, InspectionError> {
