@@ -88,7 +88,7 @@ public final class DaemonService {
             if ModelStore.isStore(line.modelBundle, syscalls: syscalls) {
                 let store = ModelStore(root: line.modelBundle, syscalls: syscalls)
                 guard let current = try store.current() else {
-                    throw ModelStoreError(store: line.modelBundle, message: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
+                    throw ModelStoreError(store: line.modelBundle, problem: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
                 }
                 bundle = current.path
                 version = current.name

@@ -123,7 +123,7 @@ public final class RSTPMInspector: Inspector {
             case .unsupported:
                 throw InspectionError.unsupportedFormat(message: error.detail)
             default:
-                throw InspectionError.decodeFailure(message: "the file \(error.reason.rawValue): \(error.detail)")
+                throw InspectionError.decodeFailure(message: error.problem)
             }
         }
     }
