@@ -53,11 +53,16 @@ let package = Package(
         ),
         .target(name: "Evaluation", dependencies: ["Imaging", "OperatorErrors"], swiftSettings: optimized),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        // Below the daemon and learning: the file-system layer (Syscalls, FileOperations) and the journal events.
+        .target(
+            name: "DaemonSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // Retraining on accepted images: training store, schedule, trainer child, gate, model store.
         .target(
             name: "ContinuousLearning",
             dependencies: [
-                "Checkpoints", "Evaluation", "OperatorErrors",
+                "Checkpoints", "Evaluation", "OperatorErrors", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -65,7 +70,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd", "ContinuousLearning",
+                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -75,7 +80,7 @@ let package = Package(
             name: "RSTPMCLI",
             dependencies: [
                 "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
-                "ContinuousLearning", "InspectionDaemon",
+                "ContinuousLearning", "InspectionDaemon", "DaemonSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -97,7 +102,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Checkpoints", "Systemd", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,6 @@
 import Checkpoints
 import ContinuousLearning
+import DaemonSupport
 import Foundation
 import Logging
 import SystemPackage
