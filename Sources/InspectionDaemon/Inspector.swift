@@ -1,13 +1,14 @@
 // InspectionDaemon: the watch-folder service behind `rstpmd`.
 //
-// Images land in a line's inbox; an `InboxWatcher` notices them (a poll timer for SMB/NFS plus
-// inotify for local disks) and reports a file once it is complete. A `LinePipeline` claims it
-// by an atomic rename into its own work directory, asks an `Inspector` (the model, supplied by
-// the executable) for a score and an anomaly map, extracts the anomaly regions, writes
-// `<name>.json` and `<name>.heatmap.png` durably to the outbox, and then archives, deletes or
-// leaves the input. The work directory is the queue: whatever is there at start is recovered.
-// Every file operation goes through `Syscalls`, so tests can make the disk fail on purpose.
-// `DaemonService` runs the lines under systemd (sd_notify, watchdog, reload, drain).
+// Images land in a line's inbox; the line's `InboxScanner` notices them (a poll timer for
+// SMB/NFS plus inotify for local disks, LinePipeline+Inbox.swift) and reports a file once it
+// is complete. A `LinePipeline` claims it by an atomic rename into its own work directory,
+// asks an `Inspector` (the model, supplied by the executable) for a score and an anomaly map,
+// extracts the anomaly regions, writes `<name>.json` and `<name>.heatmap.png` durably to the
+// outbox, and then archives, deletes or leaves the input. The work directory is the queue:
+// whatever is there at start is recovered. Every file operation goes through `Syscalls`
+// (DaemonSupport), so tests can make the disk fail on purpose. `DaemonService` runs the lines
+// under systemd (sd_notify, watchdog, reload, drain).
 import Foundation
 import SystemPackage
 
@@ -187,8 +188,9 @@ public struct PreparedInputs: @unchecked Sendable {
     }
 }
 
-/// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);
-/// called at start and on every SIGHUP reload.
+/// Loads a line's model bundle (`line.modelBundle`; the line also gives its heatmap
+/// resolution); called at start and on every SIGHUP reload. The line's threshold override is
+/// not the inspector's business: the pipeline applies it (`Verdict.Threshold(deciding:on:)`).
 public typealias ModelLoader = (_ line: LineConfiguration) throws -> any Inspector
 
 /// Aborts the process when it is asked to inspect an input named `fileName`: the poison pill of

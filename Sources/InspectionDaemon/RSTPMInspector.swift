@@ -6,8 +6,8 @@ import SystemPackage
 /// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
 /// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
 /// anomaly map and renders the heatmap over the original image, scaled to the line's
-/// `HeatmapResolution`, with the outline at the threshold the line decides with. An input that cannot be decoded, or whose score is not finite, fails
-/// alone; the rest of the batch goes on.
+/// `HeatmapResolution`, with the outline at the threshold the line decides with. An input that
+/// cannot be decoded, or whose score is not finite, fails alone; the rest of the batch goes on.
 public final class RSTPMInspector: Inspector {
     public let model: RSTPMModel
     public let modelIdentity: ModelIdentity
