@@ -32,7 +32,8 @@ public enum ImageDecoder {
         try decodeRaw(data: data, name: name, limits: limits, targetSize: nil).gray()
     }
 
-    static func read(_ url: URL) throws -> Data {
+    /// The file's bytes, or `ImageError.unreadable` naming it.
+    public static func read(_ url: URL) throws -> Data {
         do {
             return try Data(contentsOf: url)
         } catch {
