@@ -3,7 +3,7 @@ import PackageDescription
 
 // Dependencies point one way:
 //   TensorEngine <- Backbones <- RSTPM <- InspectionDaemon / CLIs
-//   Checkpoints (file formats) and Imaging (pixels) stand alone below them.
+//   Checkpoints (file formats) and Imaging (pixels) stand alone below them, on OperatorErrors.
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
@@ -31,30 +31,38 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("deflate")]
         ),
 
+        // The {path, problem, hint} shape every operator-facing error shares.
+        .target(name: "OperatorErrors"),
+
         // Numeric core: AVX-512 kernels (chosen at run time) beside OpenBLAS.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
-        .target(name: "Checkpoints", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimized),
+        .target(name: "Checkpoints", dependencies: ["CZlib", "OperatorErrors", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimized),
         .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
 
         // Pixels in and out.
-        .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: optimized),
+        .target(name: "Imaging", dependencies: ["CImageCodecs", "OperatorErrors"], swiftSettings: optimized),
         // Developer harness: imaging benchmark, corrupted-file fuzzing, sample heatmaps.
         .executableTarget(name: "ImagingBench", dependencies: ["Imaging"], swiftSettings: optimized),
 
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
-        .target(name: "Evaluation", dependencies: ["Imaging"], swiftSettings: optimized),
+        .target(name: "Evaluation", dependencies: ["Imaging", "OperatorErrors"], swiftSettings: optimized),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
+        // Below the daemon and learning: the file-system layer (Syscalls, FileOperations) and the journal events.
+        .target(
+            name: "DaemonSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")]
+        ),
         // Retraining on accepted images: training store, schedule, trainer child, gate, model store.
         .target(
             name: "ContinuousLearning",
             dependencies: [
-                "Checkpoints", "Evaluation", "Systemd",
+                "Checkpoints", "Evaluation", "OperatorErrors", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -62,7 +70,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd", "ContinuousLearning",
+                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -72,7 +80,7 @@ let package = Package(
             name: "RSTPMCLI",
             dependencies: [
                 "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
-                "ContinuousLearning", "InspectionDaemon",
+                "ContinuousLearning", "InspectionDaemon", "DaemonSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -94,8 +102,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "Checkpoints", "Systemd", "TestSupport"]),
-        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "Systemd", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "TestSupport"]),
+        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

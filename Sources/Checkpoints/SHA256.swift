@@ -4,7 +4,7 @@ import Foundation
 /// SHA-256 (FIPS 180-4) of a file, as lowercase hex; the file is read in 1 MiB chunks.
 public func sha256Hex(of url: URL) throws -> String {
     guard let handle = try? FileHandle(forReadingFrom: url) else {
-        throw CheckpointError(kind: .unreadable, path: url.path, reason: "cannot open the file", hint: "check that the path exists and is readable")
+        throw CheckpointError(kind: .unreadable, path: url.path, problem: "cannot open the file", hint: "check that the path exists and is readable")
     }
     defer { try? handle.close() }
     var hasher = SHA256()
@@ -14,7 +14,7 @@ public func sha256Hex(of url: URL) throws -> String {
             guard let next = try handle.read(upToCount: 1 << 20), !next.isEmpty else { break }
             chunk = next
         } catch {
-            throw CheckpointError(kind: .unreadable, path: url.path, reason: "read failed: \(error.localizedDescription)", hint: "check the disk and try again")
+            throw CheckpointError(kind: .unreadable, path: url.path, problem: "read failed: \(error.localizedDescription)", hint: "check the disk and try again")
         }
         hasher.update(data: chunk)
     }

@@ -14,7 +14,6 @@
 // Every file goes through `Syscalls` (this module holds the daemon's file-system layer), so the
 // crash tests of the daemon apply here too.
 import Foundation
-import Logging
 import SystemPackage
 
 /// A line's `learning:` settings in rstpmd.yaml.
@@ -68,27 +67,5 @@ public struct LearningConfiguration: Sendable, Equatable {
         self.autoAcceptQuantile = autoAcceptQuantile
         self.trainerThreads = trainerThreads
         self.retryDelaySeconds = retryDelaySeconds
-    }
-}
-
-/// The learning journal events, each with a fixed MESSAGE_ID (like the daemon's own).
-public enum LearningEvent: String, CaseIterable, Sendable {
-    case accepted = "8981890d098f44b98472c8372cf93f3d"
-    case trainingStarted = "725090e5dacd4ba2a6fb77cf0a414788"
-    case trainingProgress = "dcb149832fdc4603a4d3410c7ae02c40"
-    case trainingFailed = "ecd57e9ed29c4be69ff57784f508bdb6"
-    case gateAccepted = "ced21c2b65954d2eb15aff6c092bff83"
-    case gateRejected = "aae1231617344618805aefa5158929b2"
-    case modelSwapped = "3879078299f5465fbbd298f41bfc501a"
-    case learningFailed = "07ede1a81a214950b88b034fb2fb44ce"
-}
-
-extension Logger {
-    /// Logs one learning event with its MESSAGE_ID and structured fields.
-    public func learningEvent(_ event: LearningEvent, _ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ fields: Logger.Metadata = [:],
-                              file: String = #fileID, function: String = #function, line: UInt = #line) {
-        var metadata = fields
-        metadata["MESSAGE_ID"] = .string(event.rawValue)
-        log(level: level, message(), metadata: metadata, file: file, function: function, line: line)
     }
 }

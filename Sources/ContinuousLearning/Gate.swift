@@ -1,3 +1,4 @@
+import DaemonSupport
 import Evaluation
 import Foundation
 import SystemPackage

@@ -1,3 +1,4 @@
+import DaemonSupport
 import Foundation
 import Logging
 import SystemPackage
@@ -94,11 +95,11 @@ public final class LearningLine: @unchecked Sendable {
             try store.open()
             if let originals = configuration.originals, !store.isSeeded {
                 let count = try store.seed(originals: originals)
-                logger.learningEvent(.accepted, .notice, "training store seeded with \(count) original image(s)", ["image.path": "\(originals)", "count": "\(count)"])
+                logger.event(.accepted, .notice, "training store seeded with \(count) original image(s)", ["image.path": "\(originals)", "count": "\(count)"])
             }
             if var attempt = readAttempt(), let processID = attempt.processID, let ticks = attempt.processStartTicks {
                 if TrainerProcess.isRunning(processID: processID, startTicks: ticks) {
-                    logger.learningEvent(.trainingFailed, .warning, "stopping trainer \(processID) left by a previous daemon; the run resumes", ["pid": "\(processID)"])
+                    logger.event(.trainingFailed, .warning, "stopping trainer \(processID) left by a previous daemon; the run resumes", ["pid": "\(processID)"])
                     _ = kill(-processID, SIGKILL)
                     let deadline = Date().addingTimeInterval(10)
                     while TrainerProcess.isRunning(processID: processID, startTicks: ticks) && Date() < deadline { usleep(20_000) }
@@ -169,13 +170,13 @@ public final class LearningLine: @unchecked Sendable {
             tick.ingest = try store.ingest(from: configuration.accepted)
             let summary = tick.ingest
             if summary.added + summary.duplicates + summary.dropped > 0 {
-                logger.learningEvent(.accepted, .info, "accepted \(summary.added) image(s) (\(summary.duplicates) duplicate(s), \(summary.dropped) not sampled, \(summary.evicted) replaced)", [
+                logger.event(.accepted, .info, "accepted \(summary.added) image(s) (\(summary.duplicates) duplicate(s), \(summary.dropped) not sampled, \(summary.evicted) replaced)", [
                     "added": "\(summary.added)", "duplicates": "\(summary.duplicates)", "dropped": "\(summary.dropped)",
                     "evicted": "\(summary.evicted)", "new_since_training": "\(store.newImagesSinceTraining)",
                 ])
             }
         } catch {
-            logger.learningEvent(.learningFailed, .error, "cannot take accepted images into the training store: \(error)", ["image.path": "\(configuration.accepted)"])
+            logger.event(.learningFailed, .error, "cannot take accepted images into the training store: \(error)", ["image.path": "\(configuration.accepted)"])
             // The index on disk is the truth; forget what this pass changed in memory.
             try? store.open()
         }
@@ -230,7 +231,7 @@ public final class LearningLine: @unchecked Sendable {
         attempt.processID = process.processID
         attempt.processStartTicks = TrainerProcess.startTime(of: process.processID)
         try writeAttempt(attempt)
-        logger.learningEvent(.trainingStarted, .notice, "training started (\(resume ? "resuming" : "new") run, attempt \(attempt.attempts), \(attempt.snapshotImages) image(s))", [
+        logger.event(.trainingStarted, .notice, "training started (\(resume ? "resuming" : "new") run, attempt \(attempt.attempts), \(attempt.snapshotImages) image(s))", [
             "pid": "\(process.processID)", "attempt": "\(attempt.attempts)", "images": "\(attempt.snapshotImages)", "resume": "\(resume)",
         ])
         setStatus("training (attempt \(attempt.attempts), \(attempt.snapshotImages) images)")
@@ -247,7 +248,7 @@ public final class LearningLine: @unchecked Sendable {
         let loud = now.timeIntervalSince(lastProgressLog) >= 30
         if loud { lastProgressLog = now }
         statusLock.unlock()
-        logger.learningEvent(.trainingProgress, loud ? .info : .debug, "trainer: \(text)")
+        logger.event(.trainingProgress, loud ? .info : .debug, "trainer: \(text)")
     }
 
     private func trainingEnded(_ termination: TrainerTermination) {
@@ -257,7 +258,7 @@ public final class LearningLine: @unchecked Sendable {
         attempt.processStartTicks = nil
         try? writeAttempt(attempt)
         if stopping {
-            logger.learningEvent(.trainingFailed, .notice, "trainer stopped with the daemon (\(termination)); the run resumes at the next start")
+            logger.event(.trainingFailed, .notice, "trainer stopped with the daemon (\(termination)); the run resumes at the next start")
             setStatus("training stopped")
             return
         }
@@ -310,9 +311,9 @@ public final class LearningLine: @unchecked Sendable {
         if let auroc = current?.auroc { fields["current_auroc"] = "\(auroc)" }
         if decision == .accepted {
             try models.activate(version.name)
-            logger.learningEvent(.gateAccepted, .notice, "\(version.name) replaces \(serving?.name ?? "nothing"): \(reason)", fields)
+            logger.event(.gateAccepted, .notice, "\(version.name) replaces \(serving?.name ?? "nothing"): \(reason)", fields)
         } else {
-            logger.learningEvent(.gateRejected, .warning, "\(version.name) rejected, \(serving?.name ?? "nothing") keeps serving: \(reason)", fields)
+            logger.event(.gateRejected, .warning, "\(version.name) rejected, \(serving?.name ?? "nothing") keeps serving: \(reason)", fields)
         }
         try store.markTrained(through: attempt.snapshotThrough)
         try? files.syscalls.unlink(requestPath)
@@ -326,7 +327,7 @@ public final class LearningLine: @unchecked Sendable {
         failures += 1
         let delay = min(configuration.retryDelaySeconds * pow(2, Double(failures - 1)), 3600)
         notBefore = clock().addingTimeInterval(delay)
-        logger.learningEvent(.trainingFailed, .error, "\(message); next attempt in \(Int(delay)) s (or on request)", ["failures": "\(failures)"])
+        logger.event(.trainingFailed, .error, "\(message); next attempt in \(Int(delay)) s (or on request)", ["failures": "\(failures)"])
         setStatus("training failed (\(failures)x), retry in \(Int(delay)) s")
     }
 

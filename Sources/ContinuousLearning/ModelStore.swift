@@ -1,4 +1,6 @@
+import DaemonSupport
 import Foundation
+import OperatorErrors
 import SystemPackage
 
 /// One numbered model bundle in a store: `<store>/v0003/` (weights.safetensors, manifest.json,
@@ -67,7 +69,7 @@ public final class ModelStore {
         guard target.components.count == 1, Self.versionNumber(name) != nil,
               let version = try versions().first(where: { $0.name == name })
         else {
-            throw ModelStoreError(store: root, message: "`current` points at \(target), not at a version of this store",
+            throw ModelStoreError(store: root, problem: "`current` points at \(target), not at a version of this store",
                                   hint: "run `rstpm model rollback LINE VERSION` to point it at a version")
         }
         return version
@@ -77,7 +79,7 @@ public final class ModelStore {
     /// `current`, directory fsync).
     public func activate(_ name: String) throws {
         guard Self.versionNumber(name) != nil, try files.syscalls.lstat(root.appending(name))?.kind == .directory else {
-            throw ModelStoreError(store: root, message: "no version \(name)", hint: "`rstpm model list LINE` shows the versions")
+            throw ModelStoreError(store: root, problem: "no version \(name)", hint: "`rstpm model list LINE` shows the versions")
         }
         let temporary = root.appending(".current.tmp")
         try? files.syscalls.unlink(temporary)
@@ -100,7 +102,7 @@ public final class ModelStore {
         try files.syscalls.rename(candidatePath, to: root.appending(name))
         try files.syncDirectory(root)
         guard let version = try versions().first(where: { $0.name == name }) else {
-            throw ModelStoreError(store: root, message: "\(name) vanished after it was committed", hint: "check that nothing else writes to the store")
+            throw ModelStoreError(store: root, problem: "\(name) vanished after it was committed", hint: "check that nothing else writes to the store")
         }
         return version
     }
@@ -114,14 +116,14 @@ public final class ModelStore {
         if let version {
             target = all.first { $0.name == version }
             if target == nil {
-                throw ModelStoreError(store: root, message: "no version \(version); there are \(all.map(\.name).joined(separator: ", "))",
+                throw ModelStoreError(store: root, problem: "no version \(version); there are \(all.map(\.name).joined(separator: ", "))",
                                       hint: "`rstpm model list LINE` shows the versions")
             }
         } else {
             let currentNumber = try current()?.number ?? Int.max
             target = all.last { $0.number < currentNumber && ($0.gate?.decision ?? .accepted) == .accepted }
             if target == nil {
-                throw ModelStoreError(store: root, message: "no accepted version older than the current one",
+                throw ModelStoreError(store: root, problem: "no accepted version older than the current one",
                                       hint: "name a version: `rstpm model rollback LINE VERSION`")
             }
         }
@@ -165,16 +167,15 @@ public final class ModelStore {
 }
 
 /// A model store that cannot be used as asked.
-public struct ModelStoreError: Error, CustomStringConvertible, Sendable {
-    public var store: FilePath
-    public var message: String
+public struct ModelStoreError: OperatorError, Sendable {
+    /// The store's root directory.
+    public var path: String
+    public var problem: String
     public var hint: String
 
-    public init(store: FilePath, message: String, hint: String) {
-        self.store = store
-        self.message = message
+    public init(store: FilePath, problem: String, hint: String) {
+        path = store.string
+        self.problem = problem
         self.hint = hint
     }
-
-    public var description: String { "model store \(store): \(message) (\(hint))" }
 }

@@ -1,5 +1,7 @@
 import Checkpoints
+import DaemonSupport
 import Foundation
+import OperatorErrors
 import SystemPackage
 
 /// The size and split of a line's training store.
@@ -116,7 +118,7 @@ public final class TrainingStore {
             do {
                 index = try JSONDecoder().decode(Index.self, from: Data(bytes))
             } catch {
-                throw TrainingStoreError(path: indexPath, message: "unreadable index: \(error)",
+                throw TrainingStoreError(path: indexPath, problem: "unreadable index: \(error)",
                                          hint: "move the store aside; it is rebuilt from the originals at the next start")
             }
         } else {
@@ -284,10 +286,14 @@ public final class TrainingStore {
 }
 
 /// A training store that cannot be read or written as needed.
-public struct TrainingStoreError: Error, CustomStringConvertible, Sendable {
-    public var path: FilePath
-    public var message: String
+public struct TrainingStoreError: OperatorError, Sendable {
+    public var path: String
+    public var problem: String
     public var hint: String
 
-    public var description: String { "training store \(path): \(message) (\(hint))" }
+    public init(path: FilePath, problem: String, hint: String) {
+        self.path = path.string
+        self.problem = problem
+        self.hint = hint
+    }
 }

@@ -32,7 +32,8 @@ public enum ImageDecoder {
         try decodeRaw(data: data, name: name, limits: limits, targetSize: nil).gray()
     }
 
-    static func read(_ url: URL) throws -> Data {
+    /// The file's bytes, or `ImageError.unreadable` naming it.
+    public static func read(_ url: URL) throws -> Data {
         do {
             return try Data(contentsOf: url)
         } catch {
@@ -65,7 +66,9 @@ public enum ImageDecoder {
         }
         if status != Int32(IC_OK.rawValue) {
             let detail = String(cString: message)
-            throw ImageError(path: name, reason: reason(status), detail: detail.isEmpty ? "the codec gave no reason" : detail)
+            let declaredSize = status == Int32(IC_ERR_TOO_LARGE.rawValue)
+                ? ImageSize(width: Int(buffer.image.width), height: Int(buffer.image.height)) : nil
+            throw ImageError(path: name, reason: reason(status), detail: detail.isEmpty ? "the codec gave no reason" : detail, declaredSize: declaredSize)
         }
         return buffer
     }

@@ -11,6 +11,8 @@
 // - `PNGEncoder` / `JPEGEncoder` write files for the rest of rstpm.
 // Everything is a value type or a stateless function: safe to call from several threads.
 
+import OperatorErrors
+
 /// An RGB image, rows top to bottom, pixels interleaved: `pixels[(y * width + x) * 3 + c]`,
 /// (H, W, 3), values in 0...1 (8-bit sources are v / 255, 16-bit sources v / 65535).
 public struct RGBImage: Sendable, Equatable {
@@ -68,7 +70,7 @@ public struct ImageLimits: Sendable, Equatable {
 }
 
 /// A file that could not be read, decoded or encoded: which file, what was wrong, what to do.
-public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct ImageError: OperatorError, Sendable, Equatable {
     public enum Reason: String, Sendable, Equatable {
         case unreadable = "cannot be read"
         case empty = "is empty"
@@ -85,11 +87,14 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
     public let reason: Reason
     /// What the codec said, e.g. "the file ends early" or "IDAT: CRC error".
     public let detail: String
+    /// The width and height the header declares, when the file is refused as `.tooLarge`.
+    public let declaredSize: ImageSize?
 
-    public init(path: String, reason: Reason, detail: String) {
+    public init(path: String, reason: Reason, detail: String, declaredSize: ImageSize? = nil) {
         self.path = path
         self.reason = reason
         self.detail = detail
+        self.declaredSize = declaredSize
     }
 
     /// What an operator can do about it.
@@ -105,5 +110,5 @@ public struct ImageError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 
-    public var description: String { "\(path) \(reason.rawValue): \(detail) (hint: \(hint))" }
+    public var problem: String { "the file \(reason.rawValue): \(detail)" }
 }

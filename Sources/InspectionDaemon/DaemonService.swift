@@ -1,4 +1,5 @@
 import ContinuousLearning
+import DaemonSupport
 import Foundation
 import Logging
 import SystemPackage
@@ -88,7 +89,7 @@ public final class DaemonService {
             if ModelStore.isStore(line.modelBundle, syscalls: syscalls) {
                 let store = ModelStore(root: line.modelBundle, syscalls: syscalls)
                 guard let current = try store.current() else {
-                    throw ModelStoreError(store: line.modelBundle, message: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
+                    throw ModelStoreError(store: line.modelBundle, problem: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
                 }
                 bundle = current.path
                 version = current.name
@@ -162,7 +163,7 @@ public final class DaemonService {
                 switched.append(name)
             } catch {
                 failedVersions[name] = current.name
-                logger.learningEvent(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
+                logger.event(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
                                      ["line": "\(name)", "image.path": "\(current.path)"])
             }
         }
@@ -176,7 +177,7 @@ public final class DaemonService {
                 try LearningLine.requestRetrain(trainingStore: line.configuration.trainingStore, syscalls: syscalls)
                 line.tickAsync()
             } catch {
-                logger.learningEvent(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
+                logger.event(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
             }
         }
     }

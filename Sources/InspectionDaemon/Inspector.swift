@@ -1,13 +1,14 @@
 // InspectionDaemon: the watch-folder service behind `rstpmd`.
 //
-// Images land in a line's inbox; an `InboxWatcher` notices them (a poll timer for SMB/NFS plus
-// inotify for local disks) and reports a file once it is complete. A `LinePipeline` claims it
-// by an atomic rename into its own work directory, asks an `Inspector` (the model, supplied by
-// the executable) for a score and an anomaly map, extracts the anomaly regions, writes
-// `<name>.json` and `<name>.heatmap.png` durably to the outbox, and then archives, deletes or
-// leaves the input. The work directory is the queue: whatever is there at start is recovered.
-// Every file operation goes through `Syscalls`, so tests can make the disk fail on purpose.
-// `DaemonService` runs the lines under systemd (sd_notify, watchdog, reload, drain).
+// Images land in a line's inbox; the line's `InboxScanner` notices them (a poll timer for
+// SMB/NFS plus inotify for local disks, LinePipeline+Inbox.swift) and reports a file once it
+// is complete. A `LinePipeline` claims it by an atomic rename into its own work directory,
+// asks an `Inspector` (the model, supplied by the executable) for a score and an anomaly map,
+// extracts the anomaly regions, writes `<name>.json` and `<name>.heatmap.png` durably to the
+// outbox, and then archives, deletes or leaves the input. The work directory is the queue:
+// whatever is there at start is recovered. Every file operation goes through `Syscalls`
+// (DaemonSupport), so tests can make the disk fail on purpose. `DaemonService` runs the lines
+// under systemd (sd_notify, watchdog, reload, drain).
 import Foundation
 import SystemPackage
 
@@ -66,7 +67,7 @@ public struct InspectionTimings: Sendable, Equatable {
 public struct InspectionOutcome: Sendable {
     /// Image-level anomaly score (higher is more anomalous).
     public var score: Float
-    /// The model's own threshold; a line's `threshold:` replaces it.
+    /// The model's own threshold; a line's `threshold:` replaces it (`LineConfiguration.threshold(for:)`).
     public var threshold: Float
     public var thresholdSource: ThresholdSource
     /// Pixel anomaly scores, row-major, covering the whole original image. // (mapHeight, mapWidth)
@@ -76,9 +77,10 @@ public struct InspectionOutcome: Sendable {
     /// The decoded image's size, to which the map is scaled for region extraction.
     public var imageWidth: Int
     public var imageHeight: Int
-    /// Renders and encodes the heatmap figure as PNG. Deferred so that the pipeline draws it on
-    /// its output thread while the network works on the next batch; it may throw (out of memory).
-    public var renderHeatmapPNG: @Sendable () throws -> [UInt8]
+    /// Renders and encodes the heatmap figure as PNG, outlined at the threshold the line decides
+    /// with. Deferred so that the pipeline draws it on its output thread while the network works
+    /// on the next batch; it may throw (out of memory).
+    public var renderHeatmapPNG: @Sendable (_ threshold: Float) throws -> [UInt8]
     public var timings: InspectionTimings
 
     /// An outcome whose heatmap is already encoded.
@@ -88,13 +90,13 @@ public struct InspectionOutcome: Sendable {
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
     ) {
         self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
-                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { heatmapPNG }, timings: timings)
+                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { _ in heatmapPNG }, timings: timings)
     }
 
     public init(
         score: Float, threshold: Float, thresholdSource: ThresholdSource,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
-        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable () throws -> [UInt8], timings: InspectionTimings
+        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable (_ threshold: Float) throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score
@@ -186,8 +188,9 @@ public struct PreparedInputs: @unchecked Sendable {
     }
 }
 
-/// Loads a line's model bundle (`line.modelBundle`; the line also gives its threshold override);
-/// called at start and on every SIGHUP reload.
+/// Loads a line's model bundle (`line.modelBundle`; the line also gives its heatmap
+/// resolution); called at start and on every SIGHUP reload. The line's threshold override is
+/// not the inspector's business: the pipeline applies it (`Verdict.Threshold(deciding:on:)`).
 public typealias ModelLoader = (_ line: LineConfiguration) throws -> any Inspector
 
 /// Aborts the process when it is asked to inspect an input named `fileName`: the poison pill of

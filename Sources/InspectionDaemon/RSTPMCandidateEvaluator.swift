@@ -1,4 +1,5 @@
 import ContinuousLearning
+import DaemonSupport
 import Foundation
 import SystemPackage
 

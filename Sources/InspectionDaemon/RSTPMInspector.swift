@@ -6,13 +6,11 @@ import SystemPackage
 /// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
 /// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
 /// anomaly map and renders the heatmap over the original image, scaled to the line's
-/// `HeatmapResolution`, with the threshold outline. An input that cannot be decoded, or whose score is not finite, fails
-/// alone; the rest of the batch goes on.
+/// `HeatmapResolution`, with the outline at the threshold the line decides with. An input that
+/// cannot be decoded, or whose score is not finite, fails alone; the rest of the batch goes on.
 public final class RSTPMInspector: Inspector {
     public let model: RSTPMModel
     public let modelIdentity: ModelIdentity
-    /// The line's `threshold:`; it also draws the heatmap's outline.
-    public let thresholdOverride: Float?
     /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
@@ -21,10 +19,9 @@ public final class RSTPMInspector: Inspector {
     /// line holds up to three batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
-    public init(model: RSTPMModel, thresholdOverride: Float? = nil, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
+    public init(model: RSTPMModel, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
                 heatmapResolution: HeatmapResolution = .default) {
         self.model = model
-        self.thresholdOverride = thresholdOverride
         self.imageLimits = imageLimits
         self.heatmapResolution = heatmapResolution
         modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
@@ -32,7 +29,7 @@ public final class RSTPMInspector: Inspector {
 
     /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
     /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
-    public convenience init(bundle: FilePath, weightsDirectory: URL, thresholdOverride: Float? = nil,
+    public convenience init(bundle: FilePath, weightsDirectory: URL,
                             imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
         let model: RSTPMModel
         do {
@@ -40,7 +37,7 @@ public final class RSTPMInspector: Inspector {
         } catch let error as RSTPMError {
             throw RSTPMError(path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
         }
-        self.init(model: model, thresholdOverride: thresholdOverride, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
+        self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
     }
 
     /// The loader's hints speak of `rstpm`'s flags; an operator of rstpmd sets YAML keys and a
@@ -121,32 +118,25 @@ public final class RSTPMInspector: Inspector {
         } catch let error as ImageError {
             switch error.reason {
             case .tooLarge:
-                let (width, height) = Self.declaredSize(error.detail)
-                throw InspectionError.tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
+                let size = error.declaredSize ?? ImageSize(width: 0, height: 0)
+                throw InspectionError.tooLarge(width: size.width, height: size.height, limit: imageLimits.maxPixels)
             case .unsupported:
                 throw InspectionError.unsupportedFormat(message: error.detail)
             default:
-                throw InspectionError.decodeFailure(message: "the file \(error.reason.rawValue): \(error.detail)")
+                throw InspectionError.decodeFailure(message: error.problem)
             }
         }
-    }
-
-    /// Width and height from the codec's "declares WxH = N pixels" message (0 when absent).
-    static func declaredSize(_ detail: String) -> (Int, Int) {
-        guard let range = detail.range(of: "declares ") else { return (0, 0) }
-        let size = detail[range.upperBound...].prefix { $0.isNumber || $0 == "x" }.split(separator: "x").compactMap { Int($0) }
-        return size.count == 2 ? (size[0], size[1]) : (0, 0)
     }
 
     private func outcome(_ item: Decoded, _ anomaly: AnomalyResult, fileName: String) -> Result<InspectionOutcome, InspectionError> {
         guard anomaly.score.isFinite, anomaly.finalMap.allSatisfy(\.isFinite) else {
             return .failure(.inferenceFailure(message: "the anomaly map of \(fileName) is not finite (score \(anomaly.score))"))
         }
-        let threshold = thresholdOverride ?? anomaly.threshold
         let original = item.original, map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
         let size = heatmapResolution.size(width: original.width, height: original.height)
-        let text = ["rstpm.model": model.modelID, "rstpm.score": "\(anomaly.score)", "rstpm.threshold": "\(threshold)"]
-        let render: @Sendable () throws -> [UInt8] = {
+        let modelID = model.modelID, score = anomaly.score
+        let render: @Sendable (Float) throws -> [UInt8] = { threshold in
+            let text = ["rstpm.model": modelID, "rstpm.score": "\(score)", "rstpm.threshold": "\(threshold)"]
             let background = original.resized(width: size.width, height: size.height)
             let figure = Heatmap.render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
                                          threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))

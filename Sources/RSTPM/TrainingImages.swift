@@ -1,6 +1,7 @@
 import Checkpoints
 import Foundation
 import Imaging
+import OperatorErrors
 
 /// The normal images of one product, decoded once and resized to the input size.
 public struct TrainingImages {
@@ -53,7 +54,7 @@ public struct TrainingImages {
 
 /// An error from the outside world (files, bundles, configuration) with the path, what is wrong
 /// and what the operator can do.
-public struct RSTPMError: Error, CustomStringConvertible, Equatable {
+public struct RSTPMError: OperatorError, Equatable {
     public let path: String
     public let problem: String
     public let hint: String
@@ -63,8 +64,6 @@ public struct RSTPMError: Error, CustomStringConvertible, Equatable {
         self.problem = problem
         self.hint = hint
     }
-
-    public var description: String { "\(path): \(problem) (hint: \(hint))" }
 }
 
 /// Anomaly-source textures from a folder of PNG/JPEG images (DTD-like), decoded on demand and

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Backbones
-import ContinuousLearning
 import Checkpoints
+import ContinuousLearning
+import DaemonSupport
 import Evaluation
 import Foundation
 import Imaging

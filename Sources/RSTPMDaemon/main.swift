@@ -44,8 +44,7 @@ struct RSTPMDaemonCommand: ParsableCommand {
         let weights = WeightsDirectory.resolve(override: weightsDir)
         let crashOn = ProcessInfo.processInfo.environment["RSTPMD_TEST_CRASH_ON"]
         let service = DaemonService(configurationPath: path, modelLoader: { line in
-            let inspector = try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, thresholdOverride: line.thresholdOverride,
-                                               heatmapResolution: line.heatmapResolution)
+            let inspector = try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, heatmapResolution: line.heatmapResolution)
             // The crash-containment test's poison pill; never set in service units.
             return crashOn.map { CrashingInspector(inspector, crashingOn: $0) } ?? inspector
         }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))

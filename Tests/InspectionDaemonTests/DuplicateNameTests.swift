@@ -1,4 +1,5 @@
 import Checkpoints
+import DaemonSupport
 import Foundation
 import InspectionDaemon
 import SystemPackage

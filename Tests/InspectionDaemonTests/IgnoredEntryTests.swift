@@ -1,3 +1,4 @@
+import DaemonSupport
 import Foundation
 import InspectionDaemon
 import Logging
@@ -23,7 +24,7 @@ final class IgnoredEntryTests: XCTestCase {
         pipeline.pass(now: 1_000_000_000)
         func ignoredEvents() -> [(Logger.Level, String, Logger.Metadata)] {
             store.lock.lock(); defer { store.lock.unlock() }
-            return store.entries.filter { $0.2["MESSAGE_ID"] == DaemonEvent.ignoredEntry.messageID }
+            return store.entries.filter { $0.2["MESSAGE_ID"] == JournalEvent.ignoredEntry.messageID }
         }
         let kinds = ignoredEvents().compactMap { $0.2["entry.kind"].map { "\($0)" } }.sorted()
         XCTAssertEqual(kinds, ["directory", "other", "symbolic_link"], "each once over two passes: \(ignoredEvents())")

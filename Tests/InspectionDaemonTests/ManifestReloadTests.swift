@@ -1,3 +1,4 @@
+import DaemonSupport
 import Foundation
 import InspectionDaemon
 import Logging
@@ -29,7 +30,7 @@ final class ManifestReloadTests: XCTestCase {
             try crafted.write(to: manifestURL, atomically: true, encoding: .utf8)
             service.reload()
             XCTAssertEqual(service.lines.map(ObjectIdentifier.init), running, "\(field) \(value): the running lines must stay")
-            let failure = store.entries.last { $0.2["MESSAGE_ID"] == DaemonEvent.reloadFailed.messageID }
+            let failure = store.entries.last { $0.2["MESSAGE_ID"] == JournalEvent.reloadFailed.messageID }
             XCTAssertTrue(failure.map { "\($0)".contains(field) } ?? false, "\(field): \(String(describing: failure))")
         }
     }

@@ -1,3 +1,4 @@
+import DaemonSupport
 import Foundation
 import InspectionDaemon
 import Logging
@@ -79,7 +80,7 @@ final class NonUTF8NameTests: XCTestCase {
         XCTAssertEqual(utf8["file"] as? String, "caf%E9.pgm")
         XCTAssertNil(utf8["original_name_hex"])
         XCTAssertEqual(folders.list("inbox").count, 1, "the directory stays")
-        log.lock.lock(); let ignored = log.entries.filter { $0.2["MESSAGE_ID"] == DaemonEvent.ignoredEntry.messageID }; log.lock.unlock()
+        log.lock.lock(); let ignored = log.entries.filter { $0.2["MESSAGE_ID"] == JournalEvent.ignoredEntry.messageID }; log.lock.unlock()
         XCTAssertEqual(ignored.map { $0.2["entry.kind"].map { "\($0)" } }, ["directory"], "once over two passes")
         XCTAssertTrue(ignored.first?.1.contains("dir%E9") ?? false, "\(ignored)")
     }

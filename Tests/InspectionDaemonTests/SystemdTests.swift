@@ -1,3 +1,4 @@
+import DaemonSupport
 import Foundation
 import InspectionDaemon
 import Logging
@@ -168,7 +169,7 @@ final class SystemdTests: XCTestCase {
         XCTAssertTrue(folders.exists("archive/after.pgm"))
         service.stop()
         store.lock.lock(); defer { store.lock.unlock() }
-        XCTAssertTrue(store.entries.contains { $0.2["MESSAGE_ID"] == DaemonEvent.reloadFailed.messageID })
+        XCTAssertTrue(store.entries.contains { $0.2["MESSAGE_ID"] == JournalEvent.reloadFailed.messageID })
     }
 
     func testJournalIsUsedOnlyWhenStderrIsTheJournalStream() throws {
@@ -190,8 +191,8 @@ final class SystemdTests: XCTestCase {
         XCTAssertEqual(JournalLogHandler.fieldName(forMetadataKey: "9lives"), "F_9LIVES")
         XCTAssertEqual(JournalLogHandler.priority(of: .error), 3)
         XCTAssertEqual(JournalLogHandler.priority(of: .info), 6)
-        XCTAssertEqual(Set(DaemonEvent.allCases.map(\.rawValue)).count, DaemonEvent.allCases.count, "message ids are distinct")
-        for event in DaemonEvent.allCases {
+        XCTAssertEqual(Set(JournalEvent.allCases.map(\.rawValue)).count, JournalEvent.allCases.count, "message ids are distinct")
+        for event in JournalEvent.allCases {
             XCTAssertNotNil(event.rawValue.range(of: "^[0-9a-f]{32}$", options: .regularExpression), "\(event) is a 128-bit id")
         }
     }
@@ -227,7 +228,7 @@ final class SystemdTests: XCTestCase {
         var logger = Logger(label: "rstpmd.test") { JournalLogHandler(label: $0, identifier: "rstpmd-test", destination: .journal) }
         logger[metadataKey: "line"] = "line-7"
         logger.notice("verdict for part 1.png\nsecond line", metadata: [
-            "MESSAGE_ID": DaemonEvent.verdict.messageID, "image.path": "/srv/in/part 1.png", "score": "0.75",
+            "MESSAGE_ID": JournalEvent.verdict.messageID, "image.path": "/srv/in/part 1.png", "score": "0.75",
             "verdict": "defect", "model": "rstpm@2", "test.run": "\(run)",
         ])
         var entry: [String: Any]?
@@ -238,7 +239,7 @@ final class SystemdTests: XCTestCase {
         }
         let fields = try XCTUnwrap(entry, "the entry did not reach the journal")
         XCTAssertEqual(fields["MESSAGE"] as? String, "verdict for part 1.png\nsecond line")
-        XCTAssertEqual(fields["MESSAGE_ID"] as? String, DaemonEvent.verdict.rawValue)
+        XCTAssertEqual(fields["MESSAGE_ID"] as? String, JournalEvent.verdict.rawValue)
         XCTAssertEqual(fields["PRIORITY"] as? String, "5")
         XCTAssertEqual(fields["SYSLOG_IDENTIFIER"] as? String, "rstpmd-test")
         XCTAssertEqual(fields["IMAGE_PATH"] as? String, "/srv/in/part 1.png")

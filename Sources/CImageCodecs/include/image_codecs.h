@@ -44,8 +44,8 @@ typedef enum {
 } ic_png_decoder;
 
 typedef struct {
-    int32_t width;           // decoded size (after DCT scaling, before orientation)
-    int32_t height;
+    int32_t width;           // decoded size (after DCT scaling, before orientation); on
+    int32_t height;          // IC_ERR_TOO_LARGE, the size the header declares (pixels NULL)
     int32_t channels;        // 1 or 3
     int32_t bit_depth;       // 8 or 16
     int32_t orientation;     // EXIF orientation 1...8 (1 when absent); not yet applied

@@ -2,9 +2,10 @@
 // data: URIs, no scripts, no external resources) next to report.json.
 import Foundation
 import Imaging
+import OperatorErrors
 
 /// A report file that could not be written.
-public struct ReportError: Error, CustomStringConvertible, Equatable {
+public struct ReportError: OperatorError, Equatable {
     public let path: String
     public let problem: String
     public let hint: String
@@ -14,8 +15,6 @@ public struct ReportError: Error, CustomStringConvertible, Equatable {
         self.problem = problem
         self.hint = hint
     }
-
-    public var description: String { "\(path): \(problem) (hint: \(hint))" }
 }
 
 public enum HTMLReport {

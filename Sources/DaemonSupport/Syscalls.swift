@@ -1,3 +1,6 @@
+// DaemonSupport: what rstpmd's lines and its learning share below both of them: the
+// file-system layer every file operation goes through (so tests can make the disk fail on
+// purpose), and the journal events.
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

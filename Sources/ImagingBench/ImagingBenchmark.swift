@@ -1,6 +1,7 @@
 import Foundation
+import Imaging
 
-/// Decode + resize timings, for `rstpm bench imaging` and `bench/imaging.sh`.
+/// Decode + resize timings, for `ImagingBench bench` and `bench/imaging.sh`.
 public enum ImagingBenchmark {
     public struct Measurement: Sendable {
         /// What was measured, e.g. "png good_000.png -> 256x256".

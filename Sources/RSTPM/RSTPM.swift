@@ -1,1 +1,0 @@
-// RSTPM: module overview lives here once the module has code.
