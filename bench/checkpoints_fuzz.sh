@@ -17,11 +17,12 @@ cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=600
 TREE=.
 PLAIN=()
+MUTATIONS="with the run-repeating mutator"
 MAX_LEN=120000
 while [ $# -gt 0 ]; do
     case "$1" in
         --tree) TREE="$2"; shift 2 ;;
-        --plain) PLAIN=(-D PLAIN_MUTATIONS); shift ;;
+        --plain) PLAIN=(-D PLAIN_MUTATIONS); MUTATIONS="libFuzzer's mutations only"; shift ;;
         --max-len) MAX_LEN="$2"; shift 2 ;;
         *) SECONDS_TO_RUN="$1"; shift ;;
     esac
@@ -44,9 +45,13 @@ START=$(date +%s)
     -max_total_time="$SECONDS_TO_RUN" -artifact_prefix="$OUT/artifacts/" 2>&1 \
     | while IFS= read -r line; do printf '%6ds %s\n' $(($(date +%s) - START)) "$line"; done > "$OUT/fuzz.log" || true
 
-echo "tree $TREE ($TAG), ${SECONDS_TO_RUN}s, max_len $MAX_LEN, ${PLAIN:+plain libFuzzer mutations}${PLAIN:-with the run-repeating mutator}; log $OUT/fuzz.log"
+echo "tree $TREE ($TAG), ${SECONDS_TO_RUN}s, max_len $MAX_LEN, $MUTATIONS; log $OUT/fuzz.log"
 grep -E 'cov: [0-9]+' "$OUT/fuzz.log" | tail -1
-echo "artifacts:"
-ls -1 "$OUT/artifacts" | sed 's/^/  /'
-echo "crash reports:"
-grep -nE 'ERROR: (AddressSanitizer|libFuzzer)|Fatal error|stack-overflow|SUMMARY' "$OUT/fuzz.log" | head -40 || true
+echo "crash reports (the log's seconds):"
+grep -E 'ERROR: (AddressSanitizer|libFuzzer)|Fatal error' "$OUT/fuzz.log" | head -40 || true
+# Fork mode keeps only the first line of each report: rerun each artifact for its frames.
+for artifact in "$OUT"/artifacts/*; do
+    [ -e "$artifact" ] || continue
+    echo "$artifact ($(stat -c %s "$artifact") bytes):"
+    "$BINARY" "$artifact" 2>&1 | grep -E '^ +#[0-9]+ ' | head -6 | sed 's/^/  /' || true
+done
