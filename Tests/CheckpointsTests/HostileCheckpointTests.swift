@@ -124,4 +124,34 @@ final class HostileCheckpointTests: XCTestCase {
         let error = assertCheckpointError(.malformed, path: file.path) { try file.contents(of: "models/a.pth") }
         XCTAssertTrue(error?.reason.contains("inflates past its declared 100000 bytes") ?? false, "\(String(describing: error))")
     }
+
+    // MARK: files that are not files
+
+    func testHashingRefusesWhatIsNotARegularFileInsteadOfHanging() throws {
+        // A teacher or bundle weights file that was a FIFO or a link to /dev/zero hung rstpmd's
+        // start and --check-config (found by the adversarial corpus): opening a FIFO waits for a
+        // writer, and /dev/zero never ends.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("not-regular-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("folder.pth"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertEqual(mkfifo(folder.appendingPathComponent("fifo.pth").path, 0o644), 0)
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("zero.pth"), withDestinationURL: URL(fileURLWithPath: "/dev/zero"))
+        /// Set by the hashing thread before it signals.
+        final class Outcome: @unchecked Sendable { var result: Result<String, Error>? }
+        for name in ["fifo.pth", "zero.pth", "folder.pth"] {
+            let url = folder.appendingPathComponent(name)
+            // On another thread, so that a regression fails the test instead of hanging it.
+            let done = DispatchSemaphore(value: 0), outcome = Outcome()
+            DispatchQueue.global().async {
+                outcome.result = Result { try sha256Hex(of: url) }
+                done.signal()
+            }
+            guard done.wait(timeout: .now() + 10) == .success else {
+                XCTFail("\(name): hashing did not end")
+                continue
+            }
+            let error = assertCheckpointError(.unreadable, path: url.path) { try outcome.result!.get() }
+            XCTAssertTrue(error?.reason.contains("not a regular file") ?? false, "\(name): \(String(describing: error))")
+        }
+    }
 }
