@@ -29,6 +29,8 @@ while [ $# -gt 0 ]; do
 done
 TAG="$(cd "$TREE" && git rev-parse --short HEAD)${PLAIN:+-plain}"
 OUT=".build/checkpoints-fuzz/$TAG"
+# Every run starts from the seeds alone, so that runs compare.
+rm -rf "$OUT/corpus" "$OUT/artifacts"
 mkdir -p "$OUT/corpus" "$OUT/artifacts"
 BINARY="$OUT/checkpoints-fuzz"
 # ld.gold warns about every ASan symbol: the build's output goes to a log shown on failure.

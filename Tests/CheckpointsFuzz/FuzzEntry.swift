@@ -43,10 +43,11 @@ public func checkpointsFuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -
 @_silgen_name("LLVMFuzzerMutate")
 func libFuzzerMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int) -> Int
 
-/// Deep nesting needs thousands of repeated opcodes (`\x85` TUPLE1, `(`...`t`, `]`...`a`), and
-/// libFuzzer's own mutations insert at most 128 repeated bytes, five mutations per input: one
-/// mutation in four here instead repeats a run of 1 to 8 bytes of the input in place, 2 to 65536
-/// times (log-uniform), up to the length limit. The others are libFuzzer's.
+/// Deep nesting needs thousands of repeated opcodes, and libFuzzer's own mutations insert at most
+/// 128 repeated bytes at a time, five mutations per input. One mutation in four here instead
+/// inserts 2 to 65536 copies (log-uniform, up to the length limit) of either a run of 1 to 8
+/// bytes of the input or one of the pickle opcodes that nest (TUPLE1-3, MARK, EMPTY_LIST,
+/// EMPTY_DICT, EMPTY_TUPLE, LIST, DICT, TUPLE, APPEND, SETITEM). The others are libFuzzer's.
 @_cdecl("LLVMFuzzerCustomMutator")
 public func checkpointsFuzzMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: UInt32) -> Int {
     var state = UInt64(seed) | 1
@@ -58,14 +59,18 @@ public func checkpointsFuzzMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: I
         return Int(truncatingIfNeeded: state >> 1)
     }
     guard size > 0, next() % 4 == 0 else { return libFuzzerMutate(data, size, maxSize) }
-    let start = next() % size
-    let run = min(1 + next() % 8, size - start)
-    let copies = min(2 + next() % (1 << (1 + next() % 16)), (maxSize - size) / run)
+    let nestingOpcodes: [UInt8] = [0x85, 0x86, 0x87, 0x28, 0x5d, 0x7d, 0x29, 0x6c, 0x64, 0x74, 0x61, 0x73]
+    let position = next() % (size + 1)
+    var unit = [nestingOpcodes[next() % nestingOpcodes.count]]
+    if next() % 2 == 0, position < size {
+        unit = Array(UnsafeBufferPointer(start: data + position, count: min(1 + next() % 8, size - position)))
+    }
+    let copies = min(2 + next() % (1 << (1 + next() % 16)), (maxSize - size) / unit.count)
     guard copies > 0 else { return libFuzzerMutate(data, size, maxSize) }
-    let inserted = run * copies
-    // Shift the tail after the run, then fill the gap with copies of the run.
-    memmove(data + start + run + inserted, data + start + run, size - start - run)
-    for copy in 1...copies { memcpy(data + start + run * copy, data + start, run) }
+    let inserted = unit.count * copies
+    // Shift the tail, then fill the gap with the copies.
+    memmove(data + position + inserted, data + position, size - position)
+    for copy in 0..<copies { memcpy(data + position + unit.count * copy, unit, unit.count) }
     return size + inserted
 }
 #endif
