@@ -59,7 +59,7 @@ extension AdversarialCorpus {
         add("billion-laughs", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
             + (1..<10).map { "a\($0): &a\($0) [" + [String](repeating: "*a\($0 - 1)", count: 9).joined(separator: ", ") + "]\n" }.joined() + "lines: *a9\n", .refused("lines"))
         add("alias-of-a-line", "instance: corpus\nlines:\n" + lineYAML().replacingOccurrences(of: "  - name:", with: "  - &line\n    name:") + "\n  - *line\n", .refused("lines[1]"))
-        add("merge-key", "instance: corpus\nfolders: &folders\n  inbox: @ROOT@/inbox\nlines:\n  - <<: *folders\n    name: line-a\n", .refused("<<"))
+        add("merge-key", "instance: corpus\nlines:\n" + lineYAML().replacingOccurrences(of: "  - name:", with: "  - &line\n    name:") + "\n  - <<: *line\n    name: line-b\n", .refused("lines[1]"))
         add("tag-python", validYAML.replacingOccurrences(of: "instance: corpus", with: "instance: !!python/object/apply:os.system [\"touch pwned-by-yaml\"]"), .refused("instance"))
         add("tag-binary", validYAML.replacingOccurrences(of: "inbox: @ROOT@/inbox", with: "inbox: !!binary aGVsbG8="), .refused("inbox"))
         add("duplicate-key", validYAML.replacingOccurrences(of: "    inbox: @ROOT@/inbox\n", with: "    inbox: @ROOT@/inbox\n    inbox: @ROOT@/inbox-b\n"), .refused("inbox"))
@@ -79,11 +79,13 @@ extension AdversarialCorpus {
         changed("model-missing", "model: @MODEL@", "model: @ROOT@/no-model", refusing: "lines[0].model")
         changed("model-a-file", "model: @MODEL@", "model: @MODEL@/manifest.json", refusing: "lines[0].model")
         for (key, values) in [
-            ("batch_size", ["four", "0", "-1", "1e9", "4.5"]), ("poll_interval_seconds", [".nan", ".inf", "-1", "0"]),
-            ("settle_interval_seconds", [".nan", "-.inf"]), ("threshold", [".nan", ".inf", "-.inf", "\"0.5\"", "1e39", "-1"]),
+            ("batch_size", ["four", "0", "-1", "1e9", "4.5"]), ("threshold", [".nan", ".inf", "-.inf", "\"0.5\"", "1e39", "-1"]),
             ("heatmap_max_side", ["0", "-1", "huge", "1e9"]), ("processed_inputs", ["shred"]), ("max_input_bytes", ["0", "4611686018427387904"]),
         ] {
             for value in values { extra("\(key)=\(value.filter { $0 != "\"" })", "    \(key): \(value)", refusing: key) }
+        }
+        for (key, old, values) in [("poll_interval_seconds", "0.1", [".nan", ".inf", "-1", "0"]), ("settle_interval_seconds", "0", [".nan", "-.inf", "-1"])] {
+            for value in values { changed("\(key)=\(value)", "\(key): \(old)\n", "\(key): \(value)\n", refusing: key) }
         }
         for (name, value) in [("dot-dot", "../escape"), ("empty", "\"\""), ("hidden", ".hidden"), ("slash", "a/b")] {
             changed("instance-\(name)", "instance: corpus", "instance: \(value)", refusing: "instance")

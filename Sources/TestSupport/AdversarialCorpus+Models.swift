@@ -128,7 +128,7 @@ extension AdversarialCorpus {
         add("inflates-past-its-size.whl", handBuiltZip([ZipTestEntry(name: teacher, data: deflatedZeros(count: 50_000_000), method: 8, declaredSize: 100_000)]), .refused("inflates past"))
         let zeros = [UInt8](repeating: 0, count: 100_000_000)
         add("bomb-100-mb.whl", handBuiltZip([ZipTestEntry(name: teacher, data: deflatedZeros(count: zeros.count), method: 8, declaredSize: zeros.count, crc: crc32(zeros[...]))]), .refused("SHA-256"))
-        add("broken-deflate.whl", handBuiltZip([ZipTestEntry(name: teacher, data: random.bytes(500), method: 8, declaredSize: 1000)]), .refused(".whl"))
+        add("broken-deflate.whl", handBuiltZip([ZipTestEntry(name: teacher, data: random.bytes(500), method: 8, declaredSize: 1000)]), .refused("does not inflate"))
         add("bad-crc.whl", handBuiltZip([ZipTestEntry(name: teacher, data: payload, crc: 1)]), .refused("CRC"))
         add("bzip2.whl", handBuiltZip([ZipTestEntry(name: teacher, data: payload, method: 12)]), .refused("method 12"))
         var encrypted = handBuiltZip([ZipTestEntry(name: teacher, data: payload)])
@@ -147,9 +147,9 @@ extension AdversarialCorpus {
         add("name-300-bytes.whl", storedZip([(models + hashNamed(payload, stem: String(repeating: "n", count: 290)), payload)]), .refused("cannot write"))
         add("same-file-twice.whl", storedZip([("a/models/" + hashNamed(payload), payload), ("b/models/" + hashNamed(payload), payload)]), .accepted)
         add("honest.whl", honest, .accepted)
-        for cut in [4, 30, honest.count / 2, honest.count - 22, honest.count - 1] { add("cut-\(cut)-of-honest.whl", Array(honest.prefix(cut)), .refused(".whl")) }
-        add("empty.whl", [], .refused(".whl"))
-        add("random.whl", random.bytes(2048), .refused(".whl"))
+        for cut in [4, 30, honest.count / 2, honest.count - 22, honest.count - 1] { add("cut-\(cut)-of-honest.whl", Array(honest.prefix(cut)), .refused("zip")) }
+        add("empty.whl", [], .refused("zip"))
+        add("random.whl", random.bytes(2048), .refused("zip"))
         // Checkpoints given directly: hashed before anything parses them.
         add(teacherFiles[0], Pickle.start + Pickle.int(1) + [UInt8](repeating: 0x85, count: 50_000) + [0x2e], .refused("SHA-256"))
         add("no-hash-in-name.pth", payload, .refused("SHA-256 prefix"))
@@ -204,15 +204,22 @@ extension AdversarialCorpus {
         ] {
             cases.append(BundleCase(name: name, manifest: manifest, expectation: .refused("manifest")))
         }
+        // Weights the manifest's SHA-256 vouches for, so that the safetensors reader sees them.
         let header = { (json: String) -> [UInt8] in (0..<8).map { UInt8(truncatingIfNeeded: json.utf8.count >> (8 * $0)) } + Array(json.utf8) }
         for (name, weights) in [
-            ("weights-empty", Entry.file([])), ("weights-header-length-2p63", .file([0, 0, 0, 0, 0, 0, 0, 0x80] + Array("{}".utf8))),
-            ("weights-header-not-json", .file(header("{ not json"))), ("weights-header-nested", .file(header(String(repeating: "[", count: 100_000)))),
-            ("weights-offsets-past-end", .file(header(#"{"w": {"dtype": "F32", "shape": [1000000], "data_offsets": [0, 4000000]}}"#))),
-            ("weights-folder", .directory), ("weights-fifo", .fifo), ("weights-dev-zero", .symbolicLink("/dev/zero")),
+            ("weights-empty", []), ("weights-header-length-2p63", [0, 0, 0, 0, 0, 0, 0, 0x80] + Array("{}".utf8)),
+            ("weights-header-not-json", header("{ not json")), ("weights-header-nested", header(String(repeating: "[", count: 100_000))),
+            ("weights-offsets-past-end", header(#"{"w": {"dtype": "F32", "shape": [1000000], "data_offsets": [0, 4000000]}}"#)),
+            ("weights-dtype-unknown", header(#"{"w": {"dtype": "X99", "shape": [1], "data_offsets": [0, 4]}}"#) + [0, 0, 0, 0]),
+            ("weights-shape-overflows", header(#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 4]}}"#) + [0, 0, 0, 0]),
+        ] as [(String, [UInt8])] {
+            cases.append(BundleCase(name: name, manifestFields: [("weightsSHA256", "\"\(sha256Hex(weights))\"")], weights: .file(weights), expectation: .refused("unreadable safetensors")))
+        }
+        for (name, weights) in [
+            ("weights-folder", Entry.directory), ("weights-fifo", .fifo), ("weights-dev-zero", .symbolicLink("/dev/zero")),
             ("weights-dev-null", .symbolicLink("/dev/null")), ("weights-missing", .symbolicLink("@OUTSIDE@/missing.safetensors")),
         ] {
-            cases.append(BundleCase(name: name, weights: weights, expectation: .refused("weights")))
+            cases.append(BundleCase(name: name, weights: weights, expectation: .refused("unreadable weights")))
         }
         return cases
     }
