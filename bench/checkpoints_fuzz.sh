@@ -6,9 +6,9 @@
 #   bench/checkpoints_fuzz.sh [SECONDS] [--tree DIR] [--plain] [--max-len BYTES]
 #
 # SECONDS    how long to fuzz (default 600).
-# --tree DIR fuzz DIR's Sources/Checkpoints with DIR's harness, e.g. a worktree at an older
-#            commit: `git worktree add --detach ../old 5a547ca~1` is the code before the
-#            deep-pickle fix.
+# --tree DIR fuzz DIR's Sources/Checkpoints (with this checkout's harness), e.g. a worktree at
+#            an older commit: `git worktree add --detach ../old 5a547ca~1` is the code before
+#            the deep-pickle fix.
 # --plain    libFuzzer's mutations only, without the harness's run-repeating mutator.
 # Crashes are not fatal to the run (-fork=1 -ignore_crashes=1): each is kept as an artifact and
 # the summary lists them with the seconds at which they were found.
@@ -37,7 +37,7 @@ BINARY="$OUT/checkpoints-fuzz"
 # shellcheck disable=SC2046
 swiftc -sanitize=fuzzer,address -parse-as-library -g -module-name CheckpointsFuzz "${PLAIN[@]}" \
     -I Sources/CZlib $(ls "$TREE"/Sources/Checkpoints/*.swift | grep -v '/SHA256.swift$') \
-    "$TREE/Tests/CheckpointsFuzz/FuzzEntry.swift" -o "$BINARY" > "$OUT/build.log" 2>&1 || { grep -v 'ld.gold: warning' "$OUT/build.log"; exit 1; }
+    Tests/CheckpointsFuzz/FuzzEntry.swift -o "$BINARY" > "$OUT/build.log" 2>&1 || { grep -v 'ld.gold: warning' "$OUT/build.log"; exit 1; }
 cp Tests/Fixtures/checkpoints/*fix "$OUT/corpus/"
 
 START=$(date +%s)
