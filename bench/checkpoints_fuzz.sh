@@ -9,7 +9,7 @@
 # --tree DIR fuzz DIR's Sources/Checkpoints (with this checkout's harness), e.g. a worktree at
 #            an older commit: `git worktree add --detach ../old 5a547ca~1` is the code before
 #            the deep-pickle fix.
-# --plain    libFuzzer's mutations only, without the harness's run-repeating mutator.
+# --plain    libFuzzer's mutations only, without the harness's nesting mutator.
 # Crashes are not fatal to the run (-fork=1 -ignore_crashes=1): each is kept as an artifact and
 # the summary lists them with the seconds at which they were found.
 set -euo pipefail
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=600
 TREE=.
 PLAIN=()
-MUTATIONS="with the run-repeating mutator"
+MUTATIONS="with the nesting mutator"
 MAX_LEN=120000
 while [ $# -gt 0 ]; do
     case "$1" in

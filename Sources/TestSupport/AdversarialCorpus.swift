@@ -179,7 +179,8 @@ public struct AdversarialCorpus {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// A name as Swift would write it in a string literal, with invalid UTF-8 as `\x` escapes.
+    /// A name for messages and listings: control and format characters and backslashes escaped
+    /// as in a Swift literal; a name that is not UTF-8 with its bytes from 0x80 as `\x` escapes.
     public static func printable(_ name: [UInt8]) -> String {
         guard let text = String(validating: name, as: UTF8.self) else { return name.map { $0 < 0x80 ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }.joined() }
         return text.unicodeScalars.map { [.control, .format].contains($0.properties.generalCategory) || $0 == "\\" ? $0.escaped(asASCII: true) : String($0) }.joined()
@@ -199,7 +200,9 @@ public struct AdversarialCorpus {
         if let entry = item.weights {
             try Self.place(entry, at: weights, substitutions)
         } else {
-            try manager.linkItem(at: bundle.appendingPathComponent("weights.safetensors"), to: weights)
+            // A hard link saves copying the weights, where the bundle is on the same file system.
+            let original = bundle.appendingPathComponent("weights.safetensors")
+            do { try manager.linkItem(at: original, to: weights) } catch { try manager.copyItem(at: original, to: weights) }
         }
     }
 
