@@ -94,8 +94,10 @@ let package = Package(
             ]
         ),
 
-        // Test-only helpers: fixture files, paths to ../shared, tolerances.
+        // Test-only helpers: fixture files, paths to ../shared, tolerances, the adversarial corpus.
         .target(name: "TestSupport", path: "Sources/TestSupport"),
+        // Writes the adversarial corpus to a folder for manual runs (scripts/adversarial-corpus.sh).
+        .executableTarget(name: "AdversarialCorpusWriter", dependencies: ["TestSupport"]),
         .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),

@@ -95,9 +95,6 @@ public struct CheckpointError: OperatorError, Equatable {
         self.problem = problem
         self.hint = hint
     }
-
-    /// `problem` under its earlier name, which CheckpointsTests still read.
-    public var reason: String { problem }
 }
 
 /// A failure found below the file level; the entry points attach the path.

@@ -1,12 +1,24 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// SHA-256 (FIPS 180-4) of a file, as lowercase hex; the file is read in 1 MiB chunks.
+/// SHA-256 (FIPS 180-4) of a file, as lowercase hex; the file is read in 1 MiB chunks. Only a
+/// regular file is hashed: opening a FIFO waits for a writer and a device such as /dev/zero never
+/// ends, so a bundle or teacher file that is one hung the daemon's start and `--check-config`.
 public func sha256Hex(of url: URL) throws -> String {
-    guard let handle = try? FileHandle(forReadingFrom: url) else {
+    // O_NONBLOCK keeps the open of a FIFO from waiting; reads of a regular file ignore it.
+    let descriptor = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard descriptor >= 0 else {
         throw CheckpointError(kind: .unreadable, path: url.path, problem: "cannot open the file", hint: "check that the path exists and is readable")
     }
+    let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     defer { try? handle.close() }
+    var status = stat()
+    guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+        throw CheckpointError(kind: .unreadable, path: url.path, problem: "not a regular file (a directory, FIFO or device)", hint: "point at the file itself")
+    }
     var hasher = SHA256()
     while true {
         let chunk: Data

@@ -32,3 +32,61 @@ public enum Tools {
         return (process.terminationReason, process.terminationStatus, output)
     }
 }
+
+/// How a bounded run ended.
+public struct BoundedRun {
+    public var reason: Process.TerminationReason
+    /// The exit status, or the signal.
+    public var status: Int32
+    public var output: String
+    /// Killed after the time limit: it hung.
+    public var timedOut: Bool
+    public var seconds: Double
+
+    /// Ended by itself with an exit status (not a signal, not the time limit).
+    public var exited: Bool { reason == .exit && !timedOut }
+}
+
+extension Tools {
+    /// Runs `executable` under a virtual memory limit (`ulimit -v`, so that a runaway allocation
+    /// ends the process instead of the machine) and kills it after `timeoutSeconds`.
+    public static func runBounded(_ executable: URL, _ arguments: [String], environment: [String: String], currentDirectory: URL,
+                                  timeoutSeconds: Double, memoryLimitKiB: Int = 8 << 20) throws -> BoundedRun {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -v \(memoryLimitKiB) && exec \"$0\" \"$@\"", executable.path] + arguments
+        process.environment = environment
+        process.currentDirectoryURL = currentDirectory
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let started = Date()
+        try process.run()
+        // Read while it runs: a full pipe would block it.
+        let collected = Collected()
+        let readerDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            collected.data = pipe.fileHandleForReading.readDataToEndOfFile()
+            readerDone.signal()
+        }
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            process.waitUntilExit()
+            finished.signal()
+        }
+        var timedOut = false
+        if finished.wait(timeout: .now() + timeoutSeconds) == .timedOut {
+            timedOut = true
+            kill(process.processIdentifier, SIGKILL)
+            finished.wait()
+        }
+        readerDone.wait()
+        return BoundedRun(reason: process.terminationReason, status: process.terminationStatus, output: String(decoding: collected.data, as: UTF8.self),
+                          timedOut: timedOut, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// A process's output, filled by its reader before the reader signals.
+private final class Collected: @unchecked Sendable {
+    var data = Data()
+}

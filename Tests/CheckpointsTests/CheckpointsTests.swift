@@ -29,7 +29,7 @@ func assertCheckpointError<T>(_ kind: CheckpointError.Kind, path: String, file: 
         XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
         XCTAssertEqual(error.path, path, file: file, line: line)
         XCTAssertTrue(error.description.hasPrefix(path), file: file, line: line)
-        XCTAssertFalse(error.reason.isEmpty, file: file, line: line)
+        XCTAssertFalse(error.problem.isEmpty, file: file, line: line)
         XCTAssertFalse(error.hint.isEmpty, file: file, line: line)
         return error
     } catch {
@@ -136,7 +136,7 @@ final class TorchCheckpointTests: XCTestCase {
         bytes[countOffset] = 3
         bytes.removeLast(4)
         let error = assertCheckpointError(.malformed, path: "short.pth") { try TorchCheckpoint.load(bytes: bytes, path: "short.pth") }
-        XCTAssertTrue(error?.reason.contains("storage holds 3 elements") == true, error?.reason ?? "")
+        XCTAssertTrue(error?.problem.contains("storage holds 3 elements") == true, error?.problem ?? "")
     }
 
     func testExpandedViewsAreCapped() throws {
@@ -159,22 +159,22 @@ final class TorchCheckpointTests: XCTestCase {
 
     func testBadMagic() throws {
         let error = assertCheckpointError(.malformed, path: "text.pth") { try TorchCheckpoint.load(bytes: Array("hello, world".utf8), path: "text.pth") }
-        XCTAssertTrue(error?.reason.contains("bad magic") == true)
+        XCTAssertTrue(error?.problem.contains("bad magic") == true)
         var legacy = try CheckpointFixtures.bytes("state_legacy.ptfix")
         legacy[5] ^= 0x01  // inside the 10-byte magic number
         let legacyError = assertCheckpointError(.malformed, path: "magic.pth") { try TorchCheckpoint.load(bytes: legacy, path: "magic.pth") }
-        XCTAssertTrue(legacyError?.reason.contains("bad magic") == true)
+        XCTAssertTrue(legacyError?.problem.contains("bad magic") == true)
     }
 
     func testUnknownOpcode() throws {
         let error = assertCheckpointError(.malformed, path: "op.pth") { try TorchCheckpoint.load(bytes: [0x80, 0x02, 0xff, 0x2e], path: "op.pth") }
-        XCTAssertTrue(error?.reason.contains("opcode 0xff") == true, error?.reason ?? "")
+        XCTAssertTrue(error?.problem.contains("opcode 0xff") == true, error?.problem ?? "")
     }
 
     func testCompressedZipEntriesAreRefused() throws {
         let url = CheckpointFixtures.url("deflated_zip.ptfix")
         let error = assertCheckpointError(.unsupported, path: url.path) { try TorchCheckpoint.load(contentsOf: url) }
-        XCTAssertTrue(error?.reason.contains("compressed") == true)
+        XCTAssertTrue(error?.problem.contains("compressed") == true)
     }
 
     func testCorruptedStorageFailsItsCRC() throws {
@@ -185,7 +185,7 @@ final class TorchCheckpointTests: XCTestCase {
         let extraLength = Int(bytes[header + 28]) | Int(bytes[header + 29]) << 8
         bytes[header + 30 + marker.count + extraLength] ^= 0x40
         let error = assertCheckpointError(.malformed, path: "crc.pth") { try TorchCheckpoint.load(bytes: bytes, path: "crc.pth") }
-        XCTAssertTrue(error?.reason.contains("CRC-32") == true, error?.reason ?? "")
+        XCTAssertTrue(error?.problem.contains("CRC-32") == true, error?.problem ?? "")
     }
 
     func testMissingFileIsUnreadable() {

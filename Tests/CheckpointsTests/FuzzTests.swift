@@ -1,20 +1,7 @@
 import Checkpoints
 import Foundation
+import TestSupport
 import XCTest
-
-/// SplitMix64: a fixed seed makes every failing case reproducible from its index.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
-}
 
 /// Randomized mutations of valid files: every input must either load or throw a CheckpointError
 /// (a crash, a hang or another error type fails the run).
@@ -113,7 +100,7 @@ final class FuzzTests: XCTestCase {
                     bytes[position] = Self.opcodes[random.below(Self.opcodes.count)]
                 }
             }
-            let crc = Self.crc32(bytes[pickle])
+            let crc = crc32(bytes[pickle])
             for headerCRC in [14, central + 16] {
                 for byte in 0..<4 { bytes[headerCRC + byte] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(byte))) }
             }
@@ -121,7 +108,7 @@ final class FuzzTests: XCTestCase {
                 _ = try TorchCheckpoint.load(bytes: bytes, path: "zip#\(index)")
                 loaded += 1
             } catch let error as CheckpointError {
-                XCTAssertFalse(error.reason.contains("CRC"), "case \(index): CRC fix-up failed: \(error)")
+                XCTAssertFalse(error.problem.contains("CRC"), "case \(index): CRC fix-up failed: \(error)")
                 refused[error.kind, default: 0] += 1
             } catch {
                 XCTFail("case \(index) threw \(type(of: error)): \(error)")
@@ -129,15 +116,6 @@ final class FuzzTests: XCTestCase {
         }
         print("zip pickle fuzz: 1500 cases, \(loaded) loaded, refused \(refused)")
         XCTAssertGreaterThan(refused.values.reduce(0, +), 500)
-    }
-
-    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
-        var crc: UInt32 = 0xffff_ffff
-        for byte in bytes {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xedb8_8320 ^ (crc >> 1) : crc >> 1 }
-        }
-        return ~crc
     }
 
     func testMutatedSafeTensorsFailWithTypedErrors() throws {

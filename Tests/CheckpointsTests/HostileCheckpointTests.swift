@@ -1,84 +1,7 @@
 import Checkpoints
 import Foundation
+import TestSupport
 import XCTest
-
-/// One entry of a hand-built zip: its bytes as stored, and what the headers declare.
-struct ZipTestEntry {
-    var name: String
-    var data: [UInt8]
-    /// 0 stored, 8 deflate.
-    var method: Int = 0
-    var declaredSize: Int? = nil
-    var crc: UInt32? = nil
-    /// Sizes in a zip64 extra field (the 32-bit fields then hold 0xffffffff).
-    var zip64 = false
-}
-
-/// A zip of `entries`, as torch.save or a wheel lays one out; headers say what the entries declare.
-func handBuiltZip(_ entries: [ZipTestEntry]) -> [UInt8] {
-    func le16(_ value: Int) -> [UInt8] { [UInt8(value & 0xff), UInt8(value >> 8 & 0xff)] }
-    func le32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) } }
-    func le64(_ value: Int) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
-    var archive: [UInt8] = []
-    var directory: [UInt8] = []
-    for entry in entries {
-        let name = Array(entry.name.utf8)
-        let crc = entry.crc ?? FuzzTests.crc32(entry.data[...])
-        let size = entry.declaredSize ?? entry.data.count
-        let sizes = entry.zip64 ? le32(0xffff_ffff) + le32(0xffff_ffff) : le32(UInt32(entry.data.count)) + le32(UInt32(size))
-        let extra = entry.zip64 ? le16(1) + le16(16) + le64(size) + le64(entry.data.count) : []
-        let offset = le32(UInt32(archive.count))
-        archive += le32(0x0403_4b50) + le16(45) + le16(0) + le16(entry.method) + le16(0) + le16(0) + le32(crc) + sizes + le16(name.count) + le16(extra.count) + name + extra + entry.data
-        directory += le32(0x0201_4b50) + le16(45) + le16(45) + le16(0) + le16(entry.method) + le16(0) + le16(0) + le32(crc) + sizes
-            + le16(name.count) + le16(extra.count) + le16(0) + le16(0) + le16(0) + le32(0) + offset + name + extra
-    }
-    let directoryOffset = archive.count
-    archive += directory
-    archive += le32(0x0605_4b50) + le16(0) + le16(0) + le16(entries.count) + le16(entries.count)
-        + le32(UInt32(directory.count)) + le32(UInt32(directoryOffset)) + le16(0)
-    return archive
-}
-
-/// A stored (uncompressed) zip of the given entries, as torch.save lays one out.
-func storedZip(_ entries: [(name: String, bytes: [UInt8])]) -> [UInt8] {
-    handBuiltZip(entries.map { ZipTestEntry(name: $0.name, data: $0.bytes) })
-}
-
-/// Raw DEFLATE (fixed Huffman codes) of `count` zero bytes: one literal, then matches of 258
-/// at distance 1. About 13 bits per 258 bytes: a real bomb, built without zlib.
-func deflatedZeros(count: Int) -> [UInt8] {
-    var bytes: [UInt8] = []
-    var accumulator: UInt32 = 0
-    var filled: UInt32 = 0
-    func bits(_ value: UInt32, _ count: UInt32) {  // LSB first: header fields
-        accumulator |= value << filled
-        filled += count
-        while filled >= 8 {
-            bytes.append(UInt8(accumulator & 0xff))
-            accumulator >>= 8
-            filled -= 8
-        }
-    }
-    func code(_ value: UInt32, _ length: UInt32) {  // Huffman codes go MSB first
-        for bit in (0..<length).reversed() { bits((value >> bit) & 1, 1) }
-    }
-    bits(1, 1)  // BFINAL
-    bits(1, 2)  // BTYPE 01: fixed codes
-    var left = count
-    if left > 0 {
-        code(0x30, 8)  // literal 0
-        left -= 1
-    }
-    while left >= 258 {
-        code(0xc5, 8)  // length code 285 = 258
-        code(0, 5)  // distance code 0 = 1
-        left -= 258
-    }
-    for _ in 0..<left { code(0x30, 8) }
-    code(0, 7)  // end of block
-    if filled > 0 { bytes.append(UInt8(accumulator & 0xff)) }
-    return bytes
-}
 
 /// The checkpoints an attacker builds: each must end in a CheckpointError, never a crash.
 final class HostileCheckpointTests: XCTestCase {
@@ -92,16 +15,16 @@ final class HostileCheckpointTests: XCTestCase {
         let pickle = Self.deepTuplePickle(depth: 50_000)
         let zip = storedZip([("deep/data.pkl", pickle)])
         let zipError = assertCheckpointError(.malformed, path: "deep.pth") { try TorchCheckpoint.load(bytes: zip, path: "deep.pth") }
-        XCTAssertTrue(zipError?.reason.contains("deeper than") ?? false, "\(String(describing: zipError))")
+        XCTAssertTrue(zipError?.problem.contains("deeper than") ?? false, "\(String(describing: zipError))")
         let legacyError = assertCheckpointError(.malformed, path: "deep-legacy.pth") { try TorchCheckpoint.load(bytes: pickle, path: "deep-legacy.pth") }
-        XCTAssertTrue(legacyError?.reason.contains("deeper than") ?? false, "\(String(describing: legacyError))")
+        XCTAssertTrue(legacyError?.problem.contains("deeper than") ?? false, "\(String(describing: legacyError))")
     }
 
     func testNestingJustUnderTheLimitStillParses() throws {
         // 999 tuples around an int are legal pickle: refused only because they are not a state_dict.
         let pickle = Self.deepTuplePickle(depth: 999)
         let error = assertCheckpointError(.malformed, path: "shallow.pth") { try TorchCheckpoint.load(bytes: storedZip([("s/data.pkl", pickle)]), path: "shallow.pth") }
-        XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(error?.problem.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
     }
 
     func testListChainBuiltThroughTheMemoTearsDownWithoutRecursion() throws {
@@ -116,7 +39,7 @@ final class HostileCheckpointTests: XCTestCase {
         }
         pickle += [0x2e]  // STOP: the outermost list is the value
         let error = assertCheckpointError(.malformed, path: "chain.pth") { try TorchCheckpoint.load(bytes: storedZip([("c/data.pkl", pickle)]), path: "chain.pth") }
-        XCTAssertTrue(error?.reason.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(error?.problem.contains("not a dictionary of tensors") ?? false, "\(String(describing: error))")
     }
 
     /// Structured mutations that plain bit flips never reach: runs of nesting opcodes (TUPLE1,
@@ -150,7 +73,7 @@ final class HostileCheckpointTests: XCTestCase {
                 _ = try TorchCheckpoint.load(bytes: bytes, path: "mutation#\(index)")
             } catch let error as CheckpointError {
                 refused += 1
-                if error.reason.contains("deeper than") { refusedForDepth += 1 }
+                if error.problem.contains("deeper than") { refusedForDepth += 1 }
             }
         }
         print("nesting/size mutations: 600 cases in \(String(format: "%.1f", Date().timeIntervalSince(started))) s, \(refused) refused, \(refusedForDepth) for depth")
@@ -169,7 +92,7 @@ final class HostileCheckpointTests: XCTestCase {
     func testHonestDeflateEntryInflates() throws {
         let zeros = [UInt8](repeating: 0, count: 300_000)
         let file = try zipFile([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: zeros.count), method: 8, declaredSize: zeros.count,
-                                             crc: FuzzTests.crc32(zeros[...]))])
+                                             crc: crc32(zeros[...]))])
         XCTAssertEqual(try file.contents(of: "models/a.pth"), zeros)
     }
 
@@ -181,7 +104,7 @@ final class HostileCheckpointTests: XCTestCase {
             try Data(handBuiltZip([ZipTestEntry(name: "models/a.pth", data: data, method: 8, declaredSize: declared, zip64: zip64)])).write(to: url)
             defer { try? FileManager.default.removeItem(at: url) }
             let error = assertCheckpointError(.unsupported, path: url.path) { try ZipFile(contentsOf: url) }
-            XCTAssertTrue(error?.reason.contains("declares \(declared) bytes") ?? false, "\(String(describing: error))")
+            XCTAssertTrue(error?.problem.contains("declares \(declared) bytes") ?? false, "\(String(describing: error))")
         }
     }
 
@@ -191,7 +114,7 @@ final class HostileCheckpointTests: XCTestCase {
         try Data(handBuiltZip([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: 1000), method: 8, declaredSize: 500_000_000)])).write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }
         let error = assertCheckpointError(.malformed, path: url.path) { try ZipFile(contentsOf: url) }
-        XCTAssertTrue(error?.reason.contains("compressed bytes can inflate to") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(error?.problem.contains("compressed bytes can inflate to") ?? false, "\(String(describing: error))")
     }
 
     func testEntryInflatingPastItsDeclaredSizeStopsThere() throws {
@@ -199,6 +122,36 @@ final class HostileCheckpointTests: XCTestCase {
         // first MiB step instead of following the data.
         let file = try zipFile([ZipTestEntry(name: "models/a.pth", data: deflatedZeros(count: 50_000_000), method: 8, declaredSize: 100_000)])
         let error = assertCheckpointError(.malformed, path: file.path) { try file.contents(of: "models/a.pth") }
-        XCTAssertTrue(error?.reason.contains("inflates past its declared 100000 bytes") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(error?.problem.contains("inflates past its declared 100000 bytes") ?? false, "\(String(describing: error))")
+    }
+
+    // MARK: files that are not files
+
+    func testHashingRefusesWhatIsNotARegularFileInsteadOfHanging() throws {
+        // A teacher or bundle weights file that was a FIFO or a link to /dev/zero hung rstpmd's
+        // start and --check-config (found by the adversarial corpus): opening a FIFO waits for a
+        // writer, and /dev/zero never ends.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("not-regular-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("folder.pth"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertEqual(mkfifo(folder.appendingPathComponent("fifo.pth").path, 0o644), 0)
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("zero.pth"), withDestinationURL: URL(fileURLWithPath: "/dev/zero"))
+        /// Set by the hashing thread before it signals.
+        final class Outcome: @unchecked Sendable { var result: Result<String, Error>? }
+        for name in ["fifo.pth", "zero.pth", "folder.pth"] {
+            let url = folder.appendingPathComponent(name)
+            // On another thread, so that a regression fails the test instead of hanging it.
+            let done = DispatchSemaphore(value: 0), outcome = Outcome()
+            DispatchQueue.global().async {
+                outcome.result = Result { try sha256Hex(of: url) }
+                done.signal()
+            }
+            guard done.wait(timeout: .now() + 10) == .success else {
+                XCTFail("\(name): hashing did not end")
+                continue
+            }
+            let error = assertCheckpointError(.unreadable, path: url.path) { try outcome.result!.get() }
+            XCTAssertTrue(error?.problem.contains("not a regular file") ?? false, "\(name): \(String(describing: error))")
+        }
     }
 }

@@ -97,7 +97,7 @@ final class SafeTensorsTests: XCTestCase {
         var huge = withUnsafeBytes(of: UInt64(200_000_000).littleEndian, Array.init)
         huge += Array("{}".utf8)
         let error = assertCheckpointError(.malformed, path: "huge") { try SafeTensors.read(bytes: huge, path: "huge") }
-        XCTAssertTrue(error?.reason.contains("limit") == true)
+        XCTAssertTrue(error?.problem.contains("limit") == true)
         assertCheckpointError(.truncated, path: "long") { try SafeTensors.read(bytes: withUnsafeBytes(of: UInt64(64).littleEndian, Array.init) + Array("{}".utf8), path: "long") }
         assertCheckpointError(.truncated, path: "short") { try SafeTensors.read(bytes: [1, 0, 0], path: "short") }
         assertCheckpointError(.malformed, path: "max") { try SafeTensors.read(bytes: [UInt8](repeating: 0xff, count: 8), path: "max") }
