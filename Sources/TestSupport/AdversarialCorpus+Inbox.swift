@@ -232,7 +232,7 @@ extension AdversarialCorpus {
             Array("cut".utf8) + [0xf0, 0x9f] + Array(".png".utf8),  // half an emoji
             Array("surrogate".utf8) + [0xed, 0xa0, 0x80] + Array(".png".utf8),
         ]
-        return names.map { InboxCase(batch: "non-utf8", name: $0, entry: .file(smallPNG), outcome: .untakenOrDecided) }
+        return names.map { InboxCase(batch: "non-utf8", name: $0, entry: .file(smallPNG), outcome: .quarantinedUnderEscapedName) }
             + [InboxCase(batch: "non-utf8", name: Array("valid-beside.png".utf8), entry: .file(smallPNG), outcome: .archived)]
     }
 }

@@ -18,8 +18,9 @@ public struct AdversarialCorpus {
         case decided
         /// Never taken, left as it is: temporary upload names, links, FIFOs, directories, sockets.
         case untaken
-        /// A name that is not UTF-8: left where it is (rstpmd cannot spell it), or decided.
-        case untakenOrDecided
+        /// A name that is not UTF-8: quarantined (`non_utf8_name`) under an escaped name, with an
+        /// `error` verdict; the raw name lives in the error record.
+        case quarantinedUnderEscapedName
     }
 
     /// A file system entry the corpus lays down. In link targets `@OUTSIDE@` is the corpus's

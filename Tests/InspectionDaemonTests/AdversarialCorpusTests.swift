@@ -86,9 +86,7 @@ final class AdversarialCorpusTests: XCTestCase {
                                                    run.appendingPathComponent("archive"), run.appendingPathComponent("quarantine"), run.appendingPathComponent("metrics")],
                                         in: written, timeout: 300, label: "rstpmd --once on inbox/\(batch)")
             guard let result else { continue }
-            // Only a name rstpmd cannot spell leaves --once with status 1.
-            let mayLeave = cases.contains { $0.outcome == .untakenOrDecided }
-            XCTAssertTrue(result.status == 0 || mayLeave && result.status == 1, "inbox/\(batch): status \(result.status)\n\(result.output.suffix(4000))")
+            XCTAssertEqual(result.status, 0, "inbox/\(batch): status \(result.status)\n\(result.output.suffix(4000))")
             let (archived, quarantined, left) = try account(cases, inbox: inbox, run: run, batch: batch)
             print("adversarial corpus: inbox/\(batch): \(cases.count) entries, \(archived) archived, \(quarantined) quarantined, \(left) left in the inbox;"
                   + " rstpmd --once exit status \(result.status) in \(String(format: "%.1f", result.seconds)) s")
@@ -131,8 +129,9 @@ final class AdversarialCorpusTests: XCTestCase {
             case .untaken:
                 XCTAssertTrue(leftInInbox && !inArchive && !inQuarantine, "\(label) must stay in the inbox untouched")
                 continue
-            case .untakenOrDecided:
-                if !leftInInbox { undecodableDecided += 1 }
+            case .quarantinedUnderEscapedName:
+                XCTAssertFalse(leftInInbox, "\(label) was left in the inbox")
+                undecodableDecided += 1
                 continue
             case .archived, .quarantined, .decided:
                 XCTAssertFalse(leftInInbox, "\(label) was not taken")
@@ -168,6 +167,7 @@ final class AdversarialCorpusTests: XCTestCase {
         for (file, verdict) in others {
             outbox.remove(file)
             if let heatmap = verdict.heatmap { outbox.remove(Array(heatmap.utf8)) }
+            XCTAssertEqual(verdict.verdict, "error", "\(AdversarialCorpus.printable(file)): a name that is not UTF-8 is quarantined")
             if verdict.verdict == "error" { quarantinedOthers += 1 } else { archivedOthers += 1 }
         }
         XCTAssertEqual(archive.count, archivedOthers, "inbox/\(batch): archived, of no input: \(archive.map(AdversarialCorpus.printable))")
