@@ -471,6 +471,11 @@ struct ConfigurationReader {
             problem(key, node, "must be a string, got \(describe(node))")
             return nil
         }
+        // A C call would cut the string at the NUL: "/x/in\0box" would name /x/in.
+        guard !scalar.string.utf8.contains(0) else {
+            problem(key, node, "must not contain a NUL character (\\0)")
+            return nil
+        }
         return scalar.string
     }
 

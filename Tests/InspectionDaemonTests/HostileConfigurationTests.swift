@@ -39,6 +39,17 @@ final class HostileConfigurationTests: XCTestCase {
         }
     }
 
+    /// YAML's "\0" escape put a NUL into a path, and the C calls cut it there: "/x/in\0box"
+    /// quietly named /x/in.
+    func testNULInAStringIsRefused() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        let yaml = lineYAML(folders).replacingOccurrences(of: "inbox: \(folders.path("inbox"))", with: "inbox: \"\(folders.path("inbox"))\\0box\"")
+        XCTAssertNotEqual(yaml, lineYAML(folders))
+        let found = problems(yaml)
+        XCTAssertTrue(found.contains { $0.key == "lines[0].inbox" && $0.message.contains("NUL") }, "\(found)")
+    }
+
     func testFolderInsideAnotherIsRefused() throws {
         let folders = try LineFolders()
         defer { folders.remove() }
