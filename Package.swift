@@ -95,7 +95,7 @@ let package = Package(
         ),
 
         // Test-only helpers: fixture files, paths to ../shared, tolerances, the adversarial corpus.
-        .target(name: "TestSupport", path: "Sources/TestSupport"),
+        .target(name: "TestSupport", dependencies: [.product(name: "Logging", package: "swift-log")], path: "Sources/TestSupport"),
         // Writes the adversarial corpus to a folder for manual runs (scripts/adversarial-corpus.sh).
         .executableTarget(name: "AdversarialCorpusWriter", dependencies: ["TestSupport"]),
         .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "TestSupport"]),

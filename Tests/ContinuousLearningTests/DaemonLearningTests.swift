@@ -4,6 +4,7 @@ import Foundation
 import InspectionDaemon
 import Logging
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// rstpmd with a learning line, driven step by step: inspection, acceptance, the schedule, the

@@ -3,6 +3,7 @@ import Foundation
 import InspectionDaemon
 import Logging
 import SystemPackage
+import TestSupport
 import XCTest
 
 final class TrainerProcessTests: XCTestCase {

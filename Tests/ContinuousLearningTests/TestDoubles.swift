@@ -1,7 +1,6 @@
 import ContinuousLearning
 import Foundation
 import InspectionDaemon
-import Logging
 import SystemPackage
 import XCTest
 
@@ -148,34 +147,6 @@ final class SeededRandom: @unchecked Sendable {
 /// Distinct small "images": the bytes only need distinct digests.
 func image(_ index: Int, tag: String = "img") -> [UInt8] {
     Array("P5\n2 2\n255\n\(tag)-\(index)".utf8)
-}
-
-/// Logs into memory so tests stay quiet and can read what was said.
-struct MemoryLogHandler: LogHandler {
-    final class Store: @unchecked Sendable {
-        let lock = NSLock()
-        var entries: [(Logger.Level, String, Logger.Metadata)] = []
-        var messages: [String] { lock.lock(); defer { lock.unlock() }; return entries.map(\.1) }
-    }
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        store.lock.lock(); store.entries.append((event.level, "\(event.message)", merged)); store.lock.unlock()
-    }
-
-    static func logger() -> (Logger, Store) {
-        let store = Store()
-        return (Logger(label: "test") { _ in MemoryLogHandler(store: store, metadata: [:], logLevel: .trace) }, store)
-    }
 }
 
 /// A clock the test moves.

@@ -3,6 +3,7 @@ import DaemonSupport
 import Foundation
 import InspectionDaemon
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// Issue #13.6: two inputs of the same name each keep their own verdict and heatmap, named as

@@ -3,6 +3,7 @@ import Foundation
 import InspectionDaemon
 import Logging
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// Inbox entries rstpmd never takes (links, directories, FIFOs) stayed without a trace: no log

@@ -3,6 +3,7 @@ import Foundation
 import InspectionDaemon
 import Logging
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// Input names up to the file system's 255 bytes: every output derived from them must fit too.

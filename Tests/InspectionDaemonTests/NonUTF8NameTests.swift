@@ -3,6 +3,7 @@ import Foundation
 import InspectionDaemon
 import Logging
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// Issue #13.9: an inbox name that is not UTF-8 (Latin-1 `caf\xe9.pgm`) stayed in the inbox for

@@ -3,6 +3,7 @@ import DaemonSupport
 import Foundation
 import InspectionDaemon
 import SystemPackage
+import TestSupport
 import XCTest
 
 final class PipelineTests: XCTestCase {

@@ -3,6 +3,7 @@ import DaemonSupport
 import Foundation
 import InspectionDaemon
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// Issue #13.11: a writer that pauses longer than the settle interval, its descriptor open. The

@@ -1,7 +1,6 @@
 import DaemonSupport
 import Foundation
 import InspectionDaemon
-import Logging
 import SystemPackage
 import XCTest
 
@@ -173,35 +172,6 @@ struct LineFolders {
     }
 
     func remove() { try? FileManager.default.removeItem(at: root) }
-}
-
-/// Logs into memory so tests stay quiet and can read what was said.
-struct MemoryLogHandler: LogHandler {
-    final class Store: @unchecked Sendable {
-        let lock = NSLock()
-        var entries: [(Logger.Level, String, Logger.Metadata)] = []
-    }
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    init(store: Store) { self.store = store }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        store.lock.lock(); store.entries.append((event.level, "\(event.message)", merged)); store.lock.unlock()
-    }
-
-    static func logger() -> (Logger, Store) {
-        let store = Store()
-        return (Logger(label: "test") { _ in MemoryLogHandler(store: store) }, store)
-    }
 }
 
 let second: Int64 = 1_000_000_000
