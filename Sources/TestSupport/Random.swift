@@ -1,5 +1,5 @@
 /// SplitMix64: a fixed seed makes every generated case reproducible from its index.
-public struct SplitMix64 {
+public struct SplitMix64: RandomNumberGenerator {
     public var state: UInt64
 
     public init(state: UInt64) { self.state = state }

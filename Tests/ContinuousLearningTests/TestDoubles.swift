@@ -2,6 +2,7 @@ import ContinuousLearning
 import Foundation
 import InspectionDaemon
 import SystemPackage
+import TestSupport
 import XCTest
 
 /// A temporary folder tree for one test, removed at the end.
@@ -131,17 +132,10 @@ final class ConstantInspector: Inspector {
 
 /// A deterministic generator (SplitMix64) for the reservoir's draws.
 final class SeededRandom: @unchecked Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
+    private var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(state: seed) }
 
-    func below(_ bound: Int) -> Int {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Int(z % UInt64(bound))
-    }
+    func below(_ bound: Int) -> Int { generator.below(bound) }
 }
 
 /// Distinct small "images": the bytes only need distinct digests.

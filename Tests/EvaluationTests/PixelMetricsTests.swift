@@ -112,18 +112,6 @@ final class PixelMetricsTests: XCTestCase {
 
 /// Brute-force references (O(thresholds x pixels)) on random small data with many ties.
 final class PixelMetricsNaiveReferenceTests: XCTestCase {
-    /// A fixed-seed generator (SplitMix64) so a failure can be reproduced.
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private func naiveAUPRO(maps: [[Float]], masks: [[UInt8]?], width: Int, height: Int, limit: Double) -> Double {
         var regions: [[Float]] = [], normal: [Float] = []
         for (map, mask) in zip(maps, masks) {
@@ -160,7 +148,7 @@ final class PixelMetricsNaiveReferenceTests: XCTestCase {
     }
 
     func testRandomTiedMapsAgreeWithBruteForce() throws {
-        var random = SplitMix(state: 7)
+        var random = SplitMix64(state: 7)
         let (width, height) = (12, 9)
         for trial in 0..<20 {
             let levels = [3, 8, 50, 100_000][trial % 4]
@@ -181,7 +169,7 @@ final class PixelMetricsNaiveReferenceTests: XCTestCase {
     }
 
     func testAddingAfterComputingResorts() throws {
-        var random = SplitMix(state: 11)
+        var random = SplitMix64(state: 11)
         let maps = (0..<4).map { _ in (0..<64).map { _ in Float.random(in: -1..<1, using: &random) } }
         let masks: [[UInt8]?] = (0..<4).map { _ in (0..<64).map { _ in UInt8.random(in: 0...255, using: &random) } }
         var accumulator = PixelMetricsAccumulator(width: 8, height: 8)

@@ -1,19 +1,8 @@
 import Evaluation
 import Foundation
 import Imaging
+import TestSupport
 import XCTest
-
-/// A fixed-seed generator so the "random classifier" is the same on every run.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private func pixel(_ image: RGBImage, _ x: Int, _ y: Int) -> (Float, Float, Float) {
     let i = 3 * (y * image.width + x)

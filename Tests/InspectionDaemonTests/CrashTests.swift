@@ -16,7 +16,7 @@ final class CrashTests: XCTestCase {
         let environment = ProcessInfo.processInfo.environment
         let kills = Int(environment["RSTPM_CRASH_KILLS"] ?? "") ?? 50
         let seed = UInt64(environment["RSTPM_CRASH_SEED"] ?? "") ?? UInt64(Date().timeIntervalSince1970)
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(state: seed)
         let configuration = try BinaryHarness.writeConfiguration(folders, model: model, settleSeconds: 0, batchSize: 2)
 
         // Small images keep every round short: 96x96 crops of the bottle test set.
@@ -108,18 +108,5 @@ final class CrashTests: XCTestCase {
                 XCTAssertNoThrow(try ImageDecoder.decode(contentsOf: url), "torn \(name), \(context)")
             }
         }
-    }
-}
-
-/// A small seeded generator, so a failing run can be repeated with RSTPM_CRASH_SEED.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
