@@ -1,3 +1,4 @@
+import Foundation
 import Imaging
 import TensorEngine
 
@@ -7,6 +8,13 @@ import TensorEngine
 public enum ImageNormalization {
     public static let mean = Preprocess.imageNetMean
     public static let std = Preprocess.imageNetStd
+
+    /// Decodes an image file as training reads it: a large JPEG through libjpeg's scaled IDCT
+    /// down towards width x height (cheaper, and what the daemon does too), anything else at
+    /// full size. `planar` then resizes it to the input size.
+    public static func decode(contentsOf url: URL, width: Int, height: Int) throws -> RGBImage {
+        try ImageDecoder.decode(contentsOf: url, targetSize: ImageSize(width: width, height: height))
+    }
 
     /// An Imaging image resized to the input size, as a planar image in [0, 1].
     public static func planar(_ image: RGBImage, width: Int, height: Int) -> PlanarImage {

@@ -28,9 +28,8 @@ public struct TrainingImages {
             throw RSTPMError(path: folder.path, problem: "no PNG or JPEG images found",
                              hint: "pass a category folder with train/good/*.png (MVTec AD layout) or a folder of normal images")
         }
-        let size = ImageSize(width: width, height: height)
         let images = try files.map { file in
-            ImageNormalization.planar(try ImageDecoder.decode(contentsOf: file, targetSize: size), width: width, height: height)
+            ImageNormalization.planar(try ImageNormalization.decode(contentsOf: file, width: width, height: height), width: width, height: height)
         }
         return TrainingImages(folder: folder, files: files, images: images)
     }
@@ -79,7 +78,7 @@ public struct ImageFolderTextureSource: TextureSource {
 
     public func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage {
         do {
-            let image = try ImageDecoder.decode(contentsOf: files[index], targetSize: ImageSize(width: width, height: height))
+            let image = try ImageNormalization.decode(contentsOf: files[index], width: width, height: height)
             return ImageNormalization.planar(image, width: width, height: height)
         } catch {
             throw TextureSourceError.unreadable(path: files[index].path, reason: "\(error)")

@@ -89,7 +89,7 @@ struct EvalCommand: ParsableCommand {
         for start in stride(from: 0, to: samples.count, by: batchSize) {
             let batch = Array(samples[start..<min(samples.count, start + batchSize)])
             let decodeStart = Date()
-            let images = try batch.map { try ImageDecoder.decode(contentsOf: $0.image) }
+            let images = try batch.map { try ImageNormalization.decode(contentsOf: $0.image, width: model.inputWidth, height: model.inputHeight) }
             let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(batch.count)
             for (sample, result) in zip(batch, model.inspect(images: images)) {
                 let milliseconds = decodeMilliseconds + result.timings.preprocessMilliseconds + result.timings.networkMilliseconds

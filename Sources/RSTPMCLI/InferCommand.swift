@@ -136,7 +136,7 @@ struct InferCommand: ParsableCommand {
         let started = Date()
         for start in stride(from: 0, to: dataset.testSamples.count, by: batchSize) {
             let samples = Array(dataset.testSamples[start..<min(dataset.testSamples.count, start + batchSize)])
-            let results = model.inspect(images: try samples.map { try ImageDecoder.decode(contentsOf: $0.image) })
+            let results = model.inspect(images: try samples.map { try ImageNormalization.decode(contentsOf: $0.image, width: model.inputWidth, height: model.inputHeight) })
             for (sample, result) in zip(samples, results) {
                 labels.append(sample.label)
                 if result.isAnomalous == (sample.label == 1) { correct += 1 }
