@@ -68,6 +68,14 @@ func lineYAML(_ folders: LineFolders, extra: String = "") -> String {
     """
 }
 
+/// A one-line configuration over `folders` with only the folders, the model and `settings`
+/// (`key: value` lines of the line), for daemons run with `--once`.
+func bareLineYAML(_ folders: LineFolders, settings: [String]) -> String {
+    (["instance: test-host", "lines:", "  - name: line-1"]
+        + ["inbox", "work", "outbox", "archive", "quarantine", "model"].map { "    \($0): \(folders.path($0))" }
+        + settings.map { "    " + $0 }).joined(separator: "\n")
+}
+
 final class ConfigurationTests: XCTestCase {
     func testValidConfiguration() throws {
         let folders = try LineFolders()

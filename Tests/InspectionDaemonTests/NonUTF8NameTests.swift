@@ -90,18 +90,7 @@ final class NonUTF8NameTests: XCTestCase {
     func testOnceQuarantinesItAndSucceeds() throws {
         let folders = try LineFolders()
         defer { folders.remove() }
-        let yaml = """
-        instance: test-host
-        lines:
-          - name: line-1
-            inbox: \(folders.path("inbox"))
-            work: \(folders.path("work"))
-            outbox: \(folders.path("outbox"))
-            archive: \(folders.path("archive"))
-            quarantine: \(folders.path("quarantine"))
-            model: \(folders.path("model"))
-            settle_interval_seconds: 0.1
-        """
+        let yaml = bareLineYAML(folders, settings: ["settle_interval_seconds: 0.1"])
         try folders.write(Array(yaml.utf8), to: "rstpmd.yaml")
         try writeFile(PGMInspector.image(), in: folders, "inbox", named: latin1Name)
         let (logger, _) = MemoryLogHandler.logger()

@@ -83,19 +83,7 @@ final class SlowWriterTests: XCTestCase {
     func testOnceWaitsForTheSecondLook() throws {
         let folders = try LineFolders()
         defer { folders.remove() }
-        let yaml = """
-        instance: test-host
-        lines:
-          - name: line-1
-            inbox: \(folders.path("inbox"))
-            work: \(folders.path("work"))
-            outbox: \(folders.path("outbox"))
-            archive: \(folders.path("archive"))
-            quarantine: \(folders.path("quarantine"))
-            model: \(folders.path("model"))
-            poll_interval_seconds: 0.05
-            settle_interval_seconds: 0.2
-        """
+        let yaml = bareLineYAML(folders, settings: ["poll_interval_seconds: 0.05", "settle_interval_seconds: 0.2"])
         try folders.write(Array(yaml.utf8), to: "rstpmd.yaml")
         try folders.write(Array("not a PGM".utf8), to: "inbox/bad.pgm")
         let inspector = PGMInspector()
