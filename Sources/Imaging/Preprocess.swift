@@ -26,17 +26,21 @@ public enum Preprocess {
 
     /// CHW planes in 0...1 -> `(value - mean) / std` per channel.
     public static func normalized(planar values: [Float]) -> [Float] {
-        precondition(values.count % 3 == 0, "normalized: \(values.count) values are not three planes")
-        let plane = values.count / 3
         var output = [Float](repeating: 0, count: values.count)
+        output.withUnsafeMutableBufferPointer { normalize(planar: values, into: $0.baseAddress!) }
+        return output
+    }
+
+    /// `normalized(planar:)` written to `output` (`values.count` floats): a batch fills its
+    /// tensor in place, without a copy per image.
+    public static func normalize(planar values: [Float], into output: UnsafeMutablePointer<Float>) {
+        precondition(values.count % 3 == 0, "normalize: \(values.count) values are not three planes")
+        let plane = values.count / 3
         values.withUnsafeBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { out in
-                for c in 0..<3 {
-                    let mean = imageNetMean[c], inverseStd = 1 / imageNetStd[c]
-                    for i in (c * plane)..<((c + 1) * plane) { out[i] = (input[i] - mean) * inverseStd }
-                }
+            for c in 0..<3 {
+                let mean = imageNetMean[c], inverseStd = 1 / imageNetStd[c]
+                for i in (c * plane)..<((c + 1) * plane) { output[i] = (input[i] - mean) * inverseStd }
             }
         }
-        return output
     }
 }

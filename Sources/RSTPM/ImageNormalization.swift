@@ -24,11 +24,13 @@ public enum ImageNormalization {
 
     /// Planar images in [0, 1], all width x height -> (N, 3, height, width) normalised.
     public static func tensor(_ images: [PlanarImage], width: Int, height: Int) -> Tensor {
-        var scalars: [Float] = []
-        scalars.reserveCapacity(images.count * 3 * width * height)
-        for image in images {
-            precondition(image.width == width && image.height == height, "image \(image.width)x\(image.height) is not the input size \(width)x\(height)")
-            scalars += Preprocess.normalized(planar: image.values)
+        let count = 3 * width * height
+        var scalars = [Float](repeating: 0, count: images.count * count)
+        scalars.withUnsafeMutableBufferPointer { output in
+            for (n, image) in images.enumerated() {
+                precondition(image.width == width && image.height == height, "image \(image.width)x\(image.height) is not the input size \(width)x\(height)")
+                Preprocess.normalize(planar: image.values, into: output.baseAddress! + n * count)
+            }
         }
         return Tensor(shape: [images.count, 3, height, width], scalars: scalars)
     }
