@@ -2,19 +2,36 @@
 # rstpm's backbone feature extraction against PyTorch, ONNX Runtime and OpenVINO on the same
 # networks (see bench/engine_reference.py), at the same thread count. Prints ms/image and
 # rstpm's time as a ratio to each (below 1: rstpm is faster).
-# Usage: bench/engine.sh [--threads 2] [--batch 1,8] [--iterations 5]   (after `swift build -c release`)
+# Usage: bench/engine.sh [--threads 2] [--batch 1,8] [--iterations 5] [--isa avx2] [--kernels SET]
+#   (after `swift build -c release`)
+# --isa avx2 compares on a CPU without AVX-512, as far as the runtimes allow: rstpm on its AVX2
+# kernel set (RSTPM_KERNELS=avx2), OpenVINO and PyTorch's oneDNN limited with
+# ONEDNN_MAX_CPU_ISA=AVX2, and OpenBLAS on its Haswell kernels (OPENBLAS_CORETYPE). ONNX Runtime has
+# no such switch: its column stays at the CPU's best. --kernels avx512|avx2|generic picks rstpm's
+# kernel set alone (e.g. `--isa avx2 --kernels generic` for the Swift fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-/work/venv/bin/python}
-threads=2 batch=1,8 iterations=5
+threads=2 batch=1,8 iterations=5 isa="" kernels=""
 while (($#)); do
     case "$1" in
         --threads) threads=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
         --iterations) iterations=$2; shift 2 ;;
+        --isa) isa=$2; shift 2 ;;
+        --kernels) kernels=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
+case "$isa" in
+    "") ;;
+    avx2)
+        export ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell
+        kernels=${kernels:-avx2}
+        echo "ISA limited to AVX2: rstpm kernels ${kernels}, ONEDNN_MAX_CPU_ISA=AVX2 (OpenVINO, PyTorch), OPENBLAS_CORETYPE=Haswell; ONNX Runtime unlimited" ;;
+    *) echo "--isa takes avx2 (or leave it out for the CPU's best), got $isa" >&2; exit 2 ;;
+esac
+if [[ -n $kernels ]]; then export RSTPM_KERNELS=$kernels; fi
 rstpm_out=$(mktemp) reference_out=$(mktemp)
 trap 'rm -f "$rstpm_out" "$reference_out"' EXIT
 # OpenBLAS starts no threads of its own at load (they would spin beside the first measurement);

@@ -3,7 +3,7 @@
 #include <immintrin.h>
 
 // Compiled per function for AVX-512 so the package still builds for any x86-64; the engine
-// calls these only after rstpm_avx512_enabled().
+// reaches these only through rstpm_avx512_kernels().
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 

@@ -1,25 +1,71 @@
 #include "cpu_features.h"
 
-#include <stdlib.h>
-#include <string.h>
+#include "activations.h"
+#include "internal.h"
+#include "batchnorm.h"
+#include "depthwise.h"
 
-// The kernels are compiled per function for AVX-512 (target attributes), so the package
-// still builds for, and runs on, any x86-64; this check picks them only where they run.
-static int detect(void) {
-    const char *choice = getenv("RSTPM_KERNELS");
-    if (choice && strcmp(choice, "generic") == 0) return 0;
+// The kernels are compiled per function for their instruction set (target attributes), so
+// the package still builds for, and runs on, any x86-64; these checks hand a set out only
+// where its instructions run.
+
+static const struct rstpm_kernel_set avx512 = {
+    .name = "avx512",
+    .gemm_rows = 14,
+    .gemm_columns = 32,
+    .sgemm = rstpm_sgemm,
+    .packed_a_floats = rstpm_packed_a_floats,
+    .pack_a = rstpm_pack_a,
+    .sgemm_bias_clamp = rstpm_sgemm_bias_clamp,
+    .convolution_bias_clamp = rstpm_convolution_bias_clamp,
+    .depthwise_forward = rstpm_depthwise_forward,
+    .depthwise_backward = rstpm_depthwise_backward,
+    .batchnorm_statistics = rstpm_batchnorm_statistics,
+    .batchnorm_normalize = rstpm_batchnorm_normalize,
+    .batchnorm_backward = rstpm_batchnorm_backward,
+    .clamp_forward = rstpm_clamp_forward,
+    .relu_backward = rstpm_relu_backward,
+    .relu6_backward = rstpm_relu6_backward,
+};
+
+static const struct rstpm_kernel_set avx2 = {
+    .name = "avx2",
+    .gemm_rows = RSTPM_AVX2_GEMM_ROWS,
+    .gemm_columns = RSTPM_AVX2_GEMM_COLUMNS,
+    .sgemm = rstpm_avx2_sgemm,
+    .packed_a_floats = rstpm_avx2_packed_a_floats,
+    .pack_a = rstpm_avx2_pack_a,
+    .sgemm_bias_clamp = rstpm_avx2_sgemm_bias_clamp,
+    .convolution_bias_clamp = rstpm_avx2_convolution_bias_clamp,
+    .depthwise_forward = rstpm_avx2_depthwise_forward,
+    .depthwise_backward = rstpm_avx2_depthwise_backward,
+    .batchnorm_statistics = rstpm_avx2_batchnorm_statistics,
+    .batchnorm_normalize = rstpm_avx2_batchnorm_normalize,
+    .batchnorm_backward = rstpm_avx2_batchnorm_backward,
+    .clamp_forward = rstpm_avx2_clamp_forward,
+    .relu_backward = rstpm_avx2_relu_backward,
+    .relu6_backward = rstpm_avx2_relu6_backward,
+};
+
+static int has_avx512(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("fma");
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 #else
     return 0;
 #endif
 }
 
-int rstpm_avx512_enabled(void) {
-    static int state = -1;  // racing first calls compute the same answer
-    if (state < 0) state = detect();
-    return state;
+static int has_avx2(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
 }
+
+const struct rstpm_kernel_set *rstpm_avx512_kernels(void) { return has_avx512() ? &avx512 : NULL; }
+
+const struct rstpm_kernel_set *rstpm_avx2_kernels(void) { return has_avx2() ? &avx2 : NULL; }

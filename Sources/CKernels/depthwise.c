@@ -1,11 +1,13 @@
 #include "depthwise.h"
 
+#include "internal.h"
+
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
 // Compiled per function for AVX-512 so the package still builds for any x86-64; the engine
-// calls these only after rstpm_avx512_enabled().
+// reaches these only through rstpm_avx512_kernels().
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -21,7 +23,7 @@ int rstpm_depthwise_supported(int kernel, int stride, int padding) {
 static _Thread_local float *scratch_floats;
 static _Thread_local size_t scratch_capacity;
 
-static float *thread_scratch(size_t count) {
+float *rstpm_depthwise_scratch(size_t count) {
     if (count > scratch_capacity) {
         free(scratch_floats);
         scratch_floats = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
@@ -174,7 +176,7 @@ AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, co
     plan.window = (rows - 1) * stride + kernel;
     plan.ring_rows = plan.window + rows * stride;
     const int phase_rows = stride * plan.length, chunks = phase_rows / 16;
-    float *ring = thread_scratch((size_t)(plan.ring_rows + 1) * phase_rows + chunks);
+    float *ring = rstpm_depthwise_scratch((size_t)(plan.ring_rows + 1) * phase_rows + chunks);
     float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
     __mmask16 *masks = (__mmask16 *)(zeros + phase_rows);
     memset(zeros, 0, sizeof(float) * phase_rows);
@@ -348,7 +350,7 @@ AVX512 void rstpm_depthwise_backward(const float *input, const float *weights, c
     const long x_floats = (long)(height + 2 * padding) * stride * plan.x_length;
     const long dy_floats = (long)plan.dy_rows * plan.dy_length;
     const int x_chunks = stride * plan.x_length / 16, dy_chunks = plan.dy_length / 16;
-    float *x = thread_scratch((size_t)(x_floats + dy_floats + x_chunks + dy_chunks));
+    float *x = rstpm_depthwise_scratch((size_t)(x_floats + dy_floats + x_chunks + dy_chunks));
     float *dy = x + x_floats;
     __mmask16 *x_masks = (__mmask16 *)(dy + dy_floats), *dy_masks = x_masks + x_chunks;
     chunk_masks(width, padding, x_chunks, x_masks);

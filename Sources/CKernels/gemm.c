@@ -1,5 +1,7 @@
 #include "gemm.h"
 
+#include "internal.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -41,7 +43,7 @@ static void scratch_release(void *pointer) {
 
 static void scratch_create_key(void) { pthread_key_create(&scratch_key, scratch_release); }
 
-static float *scratch_floats(size_t floats) {
+float *rstpm_gemm_scratch(size_t floats) {
     pthread_once(&scratch_once, scratch_create_key);
     struct scratch *scratch = pthread_getspecific(scratch_key);
     if (!scratch) {
@@ -57,16 +59,6 @@ static float *scratch_floats(size_t floats) {
     }
     return scratch->data;
 }
-
-// What the micro-kernel does with a finished tile besides adding alpha * A*B: the first block
-// of k scales or replaces C (beta) and adds the bias, the last one clamps.
-struct tile_update {
-    float alpha, beta;
-    int first, last;
-    const float *bias;  // indexed by the tile's rows; NULL: none
-    int clamp;
-    float low, high;
-};
 
 INLINE __mmask16 mask_first(long count) {
     return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
@@ -113,16 +105,6 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
         for (long t = 0; t < taken; ++t) _mm512_mask_storeu_ps(destination + (k0 + t) * width, store_mask, r[t]);
     }
 }
-
-// Where the product's B comes from: a matrix (transposed or not), or a convolution's input
-// unfolded on the fly.
-struct b_source {
-    int transpose;
-    const float *b;
-    long ldb;
-    const struct rstpm_convolution_input *convolution;
-    long first_column;
-};
 
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
@@ -315,8 +297,7 @@ static const micro_kernel_fn micro_kernels[MR][2] = {
     {micro_kernel_13x16, micro_kernel_13x32}, {micro_kernel_14x16, micro_kernel_14x32},
 };
 
-// No product to add (k == 0 or alpha == 0): C = clamp(beta * C + bias).
-static void scale_only(long m, long n, float beta, const float *bias, int clamp, float low, float high, float *c, long ldc) {
+void rstpm_gemm_scale_only(long m, long n, float beta, const float *bias, int clamp, float low, float high, float *c, long ldc) {
     for (long i = 0; i < m; ++i) {
         float *row = c + i * ldc;
         for (long j = 0; j < n; ++j) {
@@ -353,14 +334,14 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
                         const float *bias, int clamp, float low, float high, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0) {
-        scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
+        rstpm_gemm_scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
         return;
     }
     long block_k = k_block(k);
     long block_m = m < MC ? (m + MR - 1) / MR * MR : MC;
     long block_n = n < NC ? (n + NR - 1) / NR * NR : NC;
     long packed_a_floats = (block_m * block_k + 15) / 16 * 16;  // packed B starts 64-byte aligned
-    float *packed_a = scratch_floats((size_t)(packed_a_floats + block_k * block_n));
+    float *packed_a = rstpm_gemm_scratch((size_t)(packed_a_floats + block_k * block_n));
     float *packed_b = packed_a + packed_a_floats;
     for (long jc = 0; jc < n; jc += NC) {
         long nc = n - jc < NC ? n - jc : NC;
@@ -400,17 +381,17 @@ void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float
     gemm(transpose_a, m, n, k, alpha, a, lda, NULL, &source_b, beta, NULL, 0, 0, 0, c, ldc);
 }
 
-static int clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
+int rstpm_gemm_clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
 
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                             const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.b = b, .ldb = ldb};
-    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, rstpm_gemm_clamps(low, high), low, high, c, ldc);
 }
 
 void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.convolution = input, .first_column = first_column};
-    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, clamps(low, high), low, high, c, ldc);
+    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, rstpm_gemm_clamps(low, high), low, high, c, ldc);
 }

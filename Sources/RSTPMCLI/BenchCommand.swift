@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
 
 /// `rstpm bench engine`: backbone feature extraction (the teachers' work) in ms per image,
 /// achieved GFLOPS (2 x convolution MACs) and percent of the sgemm peak measured in the same run
-/// (the faster of the engine's AVX-512 kernel and OpenBLAS),
+/// (the faster of the product of the engine's kernel set and OpenBLAS),
 /// plus CPU time (all threads) and minor page faults per image: on a shared machine wall time
 /// varies with the other load, CPU time much less.
 /// Random weights: timing does not depend on the values. bench/engine.sh compares with PyTorch,
@@ -50,16 +50,16 @@ struct EngineBenchCommand: ParsableCommand {
 
     func run() throws {
         let threads = engine.configureEngine(fallback: 2)
-        // The engine's products run on the AVX-512 kernel where the CPU has it; the peak is the
-        // faster of it and OpenBLAS with its own threads.
+        // The engine's products run on its kernel set's C product (RSTPM_KERNELS, else the best
+        // the CPU runs); the peak is the faster of it and OpenBLAS with its own threads.
         // The engine's kernel first: OpenBLAS's own threads keep spinning for a while after its
         // run and would take a core from the engine's measurement.
-        let avx512Peak = EngineBenchmarks.avx512Gemm ? EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5, engineSplit: true) : nil
+        let kernelPeak = EngineBenchmarks.kernelGemm ? EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5, engineSplit: true) : nil
         let openBLASPeak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
-        let peak = max(openBLASPeak.gigaflops, avx512Peak?.gigaflops ?? 0)
+        let peak = max(openBLASPeak.gigaflops, kernelPeak?.gigaflops ?? 0)
         print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
               + (training ? "training step (forward + backward; GFLOPS count the forward only)" : "BatchNorm folded") + ", best of \(iterations)")
-        print("sgemm 1024^3 peak: AVX-512 kernel " + (avx512Peak.map { String(format: "%.1f GFLOPS", $0.gigaflops) } ?? "off")
+        print("sgemm 1024^3 peak: \(Engine.kernelSet.rawValue) kernels " + (kernelPeak.map { String(format: "%.1f GFLOPS", $0.gigaflops) } ?? "off")
               + String(format: ", OpenBLAS %.1f GFLOPS", openBLASPeak.gigaflops) + " (\(Engine.blasCoreName) kernels)")
         print("network               batch   ms/image    GFLOPS   % of sgemm peak   CPU ms/image  faults/image")
         for network in Self.networks where only.isEmpty || network.name.contains(only) {

@@ -120,7 +120,7 @@ public final class ReLU: Layer {
 
     public func forward(_ input: Tensor) -> Tensor {
         let output = parallelElementwise(input) { x, y, n in
-            if avx512Kernels { return rstpm_clamp_forward(x, y, n, .infinity) }
+            if let c = kernels.c { return c.clamp_forward(x, y, n, .infinity) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -137,7 +137,7 @@ public final class ReLU: Layer {
         let output = requireCache(cachedOutput, "ReLU")
         cachedOutput = nil
         return parallelElementwise(outputGradient, output) { g, y, dx, n in
-            if avx512Kernels { return rstpm_relu_backward(g, y, dx, n) }
+            if let c = kernels.c { return c.relu_backward(g, y, dx, n) }
             var i = 0
             while i + 8 <= n {
                 store8(load8(g + i).replacing(with: 0, where: load8(y + i) .<= 0), dx + i)
@@ -159,7 +159,7 @@ public final class ReLU6: Layer {
     public func forward(_ input: Tensor) -> Tensor {
         cachedInput = mode.cachesForBackward ? input : nil
         return parallelElementwise(input) { x, y, n in
-            if avx512Kernels { return rstpm_clamp_forward(x, y, n, 6) }
+            if let c = kernels.c { return c.clamp_forward(x, y, n, 6) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)
@@ -174,7 +174,7 @@ public final class ReLU6: Layer {
         let input = requireCache(cachedInput, "ReLU6")
         cachedInput = nil
         return parallelElementwise(outputGradient, input) { g, x, dx, n in
-            if avx512Kernels { return rstpm_relu6_backward(g, x, dx, n) }
+            if let c = kernels.c { return c.relu6_backward(g, x, dx, n) }
             var i = 0
             while i + 8 <= n {
                 let v = load8(x + i)

@@ -73,8 +73,8 @@ public final class BatchNorm2d: Layer {
 
         var mean = [Float](repeating: 0, count: C), reciprocalStd = mean, batchVariance = mean
         if useBatch {
-            if avx512Kernels {
-                BatchNormAcceleration.statistics(input, mean: &mean, variance: &batchVariance)
+            if let c = kernels.c {
+                BatchNormAcceleration.statistics(c, input, mean: &mean, variance: &batchVariance)
             } else {
                 batchStatistics(input, mean: &mean, variance: &batchVariance)
             }
@@ -96,8 +96,8 @@ public final class BatchNorm2d: Layer {
         var scale = reciprocalStd
         for c in 0..<C { scale[c] *= weight.value.scalars[c] }
         var output = Tensor(unspecified: input.shape)
-        if avx512Kernels {
-            BatchNormAcceleration.normalize(input, mean: mean, scale: scale, shift: bias.value.scalars, activation: activation, into: &output)
+        if let c = kernels.c {
+            BatchNormAcceleration.normalize(c, input, mean: mean, scale: scale, shift: bias.value.scalars, activation: activation, into: &output)
         } else {
             let (low, high) = activation.bounds
             input.scalars.withUnsafeBufferPointer { x in
@@ -194,8 +194,8 @@ public final class BatchNorm2d: Layer {
         let batchStatistics = cachedUsedBatchStatistics
         var inputGradient = Tensor(unspecified: input.shape)
         var sumGradient = [Float](repeating: 0, count: C), sumGradientNormalized = sumGradient
-        if avx512Kernels {
-            BatchNormAcceleration.backward(input, outputGradient, mean: mean, reciprocalStd: reciprocalStd, scale: scale,
+        if let c = kernels.c {
+            BatchNormAcceleration.backward(c, input, outputGradient, mean: mean, reciprocalStd: reciprocalStd, scale: scale,
                                            shift: bias.value.scalars, activation: activation, batchStatistics: batchStatistics,
                                            inputGradient: &inputGradient, sumGradient: &sumGradient, sumGradientNormalized: &sumGradientNormalized)
         } else {

@@ -6,9 +6,9 @@ import CKernels
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
 /// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
-/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (AVX-512
-/// kernels in C where the CPU has them, see DepthwiseAcceleration); strides 1 and 2 on the
-/// AVX-512 kernel pack the product's panels straight from the input planes; the rest
+/// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (the C
+/// kernels of the engine's kernel set where it has them, see DepthwiseAcceleration); strides 1
+/// and 2 on a C kernel set's product pack its panels straight from the input planes; the rest
 /// unfold (im2col) several batch items into one matrix and multiply it with one sgemm per group.
 /// The bias (and, through `inferenceForward`, the activation) is applied per output tile.
 public final class Conv2d: Layer {
@@ -18,7 +18,7 @@ public final class Conv2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var cachedInput: Tensor?
-    /// The weights packed for the AVX-512 product, kept in `.inference` while they are unchanged.
+    /// The weights packed for the kernel set's product, kept in `.inference` while they are unchanged.
     private var packedWeights: PackedWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -111,7 +111,7 @@ public final class Conv2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(outputGradient.shape == [N, outputChannels, g.outputHeight, g.outputWidth],
                      "Conv2d.backward: gradient \(outputGradient.shape) for output \([N, outputChannels, g.outputHeight, g.outputWidth])")
-        // The AVX-512 depthwise backward writes every input-gradient value; the other kernels add.
+        // The C depthwise backward writes every input-gradient value; the Swift loops add.
         var inputGradient = isDepthwise && DepthwiseAcceleration.handles(g) ? Tensor(unspecified: input.shape) : Tensor(zeros: input.shape)
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
@@ -204,7 +204,7 @@ public final class Conv2d: Layer {
     private func pointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int, L: Int,
                                   bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (Cg, Og) = (inputChannels / groups, outputChannels / groups)
-        let packed = avx512Gemm(m: Og, n: L) ? frozenPackedWeights(rows: Og, columns: Cg) : nil
+        let packed = kernelGemm(m: Og, n: L) ? frozenPackedWeights(rows: Og, columns: Cg) : nil
         for n in 0..<N {
             for group in 0..<groups {
                 sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, packedA: packed?.matrix(group: group),
@@ -278,7 +278,7 @@ public final class Conv2d: Layer {
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
-        if stride <= 2 && kernelSize <= 7 && avx512Gemm(m: Og, n: L) {
+        if stride <= 2 && kernelSize <= 7 && kernelGemm(m: Og, n: L) {
             implicitForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
             return
         }
@@ -305,15 +305,15 @@ public final class Conv2d: Layer {
         }
     }
 
-    /// In `.inference`, each group's weights (rows, columns) packed for the AVX-512 product,
-    /// packed again only when the weights change; nil (and nothing kept) in the other modes,
+    /// In `.inference`, each group's weights (rows, columns) packed for the kernel set's product,
+    /// packed again only when the weights (or the kernel set, whose layout it is) change; nil (and nothing kept) in the other modes,
     /// where the weights change every step.
     private func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
         guard mode == .inference else {
             packedWeights = nil
             return nil
         }
-        if let packedWeights, packedWeights.version == weight.version { return packedWeights }
+        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set { return packedWeights }
         let packed = weight.value.scalars.withUnsafeBufferPointer {
             PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version)
         }
@@ -321,7 +321,7 @@ public final class Conv2d: Layer {
         return packed
     }
 
-    /// Strides 1 and 2 on the AVX-512 kernel: the product packs its panels straight from the
+    /// Strides 1 and 2 on a C kernel set: the product packs its panels straight from the
     /// input planes (no im2col buffer written and read back; at stride 2 the planes are first
     /// split into even and odd columns, one pass instead of kernel^2). Tasks are (item, group,
     /// column part), the columns split only as far as needed to give every worker one.
@@ -352,24 +352,25 @@ public final class Conv2d: Layer {
         let K = Cg * kk
         let (low, high) = activation.clampBounds
         let products = N * groups
-        let parts = Swift.max(1, Swift.min(L / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        let parts = Swift.max(1, Swift.min(L / (2 * kernels.gemmColumns), (Engine.threadCount + products - 1) / products))
         let packed = frozenPackedWeights(rows: Og, columns: K)
+        let (product, unit) = (kernels.c!.convolution_bias_clamp!, kernels.gemmColumns)
         parallelRanges(count: products * parts) { range in
             for task in range {
-                let (product, part) = (task / parts, task % parts)
-                let (n, group) = (product / groups, product % groups)
-                let (j0, j1) = (gemmSplit(L, part, parts, unit: gemmColumnUnit), gemmSplit(L, part + 1, parts, unit: gemmColumnUnit))
+                let (item, part) = (task / parts, task % parts)
+                let (n, group) = (item / groups, item % groups)
+                let (j0, j1) = (gemmSplit(L, part, parts, unit: unit), gemmSplit(L, part + 1, parts, unit: unit))
                 var input = rstpm_convolution_input(planes: x + (n * C + group * Cg) * plane, height: g.height, width: g.width,
                                                     kernel: kernelSize, stride: stride, padding: padding, output_width: g.outputWidth)
                 withPackedMatrix(packed?.matrix(group: group)) { packedMatrix in
-                    rstpm_convolution_bias_clamp(Og, j1 - j0, K, w + group * Og * K, K, packedMatrix, &input, j0, bias.map { $0 + group * Og },
-                                                 low, high, y + (n * O + group * Og) * L + j0, L)
+                    product(Og, j1 - j0, K, w + group * Og * K, K, packedMatrix, &input, j0, bias.map { $0 + group * Og },
+                            low, high, y + (n * O + group * Og) * L + j0, L)
                 }
             }
         }
     }
 
-    /// Stride 1 on the AVX-512 kernel: the input gradient is itself a stride-1 convolution, of
+    /// Stride 1 on a C kernel set: the input gradient is itself a stride-1 convolution, of
     /// dy with each group's weights transposed (input and output channels swapped) and flipped,
     /// padding kernel - 1 - padding; it runs as implicitForward does, with no columns gradient
     /// and no col2im.
@@ -389,18 +390,19 @@ public final class Conv2d: Layer {
             }
         }
         let products = N * groups
-        let parts = Swift.max(1, Swift.min(plane / (2 * gemmColumnUnit), (Engine.threadCount + products - 1) / products))
+        let parts = Swift.max(1, Swift.min(plane / (2 * kernels.gemmColumns), (Engine.threadCount + products - 1) / products))
+        let (product, unit) = (kernels.c!.convolution_bias_clamp!, kernels.gemmColumns)
         flipped.withUnsafeBufferPointer { weights in
             parallelRanges(count: products * parts) { range in
                 for task in range {
-                    let (product, part) = (task / parts, task % parts)
-                    let (n, group) = (product / groups, product % groups)
-                    let (j0, j1) = (gemmSplit(plane, part, parts, unit: gemmColumnUnit), gemmSplit(plane, part + 1, parts, unit: gemmColumnUnit))
+                    let (item, part) = (task / parts, task % parts)
+                    let (n, group) = (item / groups, item % groups)
+                    let (j0, j1) = (gemmSplit(plane, part, parts, unit: unit), gemmSplit(plane, part + 1, parts, unit: unit))
                     var input = rstpm_convolution_input(planes: dy + (n * O + group * Og) * outputPlane, height: g.outputHeight,
                                                         width: g.outputWidth, kernel: kernelSize, stride: 1, padding: kernelSize - 1 - padding,
                                                         output_width: g.width)
-                    rstpm_convolution_bias_clamp(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, nil, &input, j0,
-                                                 nil, -.infinity, .infinity, dx + (n * C + group * Cg) * plane + j0, plane)
+                    product(Cg, j1 - j0, Og * kk, weights.baseAddress! + group * Cg * Og * kk, Og * kk, nil, &input, j0,
+                            nil, -.infinity, .infinity, dx + (n * C + group * Cg) * plane + j0, plane)
                 }
             }
         }
@@ -410,7 +412,7 @@ public final class Conv2d: Layer {
                                   _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>, N: Int, g: WindowGeometry) {
         let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
         let (K, Og) = (C / groups * kk, O / groups)
-        let convolvedInputGradient = stride == 1 && kernelSize <= 7 && padding < kernelSize && avx512Gemm(m: C / groups, n: plane)
+        let convolvedInputGradient = stride == 1 && kernelSize <= 7 && padding < kernelSize && kernelGemm(m: C / groups, n: plane)
         if convolvedInputGradient { convolveInputGradient(w, dy, dx, N: N, g: g) }
         let blocks = columnBlocks(N: N, g: g)
         ScratchPool.withBuffer(count: scratchSize(blocks, g: g)) { scratch in

@@ -138,8 +138,8 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
     }
 }
 
-/// Row-major `C = alpha * op(A) * op(B) + beta * C`: the AVX-512 kernel of CKernels where the CPU
-/// has it (see `blasGemm`), else OpenBLAS.
+/// Row-major `C = alpha * op(A) * op(B) + beta * C`: the product of the engine's C kernel set
+/// (see `blasGemm`), else OpenBLAS.
 ///
 /// Each call runs single-threaded; large products are split here into column (or row) blocks
 /// of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which on a
@@ -159,11 +159,11 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
     }
     parallelFor(iterations: parts) { part in
         if splitColumns {
-            let (j0, j1) = (gemmSplit(n, part, parts, unit: gemmColumnUnit), gemmSplit(n, part + 1, parts, unit: gemmColumnUnit))
+            let (j0, j1) = (gemmSplit(n, part, parts, unit: kernels.gemmColumns), gemmSplit(n, part + 1, parts, unit: kernels.gemmColumns))
             blasGemm(transposeA, transposeB, m, j1 - j0, k, alpha, a, lda,
                      transposeB ? b + j0 * ldb : b + j0, ldb, beta, c + j0, ldc)
         } else {
-            let (i0, i1) = (gemmSplit(m, part, parts, unit: gemmRowUnit), gemmSplit(m, part + 1, parts, unit: gemmRowUnit))
+            let (i0, i1) = (gemmSplit(m, part, parts, unit: kernels.gemmRows), gemmSplit(m, part + 1, parts, unit: kernels.gemmRows))
             blasGemm(transposeA, transposeB, i1 - i0, n, k, alpha,
                      transposeA ? a + i0 : a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc)
         }
@@ -173,7 +173,7 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// `C (m, n) = activation(bias + A (m, k) * B (k, n))`, bias one value per row of C (a
 /// convolution's output channel), both row-major without transposes.
 ///
-/// With the AVX-512 kernel, bias and activation are applied to each register tile of C before
+/// With a C kernel set's product, bias and activation are applied to each register tile of C before
 /// it is stored, and C is cut into one block per worker (columns, or rows when C is tall and
 /// narrow): each call packs its panels once, so fewer, larger calls are cheaper.
 /// With OpenBLAS, C is cut into tiles of a few hundred columns (or rows), spread over the
@@ -181,13 +181,13 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
 ///
-/// `packedA`: A already packed for the AVX-512 kernel (frozen weights), used when it runs.
+/// `packedA`: A already packed by the engine's kernel set (frozen weights), used when its product runs.
 func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
                        b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
-    if avx512Gemm(m: m, n: n) {
-        sgemmWithEpilogueAVX512(m: m, n: n, k: k, a: a, lda: lda, packedA: packedA, b: b, ldb: ldb, bias: bias, activation: activation,
+    if kernelGemm(m: m, n: n) {
+        sgemmWithEpilogueKernel(m: m, n: n, k: k, a: a, lda: lda, packedA: packedA, b: b, ldb: ldb, bias: bias, activation: activation,
                                 c: c, ldc: ldc)
         return
     }
@@ -213,29 +213,30 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
     }
 }
 
-/// sgemmWithEpilogue on the AVX-512 kernel: one block of C per worker, split along the longer
+/// sgemmWithEpilogue on the kernel set's product: one block of C per worker, split along the longer
 /// side at multiples of the kernel's register tile (each block packs all of the other side's
 /// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
-private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a?,
+private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a?,
                                      b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
+    let product = kernels.c!.sgemm_bias_clamp!
     let splitColumns = n >= m
-    let extent = splitColumns ? n : m, unit = splitColumns ? gemmColumnUnit : gemmRowUnit
+    let extent = splitColumns ? n : m, unit = splitColumns ? kernels.gemmColumns : kernels.gemmRows
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
     let block = { (part: Int) in
         let (start, end) = (gemmSplit(extent, part, parts, unit: unit), gemmSplit(extent, part + 1, parts, unit: unit))
         if splitColumns {
             withPackedMatrix(packedA) { packed in
-                rstpm_sgemm_bias_clamp(m, end - start, k, a, lda, packed, b + start, ldb, bias, low, high, c + start, ldc)
+                product(m, end - start, k, a, lda, packed, b + start, ldb, bias, low, high, c + start, ldc)
             }
         } else {
             // Row blocks start at multiples of the register tile, as the packed panels do.
             var rowsPacked = packedA
             rowsPacked?.first_row += start
             withPackedMatrix(rowsPacked) { packed in
-                rstpm_sgemm_bias_clamp(end - start, n, k, a + start * lda, lda, packed, b, ldb, bias.map { $0 + start }, low, high,
-                                       c + start * ldc, ldc)
+                product(end - start, n, k, a + start * lda, lda, packed, b, ldb, bias.map { $0 + start }, low, high,
+                        c + start * ldc, ldc)
             }
         }
     }
@@ -247,7 +248,7 @@ private func sgemmWithEpilogueAVX512(m: Int, n: Int, k: Int, a: UnsafePointer<Fl
 }
 
 extension FusedActivation {
-    /// The activation as a clamp to [low, high], as the AVX-512 kernel applies it.
+    /// The activation as a clamp to [low, high], as the C products apply it.
     var clampBounds: (low: Float, high: Float) {
         switch self {
         case .none: (-.infinity, .infinity)
@@ -257,17 +258,13 @@ extension FusedActivation {
     }
 }
 
-/// Whether CKernels' AVX-512 product runs this shape: it is faster than OpenBLAS's AVX2 kernels
-/// from 2 rows and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS.
+/// Whether the kernel set's C product runs this shape: it is faster than OpenBLAS from 2 rows
+/// and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS, as do all
+/// under the generic set.
 @inline(__always)
-func avx512Gemm(m: Int, n: Int) -> Bool {
-    n >= 16 && m >= 2 && avx512Kernels
+func kernelGemm(m: Int, n: Int) -> Bool {
+    n >= 16 && m >= 2 && kernels.c != nil
 }
-
-
-/// The AVX-512 kernel's register tile is 14 rows by 32 columns of C: blocks of C split at
-/// multiples of it leave no partial tiles inside the product.
-let gemmRowUnit = 14, gemmColumnUnit = 32
 
 /// Start of part `part` of `parts` over `0..<extent`, at a multiple of `unit` (the last part
 /// ends at `extent`).
@@ -276,14 +273,14 @@ func gemmSplit(_ extent: Int, _ part: Int, _ parts: Int, unit: Int) -> Int {
     part >= parts ? extent : Swift.min(extent, (extent * part / parts + unit / 2) / unit * unit)
 }
 
-/// Row-major `C = alpha * op(A) * op(B) + beta * C` on the calling thread: CKernels' AVX-512
-/// kernel where `avx512Gemm` picks it, else OpenBLAS.
+/// Row-major `C = alpha * op(A) * op(B) + beta * C` on the calling thread: the kernel set's C
+/// product where `kernelGemm` picks it, else OpenBLAS.
 @inline(__always)
 func blasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
               _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
               _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
-    if avx512Gemm(m: m, n: n) {
-        rstpm_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if kernelGemm(m: m, n: n) {
+        kernels.c!.sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     } else {
         cblasGemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }

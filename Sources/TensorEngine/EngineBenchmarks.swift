@@ -31,13 +31,13 @@ public enum EngineBenchmarks {
                 Measurement(milliseconds: both * 1e3, gigaflops: 3 * flops / both / 1e9))
     }
 
-    /// Whether the engine's products run on CKernels' AVX-512 kernel (else on OpenBLAS).
-    public static var avx512Gemm: Bool { TensorEngine.avx512Gemm(m: 1024, n: 1024) }
+    /// Whether the engine's products run on its kernel set's C product (else on OpenBLAS).
+    public static var kernelGemm: Bool { TensorEngine.kernelGemm(m: 1024, n: 1024) }
 
     /// C (m, n) = A (m, k) * B (k, n), best of `iterations`: a bare `cblas_sgemm` with OpenBLAS's
     /// own threads (`Engine.threadCount` of them), or, with `engineSplit`, the engine's product
-    /// (single-threaded calls on column blocks, one per engine worker, of the AVX-512 kernel
-    /// where `avx512Gemm`, else of OpenBLAS).
+    /// (single-threaded calls on column blocks, one per engine worker, of the kernel set's C
+    /// product where `kernelGemm`, else of OpenBLAS).
     public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 3, engineSplit: Bool = false) -> Measurement {
         Engine.prepare()
         if !engineSplit { openblas_set_num_threads(Int32(Engine.threadCount)) }

@@ -1,21 +1,25 @@
 import CKernels
 
-/// A convolution's weights packed once for CKernels' AVX-512 product: each group's (rows,
-/// columns) matrix in the panels `rstpm_pack_a` writes, so that products with frozen weights
-/// (`.inference`) skip packing A on every call. `version` is the weight parameter's version it
-/// was packed from: any later change to the weights makes it stale.
+/// A convolution's weights packed once for the kernel set's C product: each group's (rows,
+/// columns) matrix in the panels the set's `pack_a` writes (the layout follows the set's
+/// register tile), so that products with frozen weights (`.inference`) skip packing A on every
+/// call. `version` is the weight parameter's version it was packed from: any later change to the
+/// weights, or to the engine's kernel set, makes it stale.
 final class PackedWeights {
     let version: Int
+    let kernelSet: KernelSet
     let rows: Int, columns: Int, groups: Int
     private let groupFloats: Int
     private let panels: UnsafeMutablePointer<Float>
 
+    /// Packs with the engine's current kernel set, which must have a C product.
     init(_ weights: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int, version: Int) {
-        (self.version, self.rows, self.columns, self.groups) = (version, rows, columns, groups)
-        groupFloats = rstpm_packed_a_floats(rows, columns)
+        let c = kernels.c!
+        (self.version, kernelSet, self.rows, self.columns, self.groups) = (version, kernels.set, rows, columns, groups)
+        groupFloats = c.packed_a_floats(rows, columns)
         panels = .allocate(capacity: groups * groupFloats)
         for group in 0..<groups {
-            rstpm_pack_a(rows, columns, weights + group * rows * columns, columns, panels + group * groupFloats)
+            c.pack_a(rows, columns, weights + group * rows * columns, columns, panels + group * groupFloats)
         }
     }
 

@@ -59,15 +59,23 @@
 // FocalLoss. Optimisers: SGD, Adam. Each type's comment says which PyTorch call it matches and
 // where it differs; every one is checked against PyTorch by the TensorEngineTests fixtures.
 //
-// Threads and BLAS
-// ----------------
-// Matrix products go to CKernels' AVX-512 sgemm (`rstpm_sgemm`, packed blocks, 14x32 register
-// tiles, bias and ReLU/ReLU6 applied in registers) where the CPU has AVX-512, else to OpenBLAS
-// (`cblas_sgemm`; RSTPM_KERNELS=generic forces it); narrow products (under 16 columns or 2
-// rows) stay on OpenBLAS, which is faster there. Stride-1 and stride-2 convolutions on the
-// AVX-512 kernel pack their input planes (stride 2: split into even and odd columns first)
-// straight into the product's panels, with no im2col buffer; stride-1 ones also compute their
-// input gradient as a convolution of the output gradient (no col2im).
+// Threads, BLAS and kernel sets
+// -----------------------------
+// The engine's kernels come in sets, one per instruction set, and ONE is chosen at start-up
+// (KernelRouting.swift): RSTPM_KERNELS=avx512|avx2|generic, or, unset, the fastest the CPU runs;
+// a value naming no set, or a set the CPU lacks, stops the process with a message. Every route
+// (matrix products, depthwise convolution, BatchNorm, ReLU/ReLU6) calls the chosen set's table
+// (`kernels`). `avx512` (14x32 register tiles of C) and `avx2` (AVX2 + FMA, 6x16 tiles) are C
+// tables in CKernels, compiled per function for their ISA so the binary runs on any x86-64;
+// `generic` has no C table: products go to OpenBLAS (`cblas_sgemm`) and the rest to the Swift
+// loops, which compute the same functions. Tests switch sets with `Engine.useKernels(_:)`.
+// The C products (packed blocks, bias and ReLU/ReLU6 applied in registers) take every product
+// from 2 rows and 16 columns up; narrower ones stay on OpenBLAS, which is faster there.
+// Stride-1 and stride-2 convolutions on a C product pack their input planes (stride 2: split
+// into even and odd columns first) straight into the product's panels, with no im2col buffer;
+// stride-1 ones also compute their input gradient as a convolution of the output gradient (no
+// col2im). Frozen weights are packed once, in the layout of the set that multiplies them.
+//
 // Each call runs single-threaded: the engine splits a large product into column blocks
 // itself, and every other loop (im2col, depthwise convolution, BatchNorm, pooling, resizing)
 // splits its channels or rows the same way, over `Engine.threadCount` workers of CKernels'
@@ -85,7 +93,7 @@
 // one instead of page-faulting fresh ones (batch-8 feature maps are tens of MB). im2col scratch
 // comes from a small reusable pool and is bounded to about 4 MB per convolution (large planes
 // are unfolded in blocks of output rows), so the columns are still in cache when the product
-// reads them. The AVX-512 kernel's packing scratch is per thread and reused.
+// reads them. The C products' packing scratch is per thread and reused.
 //
 // Inference fast paths
 // --------------------
@@ -100,10 +108,8 @@
 // `BatchNorm2d.forward(_:activation:)` applies a following ReLU/ReLU6 in its own pass and its
 // backward passes the gradient through it (recomputing the pre-activation from the cached
 // input), so Conv-BN-ReLU writes one tensor, not three; `Sequential` and the backbones' units
-// use it. Where the CPU has AVX-512 (CKernels' rstpm_avx512_enabled(): not under
-// RSTPM_KERNELS=generic), BatchNorm2d, ReLU and ReLU6 run the C kernels of batchnorm.c and
-// activations.c, and depthwise convolution those of depthwise.c; the Swift loops are the
-// fallback and compute the same functions.
+// use it. BatchNorm2d, ReLU, ReLU6 and depthwise convolution run the kernel set's C kernels
+// (batchnorm*.c, activations*.c, depthwise*.c) where it has them, else the Swift loops.
 
 import CBLAS
 import CKernels
@@ -165,10 +171,6 @@ public enum Engine {
     /// Applies the default configuration once; kernels call this before their first sgemm.
     @inline(__always) static func prepare() { _ = defaultConfiguration }
 }
-
-/// Whether the engine runs CKernels' AVX-512 kernels (the CPU has them and RSTPM_KERNELS is not
-/// "generic"); else OpenBLAS and the Swift loops. Decided once per process.
-let avx512Kernels = rstpm_avx512_enabled() != 0
 
 /// Runs `body` over `0..<count` split into contiguous ranges on `Engine.threadCount` workers.
 /// Four ranges per worker, so that a worker the OS schedules late (a busy machine) leaves its

@@ -1,62 +1,61 @@
-import CKernels
 import TensorEngine
 import TestSupport
 import XCTest
 
-/// The AVX-512 depthwise kernels (CKernels/depthwise.c), reached through Conv2d as the engine
-/// routes them, against a direct double-precision depthwise convolution: forward with every
+/// The depthwise kernels of every kernel set (CKernels/depthwise.c and depthwise_avx2.c, the
+/// generic set's Swift loops), reached through Conv2d as the engine routes them, against a direct double-precision depthwise convolution: forward with every
 /// fused activation, and both gradients, on planes with sizes around and between vector widths.
 final class DepthwiseKernelTests: XCTestCase {
     static let sizes = [1, 2, 7, 15, 17, 33, 64]
 
-    override func setUpWithError() throws {
-        try XCTSkipUnless(rstpm_avx512_enabled() != 0, "this CPU has no AVX-512 (or RSTPM_KERNELS=generic): the Swift loops run")
-    }
-
-    func testForwardWithActivationsMatchesDirectConvolution() {
-        let generator = SeededGenerator(seed: 21)
-        var checked = 0
-        for (h, w) in Self.planeSizes() {
-            for k in [3, 5] {
-                for s in [1, 2] {
-                    for p in [0, k / 2, k - 1] where (h + 2 * p - k) >= 0 && (w + 2 * p - k) >= 0 {
-                        let conv = Conv2d(inputChannels: 3, outputChannels: 6, kernelSize: k, stride: s, padding: p, groups: 3, generator: generator)
-                        conv.setMode(.inference)
-                        let x = generator.uniformTensor(shape: [2, 3, h, w], bound: 4)
-                        let reference = directDepthwise(x, conv.weight.value, conv.bias!.value, nil, stride: s, padding: p)
-                        for activation in [FusedActivation.none, .relu, .relu6] {
-                            let y = conv.inferenceForward(x, activation: activation)
-                            let expected = reference.y.map { activate($0, activation) }
-                            XCTAssertEqual(y.shape, reference.shape)
-                            let error = scaledError(y.scalars, expected)
-                            XCTAssertLessThanOrEqual(error, 1e-5, "forward \(h)x\(w) k\(k) s\(s) p\(p) \(activation)")
+    func testForwardWithActivationsMatchesDirectConvolution() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 21)
+            var checked = 0
+            for (h, w) in Self.planeSizes() {
+                for k in [3, 5] {
+                    for s in [1, 2] {
+                        for p in [0, k / 2, k - 1] where (h + 2 * p - k) >= 0 && (w + 2 * p - k) >= 0 {
+                            let conv = Conv2d(inputChannels: 3, outputChannels: 6, kernelSize: k, stride: s, padding: p, groups: 3, generator: generator)
+                            conv.setMode(.inference)
+                            let x = generator.uniformTensor(shape: [2, 3, h, w], bound: 4)
+                            let reference = directDepthwise(x, conv.weight.value, conv.bias!.value, nil, stride: s, padding: p)
+                            for activation in [FusedActivation.none, .relu, .relu6] {
+                                let y = conv.inferenceForward(x, activation: activation)
+                                let expected = reference.y.map { activate($0, activation) }
+                                XCTAssertEqual(y.shape, reference.shape)
+                                let error = scaledError(y.scalars, expected)
+                                XCTAssertLessThanOrEqual(error, 1e-5, "forward \(h)x\(w) k\(k) s\(s) p\(p) \(activation)")
+                            }
+                            checked += 1
                         }
-                        checked += 1
                     }
                 }
             }
+            XCTAssertGreaterThan(checked, 100)
         }
-        XCTAssertGreaterThan(checked, 100)
     }
 
-    func testBackwardMatchesDirectConvolution() {
-        let generator = SeededGenerator(seed: 22)
-        for (h, w) in Self.planeSizes() {
-            for k in [3, 5] {
-                for s in [1, 2] {
-                    for p in [0, k / 2, k - 1] where (h + 2 * p - k) >= 0 && (w + 2 * p - k) >= 0 {
-                        // Channel multiplier 2 on odd cases: each input channel feeds two outputs.
-                        let outputs = (h + w + k) % 2 == 0 ? 3 : 6
-                        let conv = Conv2d(inputChannels: 3, outputChannels: outputs, kernelSize: k, stride: s, padding: p, groups: 3, generator: generator)
-                        let x = generator.uniformTensor(shape: [2, 3, h, w], bound: 4)
-                        let y = conv.forward(x)
-                        let dy = generator.uniformTensor(shape: y.shape, bound: 1)
-                        let dx = conv.backward(dy)
-                        let reference = directDepthwise(x, conv.weight.value, conv.bias!.value, dy, stride: s, padding: p)
-                        let name = "\(h)x\(w) k\(k) s\(s) p\(p) outputs \(outputs)"
-                        XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
-                        XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
-                        XCTAssertLessThanOrEqual(scaledError(conv.weight.gradient.scalars, reference.dw), 1e-5, "dw \(name)")
+    func testBackwardMatchesDirectConvolution() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 22)
+            for (h, w) in Self.planeSizes() {
+                for k in [3, 5] {
+                    for s in [1, 2] {
+                        for p in [0, k / 2, k - 1] where (h + 2 * p - k) >= 0 && (w + 2 * p - k) >= 0 {
+                            // Channel multiplier 2 on odd cases: each input channel feeds two outputs.
+                            let outputs = (h + w + k) % 2 == 0 ? 3 : 6
+                            let conv = Conv2d(inputChannels: 3, outputChannels: outputs, kernelSize: k, stride: s, padding: p, groups: 3, generator: generator)
+                            let x = generator.uniformTensor(shape: [2, 3, h, w], bound: 4)
+                            let y = conv.forward(x)
+                            let dy = generator.uniformTensor(shape: y.shape, bound: 1)
+                            let dx = conv.backward(dy)
+                            let reference = directDepthwise(x, conv.weight.value, conv.bias!.value, dy, stride: s, padding: p)
+                            let name = "\(h)x\(w) k\(k) s\(s) p\(p) outputs \(outputs)"
+                            XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
+                            XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
+                            XCTAssertLessThanOrEqual(scaledError(conv.weight.gradient.scalars, reference.dw), 1e-5, "dw \(name)")
+                        }
                     }
                 }
             }
@@ -64,16 +63,18 @@ final class DepthwiseKernelTests: XCTestCase {
     }
 
     /// Gradients add into what is already there (two backwards = twice the gradient).
-    func testWeightGradientAccumulates() {
-        let generator = SeededGenerator(seed: 23)
-        let conv = Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 3, stride: 2, padding: 1, groups: 4, generator: generator)
-        let x = generator.uniformTensor(shape: [1, 4, 33, 17], bound: 1)
-        let dy = generator.uniformTensor(shape: conv.forward(x).shape, bound: 1)
-        _ = conv.backward(dy)
-        let once = conv.weight.gradient.scalars
-        _ = conv.forward(x)
-        _ = conv.backward(dy)
-        XCTAssertLessThanOrEqual(scaledError(conv.weight.gradient.scalars, once.map { 2 * Double($0) }), 1e-6)
+    func testWeightGradientAccumulates() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 23)
+            let conv = Conv2d(inputChannels: 4, outputChannels: 4, kernelSize: 3, stride: 2, padding: 1, groups: 4, generator: generator)
+            let x = generator.uniformTensor(shape: [1, 4, 33, 17], bound: 1)
+            let dy = generator.uniformTensor(shape: conv.forward(x).shape, bound: 1)
+            _ = conv.backward(dy)
+            let once = conv.weight.gradient.scalars
+            _ = conv.forward(x)
+            _ = conv.backward(dy)
+            XCTAssertLessThanOrEqual(scaledError(conv.weight.gradient.scalars, once.map { 2 * Double($0) }), 1e-6)
+        }
     }
 
     /// Every size of the list as a height, each with a different width, plus the square ones.

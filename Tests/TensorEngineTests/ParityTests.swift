@@ -49,15 +49,17 @@ final class ParityTests: XCTestCase {
     }
 
     func testConvolutions() throws {
-        let f = try fixture()
-        checkLayer(convolution(f, "conv", padding: 1), f, "conv")
-        checkLayer(convolution(f, "conv_strided", stride: 2, padding: 1), f, "conv_strided")
-        checkLayer(convolution(f, "conv_stem", stride: 2, padding: 3), f, "conv_stem")
-        checkLayer(convolution(f, "conv_grouped", padding: 1, groups: 2), f, "conv_grouped")
-        checkLayer(convolution(f, "conv_depthwise", stride: 2, padding: 1, groups: 6), f, "conv_depthwise")
-        checkLayer(convolution(f, "conv_depthwise5", padding: 2, groups: 4), f, "conv_depthwise5")
-        checkLayer(convolution(f, "conv_pointwise"), f, "conv_pointwise")
-        checkLayer(convolution(f, "conv_pointwise_strided", stride: 2), f, "conv_pointwise_strided")
+        try forEachKernelSet { _ in
+            let f = try fixture()
+            checkLayer(convolution(f, "conv", padding: 1), f, "conv")
+            checkLayer(convolution(f, "conv_strided", stride: 2, padding: 1), f, "conv_strided")
+            checkLayer(convolution(f, "conv_stem", stride: 2, padding: 3), f, "conv_stem")
+            checkLayer(convolution(f, "conv_grouped", padding: 1, groups: 2), f, "conv_grouped")
+            checkLayer(convolution(f, "conv_depthwise", stride: 2, padding: 1, groups: 6), f, "conv_depthwise")
+            checkLayer(convolution(f, "conv_depthwise5", padding: 2, groups: 4), f, "conv_depthwise5")
+            checkLayer(convolution(f, "conv_pointwise"), f, "conv_pointwise")
+            checkLayer(convolution(f, "conv_pointwise_strided", stride: 2), f, "conv_pointwise_strided")
+        }
     }
 
     func testTransposedConvolutions() throws {
@@ -72,32 +74,36 @@ final class ParityTests: XCTestCase {
     }
 
     func testBatchNorm() throws {
-        let f = try fixture()
-        for (name, mode) in [("bn_train", LayerMode.training), ("bn_train_eps3", .training), ("bn_eval", .evaluation)] {
-            let layer = BatchNorm2d(channels: 4, epsilon: f["\(name).eps"].values[0])
-            layer.weight.value = tensor(f, "\(name).weight")
-            layer.bias.value = tensor(f, "\(name).bias")
-            layer.runningMean.value = tensor(f, "\(name).running_mean")
-            layer.runningVariance.value = tensor(f, "\(name).running_var")
-            layer.setMode(mode)
-            checkLayer(layer, f, name)
-            check(layer.runningMean.value, f, "\(name).running_mean_after")
-            check(layer.runningVariance.value, f, "\(name).running_var_after")
-            XCTAssertEqual(layer.batchesTracked.value.scalars, f["\(name).num_batches_tracked_after"].values)
+        try forEachKernelSet { _ in
+            let f = try fixture()
+            for (name, mode) in [("bn_train", LayerMode.training), ("bn_train_eps3", .training), ("bn_eval", .evaluation)] {
+                let layer = BatchNorm2d(channels: 4, epsilon: f["\(name).eps"].values[0])
+                layer.weight.value = tensor(f, "\(name).weight")
+                layer.bias.value = tensor(f, "\(name).bias")
+                layer.runningMean.value = tensor(f, "\(name).running_mean")
+                layer.runningVariance.value = tensor(f, "\(name).running_var")
+                layer.setMode(mode)
+                checkLayer(layer, f, name)
+                check(layer.runningMean.value, f, "\(name).running_mean_after")
+                check(layer.runningVariance.value, f, "\(name).running_var_after")
+                XCTAssertEqual(layer.batchesTracked.value.scalars, f["\(name).num_batches_tracked_after"].values)
+            }
         }
     }
 
     func testActivationsPoolingAndLinear() throws {
-        let f = try fixture()
-        checkLayer(ReLU(), f, "relu")
-        checkLayer(ReLU6(), f, "relu6")
-        checkLayer(Sigmoid(), f, "sigmoid")
-        checkLayer(MaxPool2d(kernelSize: 3, stride: 2, padding: 1), f, "maxpool")
-        checkLayer(AvgPool2d(kernelSize: 2, stride: 2), f, "avgpool")
-        checkLayer(AvgPool2d(kernelSize: 3, stride: 1, padding: 1), f, "avgpool_padded")
-        checkLayer(GlobalAveragePool(), f, "gap")
-        let linear = Linear(inputFeatures: 6, outputFeatures: 4, weight: tensor(f, "linear.weight"), bias: tensor(f, "linear.bias"))
-        checkLayer(linear, f, "linear")
+        try forEachKernelSet { _ in
+            let f = try fixture()
+            checkLayer(ReLU(), f, "relu")
+            checkLayer(ReLU6(), f, "relu6")
+            checkLayer(Sigmoid(), f, "sigmoid")
+            checkLayer(MaxPool2d(kernelSize: 3, stride: 2, padding: 1), f, "maxpool")
+            checkLayer(AvgPool2d(kernelSize: 2, stride: 2), f, "avgpool")
+            checkLayer(AvgPool2d(kernelSize: 3, stride: 1, padding: 1), f, "avgpool_padded")
+            checkLayer(GlobalAveragePool(), f, "gap")
+            let linear = Linear(inputFeatures: 6, outputFeatures: 4, weight: tensor(f, "linear.weight"), bias: tensor(f, "linear.bias"))
+            checkLayer(linear, f, "linear")
+        }
     }
 
     func testResizing() throws {

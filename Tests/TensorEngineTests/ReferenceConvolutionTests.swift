@@ -7,38 +7,40 @@ import XCTest
 final class ReferenceConvolutionTests: XCTestCase {
     struct Case { let c, o, k, s, p, groups, n, h, w: Int }
 
-    func testFastKernelsMatchDirectConvolution() {
-        let cases = [
-            Case(c: 3, o: 5, k: 3, s: 1, p: 1, groups: 1, n: 3, h: 7, w: 6),    // im2col, batched
-            Case(c: 4, o: 6, k: 3, s: 2, p: 1, groups: 2, n: 2, h: 9, w: 8),    // grouped, strided
-            Case(c: 6, o: 6, k: 5, s: 2, p: 2, groups: 6, n: 2, h: 11, w: 10),  // depthwise
-            Case(c: 3, o: 6, k: 3, s: 1, p: 0, groups: 3, n: 1, h: 5, w: 5),   // depthwise multiplier 2
-            Case(c: 4, o: 4, k: 3, s: 3, p: 1, groups: 4, n: 1, h: 10, w: 11), // depthwise, generic stride
-            Case(c: 4, o: 4, k: 3, s: 2, p: 1, groups: 4, n: 2, h: 7, w: 9),   // depthwise stride 2, odd width
-            Case(c: 8, o: 4, k: 1, s: 1, p: 0, groups: 1, n: 2, h: 4, w: 5),    // pointwise
-            Case(c: 8, o: 6, k: 1, s: 1, p: 0, groups: 2, n: 2, h: 3, w: 5),    // pointwise, grouped
-            Case(c: 8, o: 4, k: 1, s: 2, p: 0, groups: 2, n: 2, h: 5, w: 5),    // strided 1x1, grouped
-            Case(c: 2, o: 3, k: 7, s: 2, p: 3, groups: 1, n: 2, h: 40, w: 36),  // ResNet stem-like, one item per block
-            Case(c: 64, o: 4, k: 3, s: 1, p: 1, groups: 2, n: 2, h: 96, w: 90), // large plane: blocks of output rows
-            Case(c: 4, o: 6, k: 3, s: 1, p: 0, groups: 2, n: 2, h: 8, w: 19),   // no padding: dx convolved with padding 2
-            Case(c: 3, o: 5, k: 5, s: 1, p: 2, groups: 1, n: 1, h: 9, w: 17),   // 5x5
-        ]
-        let generator = SeededGenerator(seed: 7)
-        for t in cases {
-            let conv = Conv2d(inputChannels: t.c, outputChannels: t.o, kernelSize: t.k, stride: t.s, padding: t.p,
-                              groups: t.groups, bias: true, generator: generator)
-            let x = generator.uniformTensor(shape: [t.n, t.c, t.h, t.w], bound: 1)
-            let y = conv.forward(x)
-            let dy = generator.uniformTensor(shape: y.shape, bound: 1)
-            let dx = conv.backward(dy)
-            let reference = directConvolution(x, conv.weight.value, conv.bias!.value, dy, stride: t.s, padding: t.p, groups: t.groups)
-            XCTAssertEqual(y.shape, reference.y.shape)
-            let errors = [maxRelativeDifference(y.scalars, reference.y.scalars),
-                          maxRelativeDifference(dx.scalars, reference.dx.scalars),
-                          maxRelativeDifference(conv.weight.gradient.scalars, reference.dw.scalars),
-                          maxRelativeDifference(conv.bias!.gradient.scalars, reference.db.scalars)]
-            print("conv \(t): y \(errors[0]) dx \(errors[1]) dw \(errors[2]) db \(errors[3])")
-            for error in errors { XCTAssertLessThanOrEqual(error, 1e-4, "\(t)") }
+    func testFastKernelsMatchDirectConvolution() throws {
+        try forEachKernelSet { _ in
+            let cases = [
+                Case(c: 3, o: 5, k: 3, s: 1, p: 1, groups: 1, n: 3, h: 7, w: 6),    // im2col, batched
+                Case(c: 4, o: 6, k: 3, s: 2, p: 1, groups: 2, n: 2, h: 9, w: 8),    // grouped, strided
+                Case(c: 6, o: 6, k: 5, s: 2, p: 2, groups: 6, n: 2, h: 11, w: 10),  // depthwise
+                Case(c: 3, o: 6, k: 3, s: 1, p: 0, groups: 3, n: 1, h: 5, w: 5),   // depthwise multiplier 2
+                Case(c: 4, o: 4, k: 3, s: 3, p: 1, groups: 4, n: 1, h: 10, w: 11), // depthwise, generic stride
+                Case(c: 4, o: 4, k: 3, s: 2, p: 1, groups: 4, n: 2, h: 7, w: 9),   // depthwise stride 2, odd width
+                Case(c: 8, o: 4, k: 1, s: 1, p: 0, groups: 1, n: 2, h: 4, w: 5),    // pointwise
+                Case(c: 8, o: 6, k: 1, s: 1, p: 0, groups: 2, n: 2, h: 3, w: 5),    // pointwise, grouped
+                Case(c: 8, o: 4, k: 1, s: 2, p: 0, groups: 2, n: 2, h: 5, w: 5),    // strided 1x1, grouped
+                Case(c: 2, o: 3, k: 7, s: 2, p: 3, groups: 1, n: 2, h: 40, w: 36),  // ResNet stem-like, one item per block
+                Case(c: 64, o: 4, k: 3, s: 1, p: 1, groups: 2, n: 2, h: 96, w: 90), // large plane: blocks of output rows
+                Case(c: 4, o: 6, k: 3, s: 1, p: 0, groups: 2, n: 2, h: 8, w: 19),   // no padding: dx convolved with padding 2
+                Case(c: 3, o: 5, k: 5, s: 1, p: 2, groups: 1, n: 1, h: 9, w: 17),   // 5x5
+            ]
+            let generator = SeededGenerator(seed: 7)
+            for t in cases {
+                let conv = Conv2d(inputChannels: t.c, outputChannels: t.o, kernelSize: t.k, stride: t.s, padding: t.p,
+                                  groups: t.groups, bias: true, generator: generator)
+                let x = generator.uniformTensor(shape: [t.n, t.c, t.h, t.w], bound: 1)
+                let y = conv.forward(x)
+                let dy = generator.uniformTensor(shape: y.shape, bound: 1)
+                let dx = conv.backward(dy)
+                let reference = directConvolution(x, conv.weight.value, conv.bias!.value, dy, stride: t.s, padding: t.p, groups: t.groups)
+                XCTAssertEqual(y.shape, reference.y.shape)
+                let errors = [maxRelativeDifference(y.scalars, reference.y.scalars),
+                              maxRelativeDifference(dx.scalars, reference.dx.scalars),
+                              maxRelativeDifference(conv.weight.gradient.scalars, reference.dw.scalars),
+                              maxRelativeDifference(conv.bias!.gradient.scalars, reference.db.scalars)]
+                print("conv \(t): y \(errors[0]) dx \(errors[1]) dw \(errors[2]) db \(errors[3])")
+                for error in errors { XCTAssertLessThanOrEqual(error, 1e-4, "\(t)") }
+            }
         }
     }
 

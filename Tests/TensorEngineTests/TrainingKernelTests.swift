@@ -2,8 +2,8 @@ import TensorEngine
 import XCTest
 
 /// BatchNorm2d (training and evaluation mode) and ReLU/ReLU6, forward and backward, as the
-/// layers route them (the AVX-512 kernels of CKernels/batchnorm.c and activations.c, or the
-/// Swift loops under RSTPM_KERNELS=generic), against double-precision references on shapes
+/// layers route them under every kernel set (the C kernels of CKernels/batchnorm*.c and
+/// activations*.c, and the generic set's Swift loops), against double-precision references on shapes
 /// around the vector widths, N = 1, 2 and 3, and inputs whose mean is far from zero.
 final class TrainingKernelTests: XCTestCase {
     static let shapes: [(n: Int, c: Int, h: Int, w: Int)] = [
@@ -11,117 +11,125 @@ final class TrainingKernelTests: XCTestCase {
         (2, 2, 9, 13), (2, 7, 33, 3), (1, 2, 64, 65),
     ]
 
-    func testBatchNormTrainingMatchesDoubleReference() {
-        let generator = SeededGenerator(seed: 31)
-        for (index, s) in Self.shapes.enumerated() {
-            let shape = [s.n, s.c, s.h, s.w]
-            let bn = BatchNorm2d(channels: s.c)
-            bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
-            bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
-            // Every other shape with enough values per channel gets a large common offset: the
-            // variance must not cancel. (With a few values, the float mean's rounding alone
-            // moves the deviations by more than the tolerance.)
-            let offset: Float = index % 2 == 1 && s.n * s.h * s.w >= 16 ? 40 : 0
-            let x = generator.uniformTensor(shape: shape, bound: 3).scalars.map { $0 + offset }
-            let input = Tensor(shape: shape, scalars: x)
-            let y = bn.forward(input)
-            let dy = generator.uniformTensor(shape: shape, bound: 1)
-            let dx = bn.backward(dy)
+    func testBatchNormTrainingMatchesDoubleReference() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 31)
+            for (index, s) in Self.shapes.enumerated() {
+                let shape = [s.n, s.c, s.h, s.w]
+                let bn = BatchNorm2d(channels: s.c)
+                bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
+                bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
+                // Every other shape with enough values per channel gets a large common offset: the
+                // variance must not cancel. (With a few values, the float mean's rounding alone
+                // moves the deviations by more than the tolerance.)
+                let offset: Float = index % 2 == 1 && s.n * s.h * s.w >= 16 ? 40 : 0
+                let x = generator.uniformTensor(shape: shape, bound: 3).scalars.map { $0 + offset }
+                let input = Tensor(shape: shape, scalars: x)
+                let y = bn.forward(input)
+                let dy = generator.uniformTensor(shape: shape, bound: 1)
+                let dx = bn.backward(dy)
 
-            let reference = referenceBatchNorm(x, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
-                                               n: s.n, c: s.c, plane: s.h * s.w, statistics: nil)
-            let name = "\(shape)"
-            XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
-            // dx is a difference of terms of size gamma / std * dy that nearly cancel on small channels.
-            XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx, scale: reference.dxScale), 1e-5, "dx \(name)")
-            XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
-            XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
-            let count = Double(s.n * s.h * s.w)
-            let runningMean = reference.mean.map { 0.1 * $0 }
-            let runningVariance = reference.variance.map { 0.9 + 0.1 * $0 * count / (count - 1) }
-            XCTAssertLessThanOrEqual(scaledError(bn.runningMean.value.scalars, runningMean), 1e-5, "running mean \(name)")
-            XCTAssertLessThanOrEqual(scaledError(bn.runningVariance.value.scalars, runningVariance), 1e-5, "running var \(name)")
+                let reference = referenceBatchNorm(x, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
+                                                   n: s.n, c: s.c, plane: s.h * s.w, statistics: nil)
+                let name = "\(shape)"
+                XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
+                // dx is a difference of terms of size gamma / std * dy that nearly cancel on small channels.
+                XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx, scale: reference.dxScale), 1e-5, "dx \(name)")
+                XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
+                XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
+                let count = Double(s.n * s.h * s.w)
+                let runningMean = reference.mean.map { 0.1 * $0 }
+                let runningVariance = reference.variance.map { 0.9 + 0.1 * $0 * count / (count - 1) }
+                XCTAssertLessThanOrEqual(scaledError(bn.runningMean.value.scalars, runningMean), 1e-5, "running mean \(name)")
+                XCTAssertLessThanOrEqual(scaledError(bn.runningVariance.value.scalars, runningVariance), 1e-5, "running var \(name)")
+            }
         }
     }
 
-    func testBatchNormEvaluationModeBackwardMatchesDoubleReference() {
-        let generator = SeededGenerator(seed: 32)
-        for s in Self.shapes {
-            let shape = [s.n, s.c, s.h, s.w]
-            let bn = BatchNorm2d(channels: s.c)
-            bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
-            bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
-            bn.runningMean.value = generator.uniformTensor(shape: [s.c], bound: 1)
-            bn.runningVariance.value = Tensor(shape: [s.c], scalars: generator.uniformTensor(shape: [s.c], bound: 1).scalars.map { 1.5 + $0 })
-            bn.setMode(.evaluation)
-            let x = generator.uniformTensor(shape: shape, bound: 3)
-            let y = bn.forward(x)
-            let dy = generator.uniformTensor(shape: shape, bound: 1)
-            let dx = bn.backward(dy)
-            let statistics = (bn.runningMean.value.scalars.map(Double.init), bn.runningVariance.value.scalars.map(Double.init))
-            let reference = referenceBatchNorm(x.scalars, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
-                                               n: s.n, c: s.c, plane: s.h * s.w, statistics: statistics)
-            let name = "\(shape)"
-            XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
-            XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
-            XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
-            XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
+    func testBatchNormEvaluationModeBackwardMatchesDoubleReference() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 32)
+            for s in Self.shapes {
+                let shape = [s.n, s.c, s.h, s.w]
+                let bn = BatchNorm2d(channels: s.c)
+                bn.weight.value = generator.uniformTensor(shape: [s.c], bound: 2)
+                bn.bias.value = generator.uniformTensor(shape: [s.c], bound: 1)
+                bn.runningMean.value = generator.uniformTensor(shape: [s.c], bound: 1)
+                bn.runningVariance.value = Tensor(shape: [s.c], scalars: generator.uniformTensor(shape: [s.c], bound: 1).scalars.map { 1.5 + $0 })
+                bn.setMode(.evaluation)
+                let x = generator.uniformTensor(shape: shape, bound: 3)
+                let y = bn.forward(x)
+                let dy = generator.uniformTensor(shape: shape, bound: 1)
+                let dx = bn.backward(dy)
+                let statistics = (bn.runningMean.value.scalars.map(Double.init), bn.runningVariance.value.scalars.map(Double.init))
+                let reference = referenceBatchNorm(x.scalars, dy.scalars, gamma: bn.weight.value.scalars, beta: bn.bias.value.scalars,
+                                                   n: s.n, c: s.c, plane: s.h * s.w, statistics: statistics)
+                let name = "\(shape)"
+                XCTAssertLessThanOrEqual(scaledError(y.scalars, reference.y), 1e-5, "y \(name)")
+                XCTAssertLessThanOrEqual(scaledError(dx.scalars, reference.dx), 1e-5, "dx \(name)")
+                XCTAssertLessThanOrEqual(scaledError(bn.weight.gradient.scalars, reference.dgamma), 1e-5, "dgamma \(name)")
+                XCTAssertLessThanOrEqual(scaledError(bn.bias.gradient.scalars, reference.dbeta), 1e-5, "dbeta \(name)")
+            }
         }
     }
 
     /// A Sequential runs BatchNorm2d + ReLU/ReLU6 as one pass; it must give exactly what the
     /// two layers give one after the other (forward, gradients, running statistics).
-    func testSequentialFusedBatchNormActivationEqualsSeparateLayers() {
-        let generator = SeededGenerator(seed: 34)
-        for s in Self.shapes {
-            for fusedReLU6 in [false, true] {
-                let shape = [s.n, s.c, s.h, s.w]
-                let (fused, separate) = (BatchNorm2d(channels: s.c), BatchNorm2d(channels: s.c))
-                // gamma up to 8, and 8 with beta 0 on channel 0: values below 0 and above 6.
-                var gamma = generator.uniformTensor(shape: [s.c], bound: 8), beta = generator.uniformTensor(shape: [s.c], bound: 1)
-                (gamma.scalars[0], beta.scalars[0]) = (8, 0)
-                for bn in [fused, separate] { (bn.weight.value, bn.bias.value) = (gamma, beta) }
-                let activation: any Layer = fusedReLU6 ? ReLU6() : ReLU()
-                let sequence = Sequential([fused, fusedReLU6 ? ReLU6() : ReLU()])
-                let x = generator.uniformTensor(shape: shape, bound: 3), dy = generator.uniformTensor(shape: shape, bound: 1)
+    func testSequentialFusedBatchNormActivationEqualsSeparateLayers() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 34)
+            for s in Self.shapes {
+                for fusedReLU6 in [false, true] {
+                    let shape = [s.n, s.c, s.h, s.w]
+                    let (fused, separate) = (BatchNorm2d(channels: s.c), BatchNorm2d(channels: s.c))
+                    // gamma up to 8, and 8 with beta 0 on channel 0: values below 0 and above 6.
+                    var gamma = generator.uniformTensor(shape: [s.c], bound: 8), beta = generator.uniformTensor(shape: [s.c], bound: 1)
+                    (gamma.scalars[0], beta.scalars[0]) = (8, 0)
+                    for bn in [fused, separate] { (bn.weight.value, bn.bias.value) = (gamma, beta) }
+                    let activation: any Layer = fusedReLU6 ? ReLU6() : ReLU()
+                    let sequence = Sequential([fused, fusedReLU6 ? ReLU6() : ReLU()])
+                    let x = generator.uniformTensor(shape: shape, bound: 3), dy = generator.uniformTensor(shape: shape, bound: 1)
 
-                let y = sequence.forward(x), dx = sequence.backward(dy)
-                let expectedY = activation.forward(separate.forward(x))
-                let expectedDx = separate.backward(activation.backward(dy))
-                let name = "\(shape) \(fusedReLU6 ? "relu6" : "relu")"
-                XCTAssertEqual(y.scalars, expectedY.scalars, "y \(name)")
-                XCTAssertEqual(dx.scalars, expectedDx.scalars, "dx \(name)")
-                XCTAssertEqual(fused.weight.gradient.scalars, separate.weight.gradient.scalars, "dgamma \(name)")
-                XCTAssertEqual(fused.bias.gradient.scalars, separate.bias.gradient.scalars, "dbeta \(name)")
-                XCTAssertEqual(fused.runningVariance.value.scalars, separate.runningVariance.value.scalars, "running var \(name)")
-                if fusedReLU6 { XCTAssertTrue(y.scalars.contains(6) && y.scalars.contains(0), "both kinks reached \(name)") }
+                    let y = sequence.forward(x), dx = sequence.backward(dy)
+                    let expectedY = activation.forward(separate.forward(x))
+                    let expectedDx = separate.backward(activation.backward(dy))
+                    let name = "\(shape) \(fusedReLU6 ? "relu6" : "relu")"
+                    XCTAssertEqual(y.scalars, expectedY.scalars, "y \(name)")
+                    XCTAssertEqual(dx.scalars, expectedDx.scalars, "dx \(name)")
+                    XCTAssertEqual(fused.weight.gradient.scalars, separate.weight.gradient.scalars, "dgamma \(name)")
+                    XCTAssertEqual(fused.bias.gradient.scalars, separate.bias.gradient.scalars, "dbeta \(name)")
+                    XCTAssertEqual(fused.runningVariance.value.scalars, separate.runningVariance.value.scalars, "running var \(name)")
+                    if fusedReLU6 { XCTAssertTrue(y.scalars.contains(6) && y.scalars.contains(0), "both kinks reached \(name)") }
+                }
             }
         }
     }
 
-    func testReLUAndReLU6ForwardAndBackwardAreExact() {
-        let generator = SeededGenerator(seed: 33)
-        // Counts around the vector width and across the elementwise chunks (16384 floats).
-        for count in [1, 15, 16, 17, 33, 100, 40_001] {
-            var x = generator.uniformTensor(shape: [1, 1, 1, count], bound: 8).scalars
-            x[0] = 0
-            if count > 2 { x[1] = 6; x[2] = .nan }
-            let input = Tensor(shape: [1, 1, 1, count], scalars: x)
-            let dy = generator.uniformTensor(shape: input.shape, bound: 1)
+    func testReLUAndReLU6ForwardAndBackwardAreExact() throws {
+        try forEachKernelSet { _ in
+            let generator = SeededGenerator(seed: 33)
+            // Counts around the vector width and across the elementwise chunks (16384 floats).
+            for count in [1, 15, 16, 17, 33, 100, 40_001] {
+                var x = generator.uniformTensor(shape: [1, 1, 1, count], bound: 8).scalars
+                x[0] = 0
+                if count > 2 { x[1] = 6; x[2] = .nan }
+                let input = Tensor(shape: [1, 1, 1, count], scalars: x)
+                let dy = generator.uniformTensor(shape: input.shape, bound: 1)
 
-            let relu = ReLU(), relu6 = ReLU6()
-            let y = relu.forward(input), y6 = relu6.forward(input)
-            let dx = relu.backward(dy), dx6 = relu6.backward(dy)
-            for i in 0..<count {
-                let v = x[i]
-                if v.isNaN {
-                    XCTAssertTrue(y.scalars[i].isNaN && y6.scalars[i].isNaN, "NaN propagates at \(i) of \(count)")
-                    continue
+                let relu = ReLU(), relu6 = ReLU6()
+                let y = relu.forward(input), y6 = relu6.forward(input)
+                let dx = relu.backward(dy), dx6 = relu6.backward(dy)
+                for i in 0..<count {
+                    let v = x[i]
+                    if v.isNaN {
+                        XCTAssertTrue(y.scalars[i].isNaN && y6.scalars[i].isNaN, "NaN propagates at \(i) of \(count)")
+                        continue
+                    }
+                    XCTAssertEqual(y.scalars[i], max(v, 0), "relu \(i) of \(count)")
+                    XCTAssertEqual(y6.scalars[i], min(max(v, 0), 6), "relu6 \(i) of \(count)")
+                    XCTAssertEqual(dx.scalars[i], v > 0 ? dy.scalars[i] : 0, "relu backward \(i) of \(count)")
+                    XCTAssertEqual(dx6.scalars[i], v > 0 && v < 6 ? dy.scalars[i] : 0, "relu6 backward \(i) of \(count)")
                 }
-                XCTAssertEqual(y.scalars[i], max(v, 0), "relu \(i) of \(count)")
-                XCTAssertEqual(y6.scalars[i], min(max(v, 0), 6), "relu6 \(i) of \(count)")
-                XCTAssertEqual(dx.scalars[i], v > 0 ? dy.scalars[i] : 0, "relu backward \(i) of \(count)")
-                XCTAssertEqual(dx6.scalars[i], v > 0 && v < 6 ? dy.scalars[i] : 0, "relu6 backward \(i) of \(count)")
             }
         }
     }

@@ -1,8 +1,8 @@
 #ifndef RSTPM_ACTIVATIONS_H
 #define RSTPM_ACTIVATIONS_H
 
-// ReLU and ReLU6 forward and backward over `count` contiguous floats, AVX-512. Call only when
-// rstpm_avx512_enabled() is 1.
+// ReLU and ReLU6 forward and backward over `count` contiguous floats, AVX-512. Call only through
+// rstpm_avx512_kernels() (cpu_features.h); activations_avx2.c has the same functions for AVX2.
 
 /// output[i] = clamp(input[i], 0, high): high = INFINITY for ReLU, 6 for ReLU6.
 void rstpm_clamp_forward(const float *input, float *output, long count, float high);

@@ -4,7 +4,8 @@
 #include "depthwise.h"  // RSTPM_ACTIVATION_*
 
 // BatchNorm2d over NCHW tensors, AVX-512 + FMA: per-channel statistics, the normalisation
-// with the affine parameters, and the backward. Call only when rstpm_avx512_enabled() is 1.
+// with the affine parameters, and the backward. Call only through
+// rstpm_avx512_kernels() (cpu_features.h); batchnorm_avx2.c has the same functions for AVX2.
 // Every function handles channels [first_channel, end_channel) of an (N, channels, plane)
 // tensor over all N items; distinct channel ranges touch distinct memory, so ranges can run on
 // different threads.

@@ -2,7 +2,8 @@
 #define RSTPM_DEPTHWISE_H
 
 // Depthwise 2-D convolution (one input channel per group) on NCHW planes, AVX-512 + FMA.
-// Call only when rstpm_avx512_enabled() is 1 and rstpm_depthwise_supported() accepts the
+// Call only through rstpm_avx512_kernels() (cpu_features.h; depthwise_avx2.c has the same
+// functions for AVX2), and where rstpm_depthwise_supported() accepts the
 // geometry. Square kernel, equal stride and symmetric zero padding in both directions; output
 // channel o (of channels * multiplier) reads input channel o / multiplier, with weights
 // (channels * multiplier, 1, kernel, kernel). Thread-safe: each thread has its own scratch.

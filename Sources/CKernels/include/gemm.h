@@ -4,8 +4,8 @@
 /// Row-major single-precision matrix product with cblas_sgemm's arguments:
 /// `C (m, n) = alpha * op(A) * op(B) + beta * C`, op(X) = X, or X transposed when its flag is
 /// nonzero (A is then stored (k, m), B (n, k)). beta == 0 does not read C. Single-threaded (the
-/// engine splits products over its workers); AVX-512 only: call it only when
-/// rstpm_avx512_enabled() is 1.
+/// engine splits products over its workers); AVX-512: call it only through
+/// rstpm_avx512_kernels() (cpu_features.h; gemm_avx2.c has the same products for AVX2).
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
@@ -20,13 +20,14 @@ struct rstpm_packed_a {
 /// Floats that rstpm_pack_a writes for A (m, k).
 long rstpm_packed_a_floats(long m, long k);
 
-/// Packs row-major A (m, k) into the panels the products read. AVX-512 only.
+/// Packs row-major A (m, k) into the panels the products read (the layout follows the register
+/// tile of the set: pack with the set that multiplies). AVX-512.
 void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels);
 
 /// `C (m, n) = clamp(bias[i] + A (m, k) * B (k, n), low, high)`, no transposes, bias one value
 /// per row of C (NULL: none): a convolution with its bias and ReLU/ReLU6 applied to each tile
 /// of C while it is still in registers. Pass -INFINITY/INFINITY for no activation. A comes
-/// packed from `packed_a` unless that is NULL. AVX-512 only.
+/// packed from `packed_a` unless that is NULL. AVX-512.
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                             const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc);
 
@@ -43,7 +44,7 @@ struct rstpm_convolution_input {
 
 /// rstpm_sgemm_bias_clamp with B the columns `first_column ..< first_column + n` of `input`'s
 /// unfolded matrix, read straight from the planes while packing (no im2col buffer):
-/// `C (m, n) = clamp(bias[i] + A (m, k) * columns, low, high)`. AVX-512 only.
+/// `C (m, n) = clamp(bias[i] + A (m, k) * columns, low, high)`. AVX-512.
 void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc);
