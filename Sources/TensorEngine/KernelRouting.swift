@@ -51,7 +51,8 @@ struct Kernels {
     let set: KernelSet
     let c: rstpm_kernel_set?
     /// The C product's register tile (rows, columns of C): blocks of C split at multiples of it
-    /// leave no partial tiles inside the product.
+    /// leave no partial tiles inside the product. The generic set splits its OpenBLAS products
+    /// at 14 x 32, as the engine always did.
     let gemmRows: Int, gemmColumns: Int
 
     init(_ set: KernelSet) {
