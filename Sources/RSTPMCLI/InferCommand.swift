@@ -12,7 +12,9 @@ import TensorEngine
 
 /// `rstpm infer`: anomaly maps and verdicts for images with a trained bundle.
 struct InferCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "infer", abstract: "Inspect images with a trained model: heatmap PNG and JSON verdict per image.")
+    static let configuration = CommandConfiguration(
+        commandName: "infer", abstract: "Inspect images with a trained model: heatmap PNG and JSON verdict per image.",
+        discussion: "A file that cannot be read or decoded is reported and skipped; the others are inspected, and the exit status is then 1.")
 
     @Option(help: "Model bundle directory written by `rstpm train`.")
     var model: String
