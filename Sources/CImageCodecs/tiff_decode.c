@@ -73,7 +73,7 @@ static void silence_global_handlers(void) {
 
 // The status for a libtiff failure: truncated when a read ran past the end of the data.
 static int read_failure(tiff_source *source, const char *what) {
-    if (!source->has_message) ic_fail(0, source->message, source->message_size, "%s", what);
+    if (!source->has_message) fail(0, source->message, source->message_size, "%s", what);
     return source->hit_end ? IC_ERR_TRUNCATED : IC_ERR_CORRUPT;
 }
 
@@ -124,7 +124,7 @@ static int read_samples(TIFF *tiff, tiff_source *source, const tiff_layout *layo
     tmsize_t chunk_size = tiled ? TIFFTileSize(tiff) : TIFFStripSize(tiff);
     if (chunk_size <= 0) return read_failure(source, "cannot size the strips or tiles");
     uint8_t *chunk = malloc((size_t)chunk_size);
-    if (!chunk) return ic_fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate a %lld-byte strip", (long long)chunk_size);
+    if (!chunk) return fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate a %lld-byte strip", (long long)chunk_size);
     uint32_t chunk_width = layout->width, chunk_height = 0;
     if (tiled) {
         TIFFGetField(tiff, TIFFTAG_TILEWIDTH, &chunk_width);
@@ -165,9 +165,9 @@ static int read_samples(TIFF *tiff, tiff_source *source, const tiff_layout *layo
 static int read_rgba(TIFF *tiff, tiff_source *source, uint32_t width, uint32_t height, ic_image *out) {
     char reason[1024];
     if (!TIFFRGBAImageOK(tiff, reason))
-        return ic_fail(IC_ERR_UNSUPPORTED, source->message, source->message_size, "TIFF layout not supported: %s", reason);
+        return fail(IC_ERR_UNSUPPORTED, source->message, source->message_size, "TIFF layout not supported: %s", reason);
     uint32_t *rgba = _TIFFmalloc((tmsize_t)((uint64_t)width * height * 4));
-    if (!rgba) return ic_fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
+    if (!rgba) return fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
     if (!TIFFReadRGBAImageOriented(tiff, width, height, rgba, ORIENTATION_TOPLEFT, 0)) {
         _TIFFfree(rgba);
         return read_failure(source, "cannot read the image");
@@ -175,7 +175,7 @@ static int read_rgba(TIFF *tiff, tiff_source *source, uint32_t width, uint32_t h
     uint8_t *pixels = malloc((size_t)width * height * 3);
     if (!pixels) {
         _TIFFfree(rgba);
-        return ic_fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
+        return fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
     }
     for (size_t i = 0; i < (size_t)width * height; i++) {
         pixels[3 * i] = (uint8_t)TIFFGetR(rgba[i]);
@@ -200,10 +200,10 @@ static int decode(TIFF *tiff, tiff_source *source, const ic_decode_options *opti
     if (options && options->max_pixels && declared > options->max_pixels) {
         out->width = width > INT32_MAX ? INT32_MAX : (int32_t)width;
         out->height = height > INT32_MAX ? INT32_MAX : (int32_t)height;
-        return ic_fail(IC_ERR_TOO_LARGE, source->message, source->message_size, "the header declares %ux%u = %llu pixels, above the limit of %llu",
+        return fail(IC_ERR_TOO_LARGE, source->message, source->message_size, "the header declares %ux%u = %llu pixels, above the limit of %llu",
                        width, height, (unsigned long long)declared, (unsigned long long)options->max_pixels);
     }
-    if (width > INT32_MAX || height > INT32_MAX) return ic_fail(IC_ERR_TOO_LARGE, source->message, source->message_size, "TIFF size %ux%u", width, height);
+    if (width > INT32_MAX || height > INT32_MAX) return fail(IC_ERR_TOO_LARGE, source->message, source->message_size, "TIFF size %ux%u", width, height);
     TIFFGetFieldDefaulted(tiff, TIFFTAG_SAMPLESPERPIXEL, &samples);
     TIFFGetFieldDefaulted(tiff, TIFFTAG_BITSPERSAMPLE, &bits);
     TIFFGetField(tiff, TIFFTAG_PHOTOMETRIC, &photometric);
@@ -227,7 +227,7 @@ static int decode(TIFF *tiff, tiff_source *source, const ic_decode_options *opti
         .maximum = bits == 16 && maximum > 0 ? maximum : 65535,
     };
     layout.pixels = calloc((size_t)declared, (size_t)layout.channels);
-    if (!layout.pixels) return ic_fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
+    if (!layout.pixels) return fail(IC_ERR_NO_MEMORY, source->message, source->message_size, "cannot allocate %ux%u pixels", width, height);
     int status = read_samples(tiff, source, &layout);
     if (status != IC_OK) {
         free(layout.pixels);
@@ -243,15 +243,15 @@ int ic_decode_tiff(const uint8_t *data, size_t size, const ic_decode_options *op
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, silence_global_handlers);
     memset(out, 0, sizeof *out);
-    if (size == 0) return ic_fail(IC_ERR_EMPTY, message, message_size, "the file is empty");
+    if (size == 0) return fail(IC_ERR_EMPTY, message, message_size, "the file is empty");
     if (size < 4 || !((data[0] == 'I' && data[1] == 'I' && data[2] == 42 && data[3] == 0) ||
                       (data[0] == 'M' && data[1] == 'M' && data[2] == 0 && data[3] == 42) ||
                       (data[0] == 'I' && data[1] == 'I' && data[2] == 43 && data[3] == 0) ||
                       (data[0] == 'M' && data[1] == 'M' && data[2] == 0 && data[3] == 43)))
-        return ic_fail(IC_ERR_UNSUPPORTED, message, message_size, "not a TIFF file (bad signature)");
+        return fail(IC_ERR_UNSUPPORTED, message, message_size, "not a TIFF file (bad signature)");
     tiff_source source = {.data = data, .size = size, .message = message, .message_size = message_size};
     TIFFOpenOptions *open_options = TIFFOpenOptionsAlloc();
-    if (!open_options) return ic_fail(IC_ERR_NO_MEMORY, message, message_size, "libtiff could not allocate its options");
+    if (!open_options) return fail(IC_ERR_NO_MEMORY, message, message_size, "libtiff could not allocate its options");
     TIFFOpenOptionsSetErrorHandlerExtR(open_options, on_error, &source);
     TIFFOpenOptionsSetWarningHandlerExtR(open_options, on_warning, &source);
     // No single libtiff allocation above what the largest allowed image needs (4 bytes a pixel
