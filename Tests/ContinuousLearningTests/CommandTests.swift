@@ -11,6 +11,20 @@ final class CommandTests: XCTestCase {
         return try Tools.run(binary, arguments)
     }
 
+    /// rstpmd's configuration of one line, `line-1`, with `model` and an optional learning block.
+    static func lineYAML(model: FilePath, learning: String = "") -> String {
+        """
+        lines:
+          - name: line-1
+            inbox: /nonexistent/inbox
+            work: /nonexistent/work
+            outbox: /nonexistent/outbox
+            quarantine: /nonexistent/quarantine
+            processed_inputs: delete
+            model: \(model)
+        """ + learning
+    }
+
     func testListRollbackAndRetrainRequest() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
@@ -26,20 +40,13 @@ final class CommandTests: XCTestCase {
             let version = try models.commitCandidate()
             if decision == .accepted { try models.activate(version.name) }
         }
-        try scratch.write("""
-        lines:
-          - name: line-1
-            inbox: /nonexistent/inbox
-            work: /nonexistent/work
-            outbox: /nonexistent/outbox
-            quarantine: /nonexistent/quarantine
-            processed_inputs: delete
-            model: \(scratch.path("models/line-1"))
+        try scratch.write(Self.lineYAML(model: scratch.path("models/line-1"), learning: """
+
             learning:
               accepted: /nonexistent/accepted
               store: \(scratch.path("training"))
               trainer: [/usr/bin/rstpm, train, --data, "{data}", --out, "{out}"]
-        """, to: "rstpmd.yaml")
+        """), to: "rstpmd.yaml")
         let config = ["--config", scratch.path("rstpmd.yaml").string]
 
         let list = try run(["model", "list", "line-1"] + config)
@@ -75,16 +82,7 @@ final class CommandTests: XCTestCase {
         let scratch = try Scratch()
         defer { scratch.remove() }
         try scratch.makeDirectory("bundle")
-        try scratch.write("""
-        lines:
-          - name: line-1
-            inbox: /nonexistent/inbox
-            work: /nonexistent/work
-            outbox: /nonexistent/outbox
-            quarantine: /nonexistent/quarantine
-            processed_inputs: delete
-            model: \(scratch.path("bundle"))
-        """, to: "rstpmd.yaml")
+        try scratch.write(Self.lineYAML(model: scratch.path("bundle")), to: "rstpmd.yaml")
         let config = scratch.path("rstpmd.yaml").string
         let cases: [([String], String)] = [
             (["model", "list", "line-1", "--config", scratch.path("missing.yaml").string], "cannot read the configuration"),
