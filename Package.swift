@@ -28,7 +28,7 @@ let package = Package(
         .target(
             name: "CImageCodecs",
             path: "Sources/CImageCodecs",
-            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("deflate")]
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("deflate"), .linkedLibrary("tiff")]
         ),
 
         // The {path, problem, hint} shape every operator-facing error shares.

@@ -3,6 +3,7 @@
 // longjmp lives in structs whose address the libraries hold (never in plain locals).
 #include "image_codecs.h"
 #include "png_direct.h"
+#include "codec_message.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,16 +15,6 @@
 #include <zlib.h>  // Z_RLE
 #include <jpeglib.h>
 #include <jerror.h>
-
-static int fail(int status, char *message, size_t message_size, const char *format, ...) {
-    if (message && message_size > 0) {
-        va_list arguments;
-        va_start(arguments, format);
-        vsnprintf(message, message_size, format, arguments);
-        va_end(arguments);
-    }
-    return status;
-}
 
 // Reads the Orientation tag (0x0112) from IFD0 of a TIFF-structured EXIF block.
 int32_t ic_exif_orientation(const uint8_t *tiff, size_t length) {

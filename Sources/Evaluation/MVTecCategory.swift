@@ -1,8 +1,9 @@
 // The MVTec AD folder layout of one category:
-//   ROOT/train/good/*.png
+//   ROOT/train/good/*.png                             (optional: evaluation reads only test/)
 //   ROOT/test/<good|defect type>/*.png
 //   ROOT/ground_truth/<defect type>/<name>_mask.png   (optional: without it, image metrics only)
 import Foundation
+import Imaging
 
 /// Something wrong with a data-set folder, with the path and what to do about it.
 public enum DatasetError: Error, CustomStringConvertible, Equatable {
@@ -36,11 +37,12 @@ public struct MVTecSample: Codable, Equatable {
 /// The file listing of one category in the MVTec AD layout.
 public struct MVTecCategory {
     public static let goodType = "good"
-    public static let imageExtensions: Set<String> = ["png", "jpg", "jpeg"]
+    public static let imageExtensions = ImageDecoder.fileExtensions
 
     public let root: URL
     /// The category name: the root folder's name.
     public let name: String
+    /// The images of train/good; empty when the folder is absent (evaluation needs only test/).
     public let trainImages: [URL]
     /// Test images sorted by defect type ("good" first), then by file name.
     public let testSamples: [MVTecSample]
@@ -55,18 +57,12 @@ public struct MVTecCategory {
         let test = root.appendingPathComponent("test")
         let groundTruth = root.appendingPathComponent("ground_truth")
         guard Self.isDirectory(root) else {
-            throw DatasetError.missingFolder(root, hint: "expected a category folder with train/good, test/<type> and optionally ground_truth/<type>")
-        }
-        guard Self.isDirectory(train) else {
-            throw DatasetError.missingFolder(train, hint: "the training images of the MVTec AD layout live in train/good")
+            throw DatasetError.missingFolder(root, hint: "expected a category folder with test/<type>, and optionally train/good and ground_truth/<type>")
         }
         guard Self.isDirectory(test) else {
             throw DatasetError.missingFolder(test, hint: "the test images of the MVTec AD layout live in test/<good|defect type>")
         }
-        let trainImages = try Self.images(in: train)
-        guard !trainImages.isEmpty else {
-            throw DatasetError.noImages(train, hint: "add the defect-free training images (.png, .jpg)")
-        }
+        let trainImages = Self.isDirectory(train) ? try Self.images(in: train) : []
         let hasGroundTruth = Self.isDirectory(groundTruth)
         var samples: [MVTecSample] = []
         var defectTypes: [String] = []
@@ -76,7 +72,7 @@ public struct MVTecCategory {
             if !isGood { defectTypes.append(type) }
             let images = try Self.images(in: typeFolder)
             guard !images.isEmpty else {
-                throw DatasetError.noImages(typeFolder, hint: "a test/<type> folder needs images (.png, .jpg); remove it if the type has none")
+                throw DatasetError.noImages(typeFolder, hint: "a test/<type> folder needs images (.png, .jpg, .bmp, .tif); remove it if the type has none")
             }
             for image in images {
                 var mask: URL?
@@ -117,9 +113,10 @@ public struct MVTecCategory {
     }
 
     private static func contents(of folder: URL) throws -> [URL] {
+        // By path, not URL: Foundation's URL listing returns nothing for a symbolic link to a folder.
         do {
-            return try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil, options: [.skipsHiddenFiles])
-                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }
+                .sorted().map { folder.appendingPathComponent($0) }
         } catch {
             throw DatasetError.unreadableFolder(folder, reason: "\(error.localizedDescription)")
         }

@@ -1,8 +1,18 @@
 import CImageCodecs
 import Foundation
 
-/// Decodes PNG and JPEG files (told apart by their signature, not their name).
+/// Decodes PNG, JPEG, BMP and TIFF files (told apart by their signature, not their name).
+/// BMP and TIFF always come out at 8 bits (16-bit TIFF scaled, see `ic_decode_tiff`).
 public enum ImageDecoder {
+    /// The file name extensions of the formats above (lower case), for the callers that list
+    /// folders by name: training, `eval`, `infer`.
+    public static let fileExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+
+    /// Whether `url`'s extension names a format above (any case).
+    public static func hasImageExtension(_ url: URL) -> Bool {
+        fileExtensions.contains(url.pathExtension.lowercased())
+    }
+
     /// Reads and decodes `url`. `targetSize` (the size the caller will resize to) lets a large
     /// JPEG decode at 1/2, 1/4 or 1/8 scale via libjpeg's DCT scaling, never below the target;
     /// the result is then larger than or equal to `targetSize`, not equal to it.
@@ -58,11 +68,17 @@ public enum ImageDecoder {
             if bytes.count >= 1 && base[0] == 0xFF {
                 return ic_decode_jpeg(base, bytes.count, &options, &buffer.image, &message, message.count)
             }
+            if bytes.count >= 2 && base[0] == UInt8(ascii: "B") && base[1] == UInt8(ascii: "M") {
+                return ic_decode_bmp(base, bytes.count, &options, &buffer.image, &message, message.count)
+            }
+            if bytes.count >= 2 && ((base[0] == UInt8(ascii: "I") && base[1] == UInt8(ascii: "I")) || (base[0] == UInt8(ascii: "M") && base[1] == UInt8(ascii: "M"))) {
+                return ic_decode_tiff(base, bytes.count, &options, &buffer.image, &message, message.count)
+            }
             return -1
         }
         if status == -1 {
             let head = data.withUnsafeBytes { $0.prefix(8) }.map { String(format: "%02x", $0) }.joined(separator: " ")
-            throw ImageError(path: name, reason: .unsupported, detail: "neither PNG nor JPEG (starts with \(head))")
+            throw ImageError(path: name, reason: .unsupported, detail: "not a PNG, JPEG, BMP or TIFF file (starts with \(head))")
         }
         if status != Int32(IC_OK.rawValue) {
             let detail = String(cString: message)

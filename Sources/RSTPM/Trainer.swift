@@ -206,6 +206,10 @@ public final class RSTPMTrainer {
         }
         let (threshold, statement) = Self.threshold(scores: scores, configuration: configuration)
         logger.info("threshold", metadata: ["value": "\(threshold)", "rule": "\(statement)"])
+        if scores.count < Self.fewValidationImages {
+            logger.warning("threshold calibrated on only \(scores.count) validation image(s), fewer than \(Self.fewValidationImages): it may reject good parts; train on more normal images or raise validationFraction",
+                           metadata: ["validation_images": "\(scores.count)"])
+        }
         let manifest = BundleManifest(
             formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
             createdAt: ISO8601DateFormatter().string(from: Date()), configuration: configuration, teachers: networks.teachers.records,
@@ -223,6 +227,9 @@ public final class RSTPMTrainer {
         let written = try ModelBundle.write(networks: networks, manifest: manifest, to: output)
         return RSTPMModel(manifest: written, networks: networks)
     }
+
+    /// Below this many validation images the threshold is a guess, and training says so.
+    public static let fewValidationImages = 10
 
     /// The threshold rule: max score x margin [default] or a quantile of the scores.
     public static func threshold(scores: [Float], configuration: RSTPMConfiguration) -> (Float, String) {

@@ -17,7 +17,7 @@ public struct TrainingImages {
         self.images = images
     }
 
-    /// Reads every PNG/JPEG of `CATEGORY_DIR/train/good` (or of `directory` itself when it has no
+    /// Reads every PNG/JPEG/BMP/TIFF of `CATEGORY_DIR/train/good` (or of `directory` itself when it has no
     /// train/good), sorted by name, resized to width x height.
     public static func load(from directory: URL, width: Int, height: Int) throws -> TrainingImages {
         let nested = directory.appendingPathComponent("train/good")
@@ -25,7 +25,7 @@ public struct TrainingImages {
         let folder = FileManager.default.fileExists(atPath: nested.path, isDirectory: &isDirectory) && isDirectory.boolValue ? nested : directory
         let files = try imageFiles(in: folder)
         guard !files.isEmpty else {
-            throw RSTPMError(path: folder.path, problem: "no PNG or JPEG images found",
+            throw RSTPMError(path: folder.path, problem: "no PNG, JPEG, BMP or TIFF images found",
                              hint: "pass a category folder with train/good/*.png (MVTec AD layout) or a folder of normal images")
         }
         let images = try files.map { file in
@@ -34,14 +34,14 @@ public struct TrainingImages {
         return TrainingImages(folder: folder, files: files, images: images)
     }
 
-    /// PNG/JPEG files directly in `folder`, sorted by name.
+    /// PNG/JPEG/BMP/TIFF files (by extension) directly in `folder`, sorted by name.
     public static func imageFiles(in folder: URL) throws -> [URL] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder.path) } catch {
             throw RSTPMError(path: folder.path, problem: "cannot list the folder (\(error.localizedDescription))",
                              hint: "check that the path exists and is readable")
         }
-        return names.filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }
+        return names.filter { ImageDecoder.hasImageExtension(URL(fileURLWithPath: $0)) }
             .sorted().map { folder.appendingPathComponent($0) }
     }
 

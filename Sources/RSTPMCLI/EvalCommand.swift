@@ -80,7 +80,7 @@ struct EvalCommand: ParsableCommand {
     /// Inspects every test image, timing decode + preprocessing + networks per image.
     private var showsProgress: Bool { isatty(STDERR_FILENO) != 0 }
 
-    private func evaluate(model: RSTPMModel, modelPath: String, category: MVTecCategory) throws -> CategoryReport {
+    func evaluate(model: RSTPMModel, modelPath: String, category: MVTecCategory) throws -> CategoryReport {
         var builder = CategoryReportBuilder(category: category, mapNames: ["S-T", "D", "full"], width: model.inputWidth,
                                             height: model.inputHeight, modelPath: modelPath, modelID: model.modelID,
                                             threshold: Double(model.threshold), thresholdStatement: model.manifest.threshold.statement,

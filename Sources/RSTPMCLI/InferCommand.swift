@@ -12,7 +12,9 @@ import TensorEngine
 
 /// `rstpm infer`: anomaly maps and verdicts for images with a trained bundle.
 struct InferCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "infer", abstract: "Inspect images with a trained model: heatmap PNG and JSON verdict per image.")
+    static let configuration = CommandConfiguration(
+        commandName: "infer", abstract: "Inspect images with a trained model: heatmap PNG and JSON verdict per image.",
+        discussion: "A file that cannot be read or decoded is reported and skipped; the others are inspected, and the exit status is then 1.")
 
     @Option(help: "Model bundle directory written by `rstpm train`.")
     var model: String
@@ -25,10 +27,10 @@ struct InferCommand: ParsableCommand {
     @Option(help: "Images per network batch.")
     var batchSize = 4
 
-    @Option(help: "Also evaluate on CATEGORY/test (MVTec AD layout): image and pixel AUROC of the final, S-T and D maps.")
+    @Option(help: "Also evaluate on CATEGORY/test (MVTec AD layout) as `rstpm eval` does, for the S-T, D and full maps; writes evaluation.json.")
     var category: String?
 
-    @Argument(help: "PNG or JPEG images.")
+    @Argument(help: "Images (PNG, JPEG, BMP or TIFF) or folders: a folder gives the images directly inside it, by name, not its subfolders, nor the *.heatmap.png infer wrote.")
     var images: [String] = []
 
     func validate() throws {
@@ -37,22 +39,33 @@ struct InferCommand: ParsableCommand {
     }
 
     func run() throws {
+        let inputs = try Self.expand(images)
         engine.configureEngine()
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: engine.weightsDirectory)
-        var failures = 0
+        var failures = 0, skipped = 0
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
-        var names = OutputNames(outFolder: outFolder, inputs: images)
+        var names = OutputNames(outFolder: outFolder, inputs: inputs)
         let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
         let instance = ProcessInfo.processInfo.hostName
-        for start in stride(from: 0, to: images.count, by: batchSize) {
-            let paths = Array(images[start..<min(images.count, start + batchSize)])
+        for start in stride(from: 0, to: inputs.count, by: batchSize) {
             let decodeStart = Date()
             let received = wallClockNanoseconds()
-            let decoded = try paths.map { try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: $0)) }
-            let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(paths.count)
-            let results = model.inspect(images: decoded)
-            for (path, (image, result)) in zip(paths, zip(decoded, results)) {
+            // One unreadable or undecodable file is reported and skipped; the others go on.
+            var batch: [DecodedInput] = []
+            for path in inputs[start..<min(inputs.count, start + batchSize)] {
+                do {
+                    batch.append(try DecodedInput(path: path, width: model.inputWidth, height: model.inputHeight))
+                } catch {
+                    skipped += 1
+                    FileHandle.standardError.write(Data("skipped \(error)\n".utf8))
+                }
+            }
+            guard !batch.isEmpty else { continue }
+            let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(batch.count)
+            let results = model.inspect(images: batch.map(\.modelInput))
+            for (input, result) in zip(batch, results) {
+                let path = input.path, image = input.original
                 // As rstpmd's inference_failure: a model that yields NaN or infinity has no
                 // verdict to give (JSON cannot even hold the score); say so, naming the model.
                 guard result.score.isFinite, result.finalMap.allSatisfy(\.isFinite) else {
@@ -77,8 +90,8 @@ struct InferCommand: ParsableCommand {
                     map: result.finalMap, mapWidth: result.width, mapHeight: result.height,
                     imageWidth: image.width, imageHeight: image.height, threshold: result.threshold)
                 let verdict = Verdict(
-                    file: path, sha256: try sha256Hex(of: URL(fileURLWithPath: path)),
-                    size: .init(bytes: Int(try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64 ?? 0), width: image.width, height: image.height),
+                    file: path, sha256: sha256Hex(of: input.bytes),
+                    size: .init(bytes: input.bytes.count, width: image.width, height: image.height),
                     receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                     line: "rstpm-infer", instance: instance, model: modelIdentity, verdict: result.isAnomalous ? .defect : .ok,
                     score: result.score, threshold: .init(value: result.threshold, source: .model),
@@ -90,8 +103,56 @@ struct InferCommand: ParsableCommand {
                 print("\(path)\t\(verdict.verdict.rawValue)\tscore \(result.score)\tthreshold \(result.threshold)")
             }
         }
-        if let category { try evaluate(model: model, category: URL(fileURLWithPath: category), outFolder: outFolder) }
-        if failures > 0 { throw ExitCode(1) }
+        if let category { try evaluate(model: model, category: category, outFolder: outFolder) }
+        if skipped > 0 {
+            FileHandle.standardError.write(Data("\(skipped) of \(inputs.count) image(s) skipped (see above); exit status 1\n".utf8))
+        }
+        if failures > 0 || skipped > 0 { throw ExitCode(1) }
+    }
+
+    /// One input read once: its bytes (hashed for the verdict), the model's input decoded as
+    /// training and `eval` decode it (a large JPEG DCT-scaled towards the input size), and the
+    /// full-size original the heatmap is drawn over (the same image for every other file).
+    struct DecodedInput {
+        let path: String
+        let bytes: [UInt8]
+        let modelInput: RGBImage
+        let original: RGBImage
+
+        init(path: String, width: Int, height: Int) throws {
+            let url = URL(fileURLWithPath: path)
+            self.path = path
+            bytes = [UInt8](try ImageDecoder.read(url))
+            modelInput = try ImageNormalization.decode(contentsOf: url, width: width, height: height)
+            original = bytes.first == 0xFF ? try ImageDecoder.decode(data: Data(bytes), name: path) : modelInput
+        }
+    }
+
+    /// The arguments with each folder replaced by the images directly inside it, sorted by name
+    /// (not recursive: an --out folder inside it is not read back). Files are kept as given,
+    /// whatever their name: the decoder goes by the content.
+    static func expand(_ arguments: [String]) throws -> [String] {
+        var paths: [String] = []
+        for argument in arguments {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue else {
+                paths.append(argument)
+                continue
+            }
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: argument) } catch {
+                throw RSTPMError(path: argument, problem: "cannot list the folder (\(error.localizedDescription))", hint: "check its permissions")
+            }
+            let images = names.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".heatmap.png") && ImageDecoder.hasImageExtension(URL(fileURLWithPath: $0)) }
+                .sorted().map { (argument as NSString).appendingPathComponent($0) }
+                .filter { var folder: ObjCBool = false; return !(FileManager.default.fileExists(atPath: $0, isDirectory: &folder) && folder.boolValue) }
+            guard !images.isEmpty else {
+                throw RSTPMError(path: argument, problem: "the folder holds no .png, .jpg, .jpeg, .bmp, .tif or .tiff file",
+                                 hint: "name the images, or pass the folder that holds them (subfolders are not searched)")
+            }
+            paths += images
+        }
+        return paths
     }
 
     /// The output names of one run, as rstpmd's: `<name>.heatmap.png` and `<name>.json`, `<name>`
@@ -128,36 +189,14 @@ struct InferCommand: ParsableCommand {
         }
     }
 
-    /// Image and pixel AUROC over a category's test set, for the final map and its two parts.
-    private func evaluate(model: RSTPMModel, category: URL, outFolder: URL) throws {
-        let dataset = try MVTecCategory(root: category)
-        var scores: [[Float]] = [[], [], []], labels: [Int] = [], correct = 0
-        var pixels = [PixelMetricsAccumulator](repeating: PixelMetricsAccumulator(width: model.inputWidth, height: model.inputHeight), count: 3)
-        let started = Date()
-        for start in stride(from: 0, to: dataset.testSamples.count, by: batchSize) {
-            let samples = Array(dataset.testSamples[start..<min(dataset.testSamples.count, start + batchSize)])
-            let results = model.inspect(images: try samples.map { try ImageNormalization.decode(contentsOf: $0.image, width: model.inputWidth, height: model.inputHeight) })
-            for (sample, result) in zip(samples, results) {
-                labels.append(sample.label)
-                if result.isAnomalous == (sample.label == 1) { correct += 1 }
-                // As `rstpm eval`: nearest resize, > 127 (so both evaluate alike).
-                let mask = try sample.mask.map { try GroundTruthMask.load(contentsOf: $0, width: result.width, height: result.height) }
-                for (index, (score, map)) in [(result.score, result.finalMap), (result.studentTeacherScore, result.studentTeacherMap),
-                                              (result.discriminatorScore, result.discriminatorMap)].enumerated() {
-                    scores[index].append(score)
-                    try pixels[index].add(map: map, mask: mask)
-                }
-            }
-        }
-        var report: [String: Double] = ["test_images": Double(labels.count), "seconds": Date().timeIntervalSince(started),
-                                        "threshold_accuracy": Double(correct) / Double(max(1, labels.count))]
-        for (index, name) in ["final", "student_teacher", "discriminator"].enumerated() {
-            report["\(name).image_auroc"] = try imageAUROC(scores: scores[index], labels: labels)
-            report["\(name).pixel_auroc"] = try pixels[index].pixelAUROC()
-        }
+    /// `--category`: `rstpm eval`'s own evaluation of the category (its tables printed, the
+    /// category's report written as evaluation.json).
+    private func evaluate(model: RSTPMModel, category: String, outFolder: URL) throws {
+        let eval = try EvalCommand.parse(["--data", category, "--model", self.model, "--batch-size", "\(batchSize)"])
+        let report = try eval.evaluate(model: model, modelPath: self.model, category: try MVTecCategory(root: URL(fileURLWithPath: category)))
+        for map in report.maps { print(map.table.rendered(), terminator: "\n\n") }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: outFolder.appendingPathComponent("evaluation.json"))
-        for key in report.keys.sorted() { print("\(key)\t\(String(format: "%.4f", report[key]!))") }
     }
 }

@@ -2,9 +2,11 @@ import ArgumentParser
 import ContinuousLearning
 import Foundation
 import InspectionDaemon
+import RSTPM
 import SystemPackage
 
-/// The line named on the command line, found in rstpmd's configuration.
+/// The line named on the command line, found in rstpmd's configuration. What is wrong with the
+/// files is a runtime error (one line, exit status 1), not a usage error.
 struct LineSelection: ParsableArguments {
     @Option(name: .long, help: "The rstpmd configuration that names the line's model store and training store.")
     var config: String = DaemonConfiguration.defaultPath.string
@@ -18,12 +20,14 @@ struct LineSelection: ParsableArguments {
         do {
             text = try String(contentsOfFile: config, encoding: .utf8)
         } catch {
-            throw ValidationError("cannot read \(config): \(error.localizedDescription) (pass --config FILE)")
+            throw RSTPMError(path: config, problem: "cannot read the configuration (\(error.localizedDescription))",
+                             hint: "pass rstpmd's configuration with --config FILE")
         }
         // Only the paths are needed: the daemon checks the disk when it loads the file.
         let configuration = try DaemonConfiguration.parse(yaml: text, file: path, checkFileSystem: false)
         guard let found = configuration.lines.first(where: { $0.name == line }) else {
-            throw ValidationError("\(config) has no line \"\(line)\"; it has \(configuration.lines.map(\.name).joined(separator: ", "))")
+            throw RSTPMError(path: config, problem: "no line \"\(line)\"",
+                             hint: "its lines are \(configuration.lines.map(\.name).joined(separator: ", "))")
         }
         return found
     }
@@ -31,7 +35,8 @@ struct LineSelection: ParsableArguments {
     func modelStore() throws -> ModelStore {
         let selected = try resolve()
         guard ModelStore.isStore(selected.modelBundle) else {
-            throw ValidationError("line \(line): \(selected.modelBundle) is a single model bundle, not a model store (versions and a `current` link)")
+            throw RSTPMError(path: selected.modelBundle.string, problem: "line \(line)'s model is a single bundle, not a model store",
+                             hint: "versions exist only where rstpmd learns: a model store has versions and a `current` link")
         }
         return ModelStore(root: selected.modelBundle)
     }
@@ -78,12 +83,8 @@ struct ModelCommand: ParsableCommand {
         func run() throws {
             let store = try selection.modelStore()
             let previous = try store.current()?.name ?? "none"
-            do {
-                let target = try store.rollback(to: version)
-                print("\(selection.line): \(previous) -> \(target.name)")
-            } catch let error as ModelStoreError {
-                throw ValidationError(error.description)
-            }
+            let target = try store.rollback(to: version)
+            print("\(selection.line): \(previous) -> \(target.name)")
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ContinuousLearning
 import Foundation
+import RSTPM
 
 struct RetrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +14,8 @@ struct RetrainCommand: ParsableCommand {
     func run() throws {
         let line = try selection.resolve()
         guard let learning = line.learning else {
-            throw ValidationError("line \(selection.line) has no `learning:` block in \(selection.config)")
+            throw RSTPMError(path: selection.config, problem: "line \(selection.line) has no `learning:` block",
+                             hint: "retraining is for lines that learn; add a learning: block (docs/rstpmd.md)")
         }
         try LearningLine.requestRetrain(trainingStore: learning.trainingStore)
         print("\(selection.line): retraining requested (\(learning.trainingStore.appending(LearningLine.requestFileName)))")

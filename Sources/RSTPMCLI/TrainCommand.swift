@@ -37,8 +37,11 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
-    @Flag(help: "Continue from the checkpoints in OUT/checkpoints.")
+    @Flag(help: "Continue from the checkpoints in OUT/checkpoints (Ctrl-C prints the command). Without a checkpoint it says so and starts afresh.")
     var resume = false
+
+    @Flag(help: "Train into an OUT that already holds a model bundle or an unfinished run (replaced when the new model is written).")
+    var force = false
 
     func validate() throws {
         if let epochs, Self.parseEpochs(epochs) == nil { throw ValidationError("--epochs takes STUDENT[,DISCRIMINATOR], e.g. 8,4") }
@@ -63,17 +66,23 @@ struct TrainCommand: ParsableCommand {
             let url = URL(fileURLWithPath: config)
             do {
                 var fields = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)) as! [String: Any]
-                guard let overrides = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any] else {
-                    throw ValidationError("\(config): expected a JSON object")
+                let bytes: Data
+                do { bytes = try Data(contentsOf: url) } catch {
+                    throw RSTPMError(path: config, problem: "cannot read the file (\(error.localizedDescription))", hint: "check the path given to --config")
+                }
+                guard let overrides = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else {
+                    throw RSTPMError(path: config, problem: "expected a JSON object", hint: Self.configHint)
                 }
                 let unknown = Set(overrides.keys).subtracting(fields.keys)
-                guard unknown.isEmpty else { throw ValidationError("\(config): unknown fields \(unknown.sorted()); known: \(fields.keys.sorted())") }
+                guard unknown.isEmpty else {
+                    throw RSTPMError(path: config, problem: "unknown fields \(unknown.sorted())", hint: "known fields: \(fields.keys.sorted().joined(separator: ", "))")
+                }
                 fields.merge(overrides) { $1 }
                 configuration = try JSONDecoder().decode(RSTPMConfiguration.self, from: JSONSerialization.data(withJSONObject: fields))
-            } catch let error as ValidationError {
+            } catch let error as RSTPMError {
                 throw error
             } catch {
-                throw ValidationError("\(config): not a valid configuration (\(error))")
+                throw RSTPMError(path: config, problem: "not a valid configuration (\(error))", hint: Self.configHint)
             }
         }
         if let epochs, let (student, discriminator) = Self.parseEpochs(epochs) {
@@ -84,14 +93,44 @@ struct TrainCommand: ParsableCommand {
         if let seed { configuration.seed = seed }
         if let textures { configuration.textureDirectory = textures }
         let problems = configuration.problems()
-        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
+        guard problems.isEmpty else {
+            throw RSTPMError(path: config ?? "rstpm train", problem: problems.joined(separator: "; "), hint: "fix the values given by the config file and flags")
+        }
         return configuration
+    }
+
+    static let configHint = "a JSON object of RSTPMConfiguration fields, e.g. {\"studentEpochs\": 8}"
+
+    /// Refuses to overwrite a finished bundle or an unfinished run without `--force`; says when
+    /// `--resume` has nothing to resume (the run then starts afresh: rstpmd's learning passes
+    /// --resume whenever its candidate folder exists, checkpoint or not).
+    func checkOutput() throws {
+        let output = URL(fileURLWithPath: out)
+        let progress = output.appendingPathComponent("checkpoints/progress.json")
+        let hasCheckpoint = FileManager.default.fileExists(atPath: progress.path)
+        if resume {
+            if !hasCheckpoint {
+                FileHandle.standardError.write(Data("warning: --resume: \(progress.path) does not exist, so there is no checkpoint to resume: training starts from the first epoch\n".utf8))
+            }
+            return
+        }
+        guard !force else { return }
+        if FileManager.default.fileExists(atPath: output.appendingPathComponent(ModelBundle.manifestFileName).path) {
+            throw RSTPMError(path: out, problem: "already holds a model bundle",
+                             hint: "add --force to replace it (it stays until the new model is written), or choose another --out")
+        }
+        if hasCheckpoint {
+            throw RSTPMError(path: out, problem: "holds an unfinished run (checkpoints/progress.json)",
+                             hint: "add --resume to continue it, or --force to start afresh")
+        }
     }
 
     func run() throws {
         engine.configureEngine()
         let configuration = try resolvedConfiguration()
-        let logger = Logger(label: "rstpm.train", factory: { StreamLogHandler.standardError(label: $0) })
+        try checkOutput()
+        let bar = ProgressLine()
+        let logger = Logger(label: "rstpm.train", factory: { ProgressLine.LogHandler(bar: bar, wrapped: StreamLogHandler.standardError(label: $0)) })
         let weights = engine.weightsDirectory
         let teachers = try TeacherSet.pretrained(teacher1: configuration.teacher1, teacher2: configuration.teacher2, weightsDirectory: weights)
         let started = Date()
@@ -101,8 +140,18 @@ struct TrainCommand: ParsableCommand {
         let textures = try CombinedTextureSource.standard(directory: configuration.textureDirectory)
         let trainer = try RSTPMTrainer(configuration: configuration, teachers: teachers, data: data, output: URL(fileURLWithPath: out),
                                        textures: textures, logger: logger)
-        let bar = ProgressLine()
-        let model = try trainer.run(resume: resume) { bar.show($0) }
+        let interrupt = Interrupt.install()
+        let model: RSTPMModel
+        do {
+            model = try trainer.run(resume: resume) { event in
+                if interrupt.requested { throw Interrupt.Stop() }
+                bar.show(event)
+            }
+        } catch is Interrupt.Stop {
+            bar.finish()
+            FileHandle.standardError.write(Data(interruptedMessage().utf8))
+            throw ExitCode(130)
+        }
         bar.finish()
         let manifest = model.manifest
         print("model \(manifest.modelID) written to \(out)")
@@ -113,13 +162,88 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
+extension TrainCommand {
+    /// What Ctrl-C says: what is kept, and the exact command that continues the run.
+    func interruptedMessage() -> String {
+        let progress = URL(fileURLWithPath: out).appendingPathComponent("checkpoints/progress.json")
+        guard FileManager.default.fileExists(atPath: progress.path) else {
+            return "interrupted before the first epoch finished: nothing to resume; run the same command again to start over\n"
+        }
+        var arguments = CommandLine.arguments.filter { $0 != "--force" }
+        if !arguments.contains("--resume") { arguments.append("--resume") }
+        return "interrupted: the epochs finished so far are saved in \(progress.deletingLastPathComponent().path); continue with\n  "
+            + arguments.map(Interrupt.shellQuoted).joined(separator: " ") + "\n"
+    }
+}
+
+/// Ctrl-C during training: the first stops the run at the end of the current step (the last
+/// finished epoch is in the checkpoints), a second one ends the process at once.
+final class Interrupt {
+    struct Stop: Error {}
+
+    var requested: Bool { interruptRequested != 0 }
+
+    static func install() -> Interrupt {
+        signal(SIGINT) { _ in
+            interruptRequested = 1
+            signal(SIGINT, SIG_DFL)
+        }
+        return Interrupt()
+    }
+
+    /// `text` as one shell word: unchanged when it is plain, else in single quotes.
+    static func shellQuoted(_ text: String) -> String {
+        let plain = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
+        if !text.isEmpty && text.unicodeScalars.allSatisfy(plain.contains) { return text }
+        return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// Set by the SIGINT handler (a signal handler may only store to such a variable).
+private var interruptRequested: sig_atomic_t = 0
+
 /// Progress on a terminal (one rewritten line) or plain log lines otherwise (epoch ends and
 /// every tenth step).
 final class ProgressLine {
     private let isTerminal = isatty(STDERR_FILENO) != 0
     private var lastLength = 0
+    private let lock = NSLock()
+
+    /// Log lines first clear the bar (it is drawn again at the next step), so a line never
+    /// starts in the middle of the bar.
+    struct LogHandler: Logging.LogHandler {
+        let bar: ProgressLine
+        var wrapped: StreamLogHandler
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { wrapped[metadataKey: key] }
+            set { wrapped[metadataKey: key] = newValue }
+        }
+        var metadata: Logger.Metadata {
+            get { wrapped.metadata }
+            set { wrapped.metadata = newValue }
+        }
+        var logLevel: Logger.Level {
+            get { wrapped.logLevel }
+            set { wrapped.logLevel = newValue }
+        }
+
+        func log(event: LogEvent) {
+            bar.clear()
+            wrapped.log(event: event)
+        }
+    }
+
+    /// Erases the bar from the terminal line, if one is shown.
+    func clear() {
+        lock.lock(); defer { lock.unlock() }
+        guard isTerminal && lastLength > 0 else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        lastLength = 0
+    }
 
     func show(_ event: TrainingEvent) {
+        lock.lock(); defer { lock.unlock() }
         let attention = event.attentionMeans.isEmpty ? "" : " attention " + event.attentionMeans.map { $0.map { String(format: "%.3f", $0) } ?? "-" }.joined(separator: ",")
         let kind = event.validationLoss != nil ? "validation loss" : "loss"
         let text = "\(event.phase.rawValue) epoch \(event.epoch)/\(event.epochs) step \(event.step)/\(event.steps) "
@@ -137,7 +261,9 @@ final class ProgressLine {
     }
 
     func finish() {
+        lock.lock(); defer { lock.unlock() }
         if isTerminal && lastLength > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+        lastLength = 0
     }
 
     static func clock(_ seconds: Double) -> String {

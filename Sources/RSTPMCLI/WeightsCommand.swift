@@ -6,7 +6,55 @@ import Foundation
 /// `rstpm weights`: getting pretrained checkpoints into the weights directory.
 struct WeightsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "weights", abstract: "Manage pretrained backbone weights.",
-                                                    subcommands: [FetchWeightsCommand.self])
+                                                    subcommands: [FetchWeightsCommand.self, ListWeightsCommand.self])
+}
+
+/// `rstpm weights list`: every known backbone's checkpoint and any other .pth in the weights
+/// directory, each hashed against the SHA-256 prefix its name promises.
+struct ListWeightsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Show the installed weights and verify their SHA-256 hashes.",
+        discussion: "Exit status 1 when an installed file fails its hash (missing files are listed, not an error).")
+
+    @Option(help: "Weights directory (default: $RSTPM_WEIGHTS, $XDG_DATA_HOME/rstpm/weights or ~/.local/share/rstpm/weights).")
+    var dir: String?
+
+    func run() throws {
+        let directory = WeightsDirectory.resolve(override: dir)
+        print("weights directory: \(directory.path)")
+        let known = BackboneKind.allCases.map(\.defaultCheckpointFileName)
+        let present = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+            .filter { $0.hasSuffix(".pth") && !$0.hasPrefix(".") }
+        var corrupt = 0
+        for name in known + present.filter({ !known.contains($0) }).sorted() {
+            let url = directory.appendingPathComponent(name)
+            let kind = BackboneKind.allCases.first { $0.defaultCheckpointFileName == name }.map { " (\($0.rawValue))" } ?? ""
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                print("missing \(name)\(kind)")
+                continue
+            }
+            let size = String(format: "%.1f MB", Double((try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0) / 1e6)
+            guard let prefix = WeightsDirectory.expectedHashPrefix(fileName: name) else {
+                print("unknown \(name), \(size): its name carries no SHA-256 prefix to check")
+                continue
+            }
+            let digest: String
+            do { digest = try sha256Hex(of: url) } catch {
+                corrupt += 1
+                print("BAD     \(name)\(kind): cannot read it (\(error.localizedDescription))")
+                continue
+            }
+            if digest.hasPrefix(prefix) {
+                print("ok      \(name)\(kind), \(size), sha256 \(digest.prefix(12))...")
+            } else {
+                corrupt += 1
+                print("BAD     \(name)\(kind), \(size): sha256 \(digest.prefix(16))... does not start with \(prefix) as its name promises")
+            }
+        }
+        if corrupt > 0 {
+            throw WeightsError(path: directory.path, reason: "\(corrupt) file(s) fail their hash", hint: "fetch them again: rstpm weights fetch (or --from FILE)")
+        }
+    }
 }
 
 /// A weights file that could not be fetched or installed, with the file and what to do.

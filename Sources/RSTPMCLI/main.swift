@@ -9,4 +9,4 @@ struct RSTPMCommand: ParsableCommand {
     )
 }
 
-RSTPMCommand.main()
+RSTPMCommand.mainSuggestingCommands()

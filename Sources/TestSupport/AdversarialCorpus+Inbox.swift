@@ -150,6 +150,23 @@ extension AdversarialCorpus {
         }(), .decided)
         for (name, tiff) in hostileExif { add("jpeg-exif-\(name).jpg", jpeg(baseline, exif: tiff), .decided) }
 
+        // BMP and TIFF as cameras write them, and forged or cut short.
+        let bmp = BMPBuilder.build(width: 8, height: 8, bits: 24, rgb: random.bytes(192))
+        add("bmp-rgb24.bmp", bmp, .archived)
+        add("bmp-grey8.bmp", BMPBuilder.build(width: 8, height: 8, bits: 8, palette: (0..<256).map { (UInt8($0), UInt8($0), UInt8($0)) }, indices: random.bytes(64)), .archived)
+        add("bmp-60000x60000.bmp", BMPBuilder.build(width: 8, height: 8, bits: 24, rgb: random.bytes(192), declaredWidth: 60000, declaredHeight: 60000), .quarantined)
+        add("bmp-cut.bmp", Array(bmp.prefix(bmp.count / 2)), .quarantined)
+        let tiffSamples = random.bytes(192).map { UInt16($0) * 257 }
+        let tiff16 = TIFFBuilder(width: 8, height: 8, samplesPerPixel: 3, bits: 16, photometric: 2, samples: tiffSamples).build()
+        add("tiff-rgb16.tif", tiff16, .archived)
+        var tiffGrey = TIFFBuilder(width: 8, height: 8, samplesPerPixel: 1, bits: 8, photometric: 1, samples: random.bytes(64).map { UInt16($0) })
+        tiffGrey.packBits = true
+        add("tiff-grey8-packbits.tif", tiffGrey.build(), .archived)
+        var tiffHuge = TIFFBuilder(width: 8, height: 8, samplesPerPixel: 1, bits: 8, photometric: 1, samples: random.bytes(64).map { UInt16($0) })
+        tiffHuge.declaredSize = (100_000, 100_000)
+        add("tiff-100000x100000.tif", tiffHuge.build(), .quarantined)
+        add("tiff-cut.tif", Array(tiff16.prefix(200)), .quarantined)
+
         // Cut short, and bits flipped.
         for source in ["rgb8.png", "palette8_interlaced.png", "gray16.png", "baseline.jpg", "progressive.jpg"] {
             let bytes = files[source]!

@@ -11,6 +11,20 @@ final class CommandTests: XCTestCase {
         return try Tools.run(binary, arguments)
     }
 
+    /// rstpmd's configuration of one line, `line-1`, with `model` and an optional learning block.
+    static func lineYAML(model: FilePath, learning: String = "") -> String {
+        """
+        lines:
+          - name: line-1
+            inbox: /nonexistent/inbox
+            work: /nonexistent/work
+            outbox: /nonexistent/outbox
+            quarantine: /nonexistent/quarantine
+            processed_inputs: delete
+            model: \(model)
+        """ + learning
+    }
+
     func testListRollbackAndRetrainRequest() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
@@ -26,20 +40,13 @@ final class CommandTests: XCTestCase {
             let version = try models.commitCandidate()
             if decision == .accepted { try models.activate(version.name) }
         }
-        try scratch.write("""
-        lines:
-          - name: line-1
-            inbox: /nonexistent/inbox
-            work: /nonexistent/work
-            outbox: /nonexistent/outbox
-            quarantine: /nonexistent/quarantine
-            processed_inputs: delete
-            model: \(scratch.path("models/line-1"))
+        try scratch.write(Self.lineYAML(model: scratch.path("models/line-1"), learning: """
+
             learning:
               accepted: /nonexistent/accepted
               store: \(scratch.path("training"))
               trainer: [/usr/bin/rstpm, train, --data, "{data}", --out, "{out}"]
-        """, to: "rstpmd.yaml")
+        """), to: "rstpmd.yaml")
         let config = ["--config", scratch.path("rstpmd.yaml").string]
 
         let list = try run(["model", "list", "line-1"] + config)
@@ -60,12 +67,41 @@ final class CommandTests: XCTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.output.contains("no version v0042"), missing.output)
         let unknown = try run(["model", "list", "line-9"] + config)
-        XCTAssertNotEqual(unknown.status, 0)
-        XCTAssertTrue(unknown.output.contains("has no line \"line-9\""), unknown.output)
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertTrue(unknown.output.contains("no line \"line-9\""), unknown.output)
 
         try scratch.makeDirectory("training")
         let retrain = try run(["retrain", "line-1"] + config)
         XCTAssertEqual(retrain.status, 0, retrain.output)
         XCTAssertTrue(scratch.exists("training/\(LearningLine.requestFileName)"))
+    }
+
+    /// What is wrong with the files (not with the command line) is one line naming the file,
+    /// exit status 1, without the usage text that a usage error (exit 64) prints.
+    func testRuntimeErrorsAreOneLineWithoutUsage() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        try scratch.makeDirectory("bundle")
+        try scratch.write(Self.lineYAML(model: scratch.path("bundle")), to: "rstpmd.yaml")
+        let config = scratch.path("rstpmd.yaml").string
+        let cases: [([String], String)] = [
+            (["model", "list", "line-1", "--config", scratch.path("missing.yaml").string], "cannot read the configuration"),
+            (["model", "list", "line-9", "--config", config], "no line \"line-9\""),
+            (["model", "rollback", "line-1", "--config", config], "a single bundle, not a model store"),
+            (["retrain", "line-1", "--config", config], "has no `learning:` block"),
+            (["train", "--data", scratch.path("data").string, "--out", scratch.path("out").string, "--config", scratch.path("missing.json").string], "missing.json"),
+            (["train", "--data", scratch.path("data").string, "--out", scratch.path("out").string, "--config", config], "not a valid configuration"),
+        ]
+        for (arguments, expected) in cases {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 1, "\(arguments): \(result.output)")
+            XCTAssertTrue(result.output.contains(expected), "\(arguments): \(result.output)")
+            XCTAssertFalse(result.output.lowercased().contains("usage:"), "\(arguments): \(result.output)")
+            XCTAssertEqual(result.output.split(separator: "\n").count, 1, "\(arguments): \(result.output)")
+        }
+        // A usage error still prints the usage and exits 64.
+        let usage = try run(["model", "list"])
+        XCTAssertEqual(usage.status, 64, usage.output)
+        XCTAssertTrue(usage.output.lowercased().contains("usage:"), usage.output)
     }
 }

@@ -74,11 +74,6 @@ final class MVTecCategoryTests: XCTestCase {
             XCTAssertEqual(error as? DatasetError, .missingFolder(noTest.appendingPathComponent("test"),
                                                                   hint: "the test images of the MVTec AD layout live in test/<good|defect type>"))
         }
-        let emptyTrain = try makeTree(["train/good/readme.txt", "test/good/000.png"])
-        XCTAssertThrowsError(try MVTecCategory(root: emptyTrain)) { error in
-            guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
-            XCTAssertEqual(url.path, emptyTrain.path + "/train/good")
-        }
         let emptyTest = try makeTree(["train/good/000.png", "test/readme.txt"])
         XCTAssertThrowsError(try MVTecCategory(root: emptyTest)) { error in
             guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
@@ -92,5 +87,29 @@ final class MVTecCategoryTests: XCTestCase {
         XCTAssertThrowsError(try MVTecCategory(root: URL(fileURLWithPath: "/nonexistent/rstpm/category"))) { error in
             guard case .missingFolder? = error as? DatasetError else { return XCTFail("\(error)") }
         }
+    }
+
+    /// Evaluation reads test/ only: no train/good, or an empty one, is fine.
+    func testTrainGoodIsOptional() throws {
+        for files in [["test/good/000.png", "test/dent/001.bmp"], ["train/good/readme.txt", "test/good/000.tif", "test/dent/001.png"]] {
+            let category = try MVTecCategory(root: try makeTree(files))
+            XCTAssertEqual(category.trainImages, [])
+            XCTAssertEqual(category.testSamples.map(\.label), [0, 1], "\(files)")
+        }
+    }
+
+    /// A category, a test/<type> folder and an image may each be symbolic links (data sets
+    /// shared between users or machines are often linked in).
+    func testFollowsSymbolicLinks() throws {
+        let real = try makeTree(["test/good/000.png", "elsewhere/dent/001.png", "ground_truth/dent/001_mask.png", "elsewhere/good2.png"])
+        let manager = FileManager.default
+        try manager.createSymbolicLink(atPath: real.path + "/test/dent", withDestinationPath: real.path + "/elsewhere/dent")
+        try manager.createSymbolicLink(atPath: real.path + "/test/good/002.png", withDestinationPath: real.path + "/elsewhere/good2.png")
+        let linked = real.deletingLastPathComponent().appendingPathComponent("linked")
+        try manager.createSymbolicLink(atPath: linked.path, withDestinationPath: real.path)
+        let category = try MVTecCategory(root: linked)
+        XCTAssertEqual(category.testSamples.map(\.image.lastPathComponent), ["000.png", "002.png", "001.png"])
+        XCTAssertEqual(category.defectTypes, ["dent"])
+        XCTAssertEqual(category.testSamples.last?.mask?.lastPathComponent, "001_mask.png")
     }
 }

@@ -1,6 +1,7 @@
 #pragma once
-// CImageCodecs: a small C shim around libpng and libjpeg, plus a direct path for the common
-// 8-bit PNG (libdeflate and SIMD filters, png_direct.c) that hands every other file to libpng.
+// CImageCodecs: a small C shim around libpng, libjpeg and libtiff, plus a direct path for the
+// common 8-bit PNG (libdeflate and SIMD filters, png_direct.c) that hands every other file to
+// libpng, and a BMP reader of its own (bmp_decode.c; BMP needs no library).
 //
 // Both libraries report fatal errors with longjmp, which Swift cannot catch; every call into
 // them therefore happens in this file behind setjmp, and each entry point returns a status
@@ -24,7 +25,7 @@ typedef enum {
     IC_ERR_EMPTY = 1,        // zero bytes
     IC_ERR_TRUNCATED = 2,    // the data ends before the image does
     IC_ERR_CORRUPT = 3,      // the library rejected the data (message says why)
-    IC_ERR_UNSUPPORTED = 4,  // not a PNG / JPEG, or a colour space we do not handle
+    IC_ERR_UNSUPPORTED = 4,  // not a PNG / JPEG / BMP / TIFF, or a layout we do not handle
     IC_ERR_TOO_LARGE = 5,    // declared width * height above max_pixels
     IC_ERR_NO_MEMORY = 6,
 } ic_status;
@@ -55,6 +56,16 @@ typedef struct {
 int ic_decode_png(const uint8_t *data, size_t size, const ic_decode_options *options,
                   ic_image *out, char *message, size_t message_size);
 int ic_decode_jpeg(const uint8_t *data, size_t size, const ic_decode_options *options,
+                   ic_image *out, char *message, size_t message_size);
+// BMP: 1/4/8-bit palette (a grey palette gives 1 channel), 16/24/32-bit BI_RGB or BI_BITFIELDS,
+// bottom-up or top-down; RLE and embedded JPEG/PNG are IC_ERR_UNSUPPORTED. Always 8 bits.
+int ic_decode_bmp(const uint8_t *data, size_t size, const ic_decode_options *options,
+                  ic_image *out, char *message, size_t message_size);
+// TIFF (first page): 8- or 16-bit grey (MinIsBlack/MinIsWhite) or RGB, extra samples dropped,
+// strips or tiles, any compression libtiff has; other layouts through libtiff's RGBA reader.
+// Always 8 bits: 16-bit samples scale linearly from 0...MaxSampleValue (the tag, 65535 when
+// absent) to 0...255, rounded. libtiff's warnings and errors go to `message`, never to stderr.
+int ic_decode_tiff(const uint8_t *data, size_t size, const ic_decode_options *options,
                    ic_image *out, char *message, size_t message_size);
 void ic_image_free(ic_image *image);
 
