@@ -102,9 +102,10 @@ public enum HTMLReport {
     ul.headline { font-size: 20px; padding-left: 20px; } ul.headline li { margin: 6px 0; }
     .tuner { border: 1px solid #ccc; border-radius: 6px; padding: 12px 16px; margin: 12px 0; max-width: 1000px; }
     .tuner svg { width: 100%; height: 160px; display: block; } .tuner input[type=range] { width: 100%; margin: 0; }
+    .tuner .axis { display: flex; justify-content: space-between; font-size: 12px; color: #555; }
     .tuner pre { display: inline-block; background: #f4f4f4; padding: 6px 10px; margin: 4px 0; font-size: 15px; }
     .tuner .figures { font-size: 17px; } .affected a, .affected span { display: inline-block; margin: 2px 8px 2px 0; font-size: 13px; }
-    table.rows td { vertical-align: top; text-align: left; } table.rows img { width: 200px; height: auto; display: block; cursor: zoom-in; }
+    table.rows td, table.rows th { vertical-align: top; text-align: left; } table.rows img { width: 200px; height: auto; display: block; cursor: zoom-in; }
     table.rows td.caption { width: 190px; font-size: 13px; overflow-wrap: anywhere; } .scalenote { font-size: 12px; color: #555; }
     .colorbar { display: inline-flex; align-items: center; gap: 8px; font-size: 13px; margin: 4px 0 8px; }
     .colorbar .bar { display: inline-block; width: 320px; height: 14px; border: 1px solid #999; }
@@ -194,11 +195,18 @@ public enum HTMLReport {
             html += "</table>\n<p class=\"meta\">Wrong: good images rejected (false rejects), defective images passed (escapes). "
                 + "Per-image scores: \(csvFileName) and report.json.</p>\n"
         }
+        // The slider and the histogram span the scores and the threshold, 5% more on each side
+        // (not below 0: rstpmd takes only positive thresholds), in 2000 steps; the production
+        // threshold lies on the slider's grid (min + n * step), so the slider starts exactly there.
         let scores = category.imageScores.map(\.score).filter(\.isFinite)
-        let top = max(scores.max() ?? 1, 2 * (category.threshold ?? 0), .leastNormalMagnitude) * 1.05
-        // The production threshold lies on the slider's grid (min + n * step), so the slider starts exactly there.
-        let start = category.threshold ?? (scores.max() ?? 1) / 2
-        let step = start / max((start / (top / 2000)).rounded(), 1)
+        let ends = scores + (category.threshold.map { [$0] } ?? [])
+        let lowest = ends.min() ?? 0, highest = ends.max() ?? 1
+        let pad = highest > lowest ? 0.05 * (highest - lowest) : max(0.05 * abs(highest), 1e-6)
+        let top = highest + pad
+        let start = category.threshold ?? (lowest + highest) / 2
+        let step = (top - max(lowest - pad, 0)) / 2000
+        var bottom = start - ((start - max(lowest - pad, 0)) / step).rounded(.down) * step
+        if bottom <= 0 { bottom += step }
         var rows: [String: Int] = [:]
         for (position, item) in (category.worstGood + category.worstDefective).enumerated() where item.panels != nil {
             rows[item.image] = position
@@ -213,7 +221,8 @@ public enum HTMLReport {
         html += "<h3>Threshold tuner</h3>\n<div class=\"tuner\" id=\"\(id)\" data-production=\"\(category.threshold.map { "\($0)" } ?? "")\">\n"
             + "<script type=\"application/json\" class=\"scores\">\(json.replacingOccurrences(of: "</", with: "<\\/"))</script>\n"
             + "<svg class=\"histogram\" viewBox=\"0 0 1000 160\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"score histogram\"></svg>\n"
-            + "<input type=\"range\" class=\"slider\" min=\"\(step)\" max=\"\(top)\" step=\"\(step)\" value=\"\(start)\" aria-label=\"threshold\">\n"
+            + "<input type=\"range\" class=\"slider\" min=\"\(bottom)\" max=\"\(top)\" step=\"\(step)\" value=\"\(start)\" aria-label=\"threshold\">\n"
+            + "<div class=\"axis\"><span>\(format(bottom))</span><span>\(format((bottom + top) / 2))</span><span>\(format(top))</span></div>\n"
             + "<p class=\"figures\">Threshold <b class=\"value\"></b>: <span class=\"rejects\"></span>; <span class=\"escapes\"></span>.</p>\n"
             + "<div>Paste into the line's stanza of rstpmd.yaml (<code>lines[].threshold</code>, docs/rstpmd.md): <pre class=\"config\"></pre> "
             + "<button type=\"button\" class=\"reset\">back to the production threshold</button></div>\n"

@@ -31,13 +31,14 @@ enum ReportScript {
         var slider = tuner.querySelector(".slider");
         var production = tuner.getAttribute("data-production") === "" ? null : Number(tuner.getAttribute("data-production"));
         var category = tuner.id.replace("tuner-", "");
-        var top = Number(slider.max);
+        var bottom = Number(slider.min), top = Number(slider.max);
+        function position(score) { return (score - bottom) / (top - bottom) * 1000; }
         var current = production !== null ? production : Number(slider.value);
 
         var bins = 60, good = [], bad = [], i;
         for (i = 0; i < bins; i++) { good.push(0); bad.push(0); }
         images.forEach(function (image) {
-          var bin = Math.min(bins - 1, Math.max(0, Math.floor(image.score / top * bins)));
+          var bin = Math.min(bins - 1, Math.max(0, Math.floor(position(image.score) / 1000 * bins)));
           (image.label ? bad : good)[bin] += 1;
         });
         var peak = Math.max.apply(null, good.concat(bad).concat([1]));
@@ -49,7 +50,7 @@ enum ReportScript {
         }
         bars += '<line x1="0" x2="1000" y1="150" y2="150" stroke="#888"></line>';
         if (production !== null) {
-          var px = production / top * 1000;
+          var px = position(production);
           bars += '<line x1="' + px + '" x2="' + px + '" y1="0" y2="160" stroke="#555" stroke-dasharray="6 4" stroke-width="2"></line>';
         }
         bars += '<line class="cursor" x1="0" x2="0" y1="0" y2="160" stroke="#d00" stroke-width="3"></line>';
@@ -69,8 +70,8 @@ enum ReportScript {
           setCount(tuner.querySelector(".escapes"), escaped.length, defects.length,
                    percent(escaped.length, defects.length) + " of defects escape (" + escaped.length + " of " + defects.length + ")");
           tuner.querySelector(".config").textContent = "    threshold: " + t;
-          cursor.setAttribute("x1", String(t / top * 1000));
-          cursor.setAttribute("x2", String(t / top * 1000));
+          cursor.setAttribute("x1", String(position(t)));
+          cursor.setAttribute("x2", String(position(t)));
 
           var types = {};
           images.forEach(function (image) {
