@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import Imaging
 import TestSupport
 import XCTest
 
@@ -72,5 +73,33 @@ final class ReportBrowserTests: XCTestCase {
         // The affected images are listed by name.
         XCTAssertTrue(high.contains("Defects that escape (3):"))
         XCTAssertTrue(high.contains("crack/005.png 0.4000"), high)
+    }
+
+    func testPerImageScaleSwapsTheHeatmapsAndTheirScale() throws {
+        let browser = try chromium()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-browser-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        let category = try JPEGEncoder.encode(RGBImage(width: 4, height: 4, pixels: [Float](repeating: 0.2, count: 48)))
+        let own = try JPEGEncoder.encode(RGBImage(width: 4, height: 4, pixels: [Float](repeating: 0.9, count: 48)))
+        let mask = try PNGEncoder.encode(gray: [UInt8](repeating: 0, count: 16), width: 4, height: 4)
+        var report = handCheckedReport()
+        report.categories[0].worstGood = [WorstCase(image: "/data/bottle/test/good/003.png", defectType: "good", label: 0, score: 0.6,
+                                                    panels: ImagePanels(original: category, heatmap: category, ownScaleHeatmap: own,
+                                                                        ownScaleMaximum: 0.61, groundTruth: mask, predictedMask: mask))]
+        try HTMLReport.write(report, to: directory.appendingPathComponent("report"))
+        let page = directory.appendingPathComponent("report/index.html")
+        let profile = directory.appendingPathComponent("profile")
+        let categoryURI = "data:image/jpeg;base64,\(category.base64EncodedString())", ownURI = "data:image/jpeg;base64,\(own.base64EncodedString())"
+
+        let plain = try dumpDOM(page, fragment: "", browser: browser, profile: profile)
+        XCTAssertTrue(plain.contains("src=\"\(categoryURI)\" alt=\"heatmap 003.png\" data-other=\"\(ownURI)\""), plain)
+        XCTAssertTrue(plain.contains(">scale 0 to 1</span>"), "the category's scale: 0 to twice the threshold")
+        let swapped = try dumpDOM(page, fragment: "#threshold=0.65&scale=own", browser: browser, profile: profile)
+        XCTAssertTrue(swapped.contains("src=\"\(ownURI)\" alt=\"heatmap 003.png\" data-other=\"\(categoryURI)\""), swapped)
+        XCTAssertTrue(swapped.contains(">scale 0 to 0.61</span>"))
+        XCTAssertTrue(swapped.contains("<span>the image's maximum</span>"), "the colour bar's ticks follow")
+        // The tuner links the rejected good image to its row.
+        XCTAssertFalse(swapped.contains("href=\"#row-0-0\""), "at 0.65 the good 0.6 passes")
+        XCTAssertTrue(plain.contains("<a href=\"#row-0-0\">good/003.png 0.6000</a>"), plain)
     }
 }

@@ -5,7 +5,8 @@ enum ReportScript {
     /// Each `.tuner` holds its images as JSON ([{name, type, label, score, row}]); the slider's
     /// value, rounded to 4 significant digits (exactly the production threshold before it is
     /// moved), decides as rstpmd does: rejected at score >= threshold. A URL fragment
-    /// `#threshold=X` moves every slider to X, as a person would (tests and screenshots use it).
+    /// `#threshold=X` moves every slider to X, as a person would, and `scale=own` (alone or
+    /// after `&`) ticks the per-image colour scale boxes (tests and screenshots use both).
     static let source = #"""
     (function () {
       "use strict";
@@ -132,6 +133,13 @@ enum ReportScript {
           ticks.getAttribute(key).split("|").forEach(function (text, index) { ticks.children[index].textContent = text; });
         });
       });
+
+      if (/(?:^#|&)scale=own(?:&|$)/.test(location.hash)) {
+        document.querySelectorAll("input.own-scale").forEach(function (box) {
+          box.checked = true;
+          box.dispatchEvent(new Event("change"));
+        });
+      }
 
       var lightbox = document.getElementById("lightbox");
       document.querySelectorAll("table.rows img").forEach(function (img) {
