@@ -102,4 +102,30 @@ final class ReportBrowserTests: XCTestCase {
         XCTAssertFalse(swapped.contains("href=\"#row-0-0\""), "at 0.65 the good 0.6 passes")
         XCTAssertTrue(plain.contains("<a href=\"#row-0-0\">good/003.png 0.6000</a>"), plain)
     }
+
+    func testWideScoreRangesGetALogAxis() throws {
+        let browser = try chromium()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-browser-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        // Good parts near 0, defects up to 2: a factor of 200.
+        var report = handCheckedReport()
+        report.categories[0].imageScores = [("good", 0.01), ("good", 0.02), ("good", 0.03), ("crack", 0.5), ("crack", 1), ("hole", 2)]
+            .enumerated().map { ImageScore(image: "/d/\($1.0)/\($0).png", defectType: $1.0, label: $1.0 == "good" ? 0 : 1, score: $1.1) }
+        report.categories[0].threshold = 0.04
+        try HTMLReport.write(report, to: directory.appendingPathComponent("report"))
+        let page = directory.appendingPathComponent("report/index.html")
+        let profile = directory.appendingPathComponent("profile")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        XCTAssertTrue(html.contains("data-axis=\"log\""))
+        let production = try dumpDOM(page, fragment: "", browser: browser, profile: profile)
+        XCTAssertTrue(production.contains("<pre class=\"config\">    threshold: 0.04</pre>"), "exactly the production threshold")
+        XCTAssertEqual(try figure("escapes", in: production).count, 0)
+        let moved = try dumpDOM(page, fragment: "#threshold=0.75", browser: browser, profile: profile)
+        XCTAssertEqual(try figure("rejects", in: moved).count, 0)
+        XCTAssertEqual(try figure("escapes", in: moved).count, 1, "the crack at 0.5")
+        let config = try XCTUnwrap(moved.range(of: "<pre class=\"config\">    threshold: "))
+        XCTAssertEqual(try XCTUnwrap(Double(moved[config.upperBound...].prefix { $0 != "<" })), 0.75, accuracy: 0.005)
+        let low = try dumpDOM(page, fragment: "#threshold=0.015", browser: browser, profile: profile)
+        XCTAssertEqual(try figure("rejects", in: low).count, 2)
+    }
 }

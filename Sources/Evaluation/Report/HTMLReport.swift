@@ -196,17 +196,22 @@ public enum HTMLReport {
                 + "Per-image scores: \(csvFileName) and report.json.</p>\n"
         }
         // The slider and the histogram span the scores and the threshold, 5% more on each side
-        // (not below 0: rstpmd takes only positive thresholds), in 2000 steps; the production
-        // threshold lies on the slider's grid (min + n * step), so the slider starts exactly there.
+        // (not below 0: rstpmd takes only positive thresholds), in 2000 steps; on a log10 axis
+        // when the positive scores span more than a factor of 20 (good parts bunch near 0 while
+        // defects reach far up). The production threshold lies on the slider's grid (min + n *
+        // step), so the slider starts exactly there.
         let scores = category.imageScores.map(\.score).filter(\.isFinite)
-        let ends = scores + (category.threshold.map { [$0] } ?? [])
-        let lowest = ends.min() ?? 0, highest = ends.max() ?? 1
-        let pad = highest > lowest ? 0.05 * (highest - lowest) : max(0.05 * abs(highest), 1e-6)
-        let top = highest + pad
-        let start = category.threshold ?? (lowest + highest) / 2
-        let step = (top - max(lowest - pad, 0)) / 2000
-        var bottom = start - ((start - max(lowest - pad, 0)) / step).rounded(.down) * step
-        if bottom <= 0 { bottom += step }
+        let ends = (scores + (category.threshold.map { [$0] } ?? [])).filter { $0 > 0 }
+        let lowest = ends.min() ?? 0.5, highest = ends.max() ?? 1
+        let logarithmic = highest / lowest > 20
+        let axis: (Double) -> Double = logarithmic ? { log10($0) } : { $0 }
+        let score: (Double) -> Double = logarithmic ? { pow(10, $0) } : { $0 }
+        let pad = highest > lowest ? 0.05 * (axis(highest) - axis(lowest)) : max(0.05 * highest, 1e-6)
+        let top = axis(highest) + pad, floor = logarithmic ? axis(lowest) - pad : max(axis(lowest) - pad, 0)
+        let start = axis(category.threshold ?? (lowest + highest) / 2)
+        let step = (top - floor) / 2000
+        var bottom = start - ((start - floor) / step).rounded(.down) * step
+        if !logarithmic && bottom <= 0 { bottom += step }
         var rows: [String: Int] = [:]
         for (position, item) in (category.worstGood + category.worstDefective).enumerated() where item.panels != nil {
             rows[item.image] = position
@@ -218,11 +223,13 @@ public enum HTMLReport {
         }
         let json = (try? JSONEncoder().encode(entries)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         let id = "tuner-\(index)"
-        html += "<h3>Threshold tuner</h3>\n<div class=\"tuner\" id=\"\(id)\" data-production=\"\(category.threshold.map { "\($0)" } ?? "")\">\n"
+        html += "<h3>Threshold tuner</h3>\n<div class=\"tuner\" id=\"\(id)\" data-production=\"\(category.threshold.map { "\($0)" } ?? "")\" "
+            + "data-axis=\"\(logarithmic ? "log" : "linear")\">\n"
             + "<script type=\"application/json\" class=\"scores\">\(json.replacingOccurrences(of: "</", with: "<\\/"))</script>\n"
             + "<svg class=\"histogram\" viewBox=\"0 0 1000 160\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"score histogram\"></svg>\n"
             + "<input type=\"range\" class=\"slider\" min=\"\(bottom)\" max=\"\(top)\" step=\"\(step)\" value=\"\(start)\" aria-label=\"threshold\">\n"
-            + "<div class=\"axis\"><span>\(format(bottom))</span><span>\(format((bottom + top) / 2))</span><span>\(format(top))</span></div>\n"
+            + "<div class=\"axis\"><span>\(format(score(bottom)))</span><span>\(format(score((bottom + top) / 2)))\(logarithmic ? " (log scale)" : "")</span>"
+            + "<span>\(format(score(top)))</span></div>\n"
             + "<p class=\"figures\">Threshold <b class=\"value\"></b>: <span class=\"rejects\"></span>; <span class=\"escapes\"></span>.</p>\n"
             + "<div>Paste into the line's stanza of rstpmd.yaml (<code>lines[].threshold</code>, docs/rstpmd.md): <pre class=\"config\"></pre> "
             + "<button type=\"button\" class=\"reset\">back to the production threshold</button></div>\n"

@@ -3,7 +3,7 @@
 
 enum ReportScript {
     /// Each `.tuner` holds its images as JSON ([{name, type, label, score, row}]); the slider's
-    /// value, rounded to 4 significant digits (exactly the production threshold before it is
+    /// value (a score, or its log10 on a log axis), rounded to 4 significant digits (exactly the production threshold before it is
     /// moved), decides as rstpmd does: rejected at score >= threshold. A URL fragment
     /// `#threshold=X` moves every slider to X, as a person would, and `scale=own` (alone or
     /// after `&`) ticks the per-image colour scale boxes (tests and screenshots use both).
@@ -32,9 +32,13 @@ enum ReportScript {
         var slider = tuner.querySelector(".slider");
         var production = tuner.getAttribute("data-production") === "" ? null : Number(tuner.getAttribute("data-production"));
         var category = tuner.id.replace("tuner-", "");
+        // The slider moves along the axis: the score itself, or its log10 (data-axis="log").
+        var logarithmic = tuner.getAttribute("data-axis") === "log";
+        function toAxis(score) { return logarithmic ? Math.log10(Math.max(score, 1e-30)) : score; }
+        function toScore(value) { return logarithmic ? Math.pow(10, value) : value; }
         var bottom = Number(slider.min), top = Number(slider.max);
-        function position(score) { return (score - bottom) / (top - bottom) * 1000; }
-        var current = production !== null ? production : Number(slider.value);
+        function position(score) { return (toAxis(score) - bottom) / (top - bottom) * 1000; }
+        var current = production !== null ? production : Number(toScore(Number(slider.value)).toPrecision(4));
 
         var bins = 60, good = [], bad = [], i;
         for (i = 0; i < bins; i++) { good.push(0); bad.push(0); }
@@ -103,18 +107,18 @@ enum ReportScript {
             "<p><b>Defects that escape (" + escaped.length + "):</b> " + (chips(escaped) || "none") + "</p>";
         }
         slider.addEventListener("input", function () {
-          current = Number(Number(slider.value).toPrecision(4));
+          current = Number(toScore(Number(slider.value)).toPrecision(4));
           update();
         });
         tuner.querySelector(".reset").addEventListener("click", function () {
           if (production === null) return;
-          slider.value = String(production);
+          slider.value = String(toAxis(production));
           current = production;
           update();
         });
         update();
         if (requested) {
-          slider.value = requested[1];
+          slider.value = String(toAxis(Number(requested[1])));
           slider.dispatchEvent(new Event("input"));
         }
       });
