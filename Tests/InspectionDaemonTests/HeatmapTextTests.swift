@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import InspectionDaemon
 import TestSupport
 import XCTest
 
@@ -58,6 +59,20 @@ final class HeatmapTextTests: XCTestCase {
             let verdict = try folders.json("\(out)/000.png.json")
             let figure = try checkChunks(heatmap: folders.root.appendingPathComponent("\(out)/000.png.heatmap.png"), verdict: verdict)
             XCTAssertEqual(hasLabel(figure, verdict: verdict), !flags.isEmpty, "\(flags)")
+        }
+    }
+
+    func testHeatmapLabelKey() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        func parse(_ extra: String) throws -> Bool {
+            try DaemonConfiguration.parse(yaml: lineYAML(folders, extra: extra), file: "test.yaml").lines[0].heatmapLabel
+        }
+        XCTAssertFalse(try parse(""), "off by default")
+        XCTAssertTrue(try parse("    heatmap_label: true"))
+        XCTAssertFalse(try parse("    heatmap_label: false"))
+        XCTAssertThrowsError(try parse("    heatmap_label: corner")) { error in
+            XCTAssertEqual((error as? ConfigurationError)?.problems.map(\.key), ["lines[0].heatmap_label"], "\(error)")
         }
     }
 }
