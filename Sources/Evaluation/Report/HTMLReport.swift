@@ -101,8 +101,8 @@ public enum HTMLReport {
     .swatch { display: inline-block; width: 18px; height: 4px; vertical-align: middle; margin: 0 4px 0 10px; }
     ul.headline { font-size: 20px; padding-left: 20px; } ul.headline li { margin: 6px 0; }
     .tuner { border: 1px solid #ccc; border-radius: 6px; padding: 12px 16px; margin: 12px 0; max-width: 1000px; }
-    .tuner svg { width: 100%; height: 160px; display: block; } .tuner input[type=range] { width: 100%; margin: 0; }
-    .tuner .axis { display: flex; justify-content: space-between; font-size: 12px; color: #555; }
+    .tuner svg { width: calc(100% - 16px); margin: 0 8px; height: 160px; display: block; } .tuner input[type=range] { width: 100%; margin: 0; }
+    .tuner .axis { margin: 0 8px; display: flex; justify-content: space-between; font-size: 12px; color: #555; }
     .tuner pre { display: inline-block; background: #f4f4f4; padding: 6px 10px; margin: 4px 0; font-size: 15px; }
     .tuner .figures { font-size: 17px; } .affected a, .affected span { display: inline-block; margin: 2px 8px 2px 0; font-size: 13px; }
     table.rows td, table.rows th { vertical-align: top; text-align: left; } table.rows img { width: 200px; height: auto; display: block; cursor: zoom-in; }
