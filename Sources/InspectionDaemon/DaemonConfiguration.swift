@@ -34,6 +34,8 @@ public struct LineConfiguration: Sendable, Equatable {
     public var maximumInputBytes: Int
     /// The heatmap figure's size; verdict regions stay in original-image pixels.
     public var heatmapResolution: HeatmapResolution
+    /// Draw the score and verdict into the heatmap's top-left corner (`heatmap_label`).
+    public var heatmapLabel: Bool
     /// Retraining on accepted images; needs `modelBundle` to be a model store.
     public var learning: LearningConfiguration?
 
@@ -41,7 +43,7 @@ public struct LineConfiguration: Sendable, Equatable {
         name: String, inbox: FilePath, outbox: FilePath, archive: FilePath?, quarantine: FilePath, work: FilePath,
         modelBundle: FilePath, thresholdOverride: Float? = nil, pollIntervalSeconds: Double = 2, settleIntervalSeconds: Double = 2,
         processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20,
-        heatmapResolution: HeatmapResolution = .default, learning: LearningConfiguration? = nil
+        heatmapResolution: HeatmapResolution = .default, heatmapLabel: Bool = false, learning: LearningConfiguration? = nil
     ) {
         self.name = name
         self.inbox = inbox
@@ -57,6 +59,7 @@ public struct LineConfiguration: Sendable, Equatable {
         self.batchSize = batchSize
         self.maximumInputBytes = maximumInputBytes
         self.heatmapResolution = heatmapResolution
+        self.heatmapLabel = heatmapLabel
         self.learning = learning
     }
 }
@@ -146,7 +149,7 @@ struct ConfigurationReader {
     static let lineKeys: Set<String> = [
         "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold", "threshold_override_unchecked",
         "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
-        "heatmap_max_side", "learning",
+        "heatmap_max_side", "heatmap_label", "learning",
     ]
     static let learningKeys: Set<String> = [
         "accepted", "defects", "store", "originals", "trainer", "resume_arguments", "min_new_images", "window", "capacity",
@@ -248,6 +251,7 @@ struct ConfigurationReader {
         let batch = integer(f["batch_size"], key: prefix + ".batch_size", range: 1...256) ?? 4
         let maximum = integer(f["max_input_bytes"], key: prefix + ".max_input_bytes", range: 1...(1 << 40)) ?? (256 << 20)
         let heatmap = heatmapResolution(f["heatmap_max_side"], key: prefix + ".heatmap_max_side") ?? .default
+        let heatmapLabel = boolean(f["heatmap_label"], key: prefix + ".heatmap_label") ?? false
         var learning: LearningConfiguration?
         if let node = f["learning"] {
             learning = readLearning(node, prefix: prefix + ".learning", maximumInputBytes: maximum)
@@ -260,7 +264,7 @@ struct ConfigurationReader {
             name: name, inbox: inbox, outbox: outbox, archive: archive, quarantine: quarantine, work: work,
             modelBundle: model, thresholdOverride: threshold.map { Float($0) }, pollIntervalSeconds: poll,
             settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum,
-            heatmapResolution: heatmap, learning: learning)
+            heatmapResolution: heatmap, heatmapLabel: heatmapLabel, learning: learning)
     }
 
     /// The `learning:` mapping of a line.

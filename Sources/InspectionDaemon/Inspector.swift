@@ -78,9 +78,9 @@ public struct InspectionOutcome: Sendable {
     public var imageWidth: Int
     public var imageHeight: Int
     /// Renders and encodes the heatmap figure as PNG, outlined at the threshold the line decides
-    /// with. Deferred so that the pipeline draws it on its output thread while the network works
+    /// with, with the score and verdict drawn into its corner when `drawsLabel`. Deferred so that the pipeline draws it on its output thread while the network works
     /// on the next batch; it may throw (out of memory).
-    public var renderHeatmapPNG: @Sendable (_ threshold: Float) throws -> [UInt8]
+    public var renderHeatmapPNG: @Sendable (_ threshold: Float, _ drawsLabel: Bool) throws -> [UInt8]
     public var timings: InspectionTimings
 
     /// An outcome whose heatmap is already encoded.
@@ -90,13 +90,13 @@ public struct InspectionOutcome: Sendable {
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
     ) {
         self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
-                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { _ in heatmapPNG }, timings: timings)
+                  mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { _, _ in heatmapPNG }, timings: timings)
     }
 
     public init(
         score: Float, threshold: Float, thresholdSource: ThresholdSource,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
-        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable (_ threshold: Float) throws -> [UInt8], timings: InspectionTimings
+        imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable (_ threshold: Float, _ drawsLabel: Bool) throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score

@@ -243,7 +243,8 @@ extension LinePipeline {
         }
     }
 
-    /// A batch's heatmap figures, outlined at the line's decision threshold and drawn on every
+    /// A batch's heatmap figures, outlined at the line's decision threshold (labelled when the
+    /// line says `heatmap_label: true`) and drawn on every
     /// core (the network may be idle: a batch's last outputs are what a burst waits for), each
     /// with its milliseconds.
     static func renderHeatmaps(_ results: [Result<InspectionOutcome, InspectionError>], line: LineConfiguration) -> [Result<(png: [UInt8], milliseconds: Double), Error>?] {
@@ -253,7 +254,7 @@ extension LinePipeline {
                 guard case .success(let outcome) = results[index] else { return }
                 let start = monotonicNanoseconds()
                 let threshold = Verdict.Threshold(deciding: outcome, on: line).value
-                slots[index] = Result { (try outcome.renderHeatmapPNG(threshold), Double(monotonicNanoseconds() - start) / 1e6) }
+                slots[index] = Result { (try outcome.renderHeatmapPNG(threshold, line.heatmapLabel), Double(monotonicNanoseconds() - start) / 1e6) }
             }
         }
         return heatmaps

@@ -135,11 +135,16 @@ public final class RSTPMInspector: Inspector {
         let original = item.original, map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
         let size = heatmapResolution.size(width: original.width, height: original.height)
         let modelID = model.modelID, score = anomaly.score
-        let render: @Sendable (Float) throws -> [UInt8] = { threshold in
-            let text = ["rstpm.model": modelID, "rstpm.score": "\(score)", "rstpm.threshold": "\(threshold)"]
+        let render: @Sendable (Float, Bool) throws -> [UInt8] = { threshold, drawsLabel in
+            // The verdict's rule (LinePipeline+Outcomes): defect at score >= threshold.
+            let isDefect = score >= threshold, scale: ClosedRange<Float> = 0...max(2 * threshold, .leastNormalMagnitude)
+            let text = Heatmap.textChunks(model: modelID, score: score, threshold: threshold, isDefect: isDefect, scale: scale)
             let background = original.resized(width: size.width, height: size.height)
-            let figure = Heatmap.render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
-                                         threshold: threshold, scale: 0...max(2 * threshold, .leastNormalMagnitude))
+            var figure = Heatmap.render8(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
+                                         threshold: threshold, scale: scale)
+            if drawsLabel {
+                Heatmap.drawLabel(score: score, threshold: threshold, isDefect: isDefect, into: &figure, width: size.width, height: size.height)
+            }
             return Array(try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: text, compression: .fast))
         }
         let timings = InspectionTimings(decodeMilliseconds: item.decodeMilliseconds,

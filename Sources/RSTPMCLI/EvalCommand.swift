@@ -25,7 +25,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("data"), help: "Category folder of the MVTec AD layout: test/<type>/, ground_truth/<type>/ (repeatable).")
     var categories: [String] = []
 
-    @Option(help: "Write index.html (self-contained) and report.json into this folder.")
+    @Option(help: "Write index.html (self-contained), report.json and scores.csv into this folder.")
     var report: String?
 
     @OptionGroup var engine: EngineOptions
@@ -33,7 +33,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Images per network batch (the time per image is the batch's time divided by its size).")
     var batchSize = 1
 
-    @Option(help: "Good and defective worst cases shown in the report, each.")
+    @Option(help: "Good and defective worst cases shown in the report's image rows, each (a large number shows every test image).")
     var worst = 4
 
     @Option(help: "False positive rate up to which the PRO curve is integrated.")
@@ -67,13 +67,15 @@ struct EvalCommand: ParsableCommand {
             let timing = category.timing
             print(String(format: "inference time per image: mean %.1f ms, median %.1f ms, p95 %.1f ms (%@)",
                          timing.meanMilliseconds, timing.medianMilliseconds, timing.p95Milliseconds, timing.note))
-            print("threshold \(model.threshold) (\(model.manifest.threshold.statement))\n")
+            print("threshold \(model.threshold) (\(model.manifest.threshold.statement))")
+            if let point = category.operatingPoint { print(point.headline) }
+            print("")
         }
         let evaluation = EvaluationReport(title: "rstpm eval: " + reports.map(\.category).joined(separator: ", "), categories: reports)
         for table in evaluation.summaries { print(table.rendered(), terminator: "\n\n") }
         if let report {
             try HTMLReport.write(evaluation, to: URL(fileURLWithPath: report))
-            print("report written to \(report)/\(HTMLReport.pageFileName) and \(HTMLReport.jsonFileName)")
+            print("report written to \(report)/\(HTMLReport.pageFileName), \(HTMLReport.jsonFileName) and \(HTMLReport.csvFileName)")
         }
     }
 
@@ -83,7 +85,7 @@ struct EvalCommand: ParsableCommand {
     func evaluate(model: RSTPMModel, modelPath: String, category: MVTecCategory) throws -> CategoryReport {
         var builder = CategoryReportBuilder(category: category, mapNames: ["S-T", "D", "full"], width: model.inputWidth,
                                             height: model.inputHeight, modelPath: modelPath, modelID: model.modelID,
-                                            threshold: Double(model.threshold), thresholdStatement: model.manifest.threshold.statement,
+                                            threshold: ImageScore.decimal(model.threshold), thresholdStatement: model.manifest.threshold.statement,
                                             fprLimit: fprLimit)
         let samples = category.testSamples
         for start in stride(from: 0, to: samples.count, by: batchSize) {

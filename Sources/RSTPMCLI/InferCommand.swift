@@ -27,6 +27,9 @@ struct InferCommand: ParsableCommand {
     @Option(help: "Images per network batch.")
     var batchSize = 4
 
+    @Flag(help: "Draw the score and the verdict into the heatmap's top-left corner.")
+    var label = false
+
     @Option(help: "Also evaluate on CATEGORY/test (MVTec AD layout) as `rstpm eval` does, for the S-T, D and full maps; writes evaluation.json.")
     var category: String?
 
@@ -77,10 +80,15 @@ struct InferCommand: ParsableCommand {
                 let name = names.take(for: path)
                 let heatmapName = fittingFileName(name, suffix: ".heatmap.png")
                 let heatmapStart = Date()
-                let heatmap = Heatmap.render(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
-                                             threshold: result.threshold, scale: 0...max(2 * result.threshold, .leastNormalMagnitude))
-                let png = try PNGEncoder.encode(heatmap, text: ["rstpm.model": model.modelID, "rstpm.score": "\(result.score)",
-                                                                "rstpm.threshold": "\(result.threshold)"])
+                let scale: ClosedRange<Float> = 0...max(2 * result.threshold, .leastNormalMagnitude)
+                var heatmap = Heatmap.render8(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
+                                              threshold: result.threshold, scale: scale)
+                if label {
+                    Heatmap.drawLabel(score: result.score, threshold: result.threshold, isDefect: result.isAnomalous,
+                                      into: &heatmap, width: image.width, height: image.height)
+                }
+                let png = try PNGEncoder.encode(rgb8: heatmap, width: image.width, height: image.height, text: Heatmap.textChunks(
+                    model: model.modelID, score: result.score, threshold: result.threshold, isDefect: result.isAnomalous, scale: scale))
                 let heatmapMilliseconds = Date().timeIntervalSince(heatmapStart) * 1000
                 let writeStart = Date()
                 try png.write(to: outFolder.appendingPathComponent(heatmapName))

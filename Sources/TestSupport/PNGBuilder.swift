@@ -66,6 +66,35 @@ public enum PNGBuilder {
 
     public static func crc32(_ bytes: [UInt8]) -> UInt32 { TestSupport.crc32(bytes[...]) }
 
+    /// The chunks of a PNG file in order, or nil when its signature is wrong, a chunk runs past
+    /// the end, a CRC does not match, or anything follows IEND.
+    public static func chunks(of file: [UInt8]) -> [(type: String, body: [UInt8])]? {
+        guard file.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else { return nil }
+        var chunks: [(type: String, body: [UInt8])] = [], position = 8
+        while position < file.count {
+            guard position + 12 <= file.count else { return nil }
+            let length = Int(readBigEndian(file, position))
+            guard position + 12 + length <= file.count else { return nil }
+            let typed = Array(file[position + 4..<position + 8 + length])
+            guard crc32(typed) == readBigEndian(file, position + 8 + length) else { return nil }
+            chunks.append((String(decoding: typed.prefix(4), as: UTF8.self), Array(typed.dropFirst(4))))
+            position += 12 + length
+        }
+        return chunks.last?.type == "IEND" ? chunks : nil
+    }
+
+    /// The tEXt chunks of a PNG file as key -> value (Latin-1 read as UTF-8), or nil when
+    /// `chunks(of:)` finds the file damaged.
+    public static func text(of file: [UInt8]) -> [String: String]? {
+        guard let chunks = chunks(of: file) else { return nil }
+        var text: [String: String] = [:]
+        for chunk in chunks where chunk.type == "tEXt" {
+            guard let separator = chunk.body.firstIndex(of: 0) else { return nil }
+            text[String(decoding: chunk.body[..<separator], as: UTF8.self)] = String(decoding: chunk.body[(separator + 1)...], as: UTF8.self)
+        }
+        return text
+    }
+
     public static func bigEndian(_ value: UInt32) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> $0) } }
 
     public static func readBigEndian(_ bytes: [UInt8], _ at: Int) -> UInt32 {

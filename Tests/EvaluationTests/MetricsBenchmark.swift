@@ -52,7 +52,7 @@ final class MetricsBenchmark: XCTestCase {
             category: category.name, dataPath: path, modelPath: "-", modelID: nil, evaluationWidth: side, evaluationHeight: side,
             fprLimit: 0.3, maps: [map], goodScores: Histogram(values: [0.5], binCount: 1, range: 0...1),
             defectiveScores: Histogram(values: [0.5], binCount: 1, range: 0...1), threshold: nil, thresholdStatement: nil,
-            timing: InferenceTiming(milliseconds: [], note: "-"), worstGood: [], worstDefective: [])]))
+            timing: InferenceTiming(milliseconds: [], note: "-"), worstGood: [], worstDefective: [], imageScores: [])]))
         print(String(format: "bench MapEvaluation (table + curves) and HTML with 4 charts: %.3f s, %d bytes of HTML",
                      Date().timeIntervalSince(reportStart), html.utf8.count))
     }

@@ -46,9 +46,27 @@ final class ReportBuilderTests: XCTestCase {
         XCTAssertEqual(report.timing.meanMilliseconds, 11.5)
         XCTAssertEqual(report.worstGood.count, 1)
         XCTAssertEqual(report.worstDefective.map(\.defectType), ["dent"])
-        let panel = try ImageDecoder.decode(data: try XCTUnwrap(report.worstDefective[0].heatmap), name: "panel")
-        XCTAssertEqual(panel.width, 256)
-        XCTAssertEqual(panel.height, 256)
+        let panels = try XCTUnwrap(report.worstDefective[0].panels)
+        for data in [panels.original, panels.heatmap, panels.ownScaleHeatmap, panels.groundTruth, try XCTUnwrap(panels.predictedMask)] {
+            let panel = try ImageDecoder.decode(data: data, name: "panel")
+            XCTAssertEqual(panel.width, 320)
+            XCTAssertEqual(panel.height, 320)
+        }
+        XCTAssertEqual(panels.ownScaleMaximum, 0.9, accuracy: 1e-6)
+        // The predicted mask (map >= 0.5) and the ground truth both cover the mask's block, the
+        // image's rows and columns 8..<16 of 32, i.e. 80..<160 of 320.
+        let truth = try ImageDecoder.decodeMask(data: panels.groundTruth, name: "truth")
+        let predicted = try ImageDecoder.decodeMask(data: try XCTUnwrap(panels.predictedMask), name: "predicted")
+        XCTAssertEqual(truth.pixels[120 * 320 + 120], 255)
+        XCTAssertEqual(truth.pixels[20 * 320 + 20], 0)
+        XCTAssertEqual(predicted.pixels[120 * 320 + 120], 255)
+        XCTAssertEqual(predicted.pixels[20 * 320 + 20], 0)
+        let good = try ImageDecoder.decodeMask(data: try XCTUnwrap(report.worstGood[0].panels).groundTruth, name: "good truth")
+        XCTAssertTrue(good.pixels.allSatisfy { $0 == 0 }, "a good image's ground truth is black")
+        // Every image's output score, and the matrix at 0.5: nothing wrong.
+        XCTAssertEqual(report.imageScores.map(\.score).sorted(), [0.1, 0.1, 0.9, 0.9], "the Floats' shortest decimals")
+        XCTAssertEqual(report.operatingPoint?.good, OperatingPoint.Row(name: "good", images: 2, rejected: 0))
+        XCTAssertEqual(report.operatingPoint?.defects, OperatingPoint.Row(name: "all defects", images: 2, rejected: 2))
     }
 
     func testMissingMaskFileIsReportedWithItsPath() throws {

@@ -20,7 +20,7 @@ private func syntheticSamples() -> [ScoredSample] {
     return samples
 }
 
-private func sampleReport(categories: [String], heatmap: Data? = nil) throws -> EvaluationReport {
+private func sampleReport(categories: [String], panels: ImagePanels? = nil) throws -> EvaluationReport {
     let samples = syntheticSamples()
     let reports = try categories.map { name -> CategoryReport in
         let maps = try ["S-T", "D", "full"].enumerated().map { index, mapName -> MapEvaluation in
@@ -38,14 +38,18 @@ private func sampleReport(categories: [String], heatmap: Data? = nil) throws -> 
         let worst = WorstCase.select(scores: scores, labels: labels, count: 2)
         func worstCase(_ index: Int) -> WorstCase {
             WorstCase(image: "/data/\(name)/test/\(samples[index].defectType)/00\(index).png", defectType: samples[index].defectType,
-                      label: samples[index].label, score: Double(samples[index].imageScore), heatmap: heatmap)
+                      label: samples[index].label, score: Double(samples[index].imageScore), panels: panels)
         }
         return CategoryReport(category: name, dataPath: "/data/\(name)", modelPath: "/models/\(name)", modelID: "m-\(name)",
                               evaluationWidth: 8, evaluationHeight: 8, fprLimit: 0.3, maps: maps,
                               goodScores: histograms.good, defectiveScores: histograms.defective, threshold: 0.2,
                               thresholdStatement: "max of validation-normal scores x 1.1",
                               timing: InferenceTiming(milliseconds: [10, 12, 11, 30], note: "decode + networks"),
-                              worstGood: worst.good.map(worstCase), worstDefective: worst.defective.map(worstCase))
+                              worstGood: worst.good.map(worstCase), worstDefective: worst.defective.map(worstCase),
+                              imageScores: samples.indices.map {
+                                  ImageScore(image: "/data/\(name)/test/\(samples[$0].defectType)/00\($0).png", defectType: samples[$0].defectType,
+                                             label: samples[$0].label, score: Double(samples[$0].imageScore))
+                              })
     }
     return EvaluationReport(title: "rstpm eval", createdAt: Date(timeIntervalSince1970: 1_800_000_000), categories: reports)
 }
@@ -98,28 +102,37 @@ final class ReportModelTests: XCTestCase {
     }
 
     func testJSONRoundTripsWithoutTheImages() throws {
-        let report = try sampleReport(categories: ["bottle", "cable"], heatmap: Data([1, 2, 3]))
+        let panels = ImagePanels(original: Data([1]), heatmap: Data([2]), ownScaleHeatmap: Data([3]), ownScaleMaximum: 1,
+                                 groundTruth: Data([4]), predictedMask: nil)
+        let report = try sampleReport(categories: ["bottle", "cable"], panels: panels)
         let data = try report.jsonData()
-        XCTAssertFalse(String(decoding: data, as: UTF8.self).contains("heatmap"))
+        XCTAssertFalse(String(decoding: data, as: UTF8.self).contains("panels"))
+        XCTAssertTrue(String(decoding: data, as: UTF8.self).contains("\"imageScores\""))
+        XCTAssertNotNil(report.categories[0].operatingPoint)
         let decoded = try JSONDecoder().decode(EvaluationReport.self, from: data)
         var expected = report
         for c in expected.categories.indices {
-            for w in expected.categories[c].worstGood.indices { expected.categories[c].worstGood[w].heatmap = nil }
-            for w in expected.categories[c].worstDefective.indices { expected.categories[c].worstDefective[w].heatmap = nil }
+            for w in expected.categories[c].worstGood.indices { expected.categories[c].worstGood[w].panels = nil }
+            for w in expected.categories[c].worstDefective.indices { expected.categories[c].worstDefective[w].panels = nil }
         }
         XCTAssertEqual(decoded, expected)
         XCTAssertNotEqual(decoded, report, "the heatmap bytes must not survive the JSON")
     }
 
     func testHTMLIsSelfContained() throws {
-        let heatmap = try JPEGEncoder.encode(RGBImage(width: 4, height: 4, pixels: [Float](repeating: 0.5, count: 48)))
-        var report = try sampleReport(categories: ["bottle", "<cable>"], heatmap: heatmap)
+        let jpeg = try JPEGEncoder.encode(RGBImage(width: 4, height: 4, pixels: [Float](repeating: 0.5, count: 48)))
+        let png = try PNGEncoder.encode(gray: [0, 255, 0, 255], width: 2, height: 2)
+        let panels = ImagePanels(original: jpeg, heatmap: jpeg, ownScaleHeatmap: jpeg, ownScaleMaximum: 0.7, groundTruth: png, predictedMask: png)
+        var report = try sampleReport(categories: ["bottle", "<cable>"], panels: panels)
         report.title = "Q&A report"
         let html = try HTMLReport.html(for: report)
-        XCTAssertFalse(html.contains("http://") || html.contains("https://") || html.contains("<script") || html.contains("<link"))
+        XCTAssertFalse(html.contains("http://") || html.contains("https://") || html.contains("<link") || html.contains("<script src"))
+        XCTAssertFalse(html.contains("fetch(") || html.contains("XMLHttpRequest") || html.contains("import("), "the script loads nothing")
+        XCTAssertEqual(html.components(separatedBy: "<script").count - 1, 3, "the tuners' two JSON blocks and the one script")
         let sources = html.components(separatedBy: "<img src=\"").dropFirst()
-        // Per category: 3 charts + histogram + 2 + 2 worst cases.
-        XCTAssertEqual(sources.count, 16)
+        // Per category: 3 charts + histogram + (2 + 2 worst cases) x 4 panels.
+        XCTAssertEqual(sources.count, 2 * (4 + 4 * 4))
+        XCTAssertEqual(html.components(separatedBy: "data-other=\"data:image/jpeg;base64,").count - 1, 8, "the own-scale heatmaps")
         for source in sources {
             XCTAssertTrue(source.hasPrefix("data:image/png;base64,") || source.hasPrefix("data:image/jpeg;base64,"), String(source.prefix(40)))
         }
@@ -143,7 +156,10 @@ final class ReportModelTests: XCTestCase {
         let report = try sampleReport(categories: ["bottle"])
         try HTMLReport.write(report, to: directory)
         try HTMLReport.write(report, to: directory)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["index.html", "report.json"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(), ["index.html", "report.json", "scores.csv"])
+        let csv = try String(contentsOf: directory.appendingPathComponent("scores.csv"), encoding: .utf8)
+        XCTAssertEqual(csv, ScoresCSV.csv(for: report))
+        XCTAssertEqual(csv.split(separator: "\n").count, 1 + 7)
         let json = try Data(contentsOf: directory.appendingPathComponent("report.json"))
         XCTAssertEqual(try JSONDecoder().decode(EvaluationReport.self, from: json).categories.map(\.category), ["bottle"])
     }
@@ -180,17 +196,31 @@ final class ReportMaskTests: XCTestCase {
         }
     }
 
-    func testPanelDrawsTheMaskOutline() {
+    func testPanelsScaleOwnHeatmapToTheMapMaximum() throws {
         let image = RGBImage(width: 64, height: 32, pixels: [Float](repeating: 0.5, count: 64 * 32 * 3))
         var mask = [UInt8](repeating: 0, count: 64 * 32)
         for y in 8..<24 { for x in 16..<48 { mask[y * 64 + x] = 255 } }
-        let panel = HeatmapPanel.render(image: image, map: [Float](repeating: 0, count: 16), mapWidth: 4, mapHeight: 4,
-                                        mask: GrayImage(width: 64, height: 32, pixels: mask), threshold: nil, scale: 0...1, side: 128)
-        XCTAssertEqual(panel.width, 128)
-        XCTAssertEqual(panel.height, 64)
-        func green(_ x: Int, _ y: Int) -> Bool { panel.pixels[3 * (y * 128 + x) + 1] == 1 && panel.pixels[3 * (y * 128 + x)] < 0.3 }
-        XCTAssertTrue(green(32, 32), "left edge of the mask region (x = 16 x 2)")
-        XCTAssertFalse(green(64, 32), "inside the region")
-        XCTAssertFalse(green(8, 8), "outside the region")
+        // A weak map: 0.1 at most, far below the category scale's top (1).
+        let map = (0..<16).map { Float($0 % 4) / 30 }
+        let panels = try ImagePanels.render(image: image, mask: GrayImage(width: 64, height: 32, pixels: mask), map: map,
+                                            mapWidth: 4, mapHeight: 4, threshold: 0.05, scale: 0...1, side: 128)
+        XCTAssertEqual(panels.ownScaleMaximum, 0.1, accuracy: 1e-6)
+        let category = try ImageDecoder.decode(data: panels.heatmap, name: "category")
+        let own = try ImageDecoder.decode(data: panels.ownScaleHeatmap, name: "own")
+        XCTAssertEqual(category.width, 128)
+        XCTAssertEqual(category.height, 64)
+        // Near the right edge (map 0.1, inside the outline): on its own scale the top of turbo (red), on the category's near its bottom (blue-ish).
+        func pixel(_ picture: RGBImage, _ x: Int, _ y: Int) -> (Float, Float, Float) {
+            let i = 3 * (y * picture.width + x)
+            return (picture.pixels[i], picture.pixels[i + 1], picture.pixels[i + 2])
+        }
+        XCTAssertGreaterThan(pixel(own, 118, 32).0, pixel(own, 118, 32).2 + 0.1)
+        XCTAssertLessThan(pixel(category, 118, 32).0, pixel(category, 118, 32).2 + 0.05)
+        let truth = try ImageDecoder.decodeMask(data: panels.groundTruth, name: "truth")
+        XCTAssertEqual(truth.pixels[32 * 128 + 64], 255, "inside the mask region")
+        XCTAssertEqual(truth.pixels[2 * 128 + 2], 0)
+        let predicted = try ImageDecoder.decodeMask(data: try XCTUnwrap(panels.predictedMask), name: "predicted")
+        XCTAssertEqual(predicted.pixels[32 * 128 + 127], 255, "map 0.1 >= 0.05")
+        XCTAssertEqual(predicted.pixels[32 * 128 + 0], 0, "map 0 < 0.05")
     }
 }

@@ -55,10 +55,11 @@ public struct CategoryReportBuilder {
     public var count: Int { images.count }
 
     /// The report: tables and curves of every map, the histogram of the output map's scores in
-    /// `histogramBins` bins, and heatmap panels (JPEG) of the `worstCount` highest-scored good
-    /// and lowest-scored defective images, drawn on one scale (0 to twice the threshold, or to
-    /// the highest score without one).
-    public func build(timingNote: String, histogramBins: Int = 30, worstCount: Int = 4) throws -> CategoryReport {
+    /// `histogramBins` bins, every image's output score (the confusion matrix at the threshold
+    /// follows from them), and image rows (`ImagePanels`, `panelSide` pixels on the longer side)
+    /// of the `worstCount` highest-scored good and lowest-scored defective images. The category's
+    /// colour scale is 0 to twice the threshold, or to the highest score without one.
+    public func build(timingNote: String, histogramBins: Int = 30, worstCount: Int = 4, panelSide: Int = 320) throws -> CategoryReport {
         guard !images.isEmpty else { throw MetricError.empty(metric: "category report of \(category.root.path)") }
         let maps = try mapNames.indices.map { index in
             try MapEvaluation.evaluate(name: mapNames[index], title: "\(category.name): \(mapNames[index])",
@@ -72,17 +73,22 @@ public struct CategoryReportBuilder {
         let scale: ClosedRange<Float> = 0...max(top, .leastNormalMagnitude)
         func worstCase(_ index: Int) throws -> WorstCase {
             let sample = images[index]
-            let image = try ImageDecoder.decode(contentsOf: sample.image)
-            let mask = try sample.mask.map { try ImageDecoder.decodeMask(contentsOf: $0) }
-            let panel = HeatmapPanel.render(image: image, map: output[index].anomalyMap!, mapWidth: width, mapHeight: height,
-                                            mask: mask, threshold: threshold.map(Float.init), scale: scale)
+            let panels = try ImagePanels.render(image: try ImageDecoder.decode(contentsOf: sample.image),
+                                                mask: try sample.mask.map { try ImageDecoder.decodeMask(contentsOf: $0) },
+                                                map: output[index].anomalyMap!, mapWidth: width, mapHeight: height,
+                                                threshold: threshold.map(Float.init), scale: scale, side: panelSide)
             return WorstCase(image: sample.image.path, defectType: sample.defectType, label: sample.label,
-                             score: Double(scores[index]), heatmap: try JPEGEncoder.encode(panel, quality: 85))
+                             score: ImageScore.decimal(scores[index]), panels: panels)
+        }
+        let imageScores = images.indices.map {
+            ImageScore(image: images[$0].image.path, defectType: images[$0].defectType, label: images[$0].label,
+                       score: ImageScore.decimal(scores[$0]))
         }
         return CategoryReport(category: category.name, dataPath: category.root.path, modelPath: modelPath, modelID: modelID,
                               evaluationWidth: width, evaluationHeight: height, fprLimit: fprLimit, maps: maps,
                               goodScores: histograms.good, defectiveScores: histograms.defective, threshold: threshold,
                               thresholdStatement: thresholdStatement, timing: InferenceTiming(milliseconds: milliseconds, note: timingNote),
-                              worstGood: try worst.good.map(worstCase), worstDefective: try worst.defective.map(worstCase))
+                              worstGood: try worst.good.map(worstCase), worstDefective: try worst.defective.map(worstCase),
+                              imageScores: imageScores)
     }
 }

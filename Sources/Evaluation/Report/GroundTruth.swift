@@ -1,4 +1,4 @@
-// Ground-truth masks for the pixel metrics and the heatmap panels of the worst-case grid.
+// Ground-truth masks for the pixel metrics, and the panels of the report's image rows.
 import Foundation
 import Imaging
 
@@ -31,33 +31,31 @@ public enum GroundTruthMask {
     }
 }
 
-public enum HeatmapPanel {
-    /// The map over the image for a report grid: the image is first scaled so its longer side
-    /// is `side` pixels, then `Heatmap.render` colours it (outline of the region above
-    /// `threshold` in white); the ground-truth mask's outline is drawn in green on top.
-    public static func render(image: RGBImage, map: [Float], mapWidth: Int, mapHeight: Int, mask: GrayImage?,
-                              threshold: Float?, scale: ClosedRange<Float>, side: Int = 256) -> RGBImage {
+extension ImagePanels {
+    /// The four panels of an image row. The image is scaled so its longer side is `side`
+    /// pixels; the heatmap is `Heatmap.render` over it (outline of the region >= `threshold` in
+    /// white) once on `scale` and once on 0 to the map's maximum; the ground truth is the mask
+    /// resized nearest and binarised (black without a mask); the predicted mask is the map,
+    /// resized bilinear to the panel as the heatmap, >= `threshold`.
+    public static func render(image: RGBImage, mask: GrayImage?, map: [Float], mapWidth: Int, mapHeight: Int,
+                              threshold: Float?, scale: ClosedRange<Float>, side: Int = 320) throws -> ImagePanels {
         let factor = Double(side) / Double(max(image.width, image.height))
         let width = max(Int((Double(image.width) * factor).rounded()), 1)
         let height = max(Int((Double(image.height) * factor).rounded()), 1)
-        var panel = Heatmap.render(map: map, mapWidth: mapWidth, mapHeight: mapHeight,
-                                   over: Resize.bilinear(image, width: width, height: height),
-                                   threshold: threshold, scale: scale)
-        if let mask {
-            let resized = GroundTruthMask.nearest(mask, width: width, height: height).pixels
-            func inside(_ x: Int, _ y: Int) -> Bool {
-                x >= 0 && y >= 0 && x < width && y < height && resized[y * width + x] > 127
-            }
-            // Boundary pixels of the mask and their right/lower neighbours: a 2-pixel line.
-            for y in 0..<height {
-                for x in 0..<width where inside(x, y) && (!inside(x - 1, y) || !inside(x + 1, y) || !inside(x, y - 1) || !inside(x, y + 1)) {
-                    for (px, py) in [(x, y), (x + 1, y), (x, y + 1)] where px < width && py < height {
-                        let i = 3 * (py * width + px)
-                        panel.pixels[i] = 0.2; panel.pixels[i + 1] = 1; panel.pixels[i + 2] = 0.2
-                    }
-                }
-            }
+        let background = Resize.bilinear(image, width: width, height: height)
+        let ownMaximum = map.filter(\.isFinite).max() ?? 0
+        let heatmap = Heatmap.render(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
+                                     threshold: threshold, scale: scale)
+        let ownScale = Heatmap.render(map: map, mapWidth: mapWidth, mapHeight: mapHeight, over: background,
+                                      threshold: threshold, scale: 0...max(ownMaximum, .leastNormalMagnitude))
+        let truth = mask.map { GroundTruthMask.binarised(GroundTruthMask.nearest($0, width: width, height: height).pixels) }
+            ?? [UInt8](repeating: 0, count: width * height)
+        let predicted = try threshold.map { threshold -> Data in
+            let values = Resize.bilinear(map: map, width: mapWidth, height: mapHeight, toWidth: width, toHeight: height)
+            return try PNGEncoder.encode(gray: values.map { $0 >= threshold ? 255 : 0 }, width: width, height: height)
         }
-        return panel
+        return ImagePanels(original: try JPEGEncoder.encode(background, quality: 85), heatmap: try JPEGEncoder.encode(heatmap, quality: 85),
+                           ownScaleHeatmap: try JPEGEncoder.encode(ownScale, quality: 85), ownScaleMaximum: ImageScore.decimal(ownMaximum),
+                           groundTruth: try PNGEncoder.encode(gray: truth, width: width, height: height), predictedMask: predicted)
     }
 }

@@ -1,6 +1,6 @@
 // The evaluation report as plain data: what `rstpm eval` measured, per category and per
 // anomaly map. `HTMLReport` renders it; report.json is its JSON encoding (without the
-// embedded heatmap images).
+// embedded images).
 import Foundation
 
 /// The metrics and curves of one anomaly map (S-T only, discriminator only, or the full Eq. 1)
@@ -70,7 +70,32 @@ public struct InferenceTiming: Codable, Equatable {
     }
 }
 
-/// One image of the worst-case grid.
+/// The pictures of one image row, as anomalib's visualiser shows them: the image, the
+/// heatmap over it, the ground truth and the mask predicted at the threshold, all of one size.
+public struct ImagePanels: Equatable {
+    /// JPEG.
+    public var original: Data
+    /// JPEG: the output map over the image, turbo colours on the category's scale.
+    public var heatmap: Data
+    /// JPEG: the same on this image's own scale, 0 to `ownScaleMaximum`.
+    public var ownScaleHeatmap: Data
+    public var ownScaleMaximum: Double
+    /// PNG, white = defect (all black for a good image).
+    public var groundTruth: Data
+    /// PNG, white = map >= threshold; nil without a threshold.
+    public var predictedMask: Data?
+
+    public init(original: Data, heatmap: Data, ownScaleHeatmap: Data, ownScaleMaximum: Double, groundTruth: Data, predictedMask: Data?) {
+        self.original = original
+        self.heatmap = heatmap
+        self.ownScaleHeatmap = ownScaleHeatmap
+        self.ownScaleMaximum = ownScaleMaximum
+        self.groundTruth = groundTruth
+        self.predictedMask = predictedMask
+    }
+}
+
+/// One image row of the report (a worst case).
 public struct WorstCase: Codable, Equatable {
     /// The image path, as given on the command line or found in the data set.
     public var image: String
@@ -78,20 +103,17 @@ public struct WorstCase: Codable, Equatable {
     /// 0 for good, 1 for defective.
     public var label: Int
     public var score: Double
-    /// The heatmap panel (JPEG or PNG, see `heatmapMimeType`); embedded in the HTML, left out
-    /// of report.json.
-    public var heatmap: Data? = nil
-    public var heatmapMimeType: String = "image/jpeg"
+    /// Embedded in the HTML, left out of report.json.
+    public var panels: ImagePanels? = nil
 
     enum CodingKeys: String, CodingKey { case image, defectType, label, score }
 
-    public init(image: String, defectType: String, label: Int, score: Double, heatmap: Data? = nil, heatmapMimeType: String = "image/jpeg") {
+    public init(image: String, defectType: String, label: Int, score: Double, panels: ImagePanels? = nil) {
         self.image = image
         self.defectType = defectType
         self.label = label
         self.score = score
-        self.heatmap = heatmap
-        self.heatmapMimeType = heatmapMimeType
+        self.panels = panels
     }
 
     /// Indices of the worst cases: the `count` highest-scored good images (false alarms first)
@@ -126,10 +148,15 @@ public struct CategoryReport: Codable, Equatable {
     public var timing: InferenceTiming
     public var worstGood: [WorstCase]
     public var worstDefective: [WorstCase]
+    /// Every test image's score under the output map, in data-set order.
+    public var imageScores: [ImageScore]
+    /// The confusion matrix at `threshold`; nil without a threshold or scores.
+    public var operatingPoint: OperatingPoint?
 
     public init(category: String, dataPath: String, modelPath: String, modelID: String?, evaluationWidth: Int, evaluationHeight: Int,
                 fprLimit: Double, maps: [MapEvaluation], goodScores: Histogram, defectiveScores: Histogram, threshold: Double?,
-                thresholdStatement: String?, timing: InferenceTiming, worstGood: [WorstCase], worstDefective: [WorstCase]) {
+                thresholdStatement: String?, timing: InferenceTiming, worstGood: [WorstCase], worstDefective: [WorstCase],
+                imageScores: [ImageScore]) {
         self.category = category
         self.dataPath = dataPath
         self.modelPath = modelPath
@@ -145,6 +172,8 @@ public struct CategoryReport: Codable, Equatable {
         self.timing = timing
         self.worstGood = worstGood
         self.worstDefective = worstDefective
+        self.imageScores = imageScores
+        self.operatingPoint = threshold.flatMap { imageScores.isEmpty ? nil : OperatingPoint(threshold: $0, images: imageScores) }
     }
 }
 
