@@ -46,7 +46,7 @@ struct LearningFailureCounter: LogHandler {
 
 extension Logger {
     /// This logger, counting `line`'s learning failures into `metrics` as well.
-    func countingLearningFailures(of line: String, into metrics: MetricsRegistry) -> Logger {
+    public func countingLearningFailures(of line: String, into metrics: MetricsRegistry) -> Logger {
         var logger = self
         logger.handler = LearningFailureCounter(inner: handler, line: line, metrics: metrics)
         return logger

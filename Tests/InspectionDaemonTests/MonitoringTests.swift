@@ -1,5 +1,7 @@
+import DaemonSupport
 import Foundation
 import InspectionDaemon
+import Logging
 import SystemPackage
 import TestSupport
 import XCTest
@@ -77,6 +79,22 @@ final class MonitoringTests: XCTestCase {
             XCTAssertFalse(used.isEmpty, file.path)
             XCTAssertEqual(used.subtracting(exported), [], "\(file.lastPathComponent) uses metrics the daemon does not export")
         }
+    }
+
+    func testLearningFailuresAreCountedAsLoggedAndStillLogged() {
+        let (logger, store) = MemoryLogHandler.logger()
+        let metrics = MetricsRegistry()
+        let counting = logger.countingLearningFailures(of: "line-1", into: metrics)
+        counting.event(.trainingFailed, .error, "trainer exited with status 1")
+        counting.event(.trainingFailed, .notice, "trainer stopped with the daemon; the run resumes")  // no failure
+        counting.event(.gateRejected, .warning, "v0002 rejected")
+        counting.event(.learningFailed, .error, "cannot take accepted images")
+        counting.event(.learningFailed, .error, "cannot load v0003")
+        counting.event(.accepted, .notice, "accepted 3 image(s)")
+        XCTAssertEqual(metrics.counter("rstpmd_learning_failures_total", labels: ["line": "line-1", "kind": "training"]), 1)
+        XCTAssertEqual(metrics.counter("rstpmd_learning_failures_total", labels: ["line": "line-1", "kind": "gate_rejected"]), 1)
+        XCTAssertEqual(metrics.counter("rstpmd_learning_failures_total", labels: ["line": "line-1", "kind": "other"]), 2)
+        XCTAssertEqual(store.messages.count, 6, "every entry is passed on")
     }
 
     /// `rstpmd_*` names in a text, histogram series folded into their family.
