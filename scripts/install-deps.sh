@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rstpm builds and tests against; does nothing when they are there.
+# prometheus: its promtool checks the metrics scrape and etc/prometheus rules in the tests
+# (19 MB download; Debian starts its own prometheus service where systemd runs).
 set -euo pipefail
 packages=(libopenblas-dev libpng-dev libjpeg-dev libsystemd-dev systemd python3-pip zlib1g-dev libdeflate-dev gimp-data jq prometheus)
 missing=()

@@ -34,8 +34,8 @@ public struct PassSummary: Sendable, Equatable {
 ///
 /// This file holds the state, watching, model swap, watchdog progress and the pass; the rest is
 /// in extensions: intake (`+Inbox`), the stages (`+Stages`), verdicts, quarantine and disposal
-/// (`+Outcomes`), retries (`+Retry`) and crash recovery (`+Recovery`). The state those read is
-/// therefore internal, not private.
+/// (`+Outcomes`), retries (`+Retry`), crash recovery (`+Recovery`), and the disk-space floor
+/// and retention (`+Space`). The state those read is therefore internal, not private.
 public final class LinePipeline {
     public let configuration: LineConfiguration
     public let instance: String
