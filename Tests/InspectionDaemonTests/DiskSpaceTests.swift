@@ -90,6 +90,10 @@ final class DiskFloorTests: XCTestCase {
         XCTAssertTrue(BinaryHarness.wait(seconds: 30) { hasVerdict("during-1.png") && hasVerdict("during-2.png") }, daemon.output)
         XCTAssertTrue(BinaryHarness.wait(seconds: 10) { metric(#"rstpmd_intake_paused{line="line-1"}"#) == "0.0" }, daemon.output)
         XCTAssertTrue(daemon.output.contains("claiming inputs again"), daemon.output)
+        XCTAssertTrue(BinaryHarness.wait(seconds: 10) {
+            messages += socket.receiveAll()
+            return messages.last { $0.contains("STATUS=") }.map { !$0.contains("intake paused") } ?? false
+        }, "\(messages)")
         let archived = (try? FileManager.default.contentsOfDirectory(atPath: inside.appendingPathComponent("archive").path)) ?? []
         XCTAssertEqual(Set(archived), ["before.png", "during-1.png", "during-2.png"])
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: inside.appendingPathComponent("quarantine").path)) ?? ["?"], [])
@@ -204,5 +208,39 @@ final class RetentionTests: XCTestCase {
         for (extra, policy, key) in cases {
             XCTAssertEqual(problems(extra, policy: policy).map(\.key), [key], extra)
         }
+    }
+}
+
+/// What a crash between two unlinks leaves, and names cut to 255 bytes, without a daemon.
+final class RetentionPrunerTests: XCTestCase {
+    func testLeftoversOfACrashAndLongNamesArePrunedAsTheirGroups() throws {
+        let folders = try LineFolders()
+        defer { folders.remove() }
+        var configuration = folders.configuration()
+        configuration.retention = RetentionSettings(outbox: RetentionLimit(maximumAgeSeconds: 86400), quarantine: RetentionLimit(maximumAgeSeconds: 86400))
+        func put(_ relative: String, _ text: String = "x", date: Date = Date().addingTimeInterval(-3 * 86400)) throws {
+            try folders.write(Array(text.utf8), to: relative)
+            try FileManager.default.setAttributes([.modificationDate: date], ofItemAtPath: folders.path(relative).string)
+        }
+        // A verdict whose name was cut to 255 bytes names its heatmap inside.
+        let long = String(repeating: "l", count: 250) + ".png"
+        let verdictName = fittingFileName(long, suffix: ".json")
+        let heatmapName = fittingFileName(long, suffix: ".heatmap.png")
+        XCTAssertNotEqual(verdictName, long + ".json")
+        try put("outbox/\(verdictName)", #"{"heatmap": "\#(heatmapName)"}"#)
+        try put("outbox/\(heatmapName)", date: Date())  // recent, yet it goes with its verdict
+        // A quarantine record whose input went before a crash; an input whose record is fresh
+        // but whose own time is old goes with the record.
+        try put("quarantine/gone.png.error.json")
+        try put("quarantine/bad.png")
+        try put("quarantine/bad.png.error.json", date: Date())
+        try put("quarantine/fresh.png", date: Date())
+        try put("quarantine/fresh.png.error.json", date: Date())
+        let reports = RetentionPruner(configuration: configuration, syscalls: SystemCalls()).prune(now: wallClockNanoseconds())
+        XCTAssertEqual(folders.list("outbox"), [])
+        XCTAssertEqual(folders.list("quarantine"), ["fresh.png", "fresh.png.error.json"])
+        XCTAssertEqual(reports["outbox"]?.removedForAge, 1)
+        XCTAssertEqual(reports["quarantine"]?.removedForAge, 2)
+        XCTAssertEqual(reports["quarantine"]?.errors, [])
     }
 }
