@@ -71,6 +71,10 @@ final class MonitoringTests: XCTestCase {
         let rules = TestPaths.repositoryRoot.appendingPathComponent("etc/prometheus/rstpmd-alerts.yml")
         let rulesCheck = try Tools.run(URL(fileURLWithPath: promtool), ["check", "rules", rules.path])
         XCTAssertEqual(rulesCheck.status, 0, rulesCheck.output)
+        // They fire when they should: in the shift window and not outside it, above the reject
+        // rate and not below, after a crash restart (etc/prometheus/rstpmd-alerts.test.yml).
+        let rulesTest = try Tools.run(URL(fileURLWithPath: promtool), ["test", "rules", rules.deletingPathExtension().path + ".test.yml"])
+        XCTAssertEqual(rulesTest.status, 0, rulesTest.output)
         let exported = Set(after.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { String($0.split(separator: " ")[2]) })
         let dashboard = TestPaths.repositoryRoot.appendingPathComponent("etc/grafana/rstpmd-dashboard.json")
         XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(contentsOf: dashboard)))
