@@ -19,6 +19,12 @@ public enum JournalEvent: String, CaseIterable, Sendable {
     case watcherFailed = "467c635b6d3a47fe94dee7aa4334462d"
     case metricsFailed = "0090dbb0f521432fae100eb09c1ce031"
     case ignoredEntry = "acc667b9209a4bd8bbc40a1470c3714e"
+    /// A folder's file system fell below `min_free_space`: the line claims nothing more.
+    case intakePaused = "30784269306c4d4cb921f72a8dcd564c"
+    /// Space came back: the line claims again.
+    case intakeResumed = "e0c693e2522a4a1280aacaceeb075e1d"
+    /// Retention removed old outputs, archived or quarantined inputs.
+    case retentionPruned = "4282bf78d6d147129fd0a49debc6a253"
 
     // Continuous learning.
     case accepted = "8981890d098f44b98472c8372cf93f3d"

@@ -55,6 +55,23 @@ public protocol Syscalls: AnyObject {
     func hardLink(_ source: FilePath, to destination: FilePath) throws
     /// rmdir(2) of an empty directory.
     func removeDirectory(_ path: FilePath) throws
+    /// statvfs(3): the size of the file system that holds `path` and what is free on it.
+    func fileSystemSpace(_ path: FilePath) throws -> FileSystemSpace
+}
+
+/// What statvfs(3) says about a file system, in bytes.
+public struct FileSystemSpace: Sendable, Equatable {
+    public var totalBytes: Int64
+    /// Free to unprivileged users (f_bavail): what a daemon not running as root can still write.
+    public var availableBytes: Int64
+    /// The file system's id (f_fsid), to tell two folders on one file system.
+    public var identifier: UInt64
+
+    public init(totalBytes: Int64, availableBytes: Int64, identifier: UInt64) {
+        self.totalBytes = totalBytes
+        self.availableBytes = availableBytes
+        self.identifier = identifier
+    }
 }
 
 // Defaults, so that test doubles written before these calls existed still conform.
@@ -82,6 +99,18 @@ extension Syscalls {
 
     public func removeDirectory(_ path: FilePath) throws {
         if path.withPlatformString({ Glibc.rmdir($0) }) != 0 { throw Errno(rawValue: errno) }
+    }
+
+    public func fileSystemSpace(_ path: FilePath) throws -> FileSystemSpace {
+        // statvfs(3) shares its name with its struct, which Swift cannot call; fstatvfs on the
+        // opened folder says the same (every watched path is a folder).
+        let descriptor = path.withPlatformString { Glibc.open($0, O_RDONLY | O_CLOEXEC | O_DIRECTORY) }
+        if descriptor < 0 { throw Errno(rawValue: errno) }
+        defer { Glibc.close(descriptor) }
+        var status = Glibc.statvfs()
+        if fstatvfs(descriptor, &status) != 0 { throw Errno(rawValue: errno) }
+        let unit = Int64(status.f_frsize)
+        return FileSystemSpace(totalBytes: Int64(status.f_blocks) * unit, availableBytes: Int64(status.f_bavail) * unit, identifier: UInt64(status.f_fsid))
     }
 
     public func listDirectoryComponents(_ path: FilePath) throws -> [FilePath.Component] {

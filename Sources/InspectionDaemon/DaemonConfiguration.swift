@@ -38,12 +38,17 @@ public struct LineConfiguration: Sendable, Equatable {
     public var heatmapLabel: Bool
     /// Retraining on accepted images; needs `modelBundle` to be a model store.
     public var learning: LearningConfiguration?
+    /// How long and how much the outbox, archive and quarantine keep.
+    public var retention: RetentionSettings
+    /// Below this much free space on a folder's file system the line claims nothing; nil: no floor.
+    public var minimumFreeSpace: SpaceFloor?
 
     public init(
         name: String, inbox: FilePath, outbox: FilePath, archive: FilePath?, quarantine: FilePath, work: FilePath,
         modelBundle: FilePath, thresholdOverride: Float? = nil, pollIntervalSeconds: Double = 2, settleIntervalSeconds: Double = 2,
         processedInputs: ProcessedInputPolicy = .archive, batchSize: Int = 4, maximumInputBytes: Int = 256 << 20,
-        heatmapResolution: HeatmapResolution = .default, heatmapLabel: Bool = false, learning: LearningConfiguration? = nil
+        heatmapResolution: HeatmapResolution = .default, heatmapLabel: Bool = false, learning: LearningConfiguration? = nil,
+        retention: RetentionSettings = RetentionSettings(), minimumFreeSpace: SpaceFloor? = .default
     ) {
         self.name = name
         self.inbox = inbox
@@ -61,6 +66,8 @@ public struct LineConfiguration: Sendable, Equatable {
         self.heatmapResolution = heatmapResolution
         self.heatmapLabel = heatmapLabel
         self.learning = learning
+        self.retention = retention
+        self.minimumFreeSpace = minimumFreeSpace
     }
 }
 
@@ -149,8 +156,10 @@ struct ConfigurationReader {
     static let lineKeys: Set<String> = [
         "name", "inbox", "outbox", "archive", "quarantine", "work", "model", "threshold", "threshold_override_unchecked",
         "poll_interval_seconds", "settle_interval_seconds", "processed_inputs", "batch_size", "max_input_bytes",
-        "heatmap_max_side", "heatmap_label", "learning",
+        "heatmap_max_side", "heatmap_label", "learning", "retention", "min_free_space",
     ]
+    static let retentionKeys: Set<String> = ["outbox", "archive", "quarantine"]
+    static let retentionLimitKeys: Set<String> = ["max_age_days", "max_bytes"]
     static let learningKeys: Set<String> = [
         "accepted", "defects", "store", "originals", "trainer", "resume_arguments", "min_new_images", "window", "capacity",
         "original_share", "held_out_share", "keep_versions", "false_reject_tolerance", "auroc_tolerance", "auto_accept_quantile",
@@ -257,14 +266,103 @@ struct ConfigurationReader {
             learning = readLearning(node, prefix: prefix + ".learning", maximumInputBytes: maximum)
             if learning == nil { return nil }
         }
+        let retention = readRetention(f["retention"], prefix: prefix + ".retention", policy: policy)
+        let floor = f["min_free_space"] == nil ? SpaceFloor.default : spaceFloor(f["min_free_space"], key: prefix + ".min_free_space")
         guard let name, let policy, let inbox = required["inbox"], let outbox = required["outbox"],
-              let quarantine = required["quarantine"], let work = required["work"], let model = required["model"]
+              let quarantine = required["quarantine"], let work = required["work"], let model = required["model"], let retention,
+              f["min_free_space"] == nil || floor != nil
         else { return nil }
         return LineConfiguration(
             name: name, inbox: inbox, outbox: outbox, archive: archive, quarantine: quarantine, work: work,
             modelBundle: model, thresholdOverride: threshold.map { Float($0) }, pollIntervalSeconds: poll,
             settleIntervalSeconds: settle, processedInputs: policy, batchSize: batch, maximumInputBytes: maximum,
-            heatmapResolution: heatmap, heatmapLabel: heatmapLabel, learning: learning)
+            heatmapResolution: heatmap, heatmapLabel: heatmapLabel, learning: learning, retention: retention,
+            minimumFreeSpace: floor.flatMap { $0 == .bytes(0) || $0 == .percent(0) ? nil : $0 })
+    }
+
+    /// A line's `retention:` mapping: `outbox`, `archive`, `quarantine`, each with `max_age_days`
+    /// and/or `max_bytes`. Nil after a problem.
+    mutating func readRetention(_ node: Node?, prefix: String, policy: ProcessedInputPolicy?) -> RetentionSettings? {
+        guard let node else { return RetentionSettings() }
+        guard let mapping = node.mapping else {
+            problem(prefix, node, "must be a mapping with outbox, archive and/or quarantine, got \(describe(node))")
+            return nil
+        }
+        let f = fields(of: mapping, at: prefix + ".", allowed: Self.retentionKeys)
+        var settings = RetentionSettings()
+        var valid = true
+        for folder in ["outbox", "archive", "quarantine"] {
+            guard let limitNode = f[folder] else { continue }
+            let key = "\(prefix).\(folder)"
+            guard let limitMapping = limitNode.mapping else {
+                problem(key, limitNode, "must be a mapping with max_age_days and/or max_bytes, got \(describe(limitNode))")
+                valid = false
+                continue
+            }
+            let limits = fields(of: limitMapping, at: key + ".", allowed: Self.retentionLimitKeys)
+            let days = number(limits["max_age_days"], key: key + ".max_age_days", range: 0.0001...36500)
+            let bytes = byteSize(limits["max_bytes"], key: key + ".max_bytes")
+            if (limits["max_age_days"] != nil && days == nil) || (limits["max_bytes"] != nil && bytes == nil) { valid = false; continue }
+            if days == nil && bytes == nil {
+                // Unknown keys are reported already.
+                if limitMapping.count == 0 { problem(key, limitNode, "give max_age_days, max_bytes or both") }
+                valid = false
+                continue
+            }
+            let limit = RetentionLimit(maximumAgeSeconds: days.map { $0 * 86400 }, maximumBytes: bytes)
+            switch folder {
+            case "outbox": settings.outbox = limit
+            case "archive": settings.archive = limit
+            default: settings.quarantine = limit
+            }
+        }
+        // A left input is done while its verdict is in the outbox; pruning that verdict would
+        // have the input inspected again.
+        if settings.outbox != nil, policy == .leave {
+            problem(prefix + ".outbox", f["outbox"], "cannot be used with processed_inputs: leave: a left input counts as done only while its verdict is in the outbox")
+            valid = false
+        }
+        if settings.archive != nil, let policy, policy != .archive {
+            problem(prefix + ".archive", f["archive"], "there is no archive with processed_inputs: \(policy.rawValue)")
+            valid = false
+        }
+        // An archived or quarantined input is kept while its verdict is in the outbox (see
+        // RetentionPruner), so a shorter age would not act; say so instead of surprising.
+        for (folder, limit) in [("archive", settings.archive), ("quarantine", settings.quarantine)] {
+            if let age = limit?.maximumAgeSeconds, let outboxAge = settings.outbox?.maximumAgeSeconds, age < outboxAge {
+                problem("\(prefix).\(folder).max_age_days", f[folder],
+                        "\(age / 86400) is shorter than outbox.max_age_days (\(outboxAge / 86400)): an input is kept while its verdict is in the outbox; make it at least \(outboxAge / 86400)")
+                valid = false
+            }
+        }
+        return valid ? settings : nil
+    }
+
+    /// An integer of bytes, or a string such as "500M" or "20G" (powers of 1024).
+    mutating func byteSize(_ node: Node?, key: String) -> Int64? {
+        guard let node else { return nil }
+        let value: Int64?
+        if node.tag == Tag(.int), let integer = node.int { value = Int64(integer) } else if node.tag == Tag(.str), let text = node.scalar?.string { value = ByteSize.parse(text) } else { value = nil }
+        guard let value, value >= 1 else {
+            problem(key, node, "must be a size of at least 1 byte: an integer of bytes or a string like \"500M\", \"20G\" (K, M, G, T are powers of 1024), got \(describe(node))")
+            return nil
+        }
+        return value
+    }
+
+    /// `min_free_space`: bytes (an integer, or "2G"), or a percent of the file system ("5%"); 0 turns the floor off.
+    mutating func spaceFloor(_ node: Node?, key: String) -> SpaceFloor? {
+        guard let node else { return nil }
+        if node.tag == Tag(.str), let text = node.scalar?.string, text.hasSuffix("%") {
+            guard let percent = Double(text.dropLast().trimmingCharacters(in: .whitespaces)), (0...50).contains(percent) else {
+                problem(key, node, "a percentage must be between 0% and 50%, got \"\(text)\"")
+                return nil
+            }
+            return .percent(percent)
+        }
+        if node.tag == Tag(.int), node.int == 0 { return .bytes(0) }
+        guard let bytes = byteSize(node, key: key) else { return nil }
+        return .bytes(bytes)
     }
 
     /// The `learning:` mapping of a line.

@@ -131,7 +131,7 @@ public final class DaemonService {
                 throw ModelLoadError(line: line.name, bundle: line.modelBundle, underlying: "learning is configured but this build cannot evaluate candidate models")
             }
             let learning = LearningLine(lineName: line.name, configuration: settings, modelStore: line.modelBundle, evaluator: candidateEvaluator,
-                                        syscalls: syscalls, logger: logger, clock: learningClock, timeZone: learningTimeZone)
+                                        syscalls: syscalls, logger: logger.countingLearningFailures(of: line.name, into: metrics), clock: learningClock, timeZone: learningTimeZone)
             do {
                 try learning.prepare()
             } catch {
@@ -163,6 +163,7 @@ public final class DaemonService {
                 switched.append(name)
             } catch {
                 failedVersions[name] = current.name
+                metrics.increment("rstpmd_learning_failures_total", labels: ["line": name, "kind": "other"])
                 logger.event(.learningFailed, .error, "cannot load \(current.name), \(servingVersions[name] ?? "the previous version") keeps serving: \(error)",
                                      ["line": "\(name)", "image.path": "\(current.path)"])
             }
@@ -177,6 +178,7 @@ public final class DaemonService {
                 try LearningLine.requestRetrain(trainingStore: line.configuration.trainingStore, syscalls: syscalls)
                 line.tickAsync()
             } catch {
+                metrics.increment("rstpmd_learning_failures_total", labels: ["line": name, "kind": "other"])
                 logger.event(.learningFailed, .error, "cannot record the retraining request: \(error)", ["line": "\(name)"])
             }
         }
@@ -217,6 +219,7 @@ public final class DaemonService {
                     let waiting = line.scanner.pendingCount + line.inputsAwaitingSecondLook
                     if waiting == 0 || now - lastProgress > patience {
                         left += summary.queueDepth + line.scanner.pendingCount
+                        line.prune()
                         break
                     }
                     usleep(useconds_t(min(max(settle / 2, 0.01), 1) * 1e6))
@@ -233,7 +236,8 @@ public final class DaemonService {
         let decided = Int(metrics.total("rstpmd_inputs_total"))
         let queued = lines.reduce(0) { $0 + $1.queueDepth }
         let learningText = learning.keys.sorted().map { "; \($0): \(learning[$0]!.status)" }.joined()
-        return "\(lines.count) line(s), \(decided) decided, \(queued) queued" + learningText
+        let pausedText = lines.compactMap { line in line.intakePauseReason.map { "; \(line.configuration.name): intake paused, \($0)" } }.joined()
+        return "\(lines.count) line(s), \(decided) decided, \(queued) queued" + pausedText + learningText
     }
 
     // MARK: watchdog, status, metrics
@@ -261,6 +265,7 @@ public final class DaemonService {
         }
         if healthy && notifier.watchdogIntervalMicroseconds != nil { notifier.watchdog() }
         checkModelSwaps()
+        for line in lines { line.pruneIfDue(now: monotonicNanoseconds()) }
         for line in learning.values { line.tickAsync() }
         notifier.status(statusLine())
         writeMetrics()
@@ -365,6 +370,8 @@ public final class DaemonService {
 final class StoreVersionInspector: Inspector {
     let inner: any Inspector
     let modelIdentity: ModelIdentity
+
+    var modelThreshold: Float? { inner.modelThreshold }
 
     init(_ inner: any Inspector, version: String) {
         self.inner = inner

@@ -158,6 +158,8 @@ public enum InspectionError: Error, Sendable, Equatable {
 /// `prepare` from another thread, while the batch before is inspected.
 public protocol Inspector: AnyObject {
     var modelIdentity: ModelIdentity { get }
+    /// The model's own threshold, when known before the first input (for the metrics).
+    var modelThreshold: Float? { get }
     /// One result per input, in order. A batch holds the files that arrived together.
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
     /// The work on a batch that needs no network (decoding), so that it overlaps the network's
@@ -168,6 +170,8 @@ public protocol Inspector: AnyObject {
 }
 
 extension Inspector {
+    public var modelThreshold: Float? { nil }
+
     public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
         PreparedInputs(inputs: inputs, work: nil)
     }

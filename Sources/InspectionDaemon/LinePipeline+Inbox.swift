@@ -64,11 +64,13 @@ extension LinePipeline {
         _ = noteInotifyEvents()
         var claimedNow = 0
         do {
-            for name in try scanner.scan(now: now) where claimedNow < configuration.batchSize && !shouldStop {
+            // Below the space floor nothing new is claimed; what is in work/ goes on.
+            let scanned = intakeAllowed() ? try scanner.scan(now: now) : []
+            for name in scanned where claimedNow < configuration.batchSize && !shouldStop {
                 if claim(name) { claimedNow += 1 } else { summary.claimsLost += 1 }
             }
             // Never inspected, so not part of a batch: claimed like any input, then quarantined.
-            for entry in scanner.completeUndecodable where !shouldStop {
+            for entry in scanner.completeUndecodable where !shouldStop && intakePauseReason == nil {
                 if claim(entry, forget: { scanner.forget(undecodable: entry) }) { summary.claimed += 1 } else { summary.claimsLost += 1 }
             }
         } catch {

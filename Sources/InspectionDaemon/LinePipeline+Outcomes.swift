@@ -49,6 +49,9 @@ extension LinePipeline {
             setRetry(nil, for: input.name)
             summary.decided += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
+            metrics.set("rstpmd_last_verdict_timestamp_seconds", labels: ["line": configuration.name], to: Double(wallClockNanoseconds()) / 1e9)
+            metrics.set("rstpmd_threshold", labels: ["line": configuration.name], to: Double(threshold))
+            if threshold > 0 { metrics.observe("rstpmd_score_ratio", labels: ["line": configuration.name], value: Double(outcome.score / threshold)) }
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "decode"], seconds: outcome.timings.decodeMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "infer"], seconds: outcome.timings.inferMilliseconds / 1e3)
             metrics.observe("rstpmd_stage_seconds", labels: ["line": configuration.name, "stage": "heatmap"], seconds: heatmapMilliseconds / 1e3)
@@ -138,6 +141,7 @@ extension LinePipeline {
             }
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
+            metrics.set("rstpmd_last_verdict_timestamp_seconds", labels: ["line": configuration.name], to: Double(wallClockNanoseconds()) / 1e9)
             logger.event(.quarantined, .warning, "\(name): quarantined: \(message)", [
                 "image.path": "\(destination)", "verdict": "error", "error.kind": "\(kind)",
             ])

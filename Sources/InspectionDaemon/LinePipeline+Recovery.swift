@@ -39,6 +39,7 @@ extension LinePipeline {
         // before it.
         writeInFlightRecord(inFlight: [])
         guard crashed else { return }
+        metrics.increment("rstpmd_crash_restarts_total", labels: ["line": configuration.name])
         try? files.syscalls.unlink(crashMarkerPath)
         logger.event(.recovered, .error, "the daemon crashed (fatal signal) with \(record.inFlight.count) input(s) of this line in flight; they are inspected alone now",
                      ["count": "\(record.inFlight.count)", "image.path": "\(workDirectory)"])

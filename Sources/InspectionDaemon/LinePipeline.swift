@@ -34,8 +34,8 @@ public struct PassSummary: Sendable, Equatable {
 ///
 /// This file holds the state, watching, model swap, watchdog progress and the pass; the rest is
 /// in extensions: intake (`+Inbox`), the stages (`+Stages`), verdicts, quarantine and disposal
-/// (`+Outcomes`), retries (`+Retry`) and crash recovery (`+Recovery`). The state those read is
-/// therefore internal, not private.
+/// (`+Outcomes`), retries (`+Retry`), crash recovery (`+Recovery`), and the disk-space floor
+/// and retention (`+Space`). The state those read is therefore internal, not private.
 public final class LinePipeline {
     public let configuration: LineConfiguration
     public let instance: String
@@ -89,6 +89,15 @@ public final class LinePipeline {
     private var busy = false
     var lastQueueDepth = 0
     var pendingInspector: (any Inspector)?
+    /// Why claims are paused for lack of space, or nil; under `progressLock`.
+    var intakePause: String?
+    /// Retention rounds run here, so that walking a large archive never delays inspection.
+    let retentionQueue: DispatchQueue
+    /// Under `progressLock`.
+    var retentionRunning = false
+    var retentionRequested = false
+    var lastRetention: Int64?
+    static let retentionIntervalNanoseconds: Int64 = 60 * 1_000_000_000
 
     public init(
         configuration: LineConfiguration, instance: String, inspector: any Inspector,
@@ -111,9 +120,32 @@ public final class LinePipeline {
         self.queue = DispatchQueue(label: "rstpmd.line.\(configuration.name)")
         self.outputQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).outputs")
         self.prepareQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).prepare")
+        self.retentionQueue = DispatchQueue(label: "rstpmd.line.\(configuration.name).retention", qos: .utility)
         self.scanner = InboxScanner(
             inbox: configuration.inbox, settleNanoseconds: Int64(configuration.settleIntervalSeconds * 1e9), syscalls: syscalls,
             leaveOutbox: configuration.processedInputs == .leave ? configuration.outbox : nil)
+        declareMetrics()
+    }
+
+    /// Every series of this line that exists before its first input: the counters at 0, the
+    /// model, the threshold, intake not paused, and the daemon's start as the last verdict.
+    func declareMetrics() {
+        let line = ["line": configuration.name]
+        metrics.declare(line: configuration.name)
+        recordModel(inspector)
+        metrics.set("rstpmd_intake_paused", labels: line, to: 0)
+        if metrics.gauge("rstpmd_last_verdict_timestamp_seconds", labels: line) == nil {
+            metrics.set("rstpmd_last_verdict_timestamp_seconds", labels: line, to: Double(wallClockNanoseconds()) / 1e9)
+        }
+    }
+
+    /// `rstpmd_model_info` and `rstpmd_threshold` for the model that serves the line.
+    func recordModel(_ inspector: any Inspector) {
+        let identity = inspector.modelIdentity
+        metrics.setInfo("rstpmd_model_info", labels: ["line": configuration.name, "model_id": identity.identifier, "version": identity.version])
+        if let threshold = configuration.thresholdOverride ?? inspector.modelThreshold {
+            metrics.set("rstpmd_threshold", labels: ["line": configuration.name], to: Double(threshold))
+        }
     }
 
     /// Creates this instance's work directory and reads what the last crash left, before the
@@ -184,6 +216,7 @@ public final class LinePipeline {
         pendingInspector = nil
         progressLock.unlock()
         guard let pending else { return }
+        recordModel(pending)
         logger[metadataKey: "model"] = .string("\(pending.modelIdentity.identifier)@\(pending.modelIdentity.version)")
         logger.event(.modelSwapped, .notice, "now serving \(pending.modelIdentity.identifier)@\(pending.modelIdentity.version) (was \(old.identifier)@\(old.version))",
                              ["version": "\(pending.modelIdentity.version)", "previous_version": "\(old.version)"])

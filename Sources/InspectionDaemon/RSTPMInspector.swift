@@ -14,6 +14,7 @@ public final class RSTPMInspector: Inspector {
     /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
+    public var modelThreshold: Float? { model.threshold }
 
     /// 40 megapixels: a decoded image takes 3 bytes per pixel (12 from a 16-bit file), and a
     /// line holds up to three batches of them (being decoded, inspected, drawn as heatmaps).

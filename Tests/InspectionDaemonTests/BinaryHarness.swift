@@ -110,11 +110,19 @@ final class DaemonProcess {
     let process = Process()
     let log: URL
 
-    init(configuration: FilePath, folders: LineFolders, environment: [String: String] = [:]) throws {
+    /// `launcher`: a command that execs its last arguments (the daemon and its own), such as
+    /// `unshare ... sh -c '...; exec "$0" "$@"'`.
+    init(configuration: FilePath, folders: LineFolders, environment: [String: String] = [:], launcher: [String] = []) throws {
         log = folders.root.appendingPathComponent("rstpmd-\(UUID().uuidString.prefix(6)).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.executableURL = BinaryHarness.daemonBinary
-        process.arguments = ["--config", configuration.string, "--weights-dir", TestPaths.weightsDirectory.path]
+        let arguments = ["--config", configuration.string, "--weights-dir", TestPaths.weightsDirectory.path]
+        if let program = launcher.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(launcher.dropFirst()) + [BinaryHarness.daemonBinary.path] + arguments
+        } else {
+            process.executableURL = BinaryHarness.daemonBinary
+            process.arguments = arguments
+        }
         var variables = ["PATH": "/usr/bin:/bin", "RSTPMD_DEBUG": "1"]
         variables.merge(environment) { $1 }
         process.environment = variables

@@ -57,5 +57,8 @@ final class PoisonPillTests: XCTestCase {
         XCTAssertEqual(next.status, 0, next.output)
         XCTAssertEqual(folders.list("archive"), ["flaky.png"])
         XCTAssertEqual(folders.list("quarantine"), [])
+        // The start after the crash counts it, for the restart alert.
+        let metrics = try String(contentsOfFile: folders.path("metrics/rstpmd.prom").string, encoding: .utf8)
+        XCTAssertTrue(metrics.contains(#"rstpmd_crash_restarts_total{line="line-1"} 1.0"#), metrics)
     }
 }
