@@ -53,7 +53,10 @@ find "$root/usr/share" -type f -exec chmod 0644 {} +
 find "$root" -type d -exec chmod 0755 {} +
 
 printf 'Source: rstpm\n\nPackage: rstpm\nArchitecture: amd64\n' > "$scratch/debian/control"
-depends="$(cd "$scratch" && dpkg-shlibdeps -O -e debian/rstpm/usr/bin/rstpm -e debian/rstpm/usr/bin/rstpmd | sed -n 's/^shlibs:Depends=//p')"
+# (Its warning that binaries "should already be installed in their package's directory" is about
+# a debhelper layout this script does not use.)
+depends="$(cd "$scratch" && { dpkg-shlibdeps -O -e debian/rstpm/usr/bin/rstpm -e debian/rstpm/usr/bin/rstpmd 2>&1 1>&3 \
+    | { grep -v "should already be installed in their package's directory" >&2 || true; }; } 3>&1 | sed -n 's/^shlibs:Depends=//p')"
 [ -n "$depends" ] || fail "dpkg-shlibdeps found no dependencies"
 size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
 sed -e "s/@VERSION@/$version/" -e "s/@INSTALLED_SIZE@/$size/" -e "s/@DEPENDS@/$depends/" packaging/debian/control.in > "$root/DEBIAN/control"

@@ -80,7 +80,7 @@ struct SetupLineCommand: ParsableCommand {
         for line in report { Swift.print(line) }
         Swift.print(plan.uploaderAdvice)
         if let advice = plan.weightsAdvice() { Swift.print(advice) }
-        Swift.print("Then reload rstpmd: systemctl reload rstpmd")
+        Swift.print("Then: rstpmd --check-config \(configPath) && systemctl reload rstpmd (or enable --now, the first time)")
     }
 
     private func absolute(_ path: String) -> String {
