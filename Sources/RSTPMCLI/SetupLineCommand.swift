@@ -267,9 +267,11 @@ struct SetupLinePlan {
         let isRoot = geteuid() == 0
         var report: [String] = []
         var fixes: [String] = []
-        let all = [(name: "", mode: mode_t(0o750))] + Self.folders
+        // A --root made here is the daemon's too: it must be able to pass through it.
+        let madeRoot = FileManager.default.fileExists(atPath: root) ? [] : [(path: root, mode: mode_t(0o750))]
+        let all = madeRoot + [(path: lineFolder, mode: mode_t(0o750))] + Self.folders.map { (path: folder($0.name), mode: $0.mode) }
         for entry in all {
-            let path = entry.name.isEmpty ? lineFolder : folder(entry.name)
+            let path = entry.path
             do {
                 try operations.createDirectories(FilePath(path))
                 // Owner first: chown clears the setgid bit.
@@ -295,8 +297,9 @@ struct SetupLinePlan {
         if !isRoot { notes.append("not running as root, so the folders belong to you, not to \(user):\(group)") }
         if !notes.isEmpty || !fixes.isEmpty {
             report.append("Not done: " + notes.joined(separator: "; ") + ". To fix, as root:")
+            if !madeRoot.isEmpty { report.append("  chown \(user):\(group) \(root)") }
             report.append("  chown -R \(user):\(group) \(lineFolder)")
-            for entry in all { report.append("  chmod \(String(entry.mode, radix: 8)) \(entry.name.isEmpty ? lineFolder : folder(entry.name))") }
+            for entry in all { report.append("  chmod \(String(entry.mode, radix: 8)) \(entry.path)") }
         }
         return ["Folders:"] + report
     }

@@ -66,12 +66,9 @@ final class SetupLineTests: XCTestCase {
         XCTAssertTrue(output.contains("usermod -aG \(ownGroup)"), output)
         XCTAssertTrue(output.contains("setgid"), output)
 
-        // A second line in a configuration that has only setup-line's lines passes the full
-        // disk checks of `rstpmd --check-config` (folders, file systems, models), models aside.
+        // A second line goes after the first.
         XCTAssertEqual(try setupLine("line-b", model: "models/other").status, 0)
-        let both = try DaemonConfiguration.parse(yaml: String(contentsOfFile: path("rstpmd.yaml"), encoding: .utf8)
-                                                     .replacingOccurrences(of: "metrics_file: /var/lib/rstpmd/metrics/rstpmd.prom\n", with: ""),
-                                                 file: FilePath(path("rstpmd.yaml")), checkFileSystem: false)
+        let both = try DaemonConfiguration.parse(yaml: String(contentsOfFile: path("rstpmd.yaml"), encoding: .utf8), file: FilePath(path("rstpmd.yaml")), checkFileSystem: false)
         XCTAssertEqual(both.lines.map(\.name), ["bottle-line-1", "line-a", "line-b"])
     }
 
@@ -116,6 +113,27 @@ final class SetupLineTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("lines/line-b/inbox/kept.png")))
     }
 
+    func testWithoutRootItMakesTheFoldersAsItsUserAndSaysHowToFinish() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { throw XCTSkip("needs root and setpriv to run as nobody") }
+        let shared = scratch.appendingPathComponent("shared")
+        try FileManager.default.createDirectory(at: shared, withIntermediateDirectories: true)
+        XCTAssertEqual(chmod(scratch.path, 0o755), 0)
+        XCTAssertEqual(chmod(shared.path, 0o777), 0)
+        let (status, output) = try Tools.run(URL(fileURLWithPath: "/usr/bin/setpriv"), [
+            "--reuid=65534", "--regid=65534", "--clear-groups", rstpm.path, "setup-line", "line-n", "--model", path("models/bottle"),
+            "--config", path("shared/rstpmd.yaml"), "--root", path("shared/lines"), "--group", ownGroup,
+        ])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("not running as root, so the folders belong to you, not to rstpmd:\(ownGroup)"), output)
+        XCTAssertTrue(output.contains("chown -R rstpmd:\(ownGroup) \(path("shared/lines/line-n"))"), output)
+        var information = stat()
+        XCTAssertEqual(stat(path("shared/lines/line-n/inbox"), &information), 0)
+        XCTAssertEqual(information.st_uid, 65534)
+        XCTAssertEqual(String(information.st_mode & 0o7777, radix: 8), "2770")
+        XCTAssertEqual(try DaemonConfiguration.parse(yaml: String(contentsOfFile: path("shared/rstpmd.yaml"), encoding: .utf8),
+                                                     file: FilePath(path("shared/rstpmd.yaml")), checkFileSystem: false).lines.map(\.name), ["line-n"])
+    }
+
     func testAMissingGroupOrModelIsExplainedNotACrash() throws {
         let noGroup = try Tools.run(rstpm, ["setup-line", "line-a", "--model", path("models/bottle"), "--config", path("rstpmd.yaml"),
                                             "--root", path("lines"), "--group", "rstpm-no-such-group", "--print"])
@@ -128,6 +146,9 @@ final class SetupLineTests: XCTestCase {
         let stanza = noGroup.output.split(separator: "\n").prefix { $0.hasPrefix("  ") }.joined(separator: "\n")
         let parsed = try DaemonConfiguration.parse(yaml: "lines:\n" + stanza + "\n", file: "/printed.yaml", checkFileSystem: false)
         XCTAssertEqual(parsed.lines.first?.name, "line-a")
+
+        // A --root it makes is the daemon's too (it must pass through it).
+        XCTAssertEqual(try mode("lines"), "750")
 
         let noModel = try setupLine("line-c", model: "models/missing")
         XCTAssertEqual(noModel.status, 1, noModel.output)
