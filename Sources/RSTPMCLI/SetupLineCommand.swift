@@ -184,7 +184,10 @@ struct SetupLinePlan {
                     throw SetupLineError(path: file.string, problem: "already has a line \"\(name)\" (lines \(old.range.lowerBound + 1)-\(old.range.upperBound))",
                                          hint: "choose another name, or pass --force to replace its stanza")
                 }
-                lines.replaceSubrange(old.range, with: Self.indented(stanza, column: old.dashColumn))
+                // Comments closing the old item (the example's `learning:` notes) stay.
+                var end = old.range.upperBound
+                while end > old.range.lowerBound + 1, lines[end - 1].trimmingCharacters(in: .whitespaces).hasPrefix("#") { end -= 1 }
+                lines.replaceSubrange(old.range.lowerBound..<end, with: Self.indented(stanza, column: old.dashColumn))
             } else {
                 let last = items[items.count - 1]
                 lines.insert(contentsOf: Self.indented(stanza, column: last.dashColumn), at: last.range.upperBound)
@@ -314,9 +317,8 @@ struct SetupLinePlan {
 
     /// The daemon's disk checks for this line alone: folders, one file system for inbox and work, the model.
     func checkLineOnDisk() throws {
-        let scratch = FilePath("/setup-line-check.yaml")
         do {
-            _ = try DaemonConfiguration.parse(yaml: "lines:\n" + stanza, file: scratch)
+            _ = try DaemonConfiguration.parse(yaml: "lines:\n" + stanza, file: FilePath(lineFolder))
         } catch let error as ConfigurationError {
             throw SetupLineError(path: lineFolder, problem: "rstpmd would refuse the line:\n\(error.problems.map { "  \($0)" }.joined(separator: "\n"))",
                                  hint: "fix the folders or the model; the configuration was not changed")
@@ -328,7 +330,9 @@ struct SetupLinePlan {
         var previous = stat()
         let hadStatus = existed && stat(path.string, &previous) == 0
         do {
-            try FileOperations(syscalls: SystemCalls()).createDirectories(path.removingLastComponent())
+            // The daemon's user reads the configuration: a folder made here is world-readable, like /etc/rstpmd.
+            try FileManager.default.createDirectory(atPath: path.removingLastComponent().string, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
             try FileOperations(syscalls: SystemCalls()).writeDurably(Array(text.utf8), to: path)
         } catch {
             throw SetupLineError(path: path.string, problem: "cannot write it (\(error)); the folders were made",

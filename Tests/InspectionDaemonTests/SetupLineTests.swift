@@ -72,6 +72,23 @@ final class SetupLineTests: XCTestCase {
         XCTAssertEqual(both.lines.map(\.name), ["bottle-line-1", "line-a", "line-b"])
     }
 
+    func testForceReplacesTheExampleLineAndKeepsTheComments() throws {
+        let example = try String(contentsOf: TestPaths.repositoryRoot.appendingPathComponent("etc/rstpmd/rstpmd.yaml"), encoding: .utf8)
+        try example.write(toFile: path("rstpmd.yaml"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try setupLine("bottle-line-1").status, 1, "the example has this line")
+        let (status, output) = try setupLine("bottle-line-1", ["--force"])
+        XCTAssertEqual(status, 0, output)
+        let written = try String(contentsOfFile: path("rstpmd.yaml"), encoding: .utf8)
+        let parsed = try DaemonConfiguration.parse(yaml: written, file: FilePath(path("rstpmd.yaml")), checkFileSystem: false)
+        XCTAssertEqual(parsed.lines.map(\.name), ["bottle-line-1"])
+        XCTAssertEqual(parsed.lines[0].inbox, FilePath(path("lines/bottle-line-1/inbox")))
+        XCTAssertEqual(parsed.metricsFile, "/var/lib/rstpmd/metrics/rstpmd.prom")
+        for comment in ["# rstpmd configuration. Check it with", "# How long SIGTERM waits", "    # learning:", "    #   keep_versions: 5"] {
+            XCTAssertTrue(written.contains(comment), "lost: \(comment)\n\(written)")
+        }
+        XCTAssertFalse(written.contains("/srv/rstpmd/bottle-line-1/inbox"), written)
+    }
+
     func testANewConfigurationIsCheckedWithTheDaemonsDiskChecks() throws {
         let (status, output) = try setupLine("line-a")
         XCTAssertEqual(status, 0, output)
