@@ -85,6 +85,20 @@ final class PackageTests: XCTestCase {
             XCTAssertEqual(version.output, RSTPMBuild.description + "\n")
         }
 
+        // A real inspection by the packaged rstpm with the toolchain out of sight (/opt/swift
+        // under an empty tmpfs, in a mount namespace of its own).
+        if getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"), let model = try? BinaryHarness.tinyModel() {
+            let outbox = scratch.appendingPathComponent("outbox")
+            let image = BinaryHarness.bottle.appendingPathComponent("test/good/000.png")
+            let inspected = try shell("unshare -m sh -c 'mount -t tmpfs none /opt/swift && exec env -i PATH=/usr/bin:/bin \"$@\"' sh \"$@\"", [
+                root.appendingPathComponent("usr/bin/rstpm").path, "infer", "--model", model.path, "--out", outbox.path,
+                "--weights-dir", TestPaths.weightsDirectory.path, image.path,
+            ])
+            XCTAssertEqual(inspected.status, 0, inspected.output)
+            let verdict = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: outbox.appendingPathComponent("000.png.json"))) as? [String: Any])
+            XCTAssertEqual(verdict["rstpm_version"] as? String, RSTPMBuild.description)
+        }
+
         // The unit's Documentation= names a file the package carries.
         let unit = try String(contentsOf: root.appendingPathComponent("usr/lib/systemd/system/rstpmd.service"), encoding: .utf8)
         let documentation = unit.split(separator: "\n").filter { $0.hasPrefix("Documentation=") }
