@@ -5,6 +5,18 @@ import PackageDescription
 //   TensorEngine <- Backbones <- RSTPM <- InspectionDaemon / CLIs
 //   Checkpoints (file formats) and Imaging (pixels) stand alone below them, on OperatorErrors.
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// The shipped binaries carry the Swift runtime and Foundation, so that the .deb runs where no
+// Swift toolchain is installed (scripts/package.sh). Only the link is static (the modules are
+// compiled as usual), so Foundation's own static dependencies, which the dynamic libFoundation
+// would bring, are named here, grouped because they refer to one another.
+let staticSwiftRuntime: [LinkerSetting] = [
+    .unsafeFlags([
+        "-static-stdlib", "-Xlinker", "--start-group",
+        "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation",
+        "-l_FoundationICU", "-l_FoundationCShims", "-l_FoundationCollections", "-lswiftSynchronization",
+        "-Xlinker", "--end-group",
+    ], .when(platforms: [.linux])),
+]
 
 let package = Package(
     name: "rstpm",
@@ -31,6 +43,10 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("deflate"), .linkedLibrary("tiff")]
         ),
 
+        // The release number and git commit (--version, verdicts, model manifests).
+        .target(name: "BuildInfo", plugins: ["GitCommitPlugin"]),
+        .plugin(name: "GitCommitPlugin", capability: .buildTool()),
+
         // The {path, problem, hint} shape every operator-facing error shares.
         .target(name: "OperatorErrors"),
 
@@ -48,7 +64,7 @@ let package = Package(
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         .target(name: "Evaluation", dependencies: ["Imaging", "OperatorErrors"], swiftSettings: optimized),
@@ -70,7 +86,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport",
+                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -80,18 +96,20 @@ let package = Package(
             name: "RSTPMCLI",
             dependencies: [
                 "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
-                "ContinuousLearning", "InspectionDaemon", "DaemonSupport",
+                "ContinuousLearning", "InspectionDaemon", "DaemonSupport", "OperatorErrors", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            linkerSettings: staticSwiftRuntime
         ),
         .executableTarget(
             name: "RSTPMDaemon",
             dependencies: [
-                "InspectionDaemon", "Systemd", "Backbones",
+                "InspectionDaemon", "Systemd", "Backbones", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            linkerSettings: staticSwiftRuntime
         ),
 
         // Test-only helpers: fixture files, paths to ../shared, tolerances, the adversarial corpus.
@@ -104,7 +122,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -3,7 +3,7 @@
 # prometheus: its promtool checks the metrics scrape and etc/prometheus rules in the tests
 # (19 MB download; Debian starts its own prometheus service where systemd runs).
 set -euo pipefail
-packages=(libopenblas-dev libpng-dev libjpeg-dev libtiff-dev libsystemd-dev systemd python3-pip zlib1g-dev libdeflate-dev gimp-data jq chromium chromium-driver prometheus)
+packages=(libopenblas-dev libpng-dev libjpeg-dev libtiff-dev libsystemd-dev systemd python3-pip zlib1g-dev libdeflate-dev gimp-data jq chromium chromium-driver prometheus dpkg-dev man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,3 +1,4 @@
+import BuildInfo
 import ContinuousLearning
 import DaemonSupport
 import Foundation
@@ -192,7 +193,7 @@ public final class DaemonService {
                 line.queue.async { _ = line.recover(now: monotonicNanoseconds()) }
                 line.start()
             }
-            logger.event(.started, .notice, "rstpmd ready: \(lines.count) line(s)", ["instance": "\(configuration?.instance ?? "")"])
+            logger.event(.started, .notice, "rstpmd ready: \(lines.count) line(s)", ["instance": "\(configuration?.instance ?? "")", "version": "\(RSTPMBuild.description)"])
             notifier.ready()
             notifier.status(statusLine())
         }

@@ -1,3 +1,4 @@
+import BuildInfo
 import Foundation
 
 /// The decision written as `<name>.json` to the outbox; docs/verdict.md documents every field.
@@ -61,6 +62,9 @@ public struct Verdict: Sendable, Codable, Equatable {
     }
 
     public var schemaVersion: Int = Verdict.currentSchemaVersion
+    /// The rstpm that decided (`0.1.0 (commit 5ad2686abcde)`); nil only in verdicts read back
+    /// from before it was recorded.
+    public var rstpmVersion: String? = RSTPMBuild.description
     public var file: String
     public var sha256: String
     public var size: Size
@@ -104,6 +108,7 @@ public struct Verdict: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
+        case rstpmVersion = "rstpm_version"
         case file, sha256, size
         case receivedAt = "received_at"
         case decidedAt = "decided_at"
@@ -134,6 +139,7 @@ private struct NullPreserving: Encodable {
         typealias K = Verdict.CodingKeys
         var c = encoder.container(keyedBy: K.self)
         try c.encode(verdict.schemaVersion, forKey: .schemaVersion)
+        try c.encode(verdict.rstpmVersion, forKey: .rstpmVersion)
         try c.encode(verdict.file, forKey: .file)
         try c.encode(verdict.sha256, forKey: .sha256)
         try c.encode(verdict.size, forKey: .size)
@@ -166,6 +172,8 @@ extension Verdict.Size {
 /// The explanation written as `<name>.error.json` next to a quarantined input.
 public struct QuarantineRecord: Sendable, Codable, Equatable {
     public var schemaVersion: Int = Verdict.currentSchemaVersion
+    /// As in the verdict.
+    public var rstpmVersion: String? = RSTPMBuild.description
     public var file: String
     public var sha256: String?
     /// The name's bytes in hex when it is not UTF-8 (`file` is then the name escaped).
@@ -179,6 +187,7 @@ public struct QuarantineRecord: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
+        case rstpmVersion = "rstpm_version"
         case file, sha256
         case originalNameHex = "original_name_hex"
         case line, instance

@@ -1,3 +1,4 @@
+import BuildInfo
 import Checkpoints
 import Foundation
 import TensorEngine
@@ -43,6 +44,9 @@ public struct BundleManifest: Codable, Equatable {
     public var formatVersion: Int
     public var modelID: String
     public var createdAt: String
+    /// The rstpm that trained it (`0.1.0 (commit 5ad2686abcde)`); nil in manifests written before
+    /// rstpm recorded it, which still load.
+    public var rstpmVersion: String?
     public var configuration: RSTPMConfiguration
     public var teachers: [TeacherRecord]
     public var inputWidth: Int

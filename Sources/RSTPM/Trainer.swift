@@ -1,3 +1,4 @@
+import BuildInfo
 import Checkpoints
 import Foundation
 import Logging
@@ -212,7 +213,7 @@ public final class RSTPMTrainer {
         }
         let manifest = BundleManifest(
             formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
-            createdAt: ISO8601DateFormatter().string(from: Date()), configuration: configuration, teachers: networks.teachers.records,
+            createdAt: ISO8601DateFormatter().string(from: Date()), rstpmVersion: RSTPMBuild.description, configuration: configuration, teachers: networks.teachers.records,
             inputWidth: configuration.inputWidth, inputHeight: configuration.inputHeight,
             normalization: .init(mean: ImageNormalization.mean, std: ImageNormalization.std),
             threshold: .init(value: threshold, rule: configuration.thresholdRule, statement: statement),

@@ -1,6 +1,7 @@
 // rstpmd: the watch-folder inspection daemon (see the InspectionDaemon module).
 import ArgumentParser
 import Backbones
+import BuildInfo
 import Foundation
 import InspectionDaemon
 import Logging
@@ -11,7 +12,8 @@ struct RSTPMDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rstpmd",
         abstract: "Watch-folder inspection daemon: inspects every image landing in a line's inbox and writes a verdict and a heatmap to its outbox.",
-        discussion: "Runs under systemd (Type=notify): SIGHUP reloads configuration and models, SIGTERM drains and stops.")
+        discussion: "Runs under systemd (Type=notify): SIGHUP reloads configuration and models, SIGTERM drains and stops.",
+        version: RSTPMBuild.description)
 
     @Option(name: .long, help: "Configuration file.")
     var config: String = DaemonConfiguration.defaultPath.string

@@ -1,3 +1,4 @@
+import BuildInfo
 import Checkpoints
 import Foundation
 import SystemPackage
@@ -39,9 +40,10 @@ final class InferOutputNameTests: XCTestCase {
         ], environment: ["PATH": "/usr/bin:/bin"])
         XCTAssertEqual(status, 0, output)
         let verdict = try folders.json("outbox/000.png.json")
-        XCTAssertEqual(Set(verdict.keys), ["schema_version", "file", "sha256", "size", "received_at", "decided_at", "line", "instance", "model",
+        XCTAssertEqual(Set(verdict.keys), ["schema_version", "rstpm_version", "file", "sha256", "size", "received_at", "decided_at", "line", "instance", "model",
                                            "verdict", "score", "threshold", "regions", "regions_truncated", "heatmap", "timings_ms", "error"])
         XCTAssertEqual(verdict["schema_version"] as? Int, 1)
+        XCTAssertEqual(verdict["rstpm_version"] as? String, RSTPMBuild.description)
         XCTAssertTrue(["ok", "defect"].contains(verdict["verdict"] as? String), "\(verdict)")
         XCTAssertEqual(verdict["heatmap"] as? String, "000.png.heatmap.png")
         XCTAssertEqual(verdict["sha256"] as? String, try sha256Hex(of: image))

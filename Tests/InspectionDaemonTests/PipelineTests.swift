@@ -1,3 +1,4 @@
+import BuildInfo
 import Checkpoints
 import DaemonSupport
 import Foundation
@@ -356,10 +357,11 @@ final class PipelineTests: XCTestCase {
         try folders.write(image, to: "inbox/part.pgm")
         XCTAssertEqual(pipeline.pass(now: 0).decided, 1)
         let verdict = try folders.json("outbox/part.pgm.json")
-        let keys = ["schema_version", "file", "sha256", "size", "received_at", "decided_at", "line", "instance", "model",
+        let keys = ["schema_version", "rstpm_version", "file", "sha256", "size", "received_at", "decided_at", "line", "instance", "model",
                     "verdict", "score", "threshold", "regions", "regions_truncated", "heatmap", "timings_ms", "error"]
         XCTAssertEqual(Set(verdict.keys), Set(keys))
         XCTAssertEqual(verdict["schema_version"] as? Int, 1)
+        XCTAssertEqual(verdict["rstpm_version"] as? String, RSTPMBuild.description)
         XCTAssertEqual(verdict["sha256"] as? String, sha256Hex(of: image))
         XCTAssertEqual(verdict["size"] as? [String: Int], ["bytes": image.count, "width": 16, "height": 12])
         XCTAssertEqual(verdict["line"] as? String, "line-1")

@@ -33,6 +33,13 @@ final class HostileModelTests: XCTestCase {
         let directory = try temporaryDirectory()
         var configuration = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(RSTPMConfiguration())) as? [String: Any])
         configure(&configuration)
+        let manifest = Self.craftedManifest(configuration: configuration, threshold: threshold)
+        try JSONSerialization.data(withJSONObject: manifest).write(to: directory.appendingPathComponent("manifest.json"))
+        return directory
+    }
+
+    /// Every field of a format-1 manifest (as rstpm wrote it before it recorded its version).
+    static func craftedManifest(configuration: [String: Any], threshold: Float = 0.5) -> [String: Any] {
         let teachers = [["role": "T1", "kind": "efficientnet-lite0", "checkpointFile": "a.pth", "checkpointSHA256": "00"],
                         ["role": "T2", "kind": "efficientnet-lite2", "checkpointFile": "b.pth", "checkpointSHA256": "00"]]
         let manifest: [String: Any] = [
@@ -45,8 +52,7 @@ final class HostileModelTests: XCTestCase {
             "validation": ["studentLoss": 1, "studentBestEpoch": 0, "discriminatorLoss": 1, "discriminatorBestEpoch": 0, "scoreMax": 1, "scoreMean": 1],
             "weightsSHA256": "00", "tensors": [String: [Int]](),
         ]
-        try JSONSerialization.data(withJSONObject: manifest).write(to: directory.appendingPathComponent("manifest.json"))
-        return directory
+        return manifest
     }
 
     /// Reading the bundle must fail on the manifest, naming the manifest file and `field`.
