@@ -5,7 +5,7 @@ struct RSTPMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rstpm",
         abstract: "Train, run, evaluate and benchmark RSTPM anomaly detection models.",
-        subcommands: [WeightsCommand.self, ClassifyCommand.self, BenchCommand.self, TrainCommand.self, InferCommand.self, EvalCommand.self, DemoCommand.self, DemoDataCommand.self, ModelCommand.self, RetrainCommand.self]
+        subcommands: [WeightsCommand.self, ClassifyCommand.self, BenchCommand.self, TrainCommand.self, InferCommand.self, EvalCommand.self, DemoCommand.self, DemoDataCommand.self, ModelCommand.self, RetrainCommand.self, ReviewCommand.self]
     )
 }
 
