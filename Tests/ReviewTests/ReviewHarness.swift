@@ -187,7 +187,9 @@ struct RawHTTP {
         }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
+        // Until the server closes, or the body its Content-Length announces is in (chromedriver
+        // keeps the connection open whatever the request says).
+        while !Self.isComplete(reply) {
             let count = recv(socket, &buffer, buffer.count, 0)
             if count <= 0 { break }
             reply += buffer[0..<count]
@@ -204,6 +206,14 @@ struct RawHTTP {
         var content = Array(reply[(split + 4)...])
         if fields["transfer-encoding"] == "chunked" { content = Self.unchunk(content) }
         return Reply(status: status, headers: fields, body: content)
+    }
+
+    static func isComplete(_ reply: [UInt8]) -> Bool {
+        guard let split = reply.indices.first(where: { reply[$0...].starts(with: [13, 10, 13, 10]) }) else { return false }
+        let head = String(decoding: reply[..<split], as: UTF8.self).lowercased()
+        guard let line = head.components(separatedBy: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+              let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) else { return false }
+        return reply.count - (split + 4) >= length
     }
 
     static func unchunk(_ bytes: [UInt8]) -> [UInt8] {
