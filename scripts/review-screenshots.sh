@@ -42,7 +42,7 @@ lines:
       accepted: $demo/accepted
       defects: $demo/defects
       store: $demo/training
-      trainer: [/usr/bin/true]
+      trainer: [/usr/bin/true, "{data}", "{out}"]
       min_new_images: 50
       window: "22:00-05:00"
 YAML
@@ -77,19 +77,19 @@ done
 station=$!
 for _ in $(seq 100); do grep -q 'http://' "$demo/station.log" && break; sleep 0.1; done
 url="$(grep -o 'http://[^ ]*' "$demo/station.log" | head -n 1)"
-[ -n "$url" ] || { cat "$demo/station.log" >&2; exit 1; }
+[ -n "$url" ] || { echo "review-screenshots: the station did not start:" >&2; cat "$demo/station.log" >&2; exit 1; }
 
 # A few answers, so the summary has agreement figures.
 token="$(curl -s "${url}api/session" | jq -r .csrf)"
 answer() {
     curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'Content-Type: application/json' -H "X-CSRF-Token: $token" \
-        -d "{\"answer\": \"$2\", \"request_id\": \"screenshot-$1\", \"reviewer\": \"anna\", \"label\": \"$3\"}" \
+        -d "{\"answer\": \"$2\", \"request_id\": \"screenshot-${1//[^A-Za-z0-9]/-}\", \"reviewer\": \"anna\", \"label\": \"$3\"}" \
         "${url}api/lines/bottle-line-1/items/$1/answer"
 }
-answer bottle-0000.png normal "" >/dev/null
-answer bottle-0007.png defect "broken" >/dev/null
-answer bottle-0003.png normal "" >/dev/null
-answer bottle-0012.png skip "" >/dev/null
+for reply in "$(answer bottle-0000.png normal "")" "$(answer bottle-0007.png defect broken)" "$(answer bottle-0005.png normal "")" \
+             "$(answer bottle-0015.png normal "")" "$(answer bottle-0012.png skip "")"; do
+    [ "$reply" = 200 ] || { echo "review-screenshots: an answer failed with HTTP $reply" >&2; exit 1; }
+done
 
 shoot() {
     chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size="$2" \

@@ -83,6 +83,7 @@ enum PageAssets {
 
     static let style = #"""
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 16px/1.4 system-ui, sans-serif; color: #1d232a; background: #f3f4f6; }
 header { display: flex; flex-wrap: wrap; align-items: center; gap: .5rem 1.2rem; padding: .5rem 1rem; background: #1d232a; color: #fff; }
 header h1 { font-size: 1.1rem; margin: 0; }
