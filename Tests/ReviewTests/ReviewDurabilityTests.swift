@@ -13,6 +13,7 @@ final class ReviewDurabilityTests: XCTestCase {
         var next = 0
         var acknowledged = Set<Int>()
         var kills = 0
+        var interrupted = 0
         var seed = SplitMix64(state: 16)
         // Each round: a fresh station that a timer kills after a few milliseconds; the client
         // goes on answering and, after the kill, retries the same click (same request id).
@@ -27,7 +28,10 @@ final class ReviewDurabilityTests: XCTestCase {
                 DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(2 + seed.below(40)), execute: killer)
             }
             while next < count {
-                guard let reply = try? http.answer("item-\(next).png", planned[next], requestID: "kill-test-\(next)-0000", token: token) else { break }
+                guard let reply = try? http.answer("item-\(next).png", planned[next], requestID: "kill-test-\(next)-0000", token: token) else {
+                    interrupted += 1
+                    break
+                }
                 XCTAssertEqual(reply.status, 200, reply.text)
                 acknowledged.insert(next)
                 next += 1
@@ -36,6 +40,7 @@ final class ReviewDurabilityTests: XCTestCase {
             if station.process.isRunning { station.kill() }
         }
         XCTAssertEqual(acknowledged.count, count)
+        XCTAssertGreaterThan(interrupted, 0, "no kill cut a round of answers short")
         // A last start finishes whatever the last kill cut short.
         let station = try StationProcess(fixture)
         _ = try RawHTTP(port: station.port).csrf()
