@@ -94,7 +94,7 @@ public final class ReviewDesk: @unchecked Sendable {
     public func open() throws {
         try lock.withLock {
             try log.load()
-            if let last = log.records.last { try carryOut(last) }
+            if let last = log.records.last, log.completedID != last.id { try finish(last) }
         }
     }
 
@@ -186,7 +186,7 @@ public final class ReviewDesk: @unchecked Sendable {
                 verdict: verdict.verdict, score: verdict.score, threshold: verdict.threshold?.value, modelVersion: verdict.model.version,
                 answer: answer, label: label, note: note, storedAs: storedAs, undoes: nil)
             try log.append(record)
-            try carryOut(record)
+            try finish(record)
             return record
         }
     }
@@ -214,7 +214,7 @@ public final class ReviewDesk: @unchecked Sendable {
             record.note = nil
             record.undoes = live.id
             try log.append(record)
-            try carryOut(record)
+            try finish(record)
             return record
         }
     }
@@ -229,7 +229,7 @@ public final class ReviewDesk: @unchecked Sendable {
         guard record.item == item else {
             throw ReviewError(path: item, problem: "request id \(requestID) was already used for \(record.item)", hint: "send a new request id", status: .conflict)
         }
-        if index == log.records.count - 1 { try carryOut(record) }
+        if index == log.records.count - 1, log.completedID != record.id { try finish(record) }
         return record
     }
 
@@ -265,6 +265,14 @@ public final class ReviewDesk: @unchecked Sendable {
         guard parts.count == 2, let name = LineFiles.plainName(parts[1]) else { return nil }
         let (folder, _) = try destination(of: parts[0] == "accepted" ? .normal : .defect)
         return folder.appending(name)
+    }
+
+    /// Carries out the log's last record and notes that it is done, so that a later start does
+    /// not carry it out again (an accepted image that learning has since taken and not kept
+    /// would otherwise be put back).
+    private func finish(_ record: ReviewRecord) throws {
+        try carryOut(record)
+        try log.markCompleted(record.id)
     }
 
     /// Makes the files agree with `record` (idempotent): an answer's image is in its folder, an

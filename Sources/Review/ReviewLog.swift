@@ -44,11 +44,14 @@ public struct ReviewRecord: Codable, Sendable, Equatable {
 /// A line's append-only review log, `<state>/review-<line>.jsonl`: one JSON record per line,
 /// each appended with a single write(2) and fsynced before the answer is confirmed. A record cut
 /// short by a crash (no final newline) is skipped on reading, and the next append starts on a new
-/// line, so the file is never rewritten.
+/// line, so the file is never rewritten. Beside it, `review-<line>.done` names the last record
+/// whose files were put in place (written durably after them).
 final class ReviewLog {
     let path: FilePath
     let files: FileOperations
     private(set) var records: [ReviewRecord] = []
+    /// The id in the `.done` file.
+    private(set) var completedID: String?
     /// Lines that did not decode (a record a crash cut short).
     private(set) var unreadableLines = 0
     private var endsWithNewline = true
@@ -59,9 +62,17 @@ final class ReviewLog {
         self.files = FileOperations(syscalls: syscalls)
     }
 
+    var completedPath: FilePath { FilePath(String(path.string.dropLast(".jsonl".count)) + ".done") }
+
+    func markCompleted(_ id: String) throws {
+        try files.writeDurably(Array(id.utf8), to: completedPath)
+        completedID = id
+    }
+
     func load() throws {
         records = []
         unreadableLines = 0
+        completedID = try files.syscalls.lstat(completedPath) == nil ? nil : String(decoding: try files.readFile(completedPath, maximumBytes: 256), as: UTF8.self)
         guard try files.syscalls.lstat(path) != nil else {
             exists = false
             endsWithNewline = true

@@ -66,8 +66,9 @@ final class ReviewDurabilityTests: XCTestCase {
         var http = RawHTTP(port: station.port)
         XCTAssertEqual(try http.answer("a.png", "normal", requestID: "half-done-a", token: try http.csrf()).status, 200)
         station.kill()
-        // Killed after the log record, before the link: the next start makes the link.
+        // Killed after the log record, before the link (and its .done note): the next start makes the link.
         try FileManager.default.removeItem(atPath: fixture.path("accepted/\(a.sha256).png"))
+        try FileManager.default.removeItem(atPath: fixture.path("state/review-line-1.done"))
         // Killed after the link, before the log record: the retried click records it once.
         try FileManager.default.linkItem(atPath: fixture.path("archive/b.png"), toPath: fixture.path("defects/\(b.sha256).png"))
         station = try StationProcess(fixture)
@@ -78,5 +79,14 @@ final class ReviewDurabilityTests: XCTestCase {
         XCTAssertEqual(try http.answer("b.png", "defect", requestID: "half-done-b", token: token).status, 200)
         XCTAssertEqual(fixture.list("defects"), ["\(b.sha256).png"])
         XCTAssertEqual(reviewLog(fixture).map { $0["id"] as? String }, ["half-done-a", "half-done-b"])
+
+        // A finished answer is not done again: an accepted image that learning took (and its
+        // reservoir did not keep) is not put back by a restart.
+        XCTAssertEqual(try http.answer("a.png", "undo", requestID: "half-done-undo", token: token).status, 200)
+        XCTAssertEqual(try http.answer("a.png", "normal", requestID: "half-done-a2", token: token).status, 200)
+        station.kill()
+        try FileManager.default.removeItem(atPath: fixture.path("accepted/\(a.sha256).png"))
+        station = try StationProcess(fixture)
+        XCTAssertEqual(fixture.list("accepted"), [])
     }
 }
