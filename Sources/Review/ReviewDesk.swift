@@ -98,8 +98,6 @@ public final class ReviewDesk: @unchecked Sendable {
         }
     }
 
-    public var logPath: FilePath { log.path }
-
     // MARK: reading
 
     /// Every verdict in the outbox with its live answer; verdict files are parsed once per

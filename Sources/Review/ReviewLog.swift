@@ -52,8 +52,6 @@ final class ReviewLog {
     private(set) var records: [ReviewRecord] = []
     /// The id in the `.done` file.
     private(set) var completedID: String?
-    /// Lines that did not decode (a record a crash cut short).
-    private(set) var unreadableLines = 0
     private var endsWithNewline = true
     private var exists = false
 
@@ -71,7 +69,6 @@ final class ReviewLog {
 
     func load() throws {
         records = []
-        unreadableLines = 0
         completedID = try files.syscalls.lstat(completedPath) == nil ? nil : String(decoding: try files.readFile(completedPath, maximumBytes: 256), as: UTF8.self)
         guard try files.syscalls.lstat(path) != nil else {
             exists = false
@@ -82,13 +79,8 @@ final class ReviewLog {
         let bytes = try files.readFile(path, maximumBytes: 1 << 30)
         endsWithNewline = bytes.last.map { $0 == 0x0A } ?? true
         let decoder = JSONDecoder()
-        for line in bytes.split(separator: 0x0A, omittingEmptySubsequences: true) {
-            if let record = try? decoder.decode(ReviewRecord.self, from: Data(line)) {
-                records.append(record)
-            } else {
-                unreadableLines += 1
-            }
-        }
+        // A line that does not decode is a record a crash cut short: skipped.
+        records = bytes.split(separator: 0x0A, omittingEmptySubsequences: true).compactMap { try? decoder.decode(ReviewRecord.self, from: Data($0)) }
     }
 
     /// Appends `record` durably: O_APPEND, one write, fsync; the directory is fsynced when the

@@ -39,8 +39,7 @@ struct ReviewRoutes {
         var name: String
         var accepts: Bool
         var keepsDefects: Bool
-        var threshold: Float?
-        enum CodingKeys: String, CodingKey { case name, accepts, threshold; case keepsDefects = "keeps_defects" }
+        enum CodingKeys: String, CodingKey { case name, accepts; case keepsDefects = "keeps_defects" }
     }
 
     struct SessionView: Encodable {
@@ -53,8 +52,7 @@ struct ReviewRoutes {
     func session(_ context: ReviewContext) -> Response {
         jsonResponse(SessionView(
             reviewer: context.reviewer?.name, authenticated: context.reviewer != nil, csrf: station.csrfToken(for: context.reviewer),
-            lines: station.desks.map { LineView(name: $0.line.name, accepts: $0.line.learning != nil, keepsDefects: $0.line.learning?.defects != nil,
-                                                threshold: $0.line.thresholdOverride) }))
+            lines: station.desks.map { LineView(name: $0.line.name, accepts: $0.line.learning != nil, keepsDefects: $0.line.learning?.defects != nil) }))
     }
 
     func desk(_ context: ReviewContext) throws -> ReviewDesk {
