@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
     ],
     targets: [
         // C libraries of the system.
@@ -92,11 +94,22 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // The review station: a local web app over the lines' verdicts, feeding accepted/ and defects/.
+        .target(
+            name: "Review",
+            dependencies: [
+                "InspectionDaemon", "ContinuousLearning", "DaemonSupport", "OperatorErrors", "Checkpoints",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "RSTPMCLI",
             dependencies: [
                 "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
-                "ContinuousLearning", "InspectionDaemon", "DaemonSupport", "OperatorErrors", "BuildInfo",
+                "ContinuousLearning", "InspectionDaemon", "DaemonSupport", "OperatorErrors", "BuildInfo", "Review",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -124,6 +137,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
+        .testTarget(name: "ReviewTests", dependencies: ["Review", "InspectionDaemon", "ContinuousLearning", "TestSupport", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -7,7 +7,7 @@ struct RSTPMCommand: ParsableCommand {
         commandName: "rstpm",
         abstract: "Train, run, evaluate and benchmark RSTPM anomaly detection models.",
         version: RSTPMBuild.description,
-        subcommands: [WeightsCommand.self, ClassifyCommand.self, BenchCommand.self, TrainCommand.self, InferCommand.self, EvalCommand.self, DemoCommand.self, DemoDataCommand.self, ModelCommand.self, RetrainCommand.self, SetupLineCommand.self]
+        subcommands: [WeightsCommand.self, ClassifyCommand.self, BenchCommand.self, TrainCommand.self, InferCommand.self, EvalCommand.self, DemoCommand.self, DemoDataCommand.self, ModelCommand.self, RetrainCommand.self, SetupLineCommand.self, ReviewCommand.self]
     )
 }
 
