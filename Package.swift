@@ -51,24 +51,28 @@ let package = Package(
 
         // The {path, problem, hint} shape every operator-facing error shares.
         .target(name: "OperatorErrors"),
+        // The one seeded generator (SplitMix64), below everything that draws random numbers.
+        .target(name: "SeededRandom"),
 
         // Numeric core: AVX-512 kernels (chosen at run time) beside OpenBLAS.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
+        .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels", "SeededRandom"], swiftSettings: optimized),
         .target(name: "Checkpoints", dependencies: ["CZlib", "OperatorErrors", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimized),
         .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
 
         // Pixels in and out.
         .target(name: "Imaging", dependencies: ["CImageCodecs", "OperatorErrors"], swiftSettings: optimized),
         // Developer harness: imaging benchmark, corrupted-file fuzzing, sample heatmaps.
-        .executableTarget(name: "ImagingBench", dependencies: ["Imaging"], swiftSettings: optimized),
+        .executableTarget(name: "ImagingBench", dependencies: ["Imaging", "SeededRandom"], swiftSettings: optimized),
 
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
+        // Procedural fabric photos for `rstpm demo` and `demo-data` (not part of the method).
+        .target(name: "DemoProducts", dependencies: ["Imaging", "OperatorErrors", "SeededRandom"], swiftSettings: optimized),
         .target(name: "Evaluation", dependencies: ["Imaging", "OperatorErrors"], swiftSettings: optimized),
         .target(name: "Systemd", dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]),
         // Below the daemon and learning: the file-system layer (Syscalls, FileOperations) and the journal events.
@@ -108,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "RSTPMCLI",
             dependencies: [
-                "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "Evaluation",
+                "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "DemoProducts", "Evaluation",
                 "ContinuousLearning", "InspectionDaemon", "DaemonSupport", "OperatorErrors", "BuildInfo", "Review",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,14 +130,14 @@ let package = Package(
         ),
 
         // Test-only helpers: fixture files, paths to ../shared, tolerances, the adversarial corpus.
-        .target(name: "TestSupport", dependencies: [.product(name: "Logging", package: "swift-log")], path: "Sources/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["SeededRandom", .product(name: "Logging", package: "swift-log")], path: "Sources/TestSupport"),
         // Writes the adversarial corpus to a folder for manual runs (scripts/adversarial-corpus.sh).
         .executableTarget(name: "AdversarialCorpusWriter", dependencies: ["TestSupport"]),
         .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),

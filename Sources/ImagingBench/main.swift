@@ -5,22 +5,11 @@
 //   ImagingBench heatmap IN OUT                       synthetic anomaly map rendered over IN
 import Foundation
 import Imaging
+import SeededRandom
 
 func fail(_ text: String) -> Never {
     FileHandle.standardError.write(Data((text + "\n").utf8))
     exit(2)
-}
-
-/// SplitMix64: a seeded generator so fuzz runs repeat exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 func crc32(_ bytes: Data) -> UInt32 {
@@ -60,7 +49,7 @@ func declaring(_ data: Data, width: UInt32, height: UInt32) -> Data? {
 func fuzz(_ paths: [String]) {
     var outcomes: [String: Int] = [:]
     var untyped = 0
-    var generator = SplitMix(state: 20261129)
+    var generator = SplitMix64(state: 20261129)
     func attempt(_ data: Data, _ name: String, kind: String, scaled: Bool) {
         do {
             let target = scaled ? ImageSize(width: 64, height: 64) : nil
@@ -133,7 +122,7 @@ do {
         // Synthetic 64x64 map: low noise everywhere plus two Gaussian blobs, placed (for
         // broken_large_000.png) on the broken rim at the right and the chip at the bottom.
         let side = 64
-        var generator = SplitMix(state: 7)
+        var generator = SplitMix64(state: 7)
         var map = [Float](repeating: 0, count: side * side)
         for y in 0..<side {
             for x in 0..<side {

@@ -3,6 +3,7 @@ import Backbones
 import Foundation
 import Imaging
 import Logging
+import DemoProducts
 import RSTPM
 
 /// `rstpm demo`: the main job out of the box. Makes woven-fabric product photos (normal and

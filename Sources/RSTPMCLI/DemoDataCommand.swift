@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DemoProducts
 import RSTPM
 
 /// `rstpm demo-data`: the demo's woven fabric as an MVTec AD category with ground-truth masks,

@@ -1,23 +1,18 @@
 import Foundation
+import SeededRandom
 
-/// A small deterministic random number generator (SplitMix64) for initialisation and data
+/// The seeded generator (SeededRandom's SplitMix64) as a class, for initialisation and data
 /// augmentation; the same seed gives the same sequence on every platform.
 ///
 /// A class, so one generator can be handed down a model's constructors and shared.
 public final class SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
+    private var splitMix: SplitMix64
 
     public init(seed: UInt64) {
-        state = seed
+        splitMix = SplitMix64(state: seed)
     }
 
-    public func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public func next() -> UInt64 { splitMix.next() }
 
     /// Uniform in [0, 1) with 24 random bits.
     public func nextUniform() -> Float {

@@ -1,3 +1,5 @@
+import SeededRandom
+
 /// Deterministic "pattern" values, bit for bit as `scripts/fixtures/pattern.py`, so parity
 /// fixtures of large networks need not store their weights.
 public enum PatternWeights {
@@ -11,10 +13,7 @@ public enum PatternWeights {
     public static func uniform(name: String, count: Int) -> [Double] {
         let base = fnv1a64(name)
         return (0..<count).map { index in
-            var z = base &+ UInt64(index) &+ 0x9E37_79B9_7F4A_7C15
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z = z ^ (z >> 31)
+            let z = SplitMix64.mix(base &+ UInt64(index) &+ 0x9E37_79B9_7F4A_7C15)
             return Double(z >> 40) / Double(1 << 24)
         }
     }

@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import Logging
+import DemoProducts
 import RSTPM
 import TensorEngine
 import TestSupport

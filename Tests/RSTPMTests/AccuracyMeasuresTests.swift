@@ -1,4 +1,5 @@
 import Foundation
+import SeededRandom
 import RSTPM
 import TensorEngine
 import XCTest
@@ -64,7 +65,7 @@ final class AccuracyMeasuresTests: XCTestCase {
         XCTAssertTrue(PseudoAnomalyGenerator.isGrey(grey))
         let colour = pseudoAnomalyTestImage(width: 48, height: 48)
         XCTAssertFalse(PseudoAnomalyGenerator.isGrey(colour))
-        var random = PseudoAnomalyTestGenerator(seed: 9)
+        var random = SplitMix64(state: 9)
         var colouredAnomalies = 0, greyAnomalies = 0
         for _ in 0..<8 {
             let onGrey = try generator.sample(from: grey, using: &random)

@@ -1,4 +1,5 @@
 import Imaging
+import DemoProducts
 import RSTPM
 import XCTest
 

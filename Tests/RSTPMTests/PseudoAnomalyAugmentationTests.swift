@@ -44,7 +44,7 @@ final class PseudoAnomalyAugmentationTests: XCTestCase {
     }
 
     func testRandomSequencesDrawDistinctKinds() {
-        var random = PseudoAnomalyTestGenerator(seed: 17)
+        var random = SplitMix64(state: 17)
         var seen = Set<String>()
         for _ in 0..<200 {
             let sequence = TextureAugmentation.randomSequence(count: 3, using: &random)

@@ -3,19 +3,6 @@ import RSTPM
 import TestSupport
 import XCTest
 
-/// SplitMix64, the seeded generator these tests drive the generator with.
-struct PseudoAnomalyTestGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A smooth synthetic "normal" image with some structure.
 func pseudoAnomalyTestImage(width: Int, height: Int) -> PlanarImage {
     var image = PlanarImage(width: width, height: height, repeating: 0)
@@ -36,7 +23,7 @@ final class PseudoAnomalyGeneratorTests: XCTestCase {
     func testSameSeedSameSampleDifferentSeedDifferentSample() throws {
         let image = pseudoAnomalyTestImage(width: 64, height: 96)
         func samples(seed: UInt64) throws -> [PseudoAnomalySample] {
-            var random = PseudoAnomalyTestGenerator(seed: seed)
+            var random = SplitMix64(state: seed)
             return try (0..<8).map { _ in try generator.sample(from: image, using: &random) }
         }
         let first = try samples(seed: 42), again = try samples(seed: 42), other = try samples(seed: 43)
@@ -51,7 +38,7 @@ final class PseudoAnomalyGeneratorTests: XCTestCase {
         let width = 64, height = 64
         let image = pseudoAnomalyTestImage(width: width, height: height)
         let plane = width * height
-        var random = PseudoAnomalyTestGenerator(seed: 7)
+        var random = SplitMix64(state: 7)
         var anomalous = 0, normal = 0, changedInside = 0
         for _ in 0..<60 {
             let sample = try generator.sample(from: image, using: &random)
@@ -91,7 +78,7 @@ final class PseudoAnomalyGeneratorTests: XCTestCase {
 
     func testSampleTimeAt256() throws {
         let image = pseudoAnomalyTestImage(width: 256, height: 256)
-        var random = PseudoAnomalyTestGenerator(seed: 1)
+        var random = SplitMix64(state: 1)
         var anomalousGenerator = generator
         anomalousGenerator.normalProbability = 0
         _ = try anomalousGenerator.sample(from: image, using: &random)
@@ -134,7 +121,7 @@ final class PseudoAnomalyGeneratorTests: XCTestCase {
         if let patterns = try? GIMPPatternSource(directory: URL(fileURLWithPath: "/usr/share/gimp/2.0/patterns")) {
             sources.append(patterns)
         }
-        var random = PseudoAnomalyTestGenerator(seed: 2024)
+        var random = SplitMix64(state: 2024)
         let columns = 8, rows = 3 * sources.count
         let sheetWidth = columns * size, plane = size * size
         var pixels = [UInt8](repeating: 0, count: sheetWidth * rows * size * 3)

@@ -1,9 +1,10 @@
+import SeededRandom
 import RSTPM
 import XCTest
 
 final class PseudoAnomalyPerlinTests: XCTestCase {
     func testMostMasksHoldBothValues() {
-        var random = PseudoAnomalyTestGenerator(seed: 3)
+        var random = SplitMix64(state: 3)
         let draws = 200
         var mixed = 0, coverage: Float = 0
         for _ in 0..<draws {
@@ -22,7 +23,7 @@ final class PseudoAnomalyPerlinTests: XCTestCase {
     /// Without rotation the noise should cover what DRAEM's `rand_perlin_2d_np` covers: 5.7% above
     /// 0.5 at 64x96 with a, b uniform in 0...5 (numpy, 400 draws; per-draw spread is large).
     func testUnrotatedCoverageMatchesDRAEM() {
-        var random = PseudoAnomalyTestGenerator(seed: 21)
+        var random = SplitMix64(state: 21)
         let draws = 400
         var coverage: Float = 0
         for _ in 0..<draws {
@@ -39,7 +40,7 @@ final class PseudoAnomalyPerlinTests: XCTestCase {
     /// Boundaries between 0 and 1 along rows and columns grow with the lattice scale on that axis.
     func testScaleRespondsToExponents() {
         func transitions(cellsAlongWidth: Int, cellsAlongHeight: Int) -> (alongWidth: Int, alongHeight: Int) {
-            var random = PseudoAnomalyTestGenerator(seed: 11)
+            var random = SplitMix64(state: 11)
             let width = 128, height = 128
             var alongWidth = 0, alongHeight = 0
             for _ in 0..<20 {
@@ -64,7 +65,7 @@ final class PseudoAnomalyPerlinTests: XCTestCase {
     }
 
     func testNoiseIsSmoothAndZeroAtLatticePoints() {
-        var random = PseudoAnomalyTestGenerator(seed: 5)
+        var random = SplitMix64(state: 5)
         let width = 96, height = 40  // not powers of two, not divisible by the lattice
         let noise = PerlinNoise.noise(width: width, height: height, cellsAlongWidth: 3, cellsAlongHeight: 4, using: &random)
         XCTAssertEqual(noise[0], 0)  // gradient noise vanishes on lattice points

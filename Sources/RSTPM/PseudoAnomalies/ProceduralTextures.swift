@@ -1,4 +1,5 @@
 import Foundation
+import SeededRandom
 
 /// Generated anomaly-source textures, so training works without any texture folder.
 ///
@@ -35,7 +36,7 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
     public func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage {
         precondition((0..<count).contains(index), "texture index \(index) outside 0..<\(count)")
         precondition(width > 0 && height > 0, "texture size must be positive, got \(width)x\(height)")
-        var generator = TextureSeedGenerator(state: seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index))
+        var generator = SplitMix64(state: seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(index))
         let first = randomColour(using: &generator), second = randomColour(using: &generator)
         // Coverage in 0...1 per pixel, (height, width); the two colours are mixed by it.
         let coverage: [Float]
@@ -56,11 +57,11 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
         return PlanarImage(width: width, height: height, values: values)
     }
 
-    private func randomColour(using generator: inout TextureSeedGenerator) -> [Float] {
+    private func randomColour(using generator: inout SplitMix64) -> [Float] {
         (0..<3).map { _ in Float.random(in: 0...1, using: &generator) }
     }
 
-    private func valueNoise(width: Int, height: Int, using generator: inout TextureSeedGenerator) -> [Float] {
+    private func valueNoise(width: Int, height: Int, using generator: inout SplitMix64) -> [Float] {
         let baseCells = Int.random(in: 2...12, using: &generator)
         let octaves = Int.random(in: 2...5, using: &generator)
         var field = [Float](repeating: 0, count: width * height)
@@ -86,7 +87,7 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
         return field.map { $0 / total }
     }
 
-    private func stripes(width: Int, height: Int, using generator: inout TextureSeedGenerator) -> [Float] {
+    private func stripes(width: Int, height: Int, using generator: inout SplitMix64) -> [Float] {
         let angle = Float.random(in: 0..<Float.pi, using: &generator)
         let period = Float.random(in: 4...Float(max(8, min(width, height) / 4)), using: &generator)
         let sharpness = Float.random(in: 1...12, using: &generator)
@@ -102,7 +103,7 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
         return field
     }
 
-    private func checker(width: Int, height: Int, using generator: inout TextureSeedGenerator) -> [Float] {
+    private func checker(width: Int, height: Int, using generator: inout SplitMix64) -> [Float] {
         let angle = Float.random(in: 0..<(Float.pi / 2), using: &generator)
         let size = Float.random(in: 4...Float(max(6, min(width, height) / 6)), using: &generator)
         let cosine = cos(angle), sine = sin(angle)
@@ -117,7 +118,7 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
         return field
     }
 
-    private func cellular(width: Int, height: Int, using generator: inout TextureSeedGenerator) -> [Float] {
+    private func cellular(width: Int, height: Int, using generator: inout SplitMix64) -> [Float] {
         // One jittered site per grid cell, so each pixel only looks at the 3x3 neighbouring cells.
         let cellSize = Float.random(in: 8...Float(max(10, min(width, height) / 4)), using: &generator)
         let columns = Int((Float(width) / cellSize).rounded(.up)), rows = Int((Float(height) / cellSize).rounded(.up))
@@ -156,7 +157,7 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
         return field
     }
 
-    private func scratches(width: Int, height: Int, using generator: inout TextureSeedGenerator) -> [Float] {
+    private func scratches(width: Int, height: Int, using generator: inout SplitMix64) -> [Float] {
         var field = (0..<(width * height)).map { _ in Float.random(in: 0...0.15, using: &generator) }
         let lineCount = Int.random(in: 8...40, using: &generator)
         let diagonal = Float(width + height)
@@ -189,17 +190,4 @@ public struct ProceduralTextureSource: TextureSource, Sendable {
     }
 
     @inline(__always) private func smoothstep(_ t: Float) -> Float { t * t * (3 - 2 * t) }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seedable generator for per-index textures.
-struct TextureSeedGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
-import TensorEngine
+import OperatorErrors
+import SeededRandom
 
 /// Procedural product photos for the out-of-the-box demo: plain-woven fabric with the natural
 /// variation of a real roll (thread pitch, slant, tint, thread-to-thread brightness, uneven
@@ -18,7 +19,7 @@ public enum DemoProducts {
 
     /// A normal fabric image, `size` x `size`.
     public static func fabric(seed: UInt64, size: Int = 256) -> RGBImage {
-        var generator = SeededGenerator(seed: 0xFAB_0000 ^ seed)
+        var generator = SplitMix64(state: 0xFAB_0000 ^ seed)
         func uniform(_ range: ClosedRange<Float>) -> Float { Float.random(in: range, using: &generator) }
         let pitch = uniform(7.6...8.4)
         let angle = uniform(-2...2) * .pi / 180
@@ -66,7 +67,7 @@ public enum DemoProducts {
     public static func defectiveWithMask(seed: UInt64, defect: Defect, size: Int = 256) -> (image: RGBImage, mask: GrayImage) {
         var image = fabric(seed: seed, size: size)
         var mask = GrayImage(width: size, height: size, pixels: [UInt8](repeating: 0, count: size * size))
-        var generator = SeededGenerator(seed: 0xDEF_0000 ^ seed)
+        var generator = SplitMix64(state: 0xDEF_0000 ^ seed)
         func uniform(_ range: ClosedRange<Float>) -> Float { Float.random(in: range, using: &generator) }
         let s = Float(size)
         let (cx, cy) = (uniform(0.3...0.7) * s, uniform(0.3...0.7) * s)
@@ -188,7 +189,7 @@ extension DemoProducts {
             let manager = FileManager.default
             let category = parent.appendingPathComponent(Self.categoryName)
             guard !manager.fileExists(atPath: category.path) else {
-                throw RSTPMError(path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
+                throw DemoDataError(path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
             }
             let temporary = parent.appendingPathComponent(".\(Self.categoryName).tmp-\(UUID().uuidString)")
             do {
@@ -209,10 +210,17 @@ extension DemoProducts {
                 try manager.moveItem(at: temporary, to: category)
             } catch {
                 try? manager.removeItem(at: temporary)
-                throw RSTPMError(path: category.path, problem: "cannot write the fabric data set (\(error))",
+                throw DemoDataError(path: category.path, problem: "cannot write the fabric data set (\(error))",
                                  hint: "check free space and write permission of \(parent.path)")
             }
             return category
         }
     }
+}
+
+/// Why the demo data set could not be written.
+public struct DemoDataError: OperatorError {
+    public let path: String
+    public let problem: String
+    public let hint: String
 }
