@@ -29,12 +29,13 @@ mkdir -p "$root/DEBIAN"
 install -D -m 0755 "$binaries/rstpm" "$root/usr/bin/rstpm"
 install -D -m 0755 "$binaries/rstpmd" "$root/usr/bin/rstpmd"
 install -D -m 0644 systemd/rstpmd.service "$root/usr/lib/systemd/system/rstpmd.service"
+install -D -m 0644 systemd/rstpm-review.service "$root/usr/lib/systemd/system/rstpm-review.service"
 install -D -m 0644 systemd/rstpmd.sysusers.conf "$root/usr/lib/sysusers.d/rstpmd.conf"
 install -D -m 0644 systemd/rstpmd.tmpfiles.conf "$root/usr/lib/tmpfiles.d/rstpmd.conf"
 install -D -m 0644 etc/rstpmd/rstpmd.yaml "$root/etc/rstpmd/rstpmd.yaml"
 
 doc="$root/usr/share/doc/rstpm"
-install -D -m 0644 -t "$doc" README.md docs/rstpmd.md docs/verdict.md docs/accuracy.md packaging/README.Debian
+install -D -m 0644 -t "$doc" README.md docs/rstpmd.md docs/verdict.md docs/review.md docs/accuracy.md packaging/README.Debian
 
 man="$root/usr/share/man"
 mkdir -p "$man/man1" "$man/man5" "$man/man8"

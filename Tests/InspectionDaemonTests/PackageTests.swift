@@ -9,9 +9,9 @@ final class PackageTests: XCTestCase {
     /// Every file the package must carry (mode checks below), relative to the root.
     static let expectedFiles = [
         "usr/bin/rstpm", "usr/bin/rstpmd",
-        "usr/lib/systemd/system/rstpmd.service", "usr/lib/sysusers.d/rstpmd.conf", "usr/lib/tmpfiles.d/rstpmd.conf",
+        "usr/lib/systemd/system/rstpmd.service", "usr/lib/systemd/system/rstpm-review.service", "usr/lib/sysusers.d/rstpmd.conf", "usr/lib/tmpfiles.d/rstpmd.conf",
         "etc/rstpmd/rstpmd.yaml",
-        "usr/share/doc/rstpm/README.md", "usr/share/doc/rstpm/rstpmd.md", "usr/share/doc/rstpm/verdict.md",
+        "usr/share/doc/rstpm/README.md", "usr/share/doc/rstpm/rstpmd.md", "usr/share/doc/rstpm/verdict.md", "usr/share/doc/rstpm/review.md",
         "usr/share/doc/rstpm/README.Debian",
         "usr/share/man/man1/rstpm.1.gz", "usr/share/man/man8/rstpmd.8.gz", "usr/share/man/man5/rstpmd.yaml.5.gz",
         "usr/share/bash-completion/completions/rstpm", "usr/share/bash-completion/completions/rstpmd",
@@ -99,14 +99,17 @@ final class PackageTests: XCTestCase {
             XCTAssertEqual(verdict["rstpm_version"] as? String, RSTPMBuild.description)
         }
 
-        // The unit's Documentation= names a file the package carries.
-        let unit = try String(contentsOf: root.appendingPathComponent("usr/lib/systemd/system/rstpmd.service"), encoding: .utf8)
-        let documentation = unit.split(separator: "\n").filter { $0.hasPrefix("Documentation=") }
-            .flatMap { $0.dropFirst("Documentation=".count).split(separator: " ") }
-        XCTAssertFalse(documentation.isEmpty)
-        for entry in documentation where entry.hasPrefix("file:") {
-            XCTAssertTrue(FileManager.default.fileExists(atPath: root.path + entry.dropFirst("file:".count)), "Documentation=\(entry) is not in the package")
+        // Each unit's Documentation= names files the package carries.
+        for unitName in ["rstpmd.service", "rstpm-review.service"] {
+            let unitText = try String(contentsOf: root.appendingPathComponent("usr/lib/systemd/system/\(unitName)"), encoding: .utf8)
+            let documentation = unitText.split(separator: "\n").filter { $0.hasPrefix("Documentation=") }
+                .flatMap { $0.dropFirst("Documentation=".count).split(separator: " ") }
+            XCTAssertFalse(documentation.isEmpty, unitName)
+            for entry in documentation where entry.hasPrefix("file:") {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: root.path + entry.dropFirst("file:".count)), "\(unitName): Documentation=\(entry) is not in the package")
+            }
         }
+        let unit = try String(contentsOf: root.appendingPathComponent("usr/lib/systemd/system/rstpmd.service"), encoding: .utf8)
         // The packaged unit, its ExecStart= on the unpacked rstpmd (as scripts/check-units.sh does:
         // verify resolves the command, and the scratch root has no systemd of its own).
         let unitCopy = scratch.appendingPathComponent("rstpmd.service")
