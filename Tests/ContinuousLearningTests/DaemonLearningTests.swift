@@ -7,8 +7,8 @@ import SystemPackage
 import TestSupport
 import XCTest
 
-/// rstpmd with a learning line, driven step by step: inspection, acceptance, the schedule, the
-/// gate, the swap without restart, and rollback.
+/// rstpmd with a learning line, driven step by step: inspection, acceptance through the review
+/// station's API, the schedule, the gate, the swap without restart, and rollback.
 final class DaemonLearningTests: XCTestCase {
     func writeConfiguration(_ scratch: Scratch, trainer: [String], extra: String = "") throws {
         for folder in ["inbox", "work", "outbox", "archive", "quarantine", "accepted", "defects"] { try scratch.makeDirectory(folder) }
@@ -47,7 +47,20 @@ final class DaemonLearningTests: XCTestCase {
         return model?["version"]
     }
 
+    /// Inspects the images `indices` as rstpmd does, then answers each "normal" through the review
+    /// station (`rstpm review`), as an inspector would: the station puts the archived input into accepted/.
+    func acceptThroughReview(_ indices: Range<Int>, scratch: Scratch, service: DaemonService, station: RawHTTP, token: String) throws {
+        for index in indices { try scratch.write(image(index), to: "inbox/part-\(index).pgm") }
+        XCTAssertEqual(service.runOnce(), 0)
+        for index in indices {
+            let reply = try station.answer("part-\(index).pgm", "normal", token: token)
+            XCTAssertEqual(reply.status, 200, reply.text)
+        }
+        XCTAssertEqual(scratch.list("accepted").count, indices.count, "the answers' copies wait in accepted/")
+    }
+
     func testAcceptedImagesRetrainGateSwapAndRollBack() throws {
+        guard let rstpm = Tools.builtExecutable("rstpm") else { throw XCTSkip("rstpm not built: run swift build -c release") }
         let scratch = try Scratch()
         defer { scratch.remove() }
         _ = try scratch.makeModelStore()
@@ -62,9 +75,13 @@ final class DaemonLearningTests: XCTestCase {
         try service.load()
         let learning = try XCTUnwrap(service.learning["line-1"])
         XCTAssertEqual(try verdictVersion(scratch, service: service, name: "first"), "v0001")
+        let station = try ReviewStation(binary: rstpm, configuration: scratch.path("rstpmd.yaml").string, stateDirectory: scratch.path("review").string)
+        defer { station.kill(SIGTERM) }
+        let http = RawHTTP(port: station.port)
+        let token = try http.csrf()
 
-        // Accepted images outside the window: taken in, no training.
-        for index in 0..<6 { try scratch.write(image(index), to: "accepted/\(index).png") }
+        // Images answered normal outside the window: taken in, no training.
+        try acceptThroughReview(0..<6, scratch: scratch, service: service, station: http, token: token)
         XCTAssertEqual(learning.tick().waiting, "outside the training window 22:00-05:00")
         XCTAssertEqual(learning.store.newImagesSinceTraining, 6)
         XCTAssertTrue(service.statusLine().contains("line-1: model v0001, 6 new accepted"), service.statusLine())
@@ -89,7 +106,7 @@ final class DaemonLearningTests: XCTestCase {
 
         // A candidate made worse is rejected; v0002 keeps serving.
         try scratch.write("worse", to: "control/quality")
-        for index in 6..<12 { try scratch.write(image(index), to: "accepted/\(index).png") }
+        try acceptThroughReview(6..<12, scratch: scratch, service: service, station: http, token: token)
         XCTAssertTrue(learning.tick().startedTraining)
         XCTAssertTrue(learning.waitUntilIdle(timeout: 60))
         let rejected = try scratch.json("models/line-1/v0003/gate.json")

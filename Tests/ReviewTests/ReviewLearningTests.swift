@@ -4,8 +4,8 @@ import InspectionDaemon
 import TestSupport
 import XCTest
 
-/// The learning flow of DaemonLearningTests, with the images accepted through the page's API
-/// instead of copied by hand: they reach the training store and `rstpm retrain` trains on them.
+/// Answers through the page's API reach the training store, `rstpm retrain` trains on them, and the
+/// summary follows (DaemonLearningTests drives the gate, the swap and rollback through the same API).
 final class ReviewLearningTests: XCTestCase {
     func testImagesAnsweredNormalReachTheTrainingStoreAndARetrainUsesThem() throws {
         let fixture = try ReviewFixture()
