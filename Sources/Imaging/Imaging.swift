@@ -103,7 +103,7 @@ public struct ImageError: OperatorError, Sendable, Equatable {
         case .unreadable: return "check that the file exists and is readable by this user"
         case .empty, .truncated: return "the file may still be being copied; retry once the writer has finished"
         case .corrupt: return "re-export the image from its source; the file is damaged"
-        case .unsupported: return "convert the image to PNG or JPEG"
+        case .unsupported: return "convert the image to PNG, JPEG, BMP or TIFF"
         case .tooLarge: return "downscale the image, or raise the pixel limit in the configuration"
         case .outOfMemory: return "free memory or lower the pixel limit"
         case .encodingFailed: return "this is a bug or a full memory; report it with the image size"

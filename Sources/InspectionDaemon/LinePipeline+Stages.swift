@@ -228,7 +228,7 @@ extension LinePipeline {
                     awaitSecondLook(input, error: error, now: now)
                 case .failure(let error):
                     quarantine(name: input.name, sha256: input.sha256, received: input.receivedNanoseconds, kind: error.kind, message: error.message,
-                               hint: "check the file opens in an image viewer; the daemon reads PNG and JPEG", judgedBytes: input.bytes,
+                               hint: "check the file opens in an image viewer; the daemon reads PNG, JPEG, BMP and TIFF", judgedBytes: input.bytes,
                                now: now, summary: &outputs)
                 }
             }

@@ -17,7 +17,7 @@ struct ClassifyCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
-    @Argument(help: "PNG or JPEG images.")
+    @Argument(help: "Images (PNG, JPEG, BMP or TIFF).")
     var images: [String]
 
     func validate() throws {

@@ -133,7 +133,7 @@ struct DemoCommand: ParsableCommand {
                 announced = true
                 print("\(agreeing)/\(Self.drops.count) demo verdicts as expected")
                 if exitAfterVerdicts { break }
-                print("rstpmd keeps watching \(inbox.path): drop PNG or JPEG images there; Ctrl-C stops it.")
+                print("rstpmd keeps watching \(inbox.path): drop PNG, JPEG, BMP or TIFF images there; Ctrl-C stops it.")
             }
             if !announced && Date() > deadline {
                 print("timed out after \(Int(timeout)) s waiting for verdicts")
