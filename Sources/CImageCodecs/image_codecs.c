@@ -1,3 +1,4 @@
+// Over 400 lines: the PNG and JPEG paths share the setjmp error plumbing and EXIF handling here.
 // C shim around libpng and libjpeg: both report fatal errors by longjmp, which Swift cannot
 // catch, so every call into them happens here behind setjmp. State that must survive a
 // longjmp lives in structs whose address the libraries hold (never in plain locals).

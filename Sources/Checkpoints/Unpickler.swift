@@ -1,3 +1,4 @@
+// Over 400 lines: one opcode switch; split, its whitelist checks would be spread apart.
 // A restricted unpickler: the protocol 2-5 opcodes that torch state_dicts use, and a whitelist of
 // globals. It builds values, never runs code: REDUCE is interpreted for the few whitelisted
 // callables (OrderedDict, the tensor rebuild functions) and refused for everything else, and

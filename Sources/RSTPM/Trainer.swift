@@ -1,3 +1,5 @@
+// Over 400 lines: both training phases, checkpoints and resume share one optimiser and batch
+// state; split, every part would need it passed around.
 import BuildInfo
 import Checkpoints
 import Foundation

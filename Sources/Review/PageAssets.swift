@@ -1,3 +1,4 @@
+// Over 400 lines: the page is one self-contained HTML document (CSS and JS inline).
 // The review page: static HTML, CSS and JS compiled into the binary (no CDN, no network).
 // One page, two views (#queue, #summary) per line; keyboard: N normal, D defect, S skip,
 // U undo, J/K or arrows next/previous.

@@ -1,3 +1,5 @@
+// Over 400 lines: the layer and its depthwise, pointwise and im2col kernels share the cached
+// input, packed weights and bias that stay private to the class.
 import CKernels
 
 /// 2-D convolution as `torch.nn.Conv2d` with a square kernel, equal stride and symmetric zero

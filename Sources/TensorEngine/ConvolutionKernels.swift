@@ -1,3 +1,5 @@
+// Over 400 lines: the window geometry and every loop that walks it (im2col, phase-split
+// stride-2 rows, fused activations) change together.
 import CBLAS
 import CKernels
 import Foundation
