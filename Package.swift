@@ -133,11 +133,13 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["SeededRandom", .product(name: "Logging", package: "swift-log")], path: "Sources/TestSupport"),
         // Writes the adversarial corpus to a folder for manual runs (scripts/adversarial-corpus.sh).
         .executableTarget(name: "AdversarialCorpusWriter", dependencies: ["TestSupport"]),
-        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "TestSupport"]),
+        // forEachKernelSet: numeric tests run under every kernel set (AVX-512, AVX2, generic).
+        .target(name: "KernelSetTesting", dependencies: ["TensorEngine"], path: "Sources/KernelSetTesting"),
+        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "KernelSetTesting", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
-        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "Checkpoints", "Imaging", "TestSupport"]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),

@@ -1,10 +1,11 @@
+import KernelSetTesting
 import RSTPM
 import TensorEngine
 import TestSupport
 import XCTest
 
 /// S2 (both variants, with attention), the discriminator and the Eq. 1 fusion against PyTorch
-/// (scripts/fixtures/make_rstpm_fixtures.py).
+/// (scripts/fixtures/make_rstpm_fixtures.py), under every kernel set this CPU runs.
 final class NetworkParityTests: XCTestCase {
     private static let fixture = try! TensorFixture(named: "rstpm_networks.tensors")
 
@@ -49,39 +50,47 @@ final class NetworkParityTests: XCTestCase {
         print("S2 \(variant.rawValue) \(modes): worst gradient relative difference \(worst)")
     }
 
-    func testReverseDistillationStudentGradientsMatchPyTorch() {
-        checkStudent(variant: .reverseDistillation, prefix: "rd", modes: "*+")
-    }
-
-    func testPaperStudentGradientsMatchPyTorch() {
-        checkStudent(variant: .paper, prefix: "paper", modes: "+*")
-    }
-
-    func testDiscriminatorMatchesPyTorch() {
-        let discriminator = Discriminator(baseWidth: 4, levels: 3, generator: SeededGenerator(seed: 2))
-        load(discriminator, prefix: "unet")
-        let input = tensor("unet.input")
-        let output = discriminator(input)
-        XCTAssertLessThan(maxRelativeDifference(output.scalars, tensor("unet.output").scalars), 1e-5)
-        let focal = FocalLoss()
-        let loss = focal.forward(probabilities: output, mask: tensor("unet.mask"))
-        XCTAssertEqual(loss, tensor("unet.loss").scalars[0], accuracy: 1e-5)
-        let inputGradient = discriminator.backward(focal.backward())
-        XCTAssertLessThan(maxRelativeDifference(inputGradient.scalars, tensor("unet.input_grad").scalars), 1e-4)
-        for (name, parameter) in discriminator.namedParameters() {
-            XCTAssertLessThanOrEqual(maxRelativeDifference(parameter.gradient.scalars, tensor("unet.grad.\(name)").scalars), 1e-4, name)
+    func testReverseDistillationStudentGradientsMatchPyTorch() throws {
+        try forEachKernelSet { _ in
+            checkStudent(variant: .reverseDistillation, prefix: "rd", modes: "*+")
         }
     }
 
-    func testFusedMapIsEquationOne() {
-        let levels = (1...6).map { tensor("fusion.omega\($0)") }
-        let st = MapFusion.studentTeacherMap(levelMaps: levels, height: 32, width: 64)
-        XCTAssertLessThan(maxRelativeDifference(st.scalars, tensor("fusion.st").scalars), 1e-5)
-        let final = st * MapFusion.resized(tensor("fusion.omega7_small"), height: 32, width: 64)
-        XCTAssertLessThan(maxRelativeDifference(final.scalars, tensor("fusion.final").scalars), 1e-5)
-        let expectedScores = tensor("fusion.score_mean21").scalars
-        let scores = MapFusion.scores(of: final, rule: .meanFilter21)
-        for (score, expected) in zip(scores, expectedScores) { XCTAssertEqual(score, expected, accuracy: 1e-5 * expected) }
-        XCTAssertEqual(MapFusion.scores(of: final, rule: .max), [final.batchItem(0).max(), final.batchItem(1).max()])
+    func testPaperStudentGradientsMatchPyTorch() throws {
+        try forEachKernelSet { _ in
+            checkStudent(variant: .paper, prefix: "paper", modes: "+*")
+        }
+    }
+
+    func testDiscriminatorMatchesPyTorch() throws {
+        try forEachKernelSet { _ in
+            let discriminator = Discriminator(baseWidth: 4, levels: 3, generator: SeededGenerator(seed: 2))
+            load(discriminator, prefix: "unet")
+            let input = tensor("unet.input")
+            let output = discriminator(input)
+            XCTAssertLessThan(maxRelativeDifference(output.scalars, tensor("unet.output").scalars), 1e-5)
+            let focal = FocalLoss()
+            let loss = focal.forward(probabilities: output, mask: tensor("unet.mask"))
+            XCTAssertEqual(loss, tensor("unet.loss").scalars[0], accuracy: 1e-5)
+            let inputGradient = discriminator.backward(focal.backward())
+            XCTAssertLessThan(maxRelativeDifference(inputGradient.scalars, tensor("unet.input_grad").scalars), 1e-4)
+            for (name, parameter) in discriminator.namedParameters() {
+                XCTAssertLessThanOrEqual(maxRelativeDifference(parameter.gradient.scalars, tensor("unet.grad.\(name)").scalars), 1e-4, name)
+            }
+        }
+    }
+
+    func testFusedMapIsEquationOne() throws {
+        try forEachKernelSet { _ in
+            let levels = (1...6).map { tensor("fusion.omega\($0)") }
+            let st = MapFusion.studentTeacherMap(levelMaps: levels, height: 32, width: 64)
+            XCTAssertLessThan(maxRelativeDifference(st.scalars, tensor("fusion.st").scalars), 1e-5)
+            let final = st * MapFusion.resized(tensor("fusion.omega7_small"), height: 32, width: 64)
+            XCTAssertLessThan(maxRelativeDifference(final.scalars, tensor("fusion.final").scalars), 1e-5)
+            let expectedScores = tensor("fusion.score_mean21").scalars
+            let scores = MapFusion.scores(of: final, rule: .meanFilter21)
+            for (score, expected) in zip(scores, expectedScores) { XCTAssertEqual(score, expected, accuracy: 1e-5 * expected) }
+            XCTAssertEqual(MapFusion.scores(of: final, rule: .max), [final.batchItem(0).max(), final.batchItem(1).max()])
+        }
     }
 }

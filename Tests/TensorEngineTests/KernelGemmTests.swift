@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import KernelSetTesting
 import TensorEngine
 import XCTest
 

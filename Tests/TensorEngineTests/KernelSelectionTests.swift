@@ -1,4 +1,5 @@
 import Foundation
+import KernelSetTesting
 import TensorEngine
 import TestSupport
 import XCTest

@@ -1,3 +1,4 @@
+import KernelSetTesting
 import TensorEngine
 import TestSupport
 import XCTest
