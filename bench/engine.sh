@@ -12,7 +12,7 @@
 # the AVX2 kernels beside the Swift fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-/work/venv/bin/python}
+python=${PYTHON:-/work/refvenv/bin/python}
 threads=2 batch=1,8 iterations=5 isa="" kernels=""
 while (($#)); do
     case "$1" in

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITERATIONS="${1:-20}"
-PYTHON="${PYTHON:-/work/venv/bin/python}"
+PYTHON="${PYTHON:-/work/refvenv/bin/python}"
 SHARED="${RSTPM_SHARED:-$(cd .. && pwd)/shared}"
 PNG="$SHARED/datasets/fullres/bottle/good_000.png"
 WORK="$(mktemp -d)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # RSTPM training throughput (images/s, phase 1 and phase 2) and inference ms/image of the complete
-# RSTPM + D pipeline: rstpm against PyTorch (and OpenVINO for inference) on the same networks, the
+# RSTPM + D pipeline: rstpm against PyTorch (and for inference OpenVINO f32, OpenVINO at its default
+# precision, bf16 where the CPU has avx512_bf16, and ONNX Runtime f32) on the same networks, the
 # same batches and, with --model, the same trained weights, at the same thread count (see
 # bench/method_reference.py; PyTorch both NCHW and channels_last). Prints rstpm's figure as a ratio
 # to each: for training above 1 means rstpm is faster; for inference below 1 means rstpm is faster.
@@ -8,7 +9,7 @@
 #        (after `swift build -c release`; the teachers' weights as for `rstpm train`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-/work/venv/bin/python}
+python=${PYTHON:-/work/refvenv/bin/python}
 threads=2 batch=8 steps=3 infer_batch=1,8 model=()
 while (($#)); do
     case "$1" in
@@ -33,12 +34,17 @@ awk '
     function value(v) { return v == "" ? "-" : v }
     function ratio(a, b) { return b == "" ? "-" : sprintf("%.2f", a / b) }
     END {
-        printf "%-20s %5s %9s %9s %10s %9s %9s %9s %9s  %s\n", "what", "batch", "rstpm", "pytorch", "pytorch-cl", "openvino",
-            "r/torch", "r/tch-cl", "r/ov", "unit"
+        split("pytorch pytorch-cl openvino ov-default onnxrt", names, " ")
+        printf "%-20s %5s %9s", "what", "batch", "rstpm"
+        for (j = 1; j <= 5; j++) printf " %10s", names[j]
+        for (j = 1; j <= 5; j++) printf " %10s", "r/" names[j]
+        printf "  %s\n", "unit"
         for (i = 1; i <= n; i++) {
             k = order[i]; split(k, part, " ")
-            r = rstpm[k]; p = ref[k, "pytorch"]; c = ref[k, "pytorch-cl"]; v = ref[k, "openvino"]
-            printf "%-20s %5s %9.2f %9s %10s %9s %9s %9s %9s  %s\n", part[1], part[2], r, value(p), value(c), value(v),
-                ratio(r, p), ratio(r, c), ratio(r, v), part[1] ~ /^train/ ? "images/s (ratio > 1: rstpm faster)" : "ms/image (ratio < 1: rstpm faster)"
+            r = rstpm[k]
+            printf "%-20s %5s %9.2f", part[1], part[2], r
+            for (j = 1; j <= 5; j++) printf " %10s", value(ref[k, names[j]])
+            for (j = 1; j <= 5; j++) printf " %10s", ratio(r, ref[k, names[j]])
+            printf "  %s\n", part[1] ~ /^train/ ? "images/s (ratio > 1: rstpm faster)" : "ms/image (ratio < 1: rstpm faster)"
         }
     }' "$work/rstpm.txt" "$work/reference.txt"
