@@ -3,6 +3,8 @@
 #   throughput (images/s) with a burst of images dropped at once, and the daemon's own overhead
 #     (decode, heatmap, JSON, PNG, I/O, polling) as the share of wall time not spent in the network;
 #   drop-to-verdict latency p50/p99 with images dropped at half that throughput;
+#   for 256x256 and 900x900 PNGs and camera-size 2448x2048 JPEGs and PNGs (made from the 900x900
+#   bottles with ImagingBench make-image), with rstpmd's CPU use outside the network;
 #   CPU use of an idle rstpmd watching 3 inboxes, from /proc/<pid>/stat over 30 s;
 #   then the SIGKILL crash test with more kills (BENCH_KILLS, default 200).
 # The model is the default configuration (256x256, Lite0 + Lite2 teachers). Speed does not
@@ -21,6 +23,12 @@ trap 'cp "$WORK"/*.log /tmp/ 2>/dev/null; rm -rf "$WORK"' EXIT
 
 swift build -c release >/dev/null
 BIN="$(swift build -c release --show-bin-path)"
+mkdir -p "$WORK/camera"
+for source in "$FULLRES"/good_000.png "$FULLRES"/broken_large_000.png "$FULLRES"/contamination_000.png; do
+    stem="$(basename "$source" .png)"
+    "$BIN/ImagingBench" make-image "$source" "$WORK/camera/$stem.jpg" 2448 2048
+    "$BIN/ImagingBench" make-image "$source" "$WORK/camera/$stem.png" 2448 2048
+done
 MODEL="${BENCH_MODEL:-}"
 if [ -z "$MODEL" ]; then
     mkdir -p "$WORK/train"
@@ -121,9 +129,10 @@ def burst(label, sources, count):
     inbox, outbox = os.path.join(root, "inbox"), os.path.join(root, "outbox")
     watcher = Watcher(outbox)
     # One warm-up image: first-call allocations are not the steady state.
-    drop(sources[0], inbox, "warmup.png")
-    watcher.wait(["warmup.png"])
-    names = [f"{label}_{i:03d}.png" for i in range(count)]
+    drop(sources[0], inbox, "warmup" + os.path.splitext(sources[0])[1])
+    watcher.wait(["warmup" + os.path.splitext(sources[0])[1]])
+    extension = os.path.splitext(sources[0])[1]
+    names = [f"{label}_{i:03d}{extension}" for i in range(count)]
     cpu_before = cpu_seconds(process.pid)
     first = time.time()
     dropped = {name: drop(sources[i % len(sources)], inbox, name) for i, name in enumerate(names)}
@@ -141,13 +150,14 @@ def burst(label, sources, count):
     # on the output thread, mostly while the network runs, so their costs overlap the wall time.
     per_image = lambda seconds: f"{seconds / count * 1000:.1f}"
     print(f"  network+preprocess {infer / wall * 100:.1f}% of wall time; daemon overhead {100 - infer / wall * 100:.1f}% "
-          f"= {(wall - infer) / count * 1000:.1f} ms/image")
+          f"= {(wall - infer) / count * 1000:.1f} ms/image; CPU outside the network about "
+          f"{max(cpu - infer * os.cpu_count(), 0) / count * 1000:.1f} ms/image (CPU time less network time x {os.cpu_count()} threads)")
     print(f"  per image (ms): wall {per_image(wall)}, network+preprocess {per_image(infer)}, decode {per_image(decode)}, "
           f"heatmap render+PNG {per_image(heatmap)}, heatmap durable write {per_image(write)} (output thread, overlapped); "
           f"verdict JSON, disposal, claims and polling are not timed separately")
     # Latency: paced at half the burst throughput.
     interval = 1 / (0.5 * rate)
-    paced = [f"{label}_paced_{i:03d}.png" for i in range(max(10, min(30, count)))]
+    paced = [f"{label}_paced_{i:03d}{extension}" for i in range(max(10, min(30, count)))]
     dropped = {}
     for i, name in enumerate(paced):
         dropped[name] = drop(sources[i % len(sources)], inbox, name)
@@ -165,6 +175,10 @@ bottle_images = sorted(glob.glob(os.path.join(bottle, "test", "*", "*.png")))
 images = int(os.environ.get("BENCH_IMAGES", "40"))
 burst("mvtec_256px", bottle_images, images)
 burst("fullres_900px", sorted(glob.glob(os.path.join(fullres, "*.png"))), images)
+# Camera-size inputs: fewer per burst, each is 5 megapixels.
+camera = os.path.join(work, "camera")
+burst("camera_2448x2048_jpeg", sorted(glob.glob(os.path.join(camera, "*.jpg"))), max(8, images // 2))
+burst("camera_2448x2048_png", sorted(glob.glob(os.path.join(camera, "*.png"))), max(8, images // 2))
 
 # Idle: three inboxes at the default 2 s poll.
 lines = [line_yaml(f"idle{i}", os.path.join(work, f"idle{i}")) for i in range(3)]

@@ -14,7 +14,7 @@ JPEG="$WORK/bottle_2448x2048.jpg"
 
 swift build -c release --product ImagingBench >/dev/null
 BENCH="$(swift build -c release --show-bin-path)/ImagingBench"
-"$BENCH" make-jpeg "$PNG" "$JPEG" 2448 2048
+"$BENCH" make-image "$PNG" "$JPEG" 2448 2048
 
 echo "== Imaging (Swift, libpng/libjpeg-turbo; float RGB output, antialiased bilinear) =="
 "$BENCH" bench "$PNG" "$JPEG" --iterations "$ITERATIONS"

@@ -12,9 +12,9 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 swift build -c debug --sanitize=address --product ImagingBench --scratch-path .build-asan >/dev/null
 A=.build-asan/debug/ImagingBench
-"$A" make-jpeg "$D/imagenet_samples/chelsea.png" "$WORK/chelsea.jpg" 451 300
-"$A" make-jpeg "$D/mvtec_ad/bottle/test/broken_large/000.png" "$WORK/bottle_progressive.jpg" 256 256 progressive
-"$A" make-jpeg "$D/fullres/bottle/contamination_000.png" "$WORK/bottle_900.jpg" 900 900
+"$A" make-image "$D/imagenet_samples/chelsea.png" "$WORK/chelsea.jpg" 451 300
+"$A" make-image "$D/mvtec_ad/bottle/test/broken_large/000.png" "$WORK/bottle_progressive.jpg" 256 256 progressive
+"$A" make-image "$D/fullres/bottle/contamination_000.png" "$WORK/bottle_900.jpg" 900 900
 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 "$A" fuzz \
     "$D/mvtec_ad/bottle/test/broken_large/000.png" "$D/magnetic_tile/tile/test/crack/000.png" \
     "$D/anomaly_sources/gimp_3dgreen.png" "$D/imagenet_samples/chelsea.png" \

@@ -1,7 +1,8 @@
 // ImagingBench: developer harness for the Imaging module (not part of rstpm's products).
 //   ImagingBench bench FILE... [--iterations N]      decode + resize to 256x256, ms per image
 //   ImagingBench fuzz FILE...                         corrupted variants; every failure must be an ImageError
-//   ImagingBench make-jpeg IN OUT WIDTH HEIGHT [progressive]   resize IN, write a quality-90 JPEG
+//   ImagingBench make-image IN OUT WIDTH HEIGHT [progressive]  resize IN, write a quality-90 JPEG
+//                                                     (or a PNG where OUT ends in .png)
 //   ImagingBench heatmap IN OUT                       synthetic anomaly map rendered over IN
 import Foundation
 import Imaging
@@ -98,7 +99,7 @@ func fuzz(_ paths: [String]) {
 }
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-guard let command = arguments.first else { fail("usage: ImagingBench bench|fuzz|make-jpeg|heatmap ...") }
+guard let command = arguments.first else { fail("usage: ImagingBench bench|fuzz|make-image|heatmap ...") }
 arguments.removeFirst()
 do {
     switch command {
@@ -111,11 +112,14 @@ do {
         print(try ImagingBenchmark.run(files: arguments.map { URL(fileURLWithPath: $0) }, iterations: iterations))
     case "fuzz":
         fuzz(arguments)
-    case "make-jpeg":
-        guard arguments.count >= 4, let width = Int(arguments[2]), let height = Int(arguments[3]) else { fail("make-jpeg IN OUT WIDTH HEIGHT [progressive]") }
+    case "make-image":
+        guard arguments.count >= 4, let width = Int(arguments[2]), let height = Int(arguments[3]) else { fail("make-image IN OUT WIDTH HEIGHT [progressive]") }
         let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: arguments[0]))
         let resized = Resize.bilinear(image, width: width, height: height)
-        try JPEGEncoder.encode(resized, quality: 90, progressive: arguments.count > 4 && arguments[4] == "progressive").write(to: URL(fileURLWithPath: arguments[1]))
+        let encoded = arguments[1].lowercased().hasSuffix(".png")
+            ? try PNGEncoder.encode(resized)
+            : try JPEGEncoder.encode(resized, quality: 90, progressive: arguments.count > 4 && arguments[4] == "progressive")
+        try encoded.write(to: URL(fileURLWithPath: arguments[1]))
     case "heatmap":
         guard arguments.count == 2 else { fail("heatmap IN OUT") }
         let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: arguments[0]))
