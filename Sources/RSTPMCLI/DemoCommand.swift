@@ -94,8 +94,8 @@ struct DemoCommand: ParsableCommand {
 
         let daemon = try startDaemon(config: config, weights: weights, log: root.appendingPathComponent("rstpmd.log"))
         let stop = StopFlag()
-        let interrupt = stop.install()
-        defer { interrupt.cancel() }
+        let signalSources = stop.install()
+        defer { signalSources.forEach { $0.cancel() } }
         print("rstpmd started (pid \(daemon.processIdentifier)) on \(config.path); its log: \(root.appendingPathComponent("rstpmd.log").path)")
 
         let inbox = line.appendingPathComponent("inbox"), outbox = line.appendingPathComponent("outbox")
@@ -236,18 +236,21 @@ struct DemoCommand: ParsableCommand {
     }
 }
 
-/// Set by SIGINT or SIGTERM; rstpmd, in the same process group, gets Ctrl-C too and drains.
+/// Set by SIGINT, SIGTERM or SIGHUP. rstpmd, in the same process group, gets Ctrl-C too and
+/// drains; after SIGTERM or a closed terminal the demo stops it, so no daemon is left behind.
 final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
 
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 
-    func install() -> DispatchSourceSignal {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [self] in lock.lock(); value = true; lock.unlock() }
-        source.resume()
-        return source
+    func install() -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM, SIGHUP].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in lock.lock(); value = true; lock.unlock() }
+            source.resume()
+            return source
+        }
     }
 }
