@@ -5,6 +5,10 @@
 #include "batchnorm.h"
 #include "depthwise.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 // The kernels are compiled per function for their instruction set (target attributes), so
 // the package still builds for, and runs on, any x86-64; these checks hand a set out only
 // where its instructions run.
@@ -18,6 +22,25 @@ static const struct rstpm_kernel_set avx512 = {
     .pack_a = rstpm_pack_a,
     .sgemm_bias_clamp = rstpm_sgemm_bias_clamp,
     .convolution_bias_clamp = rstpm_convolution_bias_clamp,
+    .depthwise_forward = rstpm_depthwise_forward,
+    .depthwise_backward = rstpm_depthwise_backward,
+    .batchnorm_statistics = rstpm_batchnorm_statistics,
+    .batchnorm_normalize = rstpm_batchnorm_normalize,
+    .batchnorm_backward = rstpm_batchnorm_backward,
+    .clamp_forward = rstpm_clamp_forward,
+    .relu_backward = rstpm_relu_backward,
+    .relu6_backward = rstpm_relu6_backward,
+};
+
+static const struct rstpm_kernel_set avx512_bf16 = {
+    .name = "avx512-bf16",
+    .gemm_rows = 14,
+    .gemm_columns = 32,
+    .sgemm = rstpm_sgemm,
+    .packed_a_floats = rstpm_packed_a_floats,
+    .pack_a = rstpm_bf16_pack_a,
+    .sgemm_bias_clamp = rstpm_bf16_sgemm_bias_clamp,
+    .convolution_bias_clamp = rstpm_bf16_convolution_bias_clamp,
     .depthwise_forward = rstpm_depthwise_forward,
     .depthwise_backward = rstpm_depthwise_backward,
     .batchnorm_statistics = rstpm_batchnorm_statistics,
@@ -57,6 +80,18 @@ static int has_avx512(void) {
 #endif
 }
 
+// AVX512_BF16 is CPUID leaf 7, subleaf 1, EAX bit 5 (the compiler's feature checks do not
+// all know it).
+static int has_avx512_bf16(void) {
+#if defined(__x86_64__)
+    unsigned int eax, ebx, ecx, edx;
+    if (!has_avx512() || !__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return 0;
+    return (eax >> 5) & 1;
+#else
+    return 0;
+#endif
+}
+
 static int has_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -67,5 +102,7 @@ static int has_avx2(void) {
 }
 
 const struct rstpm_kernel_set *rstpm_avx512_kernels(void) { return has_avx512() ? &avx512 : NULL; }
+
+const struct rstpm_kernel_set *rstpm_avx512_bf16_kernels(void) { return has_avx512_bf16() ? &avx512_bf16 : NULL; }
 
 const struct rstpm_kernel_set *rstpm_avx2_kernels(void) { return has_avx2() ? &avx2 : NULL; }

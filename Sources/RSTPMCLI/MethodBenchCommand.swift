@@ -18,6 +18,8 @@ struct MethodBenchCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: "Training batch size.")
     var batch = 8
 
@@ -42,13 +44,14 @@ struct MethodBenchCommand: ParsableCommand {
 
     func run() throws {
         let threads = engine.configureEngine(fallback: 2)
+        let precision = self.precision.configureEngine()
         let weights = engine.weightsDirectory
         let trained = try model.map { try RSTPMModel.load(bundle: URL(fileURLWithPath: $0), weightsDirectory: weights) }
         let configuration = trained?.manifest.configuration ?? RSTPMConfiguration()
         let teachers = try TeacherSet.pretrained(teacher1: configuration.teacher1, teacher2: configuration.teacher2, weightsDirectory: weights)
         let networks = RSTPMNetworks(configuration: configuration, teachers: teachers)
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
-        print("threads \(threads), input \(W)x\(H), \(configuration.teacher1) + \(configuration.teacher2), S2 \(configuration.studentVariant.rawValue) "
+        print("threads \(threads), inference precision \(precision.rawValue), input \(W)x\(H), \(configuration.teacher1) + \(configuration.teacher2), S2 \(configuration.studentVariant.rawValue) "
               + "attention \(configuration.attention), D width \(configuration.discriminatorBaseWidth) at \(configuration.discriminatorWidth)x\(configuration.discriminatorHeight)")
 
         // Smooth random "products" (values do not change the timing) and pseudo-anomalies of them.
