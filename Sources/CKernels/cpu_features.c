@@ -5,6 +5,8 @@
 #include "batchnorm.h"
 #include "depthwise.h"
 
+#include <pthread.h>
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -22,25 +24,6 @@ static const struct rstpm_kernel_set avx512 = {
     .pack_a = rstpm_pack_a,
     .sgemm_bias_clamp = rstpm_sgemm_bias_clamp,
     .convolution_bias_clamp = rstpm_convolution_bias_clamp,
-    .depthwise_forward = rstpm_depthwise_forward,
-    .depthwise_backward = rstpm_depthwise_backward,
-    .batchnorm_statistics = rstpm_batchnorm_statistics,
-    .batchnorm_normalize = rstpm_batchnorm_normalize,
-    .batchnorm_backward = rstpm_batchnorm_backward,
-    .clamp_forward = rstpm_clamp_forward,
-    .relu_backward = rstpm_relu_backward,
-    .relu6_backward = rstpm_relu6_backward,
-};
-
-static const struct rstpm_kernel_set avx512_bf16 = {
-    .name = "avx512-bf16",
-    .gemm_rows = 14,
-    .gemm_columns = 32,
-    .sgemm = rstpm_sgemm,
-    .packed_a_floats = rstpm_packed_a_floats,
-    .pack_a = rstpm_bf16_pack_a,
-    .sgemm_bias_clamp = rstpm_bf16_sgemm_bias_clamp,
-    .convolution_bias_clamp = rstpm_bf16_convolution_bias_clamp,
     .depthwise_forward = rstpm_depthwise_forward,
     .depthwise_backward = rstpm_depthwise_backward,
     .batchnorm_statistics = rstpm_batchnorm_statistics,
@@ -103,6 +86,23 @@ static int has_avx2(void) {
 
 const struct rstpm_kernel_set *rstpm_avx512_kernels(void) { return has_avx512() ? &avx512 : NULL; }
 
-const struct rstpm_kernel_set *rstpm_avx512_bf16_kernels(void) { return has_avx512_bf16() ? &avx512_bf16 : NULL; }
+// The AVX-512 set with its three inference products in bf16: copied from it once, so that the
+// two tables cannot drift apart.
+static struct rstpm_kernel_set avx512_bf16;
+
+static void make_avx512_bf16(void) {
+    avx512_bf16 = avx512;
+    avx512_bf16.name = "avx512-bf16";
+    avx512_bf16.pack_a = rstpm_bf16_pack_a;
+    avx512_bf16.sgemm_bias_clamp = rstpm_bf16_sgemm_bias_clamp;
+    avx512_bf16.convolution_bias_clamp = rstpm_bf16_convolution_bias_clamp;
+}
+
+const struct rstpm_kernel_set *rstpm_avx512_bf16_kernels(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!has_avx512_bf16()) return NULL;
+    pthread_once(&once, make_avx512_bf16);
+    return &avx512_bf16;
+}
 
 const struct rstpm_kernel_set *rstpm_avx2_kernels(void) { return has_avx2() ? &avx2 : NULL; }
