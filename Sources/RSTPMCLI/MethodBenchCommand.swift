@@ -45,6 +45,8 @@ struct MethodBenchCommand: ParsableCommand {
     func run() throws {
         let threads = engine.configureEngine(fallback: 2)
         let precision = self.precision.configureEngine()
+        // The training phases run in f32, as `rstpm train` does; `precision` is the inference timing's.
+        Engine.usePrecision(.f32)
         let weights = engine.weightsDirectory
         let trained = try model.map { try RSTPMModel.load(bundle: URL(fileURLWithPath: $0), weightsDirectory: weights) }
         let configuration = trained?.manifest.configuration ?? RSTPMConfiguration()
@@ -90,6 +92,7 @@ struct MethodBenchCommand: ParsableCommand {
         var exported: [(String, StoredTensor)] = [("train.input", stored(studentInput)), ("train.pseudo_input", stored(pseudoInput)),
                                                   ("train.mask", stored(mask))]
         if let trained {
+            Engine.usePrecision(precision)
             // Inference: preprocessed images in, final/S-T/D maps and scores out (RSTPMModel.inspect).
             for size in inferBatches {
                 let planar = Array(images.prefix(size))
