@@ -183,8 +183,8 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
 ///
-/// `packedA`: A already packed by the engine's `frozen` kernels (frozen weights), used when its product runs; in
-/// the engine's precision.
+/// `packedA`: A already packed by the engine's `frozen` kernels (frozen weights, in the engine's precision),
+/// used when its product runs.
 func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
                        b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {

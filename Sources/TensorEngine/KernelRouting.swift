@@ -37,7 +37,6 @@ public enum KernelSet: String, CaseIterable, Sendable {
         }
         return set
     }()
-
 }
 
 /// Stops the process at start-up with a one-line message and exit status 2: a forced kernel set
@@ -64,9 +63,6 @@ public enum Precision: String, CaseIterable, Sendable {
             return rstpm_avx512_bf16_kernels() == nil ? "this CPU lacks avx512_bf16" : nil
         }
     }
-
-    /// Whether the engine's kernel set runs this precision on this CPU.
-    public var isAvailable: Bool { problem(on: Engine.kernelSet) == nil }
 
     /// RSTPM_PRECISION=f32|bf16, unset f32. A value that names no precision, or one that cannot
     /// run here, stops the process with a message, as RSTPM_KERNELS does.
