@@ -21,6 +21,8 @@
 #define KC 384
 #define MC (12 * MR)
 #define NC 2048
+// Taps of the largest convolution kernel the products unfold (7 x 7).
+#define MAX_TAPS 49
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
@@ -109,6 +111,61 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
     }
 }
 
+// bf16 panels hold pairs of k: pair row p, lane j holds rows 2p and 2p + 1 of column j, each
+// rounded to nearest even (cvtne2ps), the layout vdpbf16ps multiplies; a missing row of an odd
+// k is zero. They take the first half of the f32 panel's space, at the same offsets.
+
+// 16 lanes of rows 2p (`first`) and 2p + 1 (`second`) as 16 pairs.
+AVX512_BF16 INLINE __m512 pairs_of(__m512 first, __m512 second) {
+    // Interleaves the 16 bf16 of each operand of cvtne2ps: lane pair j = (first[j], second[j]).
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(second, first)));
+}
+
+// Rewrites a packed f32 panel of `kc` rows of `width` (<= 32) floats, in place, as bf16 pair
+// rows. Pair row p overwrites float rows before 2p only, which are already read.
+AVX512_BF16 static void pack_pairs(float *panel, long width, long kc) {
+    for (long p = 0; p < (kc + 1) / 2; ++p) {
+        for (long j = 0; j < width; j += 16) {
+            __mmask16 mask = mask_first(width - j);
+            __m512 first = _mm512_maskz_loadu_ps(mask, panel + 2 * p * width + j);
+            __m512 second = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(mask, panel + (2 * p + 1) * width + j) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(panel + p * width + j, mask, pairs_of(first, second));
+        }
+    }
+}
+
+AVX512_BF16 static void store_pairs(float *pair_row, const __m512 first[2], __m512 second_low, __m512 second_high) {
+    _mm512_store_ps(pair_row, pairs_of(first[0], second_low));
+    _mm512_store_ps(pair_row + 16, pairs_of(first[1], second_high));
+}
+
+// Where B's packers put each finished row k (NR columns as two vectors) of a panel: as it is,
+// or in bf16 two rows at a time as one pair row, so that B is written once.
+struct b_rows {
+    float *panel;
+    int bf16;
+    __m512 held[2];  // bf16: the even row waiting for its odd one
+};
+
+AVX512 INLINE void put_row(struct b_rows *rows, long k, __m512 low, __m512 high) {
+    if (!rows->bf16) {
+        _mm512_store_ps(rows->panel + k * NR, low);
+        _mm512_store_ps(rows->panel + k * NR + 16, high);
+    } else if (k % 2 == 0) {
+        rows->held[0] = low;
+        rows->held[1] = high;
+    } else {
+        store_pairs(rows->panel + k / 2 * NR, rows->held, low, high);
+    }
+}
+
+// After the panel's last row: an odd count's last row paired with zero.
+AVX512 INLINE void finish_rows(struct b_rows *rows, long kc) {
+    if (rows->bf16 && kc % 2) store_pairs(rows->panel + kc / 2 * NR, rows->held, _mm512_setzero_ps(), _mm512_setzero_ps());
+}
+
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
 // for every row k each run is one masked load from one stride phase of an input row (adjacent
@@ -116,15 +173,15 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
 // zero). Which lanes and where from depend only on the kernel tap, not on the channel, so each
 // panel first tabulates them per (tap, run).
 AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
-                                      long nc, float *packed) {
+                                      long nc, int bf16, float *packed) {
     const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
     const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
     const long plane = x->height * row_length;
     struct load {
         long offset;  // from the channel's plane to the input element lane 0 would read
         __mmask16 low, high;
-    } loads[taps * NR];
-    int load_count[taps];
+    } loads[MAX_TAPS * NR];  // fixed sizes, not taps: the frame stays statically aligned for zmm spills
+    int load_count[MAX_TAPS];
     for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
         long width = nc - j0 < NR ? nc - j0 : NR;
         for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
@@ -147,6 +204,7 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
             lane += count;
         }
         long channel = pc / taps, tap = pc % taps;
+        struct b_rows rows = {.panel = packed, .bf16 = bf16};
         for (long p = 0; p < kc; ++p) {
             const float *source = x->planes + channel * plane;
             __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
@@ -160,20 +218,20 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
                 _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
                 _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
             }
-            _mm512_store_ps(packed + p * NR, low);
-            _mm512_store_ps(packed + p * NR + 16, high);
+            put_row(&rows, p, low, high);
             if (++tap == taps) {
                 tap = 0;
                 ++channel;
             }
         }
+        finish_rows(&rows, kc);
     }
 }
 
-// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR], zero past nc.
-AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, float *packed) {
+// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR] (bf16: pair rows), zero past nc.
+AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, int bf16, float *packed) {
     if (source_b->convolution) {
-        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
+        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, bf16, packed);
         return;
     }
     const float *b = source_b->b;
@@ -183,19 +241,21 @@ AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, lon
         if (!source_b->transpose) {
             const float *source = b + pc * ldb + jc + j0;
             __mmask16 low = mask_first(width), high = mask_first(width - 16);
+            struct b_rows rows = {.panel = packed, .bf16 = bf16};
             for (long k = 0; k < kc; ++k, source += ldb) {
-                _mm512_store_ps(packed + k * NR, _mm512_maskz_loadu_ps(low, source));
-                _mm512_store_ps(packed + k * NR + 16, _mm512_maskz_loadu_ps(high, source + 16));
+                put_row(&rows, k, _mm512_maskz_loadu_ps(low, source), _mm512_maskz_loadu_ps(high, source + 16));
                 // The next panel's part of this row: kc rows are too many streams for the
                 // hardware prefetcher.
                 _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
                 _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
             }
+            finish_rows(&rows, kc);
         } else {
             // op(B)[k][j] = b[j * ldb + k]: 16 stored rows of B at a time become 16 columns.
             const float *source = b + (jc + j0) * ldb + pc;
             pack_transposed(source, ldb, width, kc, packed, NR, 0xFFFF);
             pack_transposed(source + 16 * ldb, ldb, width - 16, kc, packed + 16, NR, 0xFFFF);
+            if (bf16) pack_pairs(packed, NR, kc);
         }
     }
 }
@@ -282,7 +342,7 @@ AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, 
     store_tile(rows, vectors, sum, c, ldc, low_mask, high_mask, update);
 }
 
-// micro_kernel on bf16 panels (see pack_pairs): each step takes two k at once, one 32-bit pair
+// micro_kernel on bf16 panels (pair rows, see pairs_of): each step takes two k at once, one 32-bit pair
 // of A broadcast against 16 pairs of B per vector; vdpbf16ps accumulates in f32.
 AVX512_BF16 INLINE void micro_kernel_bf16(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
                                           __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
@@ -339,25 +399,6 @@ static const micro_kernel_fn micro_kernels[MR][2] = TABLE(micro_kernel);
 static const micro_kernel_fn micro_kernels_bf16[MR][2] = TABLE(micro_kernel_bf16);
 #undef TABLE
 
-// Rewrites a packed panel of `kc` rows of `width` (<= 32) floats, in place, as ceil(kc / 2) rows
-// of `width` bf16 pairs (row p, lane j: rows 2p and 2p + 1 at j, rounded to nearest even; zero
-// for the missing row of an odd kc), the layout vdpbf16ps multiplies. Pair row p overwrites
-// float rows before 2p only, which are already read.
-AVX512_BF16 static void pack_pairs(float *panel, long width, long kc) {
-    // Interleaves the 16 bf16 of each operand of cvtne2ps: lane pair j = (first[j], second[j]).
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (long p = 0; p < (kc + 1) / 2; ++p) {
-        for (long j = 0; j < width; j += 16) {
-            __mmask16 mask = mask_first(width - j);
-            __m512 first = _mm512_maskz_loadu_ps(mask, panel + 2 * p * width + j);
-            __m512 second = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(mask, panel + (2 * p + 1) * width + j) : _mm512_setzero_ps();
-            __m512i pairs = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(second, first));
-            _mm512_mask_storeu_ps(panel + p * width + j, mask, _mm512_castsi512_ps(pairs));
-        }
-    }
-}
-
 void rstpm_gemm_scale_only(long m, long n, float beta, const float *bias, int clamp, float low, float high, float *c, long ldc) {
     for (long i = 0; i < m; ++i) {
         float *row = c + i * ldc;
@@ -386,7 +427,7 @@ static const float *prepacked_panels(const struct rstpm_packed_a *packed, long f
 
 long rstpm_packed_a_floats(long m, long k) { return (m + MR - 1) / MR * MR * k; }
 
-// pack_a, then (bf16) each MR-row panel as pairs.
+// pack_a, then (bf16) each MR-row panel as pair rows.
 AVX512 static void pack_a_panels(int bf16, int transpose, const float *a, long lda, long ic, long mc, long pc, long kc,
                                  float *packed) {
     pack_a(transpose, a, lda, ic, mc, pc, kc, packed);
@@ -427,9 +468,7 @@ AVX512 static void gemm(int bf16, int transpose_a, long m, long n, long k, float
         long nc = n - jc < NC ? n - jc : NC;
         for (long pc = 0; pc < k; pc += block_k) {
             long kc = k - pc < block_k ? k - pc : block_k;
-            pack_b(source_b, pc, kc, jc, nc, packed_b);
-            if (bf16)
-                for (long j0 = 0; j0 < nc; j0 += NR) pack_pairs(packed_b + j0 * kc, NR, kc);
+            pack_b(source_b, pc, kc, jc, nc, bf16, packed_b);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
                 const float *panels_a = packed_a;

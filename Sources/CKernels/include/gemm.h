@@ -31,7 +31,7 @@ void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels);
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                             const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc);
 
-/// One item (one group) of a convolution's input, seen as the matrix its im2col unfolds: row
+/// One item (one group) of a convolution's input (kernel at most 7), seen as the matrix its im2col unfolds: row
 /// c * kernel^2 + ky * kernel + kx, column oy * output_width + ox holds input channel c at
 /// (oy * stride + ky - padding, ox * stride + kx - padding), zero outside. `planes` holds the
 /// input (channels, height, width) with each row split into its stride phases: row iy is
