@@ -5,6 +5,12 @@
 #include "batchnorm.h"
 #include "depthwise.h"
 
+#include <pthread.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 // The kernels are compiled per function for their instruction set (target attributes), so
 // the package still builds for, and runs on, any x86-64; these checks hand a set out only
 // where its instructions run.
@@ -57,6 +63,18 @@ static int has_avx512(void) {
 #endif
 }
 
+// AVX512_BF16 is CPUID leaf 7, subleaf 1, EAX bit 5 (the compiler's feature checks do not
+// all know it).
+static int has_avx512_bf16(void) {
+#if defined(__x86_64__)
+    unsigned int eax, ebx, ecx, edx;
+    if (!has_avx512() || !__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return 0;
+    return (eax >> 5) & 1;
+#else
+    return 0;
+#endif
+}
+
 static int has_avx2(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -67,5 +85,24 @@ static int has_avx2(void) {
 }
 
 const struct rstpm_kernel_set *rstpm_avx512_kernels(void) { return has_avx512() ? &avx512 : NULL; }
+
+// The AVX-512 set with its three inference products in bf16: copied from it once, so that the
+// two tables cannot drift apart.
+static struct rstpm_kernel_set avx512_bf16;
+
+static void make_avx512_bf16(void) {
+    avx512_bf16 = avx512;
+    avx512_bf16.name = "avx512-bf16";
+    avx512_bf16.pack_a = rstpm_bf16_pack_a;
+    avx512_bf16.sgemm_bias_clamp = rstpm_bf16_sgemm_bias_clamp;
+    avx512_bf16.convolution_bias_clamp = rstpm_bf16_convolution_bias_clamp;
+}
+
+const struct rstpm_kernel_set *rstpm_avx512_bf16_kernels(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!has_avx512_bf16()) return NULL;
+    pthread_once(&once, make_avx512_bf16);
+    return &avx512_bf16;
+}
 
 const struct rstpm_kernel_set *rstpm_avx2_kernels(void) { return has_avx2() ? &avx2 : NULL; }

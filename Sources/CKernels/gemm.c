@@ -1,3 +1,5 @@
+// Over 400 lines: the f32 and bf16 products share the blocking, the packing and the tile
+// epilogue, which change together.
 #include "gemm.h"
 
 #include "internal.h"
@@ -19,8 +21,11 @@
 #define KC 384
 #define MC (12 * MR)
 #define NC 2048
+// Taps of the largest convolution kernel the products unfold (7 x 7).
+#define MAX_TAPS 49
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+#define AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 // Loops over the rows of a register tile: unrolled before the accumulator array is promoted
 // to registers (else it stays a stack array, loaded and stored around every k loop).
@@ -106,6 +111,61 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
     }
 }
 
+// bf16 panels hold pairs of k: pair row p, lane j holds rows 2p and 2p + 1 of column j, each
+// rounded to nearest even (cvtne2ps), the layout vdpbf16ps multiplies; a missing row of an odd
+// k is zero. They take the first half of the f32 panel's space, at the same offsets.
+
+// 16 lanes of rows 2p (`first`) and 2p + 1 (`second`) as 16 pairs.
+AVX512_BF16 INLINE __m512 pairs_of(__m512 first, __m512 second) {
+    // Interleaves the 16 bf16 of each operand of cvtne2ps: lane pair j = (first[j], second[j]).
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(second, first)));
+}
+
+// Rewrites a packed f32 panel of `kc` rows of `width` (<= 32) floats, in place, as bf16 pair
+// rows. Pair row p overwrites float rows before 2p only, which are already read.
+AVX512_BF16 static void pack_pairs(float *panel, long width, long kc) {
+    for (long p = 0; p < (kc + 1) / 2; ++p) {
+        for (long j = 0; j < width; j += 16) {
+            __mmask16 mask = mask_first(width - j);
+            __m512 first = _mm512_maskz_loadu_ps(mask, panel + 2 * p * width + j);
+            __m512 second = 2 * p + 1 < kc ? _mm512_maskz_loadu_ps(mask, panel + (2 * p + 1) * width + j) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(panel + p * width + j, mask, pairs_of(first, second));
+        }
+    }
+}
+
+AVX512_BF16 static void store_pairs(float *pair_row, const __m512 first[2], __m512 second_low, __m512 second_high) {
+    _mm512_store_ps(pair_row, pairs_of(first[0], second_low));
+    _mm512_store_ps(pair_row + 16, pairs_of(first[1], second_high));
+}
+
+// Where B's packers put each finished row k (NR columns as two vectors) of a panel: as it is,
+// or in bf16 two rows at a time as one pair row, so that B is written once.
+struct b_rows {
+    float *panel;
+    int bf16;
+    __m512 held[2];  // bf16: the even row waiting for its odd one
+};
+
+AVX512 INLINE void put_row(struct b_rows *rows, long k, __m512 low, __m512 high) {
+    if (!rows->bf16) {
+        _mm512_store_ps(rows->panel + k * NR, low);
+        _mm512_store_ps(rows->panel + k * NR + 16, high);
+    } else if (k % 2 == 0) {
+        rows->held[0] = low;
+        rows->held[1] = high;
+    } else {
+        store_pairs(rows->panel + k / 2 * NR, rows->held, low, high);
+    }
+}
+
+// After the panel's last row: an odd count's last row paired with zero.
+AVX512 INLINE void finish_rows(struct b_rows *rows, long kc) {
+    if (rows->bf16 && kc % 2) store_pairs(rows->panel + kc / 2 * NR, rows->held, _mm512_setzero_ps(), _mm512_setzero_ps());
+}
+
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
 // for every row k each run is one masked load from one stride phase of an input row (adjacent
@@ -113,15 +173,15 @@ AVX512 static void pack_transposed(const float *source, long stride, long count,
 // zero). Which lanes and where from depend only on the kernel tap, not on the channel, so each
 // panel first tabulates them per (tap, run).
 AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
-                                      long nc, float *packed) {
+                                      long nc, int bf16, float *packed) {
     const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
     const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
     const long plane = x->height * row_length;
     struct load {
         long offset;  // from the channel's plane to the input element lane 0 would read
         __mmask16 low, high;
-    } loads[taps * NR];
-    int load_count[taps];
+    } loads[MAX_TAPS * NR];  // fixed sizes, not taps: the frame stays statically aligned for zmm spills
+    int load_count[MAX_TAPS];
     for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
         long width = nc - j0 < NR ? nc - j0 : NR;
         for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
@@ -144,6 +204,7 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
             lane += count;
         }
         long channel = pc / taps, tap = pc % taps;
+        struct b_rows rows = {.panel = packed, .bf16 = bf16};
         for (long p = 0; p < kc; ++p) {
             const float *source = x->planes + channel * plane;
             __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
@@ -157,20 +218,20 @@ AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, l
                 _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
                 _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
             }
-            _mm512_store_ps(packed + p * NR, low);
-            _mm512_store_ps(packed + p * NR + 16, high);
+            put_row(&rows, p, low, high);
             if (++tap == taps) {
                 tap = 0;
                 ++channel;
             }
         }
+        finish_rows(&rows, kc);
     }
 }
 
-// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR], zero past nc.
-AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, float *packed) {
+// op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR] (bf16: pair rows), zero past nc.
+AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, int bf16, float *packed) {
     if (source_b->convolution) {
-        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
+        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, bf16, packed);
         return;
     }
     const float *b = source_b->b;
@@ -180,19 +241,21 @@ AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, lon
         if (!source_b->transpose) {
             const float *source = b + pc * ldb + jc + j0;
             __mmask16 low = mask_first(width), high = mask_first(width - 16);
+            struct b_rows rows = {.panel = packed, .bf16 = bf16};
             for (long k = 0; k < kc; ++k, source += ldb) {
-                _mm512_store_ps(packed + k * NR, _mm512_maskz_loadu_ps(low, source));
-                _mm512_store_ps(packed + k * NR + 16, _mm512_maskz_loadu_ps(high, source + 16));
+                put_row(&rows, k, _mm512_maskz_loadu_ps(low, source), _mm512_maskz_loadu_ps(high, source + 16));
                 // The next panel's part of this row: kc rows are too many streams for the
                 // hardware prefetcher.
                 _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
                 _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
             }
+            finish_rows(&rows, kc);
         } else {
             // op(B)[k][j] = b[j * ldb + k]: 16 stored rows of B at a time become 16 columns.
             const float *source = b + (jc + j0) * ldb + pc;
             pack_transposed(source, ldb, width, kc, packed, NR, 0xFFFF);
             pack_transposed(source + 16 * ldb, ldb, width - 16, kc, packed + 16, NR, 0xFFFF);
+            if (bf16) pack_pairs(packed, NR, kc);
         }
     }
 }
@@ -228,16 +291,30 @@ AVX512 INLINE __m512 finish(__m512 sum, const float *c, __mmask16 mask, const st
     return value;
 }
 
-// C tile (rows x up to 16*vectors columns) from an MR-row panel of A and an NR-column panel of
-// B; `rows` and `vectors` are constants in every specialization below, so the accumulators
-// are registers.
-AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
-                                __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
+AVX512 INLINE void prefetch_tile(int rows, int vectors, const float *c, long ldc) {
     UNROLLED
     for (int i = 0; i < rows; ++i) {
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         if (vectors == 2) _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
     }
+}
+
+AVX512 INLINE void store_tile(int rows, int vectors, __m512 sum[MR][2], float *c, long ldc, __mmask16 low_mask,
+                              __mmask16 high_mask, const struct tile_update *update) {
+    UNROLLED
+    for (int i = 0; i < rows; ++i) {
+        float *row = c + i * ldc;
+        _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, update, i));
+        if (vectors == 2) _mm512_mask_storeu_ps(row + 16, high_mask, finish(sum[i][1], row + 16, high_mask, update, i));
+    }
+}
+
+// C tile (rows x up to 16*vectors columns) from an MR-row panel of A and an NR-column panel of
+// B; `rows` and `vectors` are constants in every specialization below, so the accumulators
+// are registers.
+AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
+                                __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
+    prefetch_tile(rows, vectors, c, ldc);
     // The first step of k (kc >= 1) initialises the sums, instead of a pass that zeroes them.
     __m512 sum[MR][2];
     {
@@ -262,40 +339,65 @@ AVX512 INLINE void micro_kernel(int rows, int vectors, long kc, const float *a, 
             if (vectors == 2) sum[i][1] = _mm512_fmadd_ps(ai, b1, sum[i][1]);
         }
     }
+    store_tile(rows, vectors, sum, c, ldc, low_mask, high_mask, update);
+}
+
+// micro_kernel on bf16 panels (pair rows, see pairs_of): each step takes two k at once, one 32-bit pair
+// of A broadcast against 16 pairs of B per vector; vdpbf16ps accumulates in f32.
+AVX512_BF16 INLINE void micro_kernel_bf16(int rows, int vectors, long kc, const float *a, const float *b, float *c, long ldc,
+                                          __mmask16 low_mask, __mmask16 high_mask, const struct tile_update *update) {
+    prefetch_tile(rows, vectors, c, ldc);
+    __m512 sum[MR][2];
     UNROLLED
-    for (int i = 0; i < rows; ++i) {
-        float *row = c + i * ldc;
-        _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, update, i));
-        if (vectors == 2) _mm512_mask_storeu_ps(row + 16, high_mask, finish(sum[i][1], row + 16, high_mask, update, i));
+    for (int i = 0; i < rows; ++i) sum[i][0] = sum[i][1] = _mm512_setzero_ps();
+    for (long p = 0; p < (kc + 1) / 2; ++p, a += MR, b += NR) {
+        __m512bh b0 = (__m512bh)_mm512_load_ps(b);
+        __m512bh b1 = vectors == 2 ? (__m512bh)_mm512_load_ps(b + 16) : b0;
+        UNROLLED
+        for (int i = 0; i < rows; ++i) {
+            __m512bh ai = (__m512bh)_mm512_broadcastd_epi32(_mm_loadu_si32(a + i));
+            sum[i][0] = _mm512_dpbf16_ps(sum[i][0], ai, b0);
+            if (vectors == 2) sum[i][1] = _mm512_dpbf16_ps(sum[i][1], ai, b1);
+        }
     }
+    store_tile(rows, vectors, sum, c, ldc, low_mask, high_mask, update);
 }
 
 typedef void (*micro_kernel_fn)(long, const float *, const float *, float *, long, __mmask16, __mmask16,
                                 const struct tile_update *);
 
-#define SPECIALIZE(rows)                                                                                          \
-    AVX512 static void micro_kernel_##rows##x32(long kc, const float *a, const float *b, float *c, long ldc,    \
-                                               __mmask16 lm, __mmask16 hm, const struct tile_update *u) {      \
-        micro_kernel(rows, 2, kc, a, b, c, ldc, lm, hm, u);                                                     \
-    }                                                                                                           \
-    AVX512 static void micro_kernel_##rows##x16(long kc, const float *a, const float *b, float *c, long ldc,    \
-                                               __mmask16 lm, __mmask16 hm, const struct tile_update *u) {      \
-        micro_kernel(rows, 1, kc, a, b, c, ldc, lm, hm, u);                                                     \
+#define SPECIALIZE(target, kernel, rows)                                                                           \
+    target static void kernel##_##rows##x32(long kc, const float *a, const float *b, float *c, long ldc,           \
+                                            __mmask16 lm, __mmask16 hm, const struct tile_update *u) {             \
+        kernel(rows, 2, kc, a, b, c, ldc, lm, hm, u);                                                             \
+    }                                                                                                              \
+    target static void kernel##_##rows##x16(long kc, const float *a, const float *b, float *c, long ldc,           \
+                                            __mmask16 lm, __mmask16 hm, const struct tile_update *u) {             \
+        kernel(rows, 1, kc, a, b, c, ldc, lm, hm, u);                                                             \
     }
-SPECIALIZE(1) SPECIALIZE(2) SPECIALIZE(3) SPECIALIZE(4) SPECIALIZE(5) SPECIALIZE(6) SPECIALIZE(7)
-SPECIALIZE(8) SPECIALIZE(9) SPECIALIZE(10) SPECIALIZE(11) SPECIALIZE(12) SPECIALIZE(13) SPECIALIZE(14)
+#define SPECIALIZE_ALL(target, kernel)                                                                             \
+    SPECIALIZE(target, kernel, 1) SPECIALIZE(target, kernel, 2) SPECIALIZE(target, kernel, 3)                      \
+    SPECIALIZE(target, kernel, 4) SPECIALIZE(target, kernel, 5) SPECIALIZE(target, kernel, 6)                      \
+    SPECIALIZE(target, kernel, 7) SPECIALIZE(target, kernel, 8) SPECIALIZE(target, kernel, 9)                      \
+    SPECIALIZE(target, kernel, 10) SPECIALIZE(target, kernel, 11) SPECIALIZE(target, kernel, 12)                   \
+    SPECIALIZE(target, kernel, 13) SPECIALIZE(target, kernel, 14)
+SPECIALIZE_ALL(AVX512, micro_kernel)
+SPECIALIZE_ALL(AVX512_BF16, micro_kernel_bf16)
+#undef SPECIALIZE_ALL
 #undef SPECIALIZE
 
 // [rows - 1][vectors - 1]
-static const micro_kernel_fn micro_kernels[MR][2] = {
-    {micro_kernel_1x16, micro_kernel_1x32},   {micro_kernel_2x16, micro_kernel_2x32},
-    {micro_kernel_3x16, micro_kernel_3x32},   {micro_kernel_4x16, micro_kernel_4x32},
-    {micro_kernel_5x16, micro_kernel_5x32},   {micro_kernel_6x16, micro_kernel_6x32},
-    {micro_kernel_7x16, micro_kernel_7x32},   {micro_kernel_8x16, micro_kernel_8x32},
-    {micro_kernel_9x16, micro_kernel_9x32},   {micro_kernel_10x16, micro_kernel_10x32},
-    {micro_kernel_11x16, micro_kernel_11x32}, {micro_kernel_12x16, micro_kernel_12x32},
-    {micro_kernel_13x16, micro_kernel_13x32}, {micro_kernel_14x16, micro_kernel_14x32},
-};
+#define TABLE(kernel)                                                                                              \
+    {                                                                                                              \
+        {kernel##_1x16, kernel##_1x32},   {kernel##_2x16, kernel##_2x32},   {kernel##_3x16, kernel##_3x32},        \
+        {kernel##_4x16, kernel##_4x32},   {kernel##_5x16, kernel##_5x32},   {kernel##_6x16, kernel##_6x32},        \
+        {kernel##_7x16, kernel##_7x32},   {kernel##_8x16, kernel##_8x32},   {kernel##_9x16, kernel##_9x32},        \
+        {kernel##_10x16, kernel##_10x32}, {kernel##_11x16, kernel##_11x32}, {kernel##_12x16, kernel##_12x32},      \
+        {kernel##_13x16, kernel##_13x32}, {kernel##_14x16, kernel##_14x32},                                        \
+    }
+static const micro_kernel_fn micro_kernels[MR][2] = TABLE(micro_kernel);
+static const micro_kernel_fn micro_kernels_bf16[MR][2] = TABLE(micro_kernel_bf16);
+#undef TABLE
 
 void rstpm_gemm_scale_only(long m, long n, float beta, const float *bias, int clamp, float low, float high, float *c, long ldc) {
     for (long i = 0; i < m; ++i) {
@@ -309,27 +411,45 @@ void rstpm_gemm_scale_only(long m, long n, float beta, const float *bias, int cl
     }
 }
 
-// K cut into equal blocks of at most KC.
-static long k_block(long k) { return (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC); }
+// K cut into equal blocks of at most KC; even ones in bf16, so that no pair of k straddles two
+// blocks (the last block may be odd: its last pair is padded with zero).
+static long k_block(long k, int bf16) {
+    long block = (k + (k + KC - 1) / KC - 1) / ((k + KC - 1) / KC);
+    return bf16 ? (block + 1) / 2 * 2 : block;
+}
 
 // Where the packed panels of op(A) rows first_row.., columns pc..pc+kc start in a matrix of
-// `rows` rows packed whole by rstpm_pack_a (first_row a multiple of MR).
+// `rows` rows packed whole by rstpm_pack_a (first_row a multiple of MR). bf16 panels are
+// written in place over the f32 ones and keep their offsets.
 static const float *prepacked_panels(const struct rstpm_packed_a *packed, long first_row, long pc, long kc) {
     return packed->panels + pc * ((packed->rows + MR - 1) / MR * MR) + (packed->first_row + first_row) * kc;
 }
 
 long rstpm_packed_a_floats(long m, long k) { return (m + MR - 1) / MR * MR * k; }
 
-AVX512 void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels) {
-    const long block_k = k_block(k), padded_rows = (m + MR - 1) / MR * MR;
+// pack_a, then (bf16) each MR-row panel as pair rows.
+AVX512 static void pack_a_panels(int bf16, int transpose, const float *a, long lda, long ic, long mc, long pc, long kc,
+                                 float *packed) {
+    pack_a(transpose, a, lda, ic, mc, pc, kc, packed);
+    if (bf16)
+        for (long i0 = 0; i0 < mc; i0 += MR) pack_pairs(packed + i0 * kc, MR, kc);
+}
+
+AVX512 static void pack_whole_a(int bf16, long m, long k, const float *a, long lda, float *panels) {
+    const long block_k = k_block(k, bf16), padded_rows = (m + MR - 1) / MR * MR;
     for (long pc = 0; pc < k; pc += block_k) {
         long kc = k - pc < block_k ? k - pc : block_k;
-        pack_a(0, a, lda, 0, m, pc, kc, panels + pc * padded_rows);
+        pack_a_panels(bf16, 0, a, lda, 0, m, pc, kc, panels + pc * padded_rows);
     }
 }
 
-// `prepacked` (NULL: none) replaces packing op(A) from `a` (then not read).
-AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
+void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels) { pack_whole_a(0, m, k, a, lda, panels); }
+
+void rstpm_bf16_pack_a(long m, long k, const float *a, long lda, float *panels) { pack_whole_a(1, m, k, a, lda, panels); }
+
+// `prepacked` (NULL: none) replaces packing op(A) from `a` (then not read). `bf16`: A and B
+// rounded to bf16 while packing, products summed in f32.
+AVX512 static void gemm(int bf16, int transpose_a, long m, long n, long k, float alpha, const float *a, long lda,
                         const struct rstpm_packed_a *prepacked, const struct b_source *source_b, float beta,
                         const float *bias, int clamp, float low, float high, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
@@ -337,24 +457,25 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
         rstpm_gemm_scale_only(m, n, beta, bias, clamp, low, high, c, ldc);
         return;
     }
-    long block_k = k_block(k);
+    long block_k = k_block(k, bf16);
     long block_m = m < MC ? (m + MR - 1) / MR * MR : MC;
     long block_n = n < NC ? (n + NR - 1) / NR * NR : NC;
     long packed_a_floats = (block_m * block_k + 15) / 16 * 16;  // packed B starts 64-byte aligned
     float *packed_a = rstpm_gemm_scratch((size_t)(packed_a_floats + block_k * block_n));
     float *packed_b = packed_a + packed_a_floats;
+    const micro_kernel_fn(*kernels)[2] = bf16 ? micro_kernels_bf16 : micro_kernels;
     for (long jc = 0; jc < n; jc += NC) {
         long nc = n - jc < NC ? n - jc : NC;
         for (long pc = 0; pc < k; pc += block_k) {
             long kc = k - pc < block_k ? k - pc : block_k;
-            pack_b(source_b, pc, kc, jc, nc, packed_b);
+            pack_b(source_b, pc, kc, jc, nc, bf16, packed_b);
             for (long ic = 0; ic < m; ic += MC) {
                 long mc = m - ic < MC ? m - ic : MC;
                 const float *panels_a = packed_a;
                 if (prepacked)
                     panels_a = prepacked_panels(prepacked, ic, pc, kc);
                 else
-                    pack_a(transpose_a, a, lda, ic, mc, pc, kc, packed_a);
+                    pack_a_panels(bf16, transpose_a, a, lda, ic, mc, pc, kc, packed_a);
                 struct tile_update update = {
                     .alpha = alpha, .beta = beta, .first = pc == 0, .last = pc + kc == k,
                     .clamp = clamp, .low = low, .high = high,
@@ -366,8 +487,8 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
                     for (long ir = 0; ir < mc; ir += MR) {
                         long rows = mc - ir < MR ? mc - ir : MR;
                         update.bias = bias ? bias + ic + ir : NULL;
-                        micro_kernels[rows - 1][width > 16](kc, panels_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
-                                                            low_mask, high_mask, &update);
+                        kernels[rows - 1][width > 16](kc, panels_a + ir * kc, panel_b, c + (ic + ir) * ldc + jc + jr, ldc,
+                                                      low_mask, high_mask, &update);
                     }
                 }
             }
@@ -378,20 +499,36 @@ AVX512 static void gemm(int transpose_a, long m, long n, long k, float alpha, co
 void rstpm_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                  const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
     struct b_source source_b = {.transpose = transpose_b, .b = b, .ldb = ldb};
-    gemm(transpose_a, m, n, k, alpha, a, lda, NULL, &source_b, beta, NULL, 0, 0, 0, c, ldc);
+    gemm(0, transpose_a, m, n, k, alpha, a, lda, NULL, &source_b, beta, NULL, 0, 0, 0, c, ldc);
 }
 
 int rstpm_gemm_clamps(float low, float high) { return !(isinf(low) && low < 0 && isinf(high) && high > 0); }
 
+static void bias_clamp_product(int bf16, long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                               const struct b_source *source_b, const float *bias, float low, float high, float *c, long ldc) {
+    gemm(bf16, 0, m, n, k, 1, a, lda, packed_a, source_b, 0, bias, rstpm_gemm_clamps(low, high), low, high, c, ldc);
+}
+
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                             const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc) {
-    struct b_source source_b = {.b = b, .ldb = ldb};
-    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, rstpm_gemm_clamps(low, high), low, high, c, ldc);
+    bias_clamp_product(0, m, n, k, a, lda, packed_a, &(struct b_source){.b = b, .ldb = ldb}, bias, low, high, c, ldc);
+}
+
+void rstpm_bf16_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                                 const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc) {
+    bias_clamp_product(1, m, n, k, a, lda, packed_a, &(struct b_source){.b = b, .ldb = ldb}, bias, low, high, c, ldc);
 }
 
 void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc) {
     struct b_source source_b = {.convolution = input, .first_column = first_column};
-    gemm(0, m, n, k, 1, a, lda, packed_a, &source_b, 0, bias, rstpm_gemm_clamps(low, high), low, high, c, ldc);
+    bias_clamp_product(0, m, n, k, a, lda, packed_a, &source_b, bias, low, high, c, ldc);
+}
+
+void rstpm_bf16_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                                       const struct rstpm_convolution_input *input, long first_column,
+                                       const float *bias, float low, float high, float *c, long ldc) {
+    struct b_source source_b = {.convolution = input, .first_column = first_column};
+    bias_clamp_product(1, m, n, k, a, lda, packed_a, &source_b, bias, low, high, c, ldc);
 }

@@ -23,6 +23,8 @@ struct EngineBenchCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: "Timed forwards per configuration (the best is reported).")
     var iterations: Int = 5
 
@@ -50,6 +52,7 @@ struct EngineBenchCommand: ParsableCommand {
 
     func run() throws {
         let threads = engine.configureEngine(fallback: 2)
+        let precision = self.precision.configureEngine()
         // The engine's products run on its kernel set's C product (RSTPM_KERNELS, else the best
         // the CPU runs); the peak is the faster of it and OpenBLAS with its own threads.
         // The engine's kernel first: OpenBLAS's own threads keep spinning for a while after its
@@ -57,7 +60,7 @@ struct EngineBenchCommand: ParsableCommand {
         let kernelPeak = EngineBenchmarks.kernelGemm ? EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5, engineSplit: true) : nil
         let openBLASPeak = EngineBenchmarks.sgemm(m: 1024, n: 1024, k: 1024, iterations: 5)
         let peak = max(openBLASPeak.gigaflops, kernelPeak?.gigaflops ?? 0)
-        print("threads \(threads), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
+        print("threads \(threads), precision \(precision.rawValue), input \(size)x\(size), taps 0..2 (strides 4, 8, 16), "
               + (training ? "training step (forward + backward; GFLOPS count the forward only)" : "BatchNorm folded") + ", best of \(iterations)")
         print("sgemm 1024^3 peak: \(Engine.kernelSet.rawValue) kernels " + (kernelPeak.map { String(format: "%.1f GFLOPS", $0.gigaflops) } ?? "off")
               + String(format: ", OpenBLAS %.1f GFLOPS", openBLASPeak.gigaflops) + " (\(Engine.blasCoreName) kernels)")

@@ -17,6 +17,8 @@ struct ClassifyCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Argument(help: "Images (PNG, JPEG, BMP or TIFF).")
     var images: [String]
 
@@ -26,6 +28,7 @@ struct ClassifyCommand: ParsableCommand {
 
     func run() throws {
         engine.configureEngine()
+        precision.configureEngine()
         let checkpoint = weights.map { URL(fileURLWithPath: $0) }
             ?? engine.weightsDirectory.appendingPathComponent(backbone.defaultCheckpointFileName)
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {

@@ -26,3 +26,21 @@ struct EngineOptions: ParsableArguments {
         return Engine.threadCount
     }
 }
+
+extension Precision: ExpressibleByArgument {}
+
+/// `--precision`, in every command that runs trained or frozen networks for inference (eval,
+/// infer, bench, classify); training always runs in f32.
+struct PrecisionOptions: ParsableArguments {
+    @Option(help: "Precision of the inference convolutions: f32 (the reference) or bf16 (CPUs with avx512_bf16; default: $RSTPM_PRECISION, else f32).")
+    var precision: Precision?
+
+    /// Switches the engine to `--precision`, if given (else it runs RSTPM_PRECISION or f32): one
+    /// that cannot run on this CPU stops the process with a message and exit status 2. Returns
+    /// the precision in use.
+    @discardableResult
+    func configureEngine() -> Precision {
+        if let precision { Engine.choosePrecision(precision, source: "--precision \(precision.rawValue)") }
+        return Engine.precision
+    }
+}

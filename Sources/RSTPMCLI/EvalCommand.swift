@@ -30,6 +30,8 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: "Images per network batch (the time per image is the batch's time divided by its size).")
     var batchSize = 1
 
@@ -52,6 +54,8 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         engine.configureEngine()
+        let precision = self.precision.configureEngine()
+        print("precision \(precision.rawValue) (inference convolutions; f32 is the reference)\n")
         let weightsDirectory = engine.weightsDirectory
         // List every data set first: a wrong folder should fail before minutes of inference.
         let datasets = try categories.map { try MVTecCategory(root: URL(fileURLWithPath: $0)) }
@@ -71,7 +75,8 @@ struct EvalCommand: ParsableCommand {
             if let point = category.operatingPoint { print(point.headline) }
             print("")
         }
-        let evaluation = EvaluationReport(title: "rstpm eval: " + reports.map(\.category).joined(separator: ", "), categories: reports)
+        let evaluation = EvaluationReport(title: "rstpm eval: " + reports.map(\.category).joined(separator: ", "), categories: reports,
+                                          precision: precision.rawValue)
         for table in evaluation.summaries { print(table.rendered(), terminator: "\n\n") }
         if let report {
             try HTMLReport.write(evaluation, to: URL(fileURLWithPath: report))

@@ -24,6 +24,8 @@ struct InferCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: "Images per network batch.")
     var batchSize = 4
 
@@ -44,6 +46,7 @@ struct InferCommand: ParsableCommand {
     func run() throws {
         let inputs = try Self.expand(images)
         engine.configureEngine()
+        precision.configureEngine()
         let model = try RSTPMModel.load(bundle: URL(fileURLWithPath: self.model), weightsDirectory: engine.weightsDirectory)
         var failures = 0, skipped = 0
         let outFolder = URL(fileURLWithPath: out)

@@ -18,6 +18,8 @@ struct MethodBenchCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup var precision: PrecisionOptions
+
     @Option(help: "Training batch size.")
     var batch = 8
 
@@ -42,13 +44,16 @@ struct MethodBenchCommand: ParsableCommand {
 
     func run() throws {
         let threads = engine.configureEngine(fallback: 2)
+        let precision = self.precision.configureEngine()
+        // The training phases run in f32, as `rstpm train` does; `precision` is the inference timing's.
+        Engine.usePrecision(.f32)
         let weights = engine.weightsDirectory
         let trained = try model.map { try RSTPMModel.load(bundle: URL(fileURLWithPath: $0), weightsDirectory: weights) }
         let configuration = trained?.manifest.configuration ?? RSTPMConfiguration()
         let teachers = try TeacherSet.pretrained(teacher1: configuration.teacher1, teacher2: configuration.teacher2, weightsDirectory: weights)
         let networks = RSTPMNetworks(configuration: configuration, teachers: teachers)
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
-        print("threads \(threads), input \(W)x\(H), \(configuration.teacher1) + \(configuration.teacher2), S2 \(configuration.studentVariant.rawValue) "
+        print("threads \(threads), inference precision \(precision.rawValue), input \(W)x\(H), \(configuration.teacher1) + \(configuration.teacher2), S2 \(configuration.studentVariant.rawValue) "
               + "attention \(configuration.attention), D width \(configuration.discriminatorBaseWidth) at \(configuration.discriminatorWidth)x\(configuration.discriminatorHeight)")
 
         // Smooth random "products" (values do not change the timing) and pseudo-anomalies of them.
@@ -87,6 +92,7 @@ struct MethodBenchCommand: ParsableCommand {
         var exported: [(String, StoredTensor)] = [("train.input", stored(studentInput)), ("train.pseudo_input", stored(pseudoInput)),
                                                   ("train.mask", stored(mask))]
         if let trained {
+            Engine.usePrecision(precision)
             // Inference: preprocessed images in, final/S-T/D maps and scores out (RSTPMModel.inspect).
             for size in inferBatches {
                 let planar = Array(images.prefix(size))

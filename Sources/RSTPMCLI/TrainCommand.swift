@@ -127,6 +127,8 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         engine.configureEngine()
+        // Training runs in f32 whatever RSTPM_PRECISION says: the frozen teachers' features included.
+        Engine.usePrecision(.f32)
         let configuration = try resolvedConfiguration()
         try checkOutput()
         let bar = ProgressLine()

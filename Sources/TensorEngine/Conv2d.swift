@@ -308,14 +308,15 @@ public final class Conv2d: Layer {
     }
 
     /// In `.inference`, each group's weights (rows, columns) packed for the kernel set's product,
-    /// packed again only when the weights (or the kernel set, whose layout it is) change; nil (and nothing kept) in the other modes,
+    /// packed again only when the weights (or the kernel set or precision, whose layout it is) change; nil (and nothing kept) in the other modes,
     /// where the weights change every step.
     private func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
         guard mode == .inference else {
             packedWeights = nil
             return nil
         }
-        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set { return packedWeights }
+        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
+           packedWeights.precision == kernels.precision { return packedWeights }
         let packed = weight.value.scalars.withUnsafeBufferPointer {
             PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version)
         }
@@ -356,7 +357,8 @@ public final class Conv2d: Layer {
         let products = N * groups
         let parts = Swift.max(1, Swift.min(L / (2 * kernels.gemmColumns), (Engine.threadCount + products - 1) / products))
         let packed = frozenPackedWeights(rows: Og, columns: K)
-        let (product, unit) = (kernels.c!.convolution_bias_clamp!, kernels.gemmColumns)
+        // Packed weights are multiplied by the table that packed them (bf16 where chosen).
+        let (product, unit) = ((packed == nil ? kernels.c : kernels.frozen)!.convolution_bias_clamp!, kernels.gemmColumns)
         parallelRanges(count: products * parts) { range in
             for task in range {
                 let (item, part) = (task / parts, task % parts)

@@ -183,7 +183,8 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
 ///
-/// `packedA`: A already packed by the engine's kernel set (frozen weights), used when its product runs.
+/// `packedA`: A already packed by the engine's `frozen` kernels (frozen weights, in the engine's precision),
+/// used when its product runs.
 func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
                        b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -222,7 +223,8 @@ private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Fl
                                      b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
-    let product = kernels.c!.sgemm_bias_clamp!
+    // Packed weights are multiplied by the table that packed them (bf16 where chosen).
+    let product = (packedA == nil ? kernels.c : kernels.frozen)!.sgemm_bias_clamp!
     let splitColumns = n >= m
     let extent = splitColumns ? n : m, unit = splitColumns ? kernels.gemmColumns : kernels.gemmRows
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))

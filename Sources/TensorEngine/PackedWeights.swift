@@ -1,21 +1,24 @@
 import CKernels
 
 /// A convolution's weights packed once for the kernel set's C product: each group's (rows,
-/// columns) matrix in the panels the set's `pack_a` writes (the layout follows the set's
-/// register tile), so that products with frozen weights (`.inference`) skip packing A on every
-/// call. `version` is the weight parameter's version it was packed from: any later change to the
-/// weights, or to the engine's kernel set, makes it stale.
+/// columns) matrix in the panels the `frozen` table's `pack_a` writes (the layout follows the
+/// set's register tile and the precision), so that products with frozen weights (`.inference`)
+/// skip packing A on every call; they multiply with the same table. `version` is the weight
+/// parameter's version it was packed from: any later change to the weights, or to the engine's
+/// kernel set or precision, makes it stale.
 final class PackedWeights {
     let version: Int
     let kernelSet: KernelSet
+    let precision: Precision
     let rows: Int, columns: Int, groups: Int
     private let groupFloats: Int
     private let panels: UnsafeMutablePointer<Float>
 
-    /// Packs with the engine's current kernel set, which must have a C product.
+    /// Packs with the engine's current kernel set and precision; the set must have a C product.
     init(_ weights: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int, version: Int) {
-        let c = kernels.c!
-        (self.version, kernelSet, self.rows, self.columns, self.groups) = (version, kernels.set, rows, columns, groups)
+        let c = kernels.frozen!
+        (self.version, kernelSet, precision) = (version, kernels.set, kernels.precision)
+        (self.rows, self.columns, self.groups) = (rows, columns, groups)
         groupFloats = c.packed_a_floats(rows, columns)
         panels = .allocate(capacity: groups * groupFloats)
         for group in 0..<groups {

@@ -165,4 +165,37 @@ final class CLIHandlingTests: XCTestCase {
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("evaluation.json"))) as? [String: Any])
         XCTAssertEqual((report["maps"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["S-T", "D", "full"])
     }
+
+    /// `rstpm eval` says which precision it ran in: on the terminal, in report.json and in the
+    /// HTML report's header line; f32 by default, bf16 with --precision bf16 where the CPU runs it.
+    func testEvalReportsItsPrecision() throws {
+        let model = try BinaryHarness.tinyModel()
+        let folder = try scratchFolder()
+        let data = folder.appendingPathComponent("bottle"), bottle = BinaryHarness.bottle
+        let manager = FileManager.default
+        for (type, index) in [("good", "000"), ("broken_large", "000")] {
+            try manager.createDirectory(at: data.appendingPathComponent("test/\(type)"), withIntermediateDirectories: true)
+            try manager.createSymbolicLink(at: data.appendingPathComponent("test/\(type)/\(index).png"),
+                                           withDestinationURL: bottle.appendingPathComponent("test/\(type)/\(index).png"))
+            guard type != "good" else { continue }
+            try manager.createDirectory(at: data.appendingPathComponent("ground_truth/\(type)"), withIntermediateDirectories: true)
+            try manager.createSymbolicLink(at: data.appendingPathComponent("ground_truth/\(type)/\(index)_mask.png"),
+                                           withDestinationURL: bottle.appendingPathComponent("ground_truth/\(type)/\(index)_mask.png"))
+        }
+        for precision in ["f32", "bf16"] {
+            let report = folder.appendingPathComponent("report-\(precision)")
+            let eval = try rstpm(["eval", "--model", model.path, "--data", data.path, "--weights-dir", TestPaths.weightsDirectory.path,
+                                  "--report", report.path] + (precision == "f32" ? [] : ["--precision", precision]))
+            if precision == "bf16" && eval.status == 2 && eval.output.contains("lacks avx512_bf16") {
+                print("bf16 eval not checked: this CPU lacks avx512_bf16")
+                continue
+            }
+            XCTAssertEqual(eval.status, 0, eval.output)
+            XCTAssertTrue(eval.output.contains("precision \(precision) (inference convolutions"), eval.output)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: report.appendingPathComponent("report.json"))) as? [String: Any])
+            XCTAssertEqual(json["precision"] as? String, precision)
+            let html = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
+            XCTAssertTrue(html.contains("· precision \(precision) ·"), "index.html does not name precision \(precision)")
+        }
+    }
 }

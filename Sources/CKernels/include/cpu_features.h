@@ -48,6 +48,11 @@ struct rstpm_kernel_set {
 /// The AVX-512 set (AVX-512 F, BW, DQ, VL and FMA), or NULL where this CPU lacks them.
 const struct rstpm_kernel_set *rstpm_avx512_kernels(void);
 
+/// The AVX-512 set with its inference products in bf16 (pack_a, sgemm_bias_clamp and
+/// convolution_bias_clamp, see gemm.h), or NULL where this CPU lacks AVX-512 BF16. Its other
+/// entries are the AVX-512 set's, f32.
+const struct rstpm_kernel_set *rstpm_avx512_bf16_kernels(void);
+
 /// The AVX2 + FMA set, or NULL where this CPU lacks them.
 const struct rstpm_kernel_set *rstpm_avx2_kernels(void);
 

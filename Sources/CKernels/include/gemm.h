@@ -31,7 +31,7 @@ void rstpm_pack_a(long m, long k, const float *a, long lda, float *panels);
 void rstpm_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                             const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc);
 
-/// One item (one group) of a convolution's input, seen as the matrix its im2col unfolds: row
+/// One item (one group) of a convolution's input (kernel at most 7), seen as the matrix its im2col unfolds: row
 /// c * kernel^2 + ky * kernel + kx, column oy * output_width + ox holds input channel c at
 /// (oy * stride + ky - padding, ox * stride + kx - padding), zero outside. `planes` holds the
 /// input (channels, height, width) with each row split into its stride phases: row iy is
@@ -48,5 +48,17 @@ struct rstpm_convolution_input {
 void rstpm_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
                                   const struct rstpm_convolution_input *input, long first_column,
                                   const float *bias, float low, float high, float *c, long ldc);
+
+/// bf16 variants of rstpm_pack_a, rstpm_sgemm_bias_clamp and rstpm_convolution_bias_clamp (the
+/// inference products): A and B are rounded to bf16 (to nearest even) while they are packed, and
+/// each product of two k is summed in f32 (vdpbf16ps); bias and clamp as in f32. A packed by
+/// rstpm_bf16_pack_a takes as many floats as rstpm_packed_a_floats says and is read only by these
+/// products. AVX-512 BF16: call them only through rstpm_avx512_bf16_kernels() (cpu_features.h).
+void rstpm_bf16_pack_a(long m, long k, const float *a, long lda, float *panels);
+void rstpm_bf16_sgemm_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                                 const float *b, long ldb, const float *bias, float low, float high, float *c, long ldc);
+void rstpm_bf16_convolution_bias_clamp(long m, long n, long k, const float *a, long lda, const struct rstpm_packed_a *packed_a,
+                                       const struct rstpm_convolution_input *input, long first_column,
+                                       const float *bias, float low, float high, float *c, long ldc);
 
 #endif

@@ -54,6 +54,7 @@ public enum HTMLReport {
         var body = "<h1>\(escape(report.title))</h1>\n"
         body += "<p class=\"meta\">Created \(escape(report.createdAt)) · \(report.categories.count) "
             + (report.categories.count == 1 ? "category" : "categories")
+            + (report.precision.map { " · precision \(escape($0))" } ?? "")
             + " · metrics as in docs/metrics.md (image AUROC, pixel AUROC, AUPRO up to FPR \(report.categories.first.map { format($0.fprLimit) } ?? "0.3"), F1-max), in percent</p>\n"
         let headlines = report.categories.compactMap { category in
             category.operatingPoint.map { "<li><b>\(escape(category.category))</b>: \(escape($0.headline))</li>" }

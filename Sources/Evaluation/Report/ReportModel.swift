@@ -187,15 +187,19 @@ public struct EvaluationReport: Codable, Equatable {
     /// ISO 8601.
     public var createdAt: String
     public var categories: [CategoryReport]
+    /// The engine precision of the inference convolutions (`f32`, `bf16`); nil in reports
+    /// written before it was recorded.
+    public var precision: String?
     /// One table per map name (in the order of the first category's maps), a row per category
     /// and a "mean" summary; empty for a single category.
     public var summaries: [ResultsTable]
 
-    public init(title: String, createdAt: Date = Date(), categories: [CategoryReport]) {
+    public init(title: String, createdAt: Date = Date(), categories: [CategoryReport], precision: String? = nil) {
         self.formatVersion = Self.currentFormatVersion
         self.title = title
         self.createdAt = ISO8601DateFormatter().string(from: createdAt)
         self.categories = categories
+        self.precision = precision
         self.summaries = Self.summaries(of: categories)
     }
 
