@@ -3,6 +3,7 @@ import ContinuousLearning
 import DaemonSupport
 import Foundation
 import Logging
+import OperatorErrors
 import SystemPackage
 import Systemd
 
@@ -90,7 +91,7 @@ public final class DaemonService {
             if ModelStore.isStore(line.modelBundle, syscalls: syscalls) {
                 let store = ModelStore(root: line.modelBundle, syscalls: syscalls)
                 guard let current = try store.current() else {
-                    throw ModelStoreError(store: line.modelBundle, problem: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
+                    throw OperatorError(.notFound, path: line.modelBundle.string, problem: "`current` is missing", hint: "run `rstpm model rollback LINE VERSION`")
                 }
                 bundle = current.path
                 version = current.name

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import RSTPM
 import SystemPackage
 
@@ -29,14 +30,14 @@ public final class RSTPMInspector: Inspector {
     }
 
     /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
-    /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
+    /// manifest's SHA-256); throws an `OperatorError` naming the file at fault.
     public convenience init(bundle: FilePath, weightsDirectory: URL,
                             imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
         let model: RSTPMModel
         do {
             model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
-        } catch let error as RSTPMError {
-            throw RSTPMError(path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
+        } catch let error as OperatorError {
+            throw OperatorError(error.kind, path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
         }
         self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
     }
@@ -116,13 +117,12 @@ public final class RSTPMInspector: Inspector {
     private func decodeImage(_ data: [UInt8], name: String, targetSize: ImageSize?) throws -> DecodedImage {
         do {
             return try ImageDecoder.decodeCompact(data: data, name: name, limits: imageLimits, targetSize: targetSize)
-        } catch let error as ImageError {
-            switch error.reason {
-            case .tooLarge:
-                let size = error.declaredSize ?? ImageSize(width: 0, height: 0)
-                throw InspectionError.tooLarge(width: size.width, height: size.height, limit: imageLimits.maxPixels)
+        } catch let error as OperatorError {
+            switch error.kind {
+            case .imageTooLarge(let width, let height):
+                throw InspectionError.tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
             case .unsupported:
-                throw InspectionError.unsupportedFormat(message: error.detail)
+                throw InspectionError.unsupportedFormat(message: error.problem)
             default:
                 throw InspectionError.decodeFailure(message: error.problem)
             }

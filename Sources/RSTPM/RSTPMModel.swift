@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import TensorEngine
 
 /// What inference says about one image. Maps are (height, width) at the model's input size,
@@ -46,13 +47,13 @@ public final class RSTPMModel {
         let (manifest, tensors) = try ModelBundle.read(from: bundle)
         for (expected, actual) in zip(manifest.teachers, teachers.records) {
             guard expected.kind == actual.kind, expected.checkpointSHA256 == actual.checkpointSHA256 else {
-                throw RSTPMError(path: bundle.path,
+                throw OperatorError(.wrongWeights, path: bundle.path,
                                  problem: "model was trained with \(expected.role) \(expected.kind) sha256 \(expected.checkpointSHA256), these weights are \(actual.kind) sha256 \(actual.checkpointSHA256)",
                                  hint: "use the weights directory with \(expected.checkpointFile) the model was trained with")
             }
         }
         guard teachers.records.count == manifest.teachers.count else {
-            throw RSTPMError(path: bundle.path, problem: "expected \(manifest.teachers.count) teacher records", hint: "internal: pass T1 and T2 records")
+            throw OperatorError(.invalidInput, path: bundle.path, problem: "expected \(manifest.teachers.count) teacher records", hint: "internal: pass T1 and T2 records")
         }
         let networks = RSTPMNetworks(configuration: manifest.configuration, teachers: teachers)
         try ModelBundle.load(tensors, into: networks, path: bundle.appendingPathComponent(ModelBundle.weightsFileName).path)

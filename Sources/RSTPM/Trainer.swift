@@ -4,6 +4,7 @@ import BuildInfo
 import Checkpoints
 import Foundation
 import Logging
+import OperatorErrors
 import TensorEngine
 
 /// Progress of a training run, reported after every step and at the end of every epoch.
@@ -45,10 +46,10 @@ public final class RSTPMTrainer {
                 textures: any TextureSource, logger: Logger) throws {
         let problems = configuration.problems()
         guard problems.isEmpty else {
-            throw RSTPMError(path: "configuration", problem: problems.joined(separator: "; "), hint: "fix the configuration file or flags")
+            throw OperatorError(.invalidInput, path: "configuration", problem: problems.joined(separator: "; "), hint: "fix the configuration file or flags")
         }
         guard data.images.count >= 3 else {
-            throw RSTPMError(path: data.folder.path, problem: "\(data.images.count) images; training needs at least 3 (2 train + 1 validation)",
+            throw OperatorError(.empty, path: data.folder.path, problem: "\(data.images.count) images; training needs at least 3 (2 train + 1 validation)",
                              hint: "add normal images")
         }
         self.configuration = configuration
@@ -97,7 +98,7 @@ public final class RSTPMTrainer {
         let temporary = checkpointDirectory.appendingPathComponent(".\(name).tmp")
         try SafeTensors.write(pairs, metadata: ["format": "rstpm-checkpoint"], to: temporary)
         guard rename(temporary.path, url.path) == 0 else {  // atomic replace: a crash leaves the old or the new file
-            throw RSTPMError(path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
+            throw OperatorError(.writeFailed, path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
         }
     }
 
@@ -134,7 +135,7 @@ public final class RSTPMTrainer {
             var part: [String: Tensor] = [:]
             for (key, tensor) in resumedOptimizerState where key.hasPrefix(prefix) { part[String(key.dropFirst(prefix.count))] = tensor }
             do { try importer(part, source) } catch {
-                throw RSTPMError(path: source, problem: "optimiser state does not fit (\(error))",
+                throw OperatorError(.conflict, path: source, problem: "optimiser state does not fit (\(error))",
                                  hint: "resume with the same configuration, or start afresh without --resume")
             }
         }
@@ -162,7 +163,7 @@ public final class RSTPMTrainer {
             comparable.studentEpochs = configuration.studentEpochs
             comparable.discriminatorEpochs = configuration.discriminatorEpochs
             guard comparable == configuration else {
-                throw RSTPMError(path: progressURL.path, problem: "the checkpoint was made with another configuration",
+                throw OperatorError(.conflict, path: progressURL.path, problem: "the checkpoint was made with another configuration",
                                  hint: "resume with the same flags and config file (only --epochs may change), or start afresh without --resume")
             }
             state = saved
@@ -287,7 +288,7 @@ public final class RSTPMTrainer {
                     loss = networks.studentTrainingStep(input: clean, optimizers: optimizers)
                 }
                 guard loss.isFinite else {  // the last finished epoch stays in the checkpoints
-                    throw RSTPMError(path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
+                    throw OperatorError(.trainingDiverged, path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
                 }
                 let done = Double(epoch - 1) + Double(step + 1) / Double(batches.count)
                 try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,

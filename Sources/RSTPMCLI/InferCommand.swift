@@ -7,6 +7,7 @@ import Evaluation
 import Foundation
 import Imaging
 import InspectionDaemon
+import OperatorErrors
 import RSTPM
 import TensorEngine
 
@@ -152,13 +153,13 @@ struct InferCommand: ParsableCommand {
             }
             let names: [String]
             do { names = try FileManager.default.contentsOfDirectory(atPath: argument) } catch {
-                throw RSTPMError(path: argument, problem: "cannot list the folder (\(error.localizedDescription))", hint: "check its permissions")
+                throw OperatorError(.unreadable, path: argument, problem: "cannot list the folder (\(error.localizedDescription))", hint: "check its permissions")
             }
             let images = names.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".heatmap.png") && ImageDecoder.hasImageExtension(URL(fileURLWithPath: $0)) }
                 .sorted().map { (argument as NSString).appendingPathComponent($0) }
                 .filter { var folder: ObjCBool = false; return !(FileManager.default.fileExists(atPath: $0, isDirectory: &folder) && folder.boolValue) }
             guard !images.isEmpty else {
-                throw RSTPMError(path: argument, problem: "the folder holds no .png, .jpg, .jpeg, .bmp, .tif or .tiff file",
+                throw OperatorError(.empty, path: argument, problem: "the folder holds no .png, .jpg, .jpeg, .bmp, .tif or .tiff file",
                                  hint: "name the images, or pass the folder that holds them (subfolders are not searched)")
             }
             paths += images

@@ -145,9 +145,10 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
 ///
 /// Each call runs single-threaded; large products are split here into column (or row) blocks
 /// of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which on a
-/// small machine steals the cores from the engine's other parallel loops.
+/// small machine steals the cores from the engine's other parallel loops. `package`: the
+/// EngineBench module times it.
 @inline(__always)
-func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+package func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
            b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -264,9 +265,9 @@ extension FusedActivation {
 
 /// Whether the kernel set's C product runs this shape: it is faster than OpenBLAS from 2 rows
 /// and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS, as do all
-/// under the generic set.
+/// under the generic set. `package`: the EngineBench module reports it.
 @inline(__always)
-func kernelGemm(m: Int, n: Int) -> Bool {
+package func kernelGemm(m: Int, n: Int) -> Bool {
     n >= 16 && m >= 2 && kernels.c != nil
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import TestSupport
 import XCTest
 
@@ -56,39 +57,39 @@ final class ImagingTests: XCTestCase {
     }
 
     func testErrorsAreTypedAndNameTheFile() throws {
-        func reason(_ bytes: Data, limits: ImageLimits = .default, _ name: String = "inbox/x") -> ImageError.Reason? {
+        func kind(_ bytes: Data, limits: ImageLimits = .default, _ name: String = "inbox/x") -> OperatorError.Kind? {
             do {
                 _ = try ImageDecoder.decode(data: bytes, name: name, limits: limits)
                 return nil
-            } catch let error as ImageError {
+            } catch let error as OperatorError {
                 XCTAssertEqual(error.path, name)
                 XCTAssertTrue(error.description.contains(name), error.description)
-                XCTAssertFalse(error.detail.isEmpty)
-                return error.reason
+                XCTAssertFalse(error.problem.hasSuffix("the codec gave no reason"), error.problem)
+                return error.kind
             } catch {
                 XCTFail("untyped error \(error)")
                 return nil
             }
         }
         let png = try data("rgb8.png"), jpeg = try data("progressive.jpg")
-        XCTAssertEqual(reason(Data()), .empty)
-        XCTAssertEqual(reason(Data("GIF89a....".utf8)), .unsupported)
-        XCTAssertEqual(reason(png.prefix(png.count / 2)), .truncated)
-        XCTAssertEqual(reason(png.prefix(5)), .truncated)
-        XCTAssertEqual(reason(png.dropLast(12)), .truncated, "cut off right before IEND")
-        XCTAssertEqual(reason(jpeg.prefix(jpeg.count / 2)), .truncated)
-        XCTAssertEqual(reason(jpeg.prefix(100)), .truncated)
-        XCTAssertEqual(reason(try data("huge_declared.png")), .tooLarge)
-        XCTAssertEqual(reason(try data("huge_declared.jpg")), .tooLarge)
-        XCTAssertEqual(reason(png, limits: ImageLimits(maxPixels: 1000)), .tooLarge)
+        XCTAssertEqual(kind(Data()), .empty)
+        XCTAssertEqual(kind(Data("GIF89a....".utf8)), .unsupported)
+        XCTAssertEqual(kind(png.prefix(png.count / 2)), .truncated)
+        XCTAssertEqual(kind(png.prefix(5)), .truncated)
+        XCTAssertEqual(kind(png.dropLast(12)), .truncated, "cut off right before IEND")
+        XCTAssertEqual(kind(jpeg.prefix(jpeg.count / 2)), .truncated)
+        XCTAssertEqual(kind(jpeg.prefix(100)), .truncated)
+        XCTAssertEqual(kind(try data("huge_declared.png")), .imageTooLarge(width: 20000, height: 20000))
+        XCTAssertEqual(kind(try data("huge_declared.jpg")), .imageTooLarge(width: 20000, height: 20000))
+        XCTAssertEqual(kind(png, limits: ImageLimits(maxPixels: 1000)), .imageTooLarge(width: 37, height: 29))
         var flipped = png
         flipped[flipped.count / 2] ^= 0x10
-        XCTAssertEqual(reason(flipped), .corrupt, "a flipped IDAT bit fails its CRC")
+        XCTAssertEqual(kind(flipped), .malformed, "a flipped IDAT bit fails its CRC")
         var badHeader = png
         badHeader[12] = UInt8(ascii: "X")  // IHDR -> XHDR
-        XCTAssertEqual(reason(badHeader), .corrupt)
+        XCTAssertEqual(kind(badHeader), .malformed)
         XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: file("missing.png"))) { error in
-            XCTAssertEqual((error as? ImageError)?.reason, .unreadable)
+            XCTAssertEqual((error as? OperatorError)?.kind, .unreadable)
         }
     }
 
