@@ -68,7 +68,7 @@ let package = Package(
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "Evaluation", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         // Procedural fabric photos for `rstpm demo` and `demo-data` (not part of the method).
@@ -92,7 +92,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "BuildInfo",
+                "RSTPM", "TensorEngine", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "RSTPM", "TensorEngine", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
         .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
         .testTarget(name: "ReviewTests", dependencies: ["Review", "InspectionDaemon", "ContinuousLearning", "TestSupport", .product(name: "Logging", package: "swift-log")]),
     ],
