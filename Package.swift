@@ -70,7 +70,7 @@ let package = Package(
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "Evaluation", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         // Procedural fabric photos for `rstpm demo` and `demo-data` (not part of the method).
@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Checkpoints", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "OperatorErrors", "BuildInfo",
+                "RSTPM", "TensorEngine", "Checkpoints", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "OperatorErrors", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "OperatorErrors", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Imaging", "OperatorErrors", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: [
-            "InspectionDaemon", "DaemonSupport", "Checkpoints", "Evaluation", "Imaging", "Systemd", "BuildInfo", "TestSupport",
+            "InspectionDaemon", "RSTPM", "TensorEngine", "DaemonSupport", "Checkpoints", "Evaluation", "Imaging", "Systemd", "BuildInfo", "TestSupport",
             .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system"),
         ]),
         .testTarget(name: "ContinuousLearningTests", dependencies: [

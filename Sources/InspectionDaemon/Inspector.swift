@@ -16,15 +16,27 @@ import SystemPackage
 public struct ModelIdentity: Sendable, Equatable, Codable {
     public var identifier: String
     public var version: String
+    /// The precision of the model's inference products (`f32`, `bf16`; `PrecisionChoice`); nil
+    /// where no network runs (test doubles) and in verdicts from before it was recorded.
+    public var precision: String?
 
-    public init(identifier: String, version: String) {
+    public init(identifier: String, version: String, precision: String? = nil) {
         self.identifier = identifier
         self.version = version
+        self.precision = precision
     }
 
     enum CodingKeys: String, CodingKey {
         case identifier = "id"
-        case version
+        case version, precision
+    }
+
+    /// Every key, `precision` as null when unknown, as the verdict writes every field.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(identifier, forKey: .identifier)
+        try c.encode(version, forKey: .version)
+        try c.encode(precision, forKey: .precision)
     }
 }
 

@@ -142,7 +142,8 @@ public final class LinePipeline {
     /// `rstpmd_model_info` and `rstpmd_threshold` for the model that serves the line.
     func recordModel(_ inspector: any Inspector) {
         let identity = inspector.modelIdentity
-        metrics.setInfo("rstpmd_model_info", labels: ["line": configuration.name, "model_id": identity.identifier, "version": identity.version])
+        metrics.setInfo("rstpmd_model_info", labels: ["line": configuration.name, "model_id": identity.identifier, "version": identity.version,
+                                                      "precision": identity.precision ?? "unknown"])
         if let threshold = configuration.thresholdOverride ?? inspector.modelThreshold {
             metrics.set("rstpmd_threshold", labels: ["line": configuration.name], to: Double(threshold))
         }

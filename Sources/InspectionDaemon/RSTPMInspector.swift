@@ -3,6 +3,7 @@ import Imaging
 import OperatorErrors
 import RSTPM
 import SystemPackage
+import TensorEngine
 
 /// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
 /// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
@@ -15,22 +16,28 @@ public final class RSTPMInspector: Inspector {
     /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
+    /// The precision the model's inference products run in, and why.
+    public let precisionChoice: PrecisionChoice
     public var modelThreshold: Float? { model.threshold }
 
     /// 40 megapixels: a decoded image takes 3 bytes per pixel (12 from a 16-bit file), and a
     /// line holds up to three batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
+    /// `precision`: nil runs the engine's (RSTPM_PRECISION, else f32).
     public init(model: RSTPMModel, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
-                heatmapResolution: HeatmapResolution = .default) {
+                heatmapResolution: HeatmapResolution = .default, precision: PrecisionChoice? = nil) {
         self.model = model
         self.imageLimits = imageLimits
         self.heatmapResolution = heatmapResolution
-        modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        precisionChoice = precision ?? PrecisionChoice(precision: Engine.precision, reason: "the engine's precision")
+        model.networks.setInferencePrecision(precisionChoice.precision)
+        modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt, precision: precisionChoice.precision.rawValue)
     }
 
     /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
-    /// manifest's SHA-256); throws an `OperatorError` naming the file at fault.
+    /// manifest's SHA-256), in the precision `PrecisionChoice` picks for it; throws
+    /// an `OperatorError` naming the file at fault.
     public convenience init(bundle: FilePath, weightsDirectory: URL,
                             imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
         let model: RSTPMModel
@@ -39,7 +46,7 @@ public final class RSTPMInspector: Inspector {
         } catch let error as OperatorError {
             throw OperatorError(error.kind, path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
         }
-        self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
+        self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution, precision: PrecisionChoice.choose(for: model.manifest))
     }
 
     /// The loader's hints speak of `rstpm`'s flags; an operator of rstpmd sets YAML keys and a

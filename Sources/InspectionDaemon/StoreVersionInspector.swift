@@ -11,7 +11,7 @@ final class StoreVersionInspector: Inspector {
 
     init(_ inner: any Inspector, version: String) {
         self.inner = inner
-        self.modelIdentity = ModelIdentity(identifier: inner.modelIdentity.identifier, version: version)
+        self.modelIdentity = ModelIdentity(identifier: inner.modelIdentity.identifier, version: version, precision: inner.modelIdentity.precision)
     }
 
     func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {

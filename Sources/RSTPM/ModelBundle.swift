@@ -60,6 +60,11 @@ public struct BundleManifest: Codable, Equatable {
     public var weightsSHA256: String
     /// Tensor name -> shape, as stored in weights.safetensors.
     public var tensors: [String: [Int]]
+    /// The accuracy check of each reduced inference precision against f32 (`PrecisionCheck`),
+    /// by precision name (`bf16`), as `rstpm train` ran it on the CPU it trained on; rstpmd runs
+    /// a model in the fastest precision that passed. Nil in bundles trained before the check,
+    /// or where no reduced precision ran: those run f32.
+    public var precisions: [String: PrecisionCheck]? = nil
 }
 
 extension BundleManifest {

@@ -214,7 +214,7 @@ public final class RSTPMTrainer {
             logger.warning("threshold calibrated on only \(scores.count) validation image(s), fewer than \(Self.fewValidationImages): it may reject good parts; train on more normal images or raise validationFraction",
                            metadata: ["validation_images": "\(scores.count)"])
         }
-        let manifest = BundleManifest(
+        var manifest = BundleManifest(
             formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
             createdAt: ISO8601DateFormatter().string(from: Date()), rstpmVersion: RSTPMBuild.description, configuration: configuration, teachers: networks.teachers.records,
             inputWidth: configuration.inputWidth, inputHeight: configuration.inputHeight,
@@ -227,9 +227,26 @@ public final class RSTPMTrainer {
                               discriminatorBestEpoch: state.bestEpoch, scoreMax: scores.max() ?? 0,
                               scoreMean: scores.reduce(0, +) / Float(max(1, scores.count))),
             weightsSHA256: "", tensors: [:])
+        manifest.precisions = try checkPrecisions(threshold: threshold)
         try? FileManager.default.removeItem(at: checkpointDirectory)
         let written = try ModelBundle.write(networks: networks, manifest: manifest, to: output)
         return RSTPMModel(manifest: written, networks: networks)
+    }
+
+    /// `PrecisionCheck` of each reduced precision this CPU runs, on a frozen copy of the networks
+    /// (BatchNorm folded, as rstpmd runs them): the validation images and the same images with
+    /// the seeded pseudo-anomalies D is validated on. Nil where no reduced precision runs here.
+    private func checkPrecisions(threshold: Float) throws -> [String: PrecisionCheck]? {
+        let normal = validationIndices.map { data.images[$0] }
+        let anomalies = PseudoAnomalyGenerator(source: textures)
+        var generator = SeededGenerator(seed: configuration.seed ^ 0x7A11_DA7E)
+        let samples = try normal.map { try anomalies.sample(from: $0, using: &generator) }
+        let checks = try PrecisionCheck.checkAll(networks: networks.frozenCopy(), threshold: threshold, normal: normal,
+                                                 anomalous: samples.map(\.image), masks: samples.map(\.mask), batchSize: configuration.batchSize)
+        for (precision, check) in checks.sorted(by: { $0.key < $1.key }) {
+            logger.info("precision check", metadata: ["precision": "\(precision)", "result": "\(check.summary)"])
+        }
+        return checks.isEmpty ? nil : checks
     }
 
     /// Below this many validation images the threshold is a guess, and training says so.

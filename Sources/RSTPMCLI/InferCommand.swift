@@ -53,7 +53,7 @@ struct InferCommand: ParsableCommand {
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
         var names = OutputNames(outFolder: outFolder, inputs: inputs)
-        let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt, precision: Engine.precision.rawValue)
         let instance = ProcessInfo.processInfo.hostName
         for start in stride(from: 0, to: inputs.count, by: batchSize) {
             let decodeStart = Date()

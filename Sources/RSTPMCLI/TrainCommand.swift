@@ -162,6 +162,9 @@ struct TrainCommand: ParsableCommand {
         print(String(format: "validation: student loss %.4f (epoch %d), D loss %.4f (epoch %d); training took %.0f s",
                      manifest.validation.studentLoss, manifest.validation.studentBestEpoch, manifest.validation.discriminatorLoss,
                      manifest.validation.discriminatorBestEpoch, manifest.training.seconds))
+        for (precision, check) in (manifest.precisions ?? [:]).sorted(by: { $0.key < $1.key }) {
+            print("\(precision) against f32 \(check.summary)")
+        }
     }
 }
 

@@ -184,9 +184,9 @@ package func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
 ///
-/// `packedA`: A already packed by the engine's `frozen` kernels (frozen weights, in the engine's precision),
-/// used when its product runs.
-func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
+/// `packedA`: A already packed (frozen weights) with the table that multiplies it (`PackedWeights.table`:
+/// the precision it was packed in), used when its product runs.
+func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: (matrix: rstpm_packed_a, table: rstpm_kernel_set)? = nil,
                        b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
@@ -220,12 +220,12 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// sgemmWithEpilogue on the kernel set's product: one block of C per worker, split along the longer
 /// side at multiples of the kernel's register tile (each block packs all of the other side's
 /// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
-private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a?,
+private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA packedWeights: (matrix: rstpm_packed_a, table: rstpm_kernel_set)?,
                                      b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
     // Packed weights are multiplied by the table that packed them (bf16 where chosen).
-    let product = (packedA == nil ? kernels.c : kernels.frozen)!.sgemm_bias_clamp!
+    let (packedA, product) = (packedWeights?.matrix, (packedWeights?.table ?? kernels.c)!.sgemm_bias_clamp!)
     let splitColumns = n >= m
     let extent = splitColumns ? n : m, unit = splitColumns ? kernels.gemmColumns : kernels.gemmRows
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
