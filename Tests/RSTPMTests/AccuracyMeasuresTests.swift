@@ -117,8 +117,8 @@ final class AccuracyMeasuresTests: XCTestCase {
         let manifest = try JSONDecoder().decode(BundleManifest.self, from: TinyManifest.json(configuration: configuration))
         let roughManifest = try JSONDecoder().decode(BundleManifest.self, from: TinyManifest.json(configuration: rough))
         let probe = TinySetup.images(count: 1, seed: 4)
-        let smooth = RSTPMModel(manifest: manifest, networks: networks).inspect(planarImages: probe)[0]
-        let plain = RSTPMModel(manifest: roughManifest, networks: roughNetworks).inspect(planarImages: probe)[0]
+        let smooth = RSTPMModel(manifest: manifest, networks: networks).inspect(probe.map { ModelInput(image: $0) })[0]
+        let plain = RSTPMModel(manifest: roughManifest, networks: roughNetworks).inspect(probe.map { ModelInput(image: $0) })[0]
         XCTAssertEqual(smooth.discriminatorMap, plain.discriminatorMap)
         let expected = MapFusion.gaussianSmoothed(plain.studentTeacherMap, height: 64, width: 64, sigma: 2)
         for i in stride(from: 0, to: expected.count, by: 37) {
