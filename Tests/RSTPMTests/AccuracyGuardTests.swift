@@ -36,7 +36,7 @@ final class AccuracyGuardTests: XCTestCase {
         configuration.seed = 11
 
         func fabric(_ seed: Int) -> PlanarImage {
-            ImageNormalization.planar(DemoProducts.fabric(seed: UInt64(seed), size: size), width: size, height: size)
+            PlanarImage(DemoProducts.fabric(seed: UInt64(seed), size: size))
         }
         let images = (0..<40).map(fabric)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-guard-\(UUID().uuidString)")

@@ -44,14 +44,8 @@ final class ModelInputTests: XCTestCase {
         for url in try files() {
             let input = try ModelInput.prepare(Data(contentsOf: url), name: url.path, width: Self.width, height: Self.height)
             XCTAssertEqual(input.values, try Self.reference(url), url.lastPathComponent)
-            XCTAssertEqual(input.values, ImageNormalization.tensor([ImageNormalization.planar(
-                try ImageNormalization.decode(contentsOf: url, width: Self.width, height: Self.height), width: Self.width, height: Self.height)],
-                width: Self.width, height: Self.height).scalars, "old RSTPM path, \(url.lastPathComponent)")
             let full = try ImageDecoder.decode(contentsOf: url)
             XCTAssertEqual(input.imageSize, ImageSize(width: full.width, height: full.height), url.lastPathComponent)
-            if full.width < 2 * Self.width || full.height < 2 * Self.height || !url.path.hasSuffix(".jpg") {
-                XCTAssertEqual(input.values, Preprocess.modelInput(full, width: Self.width, height: Self.height), "old Imaging path, \(url.lastPathComponent)")
-            }
         }
     }
 
