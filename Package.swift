@@ -142,7 +142,7 @@ let package = Package(
         .target(name: "KernelSetTesting", dependencies: ["TensorEngine"], path: "Sources/KernelSetTesting"),
         .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "CKernels", "EngineBench", "KernelSetTesting", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "OperatorErrors", "TestSupport"]),
-        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "OperatorErrors", "TestSupport"]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "OperatorErrors", "RSTPM", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "OperatorErrors", "TestSupport"]),
         .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "OperatorErrors", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Imaging", "OperatorErrors", "TestSupport"]),

@@ -5,7 +5,7 @@
 //   the CImageCodecs shim into an `RGBImage` of floats in 0...1, EXIF orientation applied.
 //   Alpha is dropped (as PIL's `convert("RGB")`); gray is replicated to three channels.
 // - `Resize` is the one resampler used for training and inference (PIL-like antialiased
-//   bilinear); `Preprocess.modelInput` turns an image into the normalised CHW model input.
+//   bilinear); RSTPM's `ModelInput.prepare` turns a file into the normalised CHW model input.
 // - `Heatmap` renders anomaly maps for people (turbo colormap over the image, threshold
 //   outline) and for machines (16-bit PNG with its scale in tEXt chunks).
 // - `PNGEncoder` / `JPEGEncoder` write files for the rest of rstpm.

@@ -58,10 +58,8 @@ public final class RSTPMInspector: Inspector {
 
     private struct Decoded {
         var index: Int
-        /// The file at its own precision (8-bit stays bytes); the heatmap's background comes from it.
-        var original: DecodedImage
-        /// What the network sees, already at its input size; from a JPEG's DCT-scaled decode, as in training.
-        var modelInput: RGBImage
+        /// What `RSTPMModel.prepare` made of the file; its original is the heatmap's background.
+        var input: ModelInput
         var decodeMilliseconds: Double
     }
 
@@ -74,11 +72,11 @@ public final class RSTPMInspector: Inspector {
         let decodings = inputs.enumerated().map { index, input -> Result<Decoded, InspectionError> in
             let start = monotonicNanoseconds()
             do {
-                let (original, modelInput) = try decode(input)
-                return .success(Decoded(index: index, original: original, modelInput: modelInput,
-                                        decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
-            } catch let error as InspectionError {
-                return .failure(error)
+                // The bytes as read (and hashed) by the pipeline: no copy into a Data.
+                let prepared = try model.prepare(input.bytes, name: input.fileName, limits: imageLimits)
+                return .success(Decoded(index: index, input: prepared, decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
+            } catch let error as OperatorError {
+                return .failure(inspectionError(error))
             } catch {
                 return .failure(.decodeFailure(message: "\(error)"))
             }
@@ -98,49 +96,35 @@ public final class RSTPMInspector: Inspector {
             }
         }
         if !decoded.isEmpty {
-            let anomalies = model.inspect(images: decoded.map(\.modelInput))
-            for (item, anomaly) in zip(decoded, anomalies) {
-                results[item.index] = outcome(item, anomaly, fileName: inputs[item.index].fileName)
+            let inspections = model.inspect(decoded.map(\.input))
+            for (item, inspection) in zip(decoded, inspections) {
+                results[item.index] = outcome(item.input, inspection, decodeMilliseconds: item.decodeMilliseconds)
             }
         }
         return results.map { $0! }
     }
 
-    /// The original image, and the model's input resized from it, except for a JPEG at least
-    /// twice the input size, which libjpeg decodes again at a reduced scale, as training did.
-    /// Neither makes a full-size float image: the model's input is resized from the decoded
-    /// bytes with the same arithmetic as the float resize.
-    private func decode(_ input: InspectionInput) throws -> (DecodedImage, RGBImage) {
-        // The bytes as read (and hashed) by the pipeline: no copy into a Data.
-        let data = input.bytes
-        let original = try decodeImage(data, name: input.fileName, targetSize: nil)
-        let isJPEG = input.bytes.first == 0xFF
-        let source = isJPEG && original.width >= 2 * model.inputWidth && original.height >= 2 * model.inputHeight
-            ? try decodeImage(data, name: input.fileName, targetSize: ImageSize(width: model.inputWidth, height: model.inputHeight))
-            : original
-        return (original, source.resized(width: model.inputWidth, height: model.inputHeight))
-    }
-
-    private func decodeImage(_ data: [UInt8], name: String, targetSize: ImageSize?) throws -> DecodedImage {
-        do {
-            return try ImageDecoder.decodeCompact(data: data, name: name, limits: imageLimits, targetSize: targetSize)
-        } catch let error as OperatorError {
-            switch error.kind {
-            case .imageTooLarge(let width, let height):
-                throw InspectionError.tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
-            case .unsupported:
-                throw InspectionError.unsupportedFormat(message: error.problem)
-            default:
-                throw InspectionError.decodeFailure(message: error.problem)
-            }
+    /// The decoder's typed refusal as the quarantine's error kind: a too-large file with the
+    /// size its header declares (the codec fills it in; no message is parsed).
+    private func inspectionError(_ error: OperatorError) -> InspectionError {
+        switch error.kind {
+        case .imageTooLarge(let width, let height):
+            return .tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
+        case .unsupported:
+            return .unsupportedFormat(message: error.problem)
+        default:
+            return .decodeFailure(message: error.problem)
         }
     }
 
-    private func outcome(_ item: Decoded, _ anomaly: AnomalyResult, fileName: String) -> Result<InspectionOutcome, InspectionError> {
+    /// The outcome of one inspected input, its heatmap drawn over the input's original (at the
+    /// line's resolution) when asked; `rstpm infer` draws its heatmaps through this too.
+    public func outcome(_ input: ModelInput, _ anomaly: Inspection, decodeMilliseconds: Double) -> Result<InspectionOutcome, InspectionError> {
         guard anomaly.score.isFinite, anomaly.finalMap.allSatisfy(\.isFinite) else {
-            return .failure(.inferenceFailure(message: "the anomaly map of \(fileName) is not finite (score \(anomaly.score))"))
+            return .failure(.inferenceFailure(message: "the anomaly map of \(anomaly.name) is not finite (score \(anomaly.score))"))
         }
-        let original = item.original, map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
+        guard let original = input.original else { preconditionFailure("ModelInput.prepare keeps the original") }
+        let map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
         let size = heatmapResolution.size(width: original.width, height: original.height)
         let modelID = model.modelID, score = anomaly.score
         let render: @Sendable (Float, Bool) throws -> [UInt8] = { threshold, drawsLabel in
@@ -155,10 +139,10 @@ public final class RSTPMInspector: Inspector {
             }
             return Array(try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: text, compression: .fast))
         }
-        let timings = InspectionTimings(decodeMilliseconds: item.decodeMilliseconds,
-                                        inferMilliseconds: anomaly.timings.preprocessMilliseconds + anomaly.timings.networkMilliseconds)
+        let timings = InspectionTimings(decodeMilliseconds: decodeMilliseconds,
+                                        inferMilliseconds: anomaly.networkMilliseconds)
         return .success(InspectionOutcome(
-            score: anomaly.score, threshold: anomaly.threshold, thresholdSource: .model,
+            score: anomaly.score, threshold: model.threshold, thresholdSource: .model,
             anomalyMap: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height,
             imageWidth: original.width, imageHeight: original.height, renderHeatmapPNG: render, timings: timings))
     }

@@ -147,7 +147,7 @@ public enum ModelBundle {
             throw OperatorError(.malformed, path: manifestURL.path, problem: "threshold.value: \(problem)", hint: rebuild)
         }
         guard manifest.inputWidth == manifest.configuration.inputWidth, manifest.inputHeight == manifest.configuration.inputHeight,
-              manifest.normalization.mean == ImageNormalization.mean, manifest.normalization.std == ImageNormalization.std,
+              manifest.normalization.mean == ModelInput.mean, manifest.normalization.std == ModelInput.std,
               manifest.teachers.map(\.role) == ["T1", "T2"],
               manifest.teachers[0].kind == manifest.configuration.teacher1, manifest.teachers[1].kind == manifest.configuration.teacher2
         else {

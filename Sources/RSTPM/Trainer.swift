@@ -205,8 +205,7 @@ public final class RSTPMTrainer {
         networks.setTrainableMode(.inference)
         var scores: [Float] = []
         for batch in chunks(validationIndices) {
-            let maps = RSTPMModel.maps(networks: networks, input: networks.inputTensor(batch.map { data.images[$0] }))
-            scores += MapFusion.scores(of: maps.final, rule: configuration.scoreRule)
+            scores += RSTPMModel.inspect(batch.map { ModelInput(name: data.files[$0].path, image: data.images[$0]) }, networks: networks).map(\.score)
         }
         let (threshold, statement) = Self.threshold(scores: scores, configuration: configuration)
         logger.info("threshold", metadata: ["value": "\(threshold)", "rule": "\(statement)"])
@@ -218,7 +217,7 @@ public final class RSTPMTrainer {
             formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
             createdAt: ISO8601DateFormatter().string(from: Date()), rstpmVersion: RSTPMBuild.description, configuration: configuration, teachers: networks.teachers.records,
             inputWidth: configuration.inputWidth, inputHeight: configuration.inputHeight,
-            normalization: .init(mean: ImageNormalization.mean, std: ImageNormalization.std),
+            normalization: .init(mean: ModelInput.mean, std: ModelInput.std),
             threshold: .init(value: threshold, rule: configuration.thresholdRule, statement: statement),
             training: .init(imageCount: data.images.count, trainingCount: trainingIndices.count, validationCount: validationIndices.count,
                             folder: data.folder.path, fileListSHA256: data.fileListSHA256, studentEpochs: configuration.studentEpochs,

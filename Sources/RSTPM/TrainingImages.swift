@@ -29,7 +29,7 @@ public struct TrainingImages {
                              hint: "pass a category folder with train/good/*.png (MVTec AD layout) or a folder of normal images")
         }
         let images = try files.map { file in
-            ImageNormalization.planar(try ImageNormalization.decode(contentsOf: file, width: width, height: height), width: width, height: height)
+            try ModelInput.decode(ImageDecoder.read(file), name: file.path, width: width, height: height, limits: .default).resized
         }
         return TrainingImages(folder: folder, files: files, images: images)
     }
@@ -64,8 +64,7 @@ public struct ImageFolderTextureSource: TextureSource {
 
     public func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage {
         do {
-            let image = try ImageNormalization.decode(contentsOf: files[index], width: width, height: height)
-            return ImageNormalization.planar(image, width: width, height: height)
+            return try ModelInput.decode(ImageDecoder.read(files[index]), name: files[index].path, width: width, height: height, limits: .default).resized
         } catch {
             throw OperatorError.unreadableTextures(path: files[index].path, reason: "\(error)")
         }

@@ -116,17 +116,6 @@ final class ImagingTests: XCTestCase {
         XCTAssertNotEqual(antialiased.pixels[0], 7.5, "antialiasing widens the filter to 4 columns")
     }
 
-    func testModelInputIsNormalisedCHW() {
-        let pixel: [Float] = [1, 0, 0.5]
-        let image = RGBImage(width: 8, height: 6, pixels: Array((0..<48).map { _ in pixel }.joined()))
-        let input = Preprocess.modelInput(image, width: 4, height: 3)
-        XCTAssertEqual(input.count, 3 * 4 * 3)
-        for c in 0..<3 {
-            let expected = (pixel[c] - Preprocess.imageNetMean[c]) / Preprocess.imageNetStd[c]
-            for i in 0..<12 { XCTAssertEqual(input[c * 12 + i], expected, accuracy: 1e-5) }
-        }
-    }
-
     /// The daemon resizes 8-bit files from their bytes; that must equal resizing the float
     /// decode bit for bit (the model's input stays what training saw), for every layout,
     /// orientation and size change.

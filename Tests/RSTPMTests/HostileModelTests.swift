@@ -47,7 +47,7 @@ final class HostileModelTests: XCTestCase {
         let manifest: [String: Any] = [
             "formatVersion": 1, "modelID": "hostile", "createdAt": "2026-01-01T00:00:00Z", "configuration": configuration,
             "teachers": teachers, "inputWidth": configuration["inputWidth"] ?? 256, "inputHeight": configuration["inputHeight"] ?? 256,
-            "normalization": ["mean": ImageNormalization.mean.map(Double.init), "std": ImageNormalization.std.map(Double.init)],
+            "normalization": ["mean": ModelInput.mean.map(Double.init), "std": ModelInput.std.map(Double.init)],
             "threshold": ["value": threshold, "rule": "max-times-margin", "statement": "crafted"],
             "training": ["imageCount": 1, "trainingCount": 1, "validationCount": 1, "folder": "x", "fileListSHA256": "00",
                          "studentEpochs": 1, "discriminatorEpochs": 1, "seconds": 1],

@@ -108,14 +108,14 @@ final class PrecisionCheckTests: XCTestCase {
         let model = RSTPMModel(manifest: try manifest(for: configuration), networks: networks)
         let probe = TinySetup.images(count: 2, seed: 9)
         try withPrecision(.f32) {
-            let f32 = model.inspect(planarImages: probe).map(\.finalMap)
-            let engineWide = try withPrecision(.bf16) { model.inspect(planarImages: probe).map(\.finalMap) }
+            let f32 = model.inspect(probe.map { ModelInput(image: $0) }).map(\.finalMap)
+            let engineWide = try withPrecision(.bf16) { model.inspect(probe.map { ModelInput(image: $0) }).map(\.finalMap) }
             XCTAssertNotEqual(engineWide, f32)
             networks.setInferencePrecision(.bf16)
             XCTAssertEqual(Engine.precision, .f32)
-            XCTAssertEqual(model.inspect(planarImages: probe).map(\.finalMap), engineWide)
+            XCTAssertEqual(model.inspect(probe.map { ModelInput(image: $0) }).map(\.finalMap), engineWide)
             networks.setInferencePrecision(nil)
-            XCTAssertEqual(model.inspect(planarImages: probe).map(\.finalMap), f32)
+            XCTAssertEqual(model.inspect(probe.map { ModelInput(image: $0) }).map(\.finalMap), f32)
         }
     }
 
