@@ -98,10 +98,15 @@ public final class DaemonService {
             var versioned = line
             versioned.modelBundle = bundle
             let inspector = try modelLoader(versioned)
-            return (version.map { StoreVersionInspector(inspector, version: $0) } ?? inspector, version)
+            return (version.map { Self.versioned(inspector, version: $0) } ?? inspector, version)
         } catch {
             throw ModelLoadError(line: line.name, bundle: bundle, underlying: "\(error)")
         }
+    }
+
+    /// The inspector reporting the store version it was loaded from.
+    private static func versioned<Base: Inspector>(_ inspector: Base, version: String) -> any Inspector {
+        StoreVersionInspector(inspector, version: version)
     }
 
     /// `--check-config`: loads every line's model exactly as `load()` will (a store's current
@@ -158,7 +163,7 @@ public final class DaemonService {
                 var versioned = line.configuration
                 versioned.modelBundle = current.path
                 let inspector = try modelLoader(versioned)
-                line.replaceInspector(StoreVersionInspector(inspector, version: current.name))
+                line.replaceInspector(Self.versioned(inspector, version: current.name))
                 servingVersions[name] = current.name
                 failedVersions[name] = nil
                 switched.append(name)

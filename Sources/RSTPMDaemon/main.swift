@@ -48,7 +48,8 @@ struct RSTPMDaemonCommand: ParsableCommand {
         let service = DaemonService(configurationPath: path, modelLoader: { line in
             let inspector = try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, heatmapResolution: line.heatmapResolution)
             // The crash-containment test's poison pill; never set in service units.
-            return crashOn.map { CrashingInspector(inspector, crashingOn: $0) } ?? inspector
+            if let crashOn { return CrashingInspector(inspector, crashingOn: crashOn) }
+            return inspector
         }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
 
         if checkConfig {
