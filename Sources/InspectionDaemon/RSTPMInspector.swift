@@ -56,19 +56,21 @@ public final class RSTPMInspector: Inspector {
             .replacingOccurrences(of: "or pass --weights-dir with", with: "(rstpm weights fetch --dir \(weightsDirectory.path)) so that \(weightsDirectory.path) holds")
     }
 
-    private struct Decoded {
+    struct Decoded {
         var index: Int
         /// What `RSTPMModel.prepare` made of the file; its original is the heatmap's background.
         var input: ModelInput
         var decodeMilliseconds: Double
     }
 
-    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        inspect(prepared: prepare(inputs))
+    /// A batch as `prepare` left it: each input decoded, or why it could not be.
+    public struct DecodedBatch {
+        let inputs: [InspectionInput]
+        let decodings: [Result<Decoded, InspectionError>]
     }
 
     /// Decodes every input; a failure is that input's result.
-    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+    public func prepare(_ inputs: [InspectionInput]) -> DecodedBatch {
         let decodings = inputs.enumerated().map { index, input -> Result<Decoded, InspectionError> in
             let start = monotonicNanoseconds()
             do {
@@ -81,12 +83,11 @@ public final class RSTPMInspector: Inspector {
                 return .failure(.decodeFailure(message: "\(error)"))
             }
         }
-        return PreparedInputs(inputs: inputs, work: decodings)
+        return DecodedBatch(inputs: inputs, decodings: decodings)
     }
 
-    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
-        let inputs = prepared.inputs
-        guard let decodings = prepared.work as? [Result<Decoded, InspectionError>] else { return inspect(inputs) }
+    public func inspect(prepared: DecodedBatch) -> [Result<InspectionOutcome, InspectionError>] {
+        let (inputs, decodings) = (prepared.inputs, prepared.decodings)
         var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
         var decoded: [Decoded] = []
         for (index, decoding) in decodings.enumerated() {
@@ -128,7 +129,7 @@ public final class RSTPMInspector: Inspector {
         let size = heatmapResolution.size(width: original.width, height: original.height)
         let modelID = model.modelID, score = anomaly.score
         let render: @Sendable (Float, Bool) throws -> [UInt8] = { threshold, drawsLabel in
-            // The verdict's rule (LinePipeline+Outcomes): defect at score >= threshold.
+            // VerdictPolicy's rule: defect at score >= threshold.
             let isDefect = score >= threshold, scale: ClosedRange<Float> = 0...max(2 * threshold, .leastNormalMagnitude)
             let text = Heatmap.textChunks(model: modelID, score: score, threshold: threshold, isDefect: isDefect, scale: scale)
             let background = original.resized(width: size.width, height: size.height)
@@ -142,7 +143,7 @@ public final class RSTPMInspector: Inspector {
         let timings = InspectionTimings(decodeMilliseconds: decodeMilliseconds,
                                         inferMilliseconds: anomaly.networkMilliseconds)
         return .success(InspectionOutcome(
-            score: anomaly.score, threshold: model.threshold, thresholdSource: .model,
+            score: anomaly.score, threshold: model.threshold,
             anomalyMap: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height,
             imageWidth: original.width, imageHeight: original.height, renderHeatmapPNG: render, timings: timings))
     }

@@ -89,7 +89,8 @@ struct InferCommand: ParsableCommand {
                 let writeStart = monotonicNanoseconds()
                 try Data(png).write(to: outFolder.appendingPathComponent(heatmapName))
                 let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
-                // rstpmd's verdict (docs/verdict.md), encoded by the same code.
+                // rstpmd's verdict (docs/verdict.md), decided and encoded by the same code.
+                let decision = VerdictPolicy.decide(score: outcome.score, modelThreshold: outcome.threshold, thresholdOverride: nil)
                 let (regions, truncated) = RegionExtractor.regions(
                     map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
                     imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: outcome.threshold)
@@ -98,8 +99,7 @@ struct InferCommand: ParsableCommand {
                     size: .init(bytes: item.bytes.count, width: outcome.imageWidth, height: outcome.imageHeight),
                     receivedAt: iso8601(nanosecondsSinceEpoch: item.received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                     line: "rstpm-infer", instance: instance, model: inspector.modelIdentity,
-                    verdict: outcome.score >= outcome.threshold ? .defect : .ok,
-                    score: outcome.score, threshold: .init(value: outcome.threshold, source: outcome.thresholdSource),
+                    verdict: decision.verdict, score: outcome.score, threshold: decision.threshold,
                     regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
                     timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
                                                heatmap: heatmapMilliseconds, write: writeMilliseconds),
