@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import InspectionDaemon
+import RSTPM
 import SystemPackage
 import TestSupport
 import XCTest
@@ -42,7 +43,9 @@ final class SameScoreTests: XCTestCase {
         let row = try XCTUnwrap(csv.split(separator: "\n").first { $0.contains("large.jpg") }, csv)
         let evalScore = try XCTUnwrap(Float(row.split(separator: ",", omittingEmptySubsequences: false)[scoreColumn]), csv)
 
-        let inspector = try RSTPMInspector(bundle: FilePath(model.path), weightsDirectory: TestPaths.weightsDirectory)
+        // In f32, as `infer` and `eval` run by default (rstpmd may pick bf16 from the model's check).
+        let loaded = try RSTPMModel.load(bundle: model, weightsDirectory: TestPaths.weightsDirectory)
+        let inspector = RSTPMInspector(model: loaded, precision: PrecisionChoice.choose(for: loaded.manifest, operatorChoice: .f32))
         func daemonScore(_ url: URL) throws -> Float {
             let input = InspectionInput(fileName: url.lastPathComponent, path: FilePath(url.path), bytes: [UInt8](try Data(contentsOf: url)))
             return try XCTUnwrap(inspector.inspect([input]).first).get().score
