@@ -22,6 +22,8 @@ public final class Conv2d: Layer {
     private var cachedInput: Tensor?
     /// The weights packed for the kernel set's product, kept in `.inference` while they are unchanged.
     private var packedWeights: PackedWeights?
+    /// The weights transformed for Winograd (WinogradConvolution.swift), kept as packedWeights is.
+    var winogradWeights: WinogradWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
@@ -89,6 +91,9 @@ public final class Conv2d: Layer {
                         withBiasPointer { b in
                             if isPointwise {
                                 pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W, bias: b, activation: activation)
+                            } else if Winograd.applies(inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, mode: mode, g) {
+                                winogradForward(x.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation,
+                                                weights: frozenWinogradWeights())
                             } else {
                                 unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation)
                             }
