@@ -25,6 +25,8 @@ public final class Conv2d: Layer {
     /// The precision of this layer's inference products; nil follows the engine's
     /// (`Engine.precision`). Set it for a whole network with `setInferencePrecision(_:)`.
     public var inferencePrecision: Precision?
+    /// The weights transformed for Winograd (WinogradConvolution.swift), kept as packedWeights is.
+    var winogradWeights: WinogradWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
@@ -92,6 +94,10 @@ public final class Conv2d: Layer {
                         withBiasPointer { b in
                             if isPointwise {
                                 pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W, bias: b, activation: activation)
+                            } else if Winograd.applies(inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, mode: mode,
+                                                               precision: inferencePrecision ?? kernels.precision, g) {
+                                winogradForward(x.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation,
+                                                weights: frozenWinogradWeights())
                             } else {
                                 unfoldedForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation)
                             }
