@@ -80,6 +80,9 @@ public final class Conv2d: Layer {
         let g = WindowGeometry(height: H, width: W, kernel: kernelSize, stride: stride, padding: padding)
         precondition(g.outputHeight > 0 && g.outputWidth > 0, "Conv2d: input \(H)x\(W) too small for kernel \(kernelSize)")
         var output = Tensor(unspecified: [N, outputChannels, g.outputHeight, g.outputWidth])
+        let route = isDepthwise ? "depthwise \(kernelSize)x\(kernelSize)/\(stride)" : "\(kernelSize)x\(kernelSize)/\(stride)"
+        let multiplyAdds = N * outputChannels * g.outputPlane * inputChannels / groups * kernelSize * kernelSize
+        LayerProfile.measure("conv \(route) \(inputChannels)->\(outputChannels) at \(H)x\(W) n\(N)", flops: 2 * Double(multiplyAdds)) {
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
@@ -96,6 +99,7 @@ public final class Conv2d: Layer {
                     }
                 }
             }
+        }
         }
         return output
     }
