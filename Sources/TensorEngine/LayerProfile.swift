@@ -9,22 +9,30 @@ public enum LayerProfile {
 
     nonisolated(unsafe) private static var totals: [String: (calls: Int, nanoseconds: UInt64, flops: Double)] = [:]
 
-    /// Runs `body`, adding its wall time (and `flops`, 2 x multiply-adds) under `label` when profiling.
+    nonisolated(unsafe) private static var lastLabel = ""
+
+    /// Runs `body`, adding its wall time under `label` when profiling.
     @inline(__always)
-    static func measure<Result>(_ label: @autoclosure () -> String, flops: @autoclosure () -> Double = 0, _ body: () -> Result) -> Result {
+    static func measure<Result>(_ label: @autoclosure () -> String, _ body: () -> Result) -> Result {
         guard enabled else { return body() }
         let start = DispatchTime.now().uptimeNanoseconds
         let result = body()
         let elapsed = DispatchTime.now().uptimeNanoseconds - start
-        let key = label()
-        let old = totals[key] ?? (0, 0, 0)
-        totals[key] = (old.calls + 1, old.nanoseconds + elapsed, old.flops + flops())
+        lastLabel = label()
+        let old = totals[lastLabel] ?? (0, 0, 0)
+        totals[lastLabel] = (old.calls + 1, old.nanoseconds + elapsed, old.flops)
         return result
+    }
+
+    /// Adds `flops` (2 x multiply-adds) to the label last measured, for its GFLOPS.
+    static func addFlops(_ flops: Double) {
+        guard enabled, let old = totals[lastLabel] else { return }
+        totals[lastLabel] = (old.calls, old.nanoseconds, old.flops + flops)
     }
 
     public static func reset() { totals = [:] }
 
-    /// One line per label, the most time first: calls, ms per `perCall` units (e.g. images), share, GFLOPS.
+    /// One line per label, the most time first: calls, ms per one of `units` (e.g. images), share, GFLOPS.
     public static func report(per units: Int) -> String {
         let all = totals.values.reduce(0) { $0 + $1.nanoseconds }
         var lines = [String(format: "%-58@ %6@ %9@ %6@ %7@", "layer (RSTPM_PROFILE)" as NSString, "calls" as NSString,
