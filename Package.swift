@@ -49,26 +49,28 @@ let package = Package(
         .target(name: "BuildInfo", plugins: ["GitCommitPlugin"]),
         .plugin(name: "GitCommitPlugin", capability: .buildTool()),
 
-        // The {path, problem, hint} shape every operator-facing error shares.
+        // The one operator-facing error: a typed kind, and {path, problem, hint} for the operator.
         .target(name: "OperatorErrors"),
         // The one seeded generator (SplitMix64), below everything that draws random numbers.
         .target(name: "SeededRandom"),
 
         // Numeric core: AVX-512 kernels (chosen at run time) beside OpenBLAS.
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3"])]),
-        .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels", "SeededRandom"], swiftSettings: optimized),
+        .target(name: "TensorEngine", dependencies: ["CBLAS", "CKernels", "OperatorErrors", "SeededRandom"], swiftSettings: optimized),
+        // Timing helpers for `rstpm bench engine` (a 3x3 convolution, the engine's sgemm against OpenBLAS).
+        .target(name: "EngineBench", dependencies: ["CBLAS", "TensorEngine"], swiftSettings: optimized),
         .target(name: "Checkpoints", dependencies: ["CZlib", "OperatorErrors", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimized),
-        .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints"], swiftSettings: optimized),
+        .target(name: "Backbones", dependencies: ["TensorEngine", "Checkpoints", "OperatorErrors"], swiftSettings: optimized),
 
         // Pixels in and out.
         .target(name: "Imaging", dependencies: ["CImageCodecs", "OperatorErrors"], swiftSettings: optimized),
         // Developer harness: imaging benchmark, corrupted-file fuzzing, sample heatmaps.
-        .executableTarget(name: "ImagingBench", dependencies: ["Imaging", "SeededRandom"], swiftSettings: optimized),
+        .executableTarget(name: "ImagingBench", dependencies: ["Imaging", "OperatorErrors", "SeededRandom"], swiftSettings: optimized),
 
         // The method, its evaluation, and the programs around it.
         .target(
             name: "RSTPM",
-            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TensorEngine", "Checkpoints", "Backbones", "Imaging", "Evaluation", "OperatorErrors", "BuildInfo", "SeededRandom", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         // Procedural fabric photos for `rstpm demo` and `demo-data` (not part of the method).
@@ -92,7 +94,7 @@ let package = Package(
         .target(
             name: "InspectionDaemon",
             dependencies: [
-                "RSTPM", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "BuildInfo",
+                "RSTPM", "TensorEngine", "Checkpoints", "Imaging", "Systemd", "ContinuousLearning", "DaemonSupport", "OperatorErrors", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Yams", package: "Yams"),
@@ -107,15 +109,17 @@ let package = Package(
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "RSTPMCLI",
             dependencies: [
-                "TensorEngine", "Checkpoints", "Backbones", "Imaging", "RSTPM", "DemoProducts", "Evaluation",
+                "TensorEngine", "EngineBench", "Checkpoints", "Backbones", "Imaging", "RSTPM", "DemoProducts", "Evaluation",
                 "ContinuousLearning", "InspectionDaemon", "DaemonSupport", "OperatorErrors", "BuildInfo", "Review",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             linkerSettings: staticSwiftRuntime
         ),
@@ -125,6 +129,7 @@ let package = Package(
                 "InspectionDaemon", "Systemd", "Backbones", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             linkerSettings: staticSwiftRuntime
         ),
@@ -135,15 +140,24 @@ let package = Package(
         .executableTarget(name: "AdversarialCorpusWriter", dependencies: ["TestSupport"]),
         // forEachKernelSet: numeric tests run under every kernel set (AVX-512, AVX2, generic).
         .target(name: "KernelSetTesting", dependencies: ["TensorEngine"], path: "Sources/KernelSetTesting"),
-        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "KernelSetTesting", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "TestSupport"]),
-        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "TestSupport"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "TestSupport", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "TestSupport"]),
-        .testTarget(name: "InspectionDaemonTests", dependencies: ["InspectionDaemon", "DaemonSupport", "Checkpoints", "Systemd", "BuildInfo", "TestSupport"]),
-        .testTarget(name: "ContinuousLearningTests", dependencies: ["ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport"]),
-        .testTarget(name: "ReviewTests", dependencies: ["Review", "InspectionDaemon", "ContinuousLearning", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "TensorEngineTests", dependencies: ["TensorEngine", "CKernels", "EngineBench", "KernelSetTesting", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "OperatorErrors", "TestSupport"]),
+        .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "OperatorErrors", "RSTPM", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "OperatorErrors", "TestSupport"]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "OperatorErrors", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Imaging", "OperatorErrors", "TestSupport"]),
+        .testTarget(name: "InspectionDaemonTests", dependencies: [
+            "InspectionDaemon", "RSTPM", "TensorEngine", "DaemonSupport", "Checkpoints", "Evaluation", "Imaging", "Systemd", "BuildInfo", "TestSupport",
+            .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        .testTarget(name: "ContinuousLearningTests", dependencies: [
+            "ContinuousLearning", "Checkpoints", "InspectionDaemon", "TestSupport",
+            .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        .testTarget(name: "ReviewTests", dependencies: [
+            "InspectionDaemon", "ContinuousLearning", "TestSupport",
+            .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

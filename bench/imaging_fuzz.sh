@@ -3,7 +3,7 @@
 # truncation at every 97th byte, 300 random multi-bit flips, 60 scrambled headers, a swapped
 # signature and 7 forged sizes per file, over real images from ../shared/datasets (PNG, and
 # JPEGs made from them) plus the interlaced/YCCK/EXIF corpus files. Every failure must be an
-# ImageError; any ASan/LSan report aborts with a non-zero status.
+# OperatorError; any ASan/LSan report aborts with a non-zero status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D="${RSTPM_SHARED:-$(cd .. && pwd)/shared}/datasets"

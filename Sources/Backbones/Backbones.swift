@@ -14,6 +14,7 @@
 
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TensorEngine
 
 /// A CNN with feature taps at strides 4, 8, 16, 32 and its ImageNet classification head.
@@ -51,8 +52,8 @@ public final class Backbone: Layer {
         }
     }
 
-    /// Loads ImageNet weights from a `.pth` checkpoint; throws `CheckpointError` when the file
-    /// cannot be read and `BackboneError` (naming the file and keys) when it does not fit.
+    /// Loads ImageNet weights from a `.pth` checkpoint; throws an `OperatorError` when the file
+    /// cannot be read or does not fit (naming the file and keys).
     public static func pretrained(kind: BackboneKind, checkpoint: URL) throws -> Backbone {
         let stateDict = try TorchCheckpoint.load(contentsOf: checkpoint)
         let backbone = Backbone(kind: kind, seed: 0)
@@ -156,11 +157,11 @@ public final class Backbone: Layer {
 
     /// Copies a state_dict into the backbone. Every parameter and buffer must be present with
     /// its shape (`num_batches_tracked` may be absent) and no other key may be there; otherwise
-    /// throws `BackboneError` naming `source` and the keys, leaving the backbone unchanged.
+    /// throws an `OperatorError` naming `source` and the keys, leaving the backbone unchanged.
     public func load(stateDict: StateDict, source: String) throws {
         precondition(!isBatchNormFolded, "load(stateDict:) after foldBatchNorm(): load the weights first")
         let state = namedState()
-        var missing: [String] = [], mismatches: [BackboneError.ShapeMismatch] = []
+        var missing: [String] = [], mismatches: [ShapeMismatch] = []
         for (name, tensor) in state {
             guard let stored = stateDict[name] else {
                 if !name.hasSuffix("num_batches_tracked") { missing.append(name) }
@@ -171,11 +172,11 @@ public final class Backbone: Layer {
                 mismatches.append(.init(key: name, checkpointShape: stored.shape, expectedShape: expected))
             }
         }
-        if !missing.isEmpty { throw BackboneError(kind: .missingKeys(missing), path: source, backbone: kind) }
+        if !missing.isEmpty { throw OperatorError.backboneMismatch(missing: missing, path: source, backbone: kind) }
         let known = Set(state.map(\.name))
         let unexpected = stateDict.keys.filter { !known.contains($0) }
-        if !unexpected.isEmpty { throw BackboneError(kind: .unexpectedKeys(unexpected), path: source, backbone: kind) }
-        if !mismatches.isEmpty { throw BackboneError(kind: .shapeMismatches(mismatches), path: source, backbone: kind) }
+        if !unexpected.isEmpty { throw OperatorError.backboneMismatch(unexpected: unexpected, path: source, backbone: kind) }
+        if !mismatches.isEmpty { throw OperatorError.backboneMismatch(shapes: mismatches, path: source, backbone: kind) }
         for (name, tensor) in state {
             guard let stored = stateDict[name] else { continue }
             tensor.value = Tensor(shape: tensor.value.shape, scalars: stored.values)

@@ -66,40 +66,9 @@ public struct StateDict: Equatable {
     }
 }
 
-/// A checkpoint file that could not be read or written, with the file, what was wrong and what
-/// the operator can do about it.
-public struct CheckpointError: OperatorError, Equatable {
-    public enum Kind: Equatable, Sendable {
-        /// The file could not be opened or read.
-        case unreadable
-        /// The file ends before a structure it announces.
-        case truncated
-        /// A structure is present but inconsistent (bad magic, offsets out of range, bad opcode).
-        case malformed
-        /// The pickle asks for code outside the whitelist (e.g. `posix.system`).
-        case unsafe
-        /// Valid, but uses a feature this reader leaves out (compression, big-endian data, ...).
-        case unsupported
-        /// Writing the output file failed.
-        case writeFailed
-    }
-
-    public var kind: Kind
-    public var path: String
-    public var problem: String
-    public var hint: String
-
-    public init(kind: Kind, path: String, problem: String, hint: String) {
-        self.kind = kind
-        self.path = path
-        self.problem = problem
-        self.hint = hint
-    }
-}
-
 /// A failure found below the file level; the entry points attach the path.
 struct FormatFailure: Error {
-    var kind: CheckpointError.Kind
+    var kind: OperatorError.Kind
     var reason: String
     var hint: String
 
@@ -111,12 +80,12 @@ struct FormatFailure: Error {
         FormatFailure(kind: .malformed, reason: reason, hint: hint)
     }
 
-    func at(_ path: String) -> CheckpointError {
-        CheckpointError(kind: kind, path: path, problem: reason, hint: hint)
+    func at(_ path: String) -> OperatorError {
+        OperatorError(kind, path: path, problem: reason, hint: hint)
     }
 }
 
-/// Runs `body`, turning a `FormatFailure` into a `CheckpointError` naming `path`.
+/// Runs `body`, turning a `FormatFailure` into an `OperatorError` naming `path`.
 func withPath<T>(_ path: String, _ body: () throws -> T) throws -> T {
     do {
         return try body()
@@ -129,7 +98,7 @@ func readFileBytes(_ url: URL) throws -> [UInt8] {
     do {
         return [UInt8](try Data(contentsOf: url))
     } catch {
-        throw CheckpointError(kind: .unreadable, path: url.path, problem: "cannot read the file: \(error.localizedDescription)",
+        throw OperatorError(.unreadable, path: url.path, problem: "cannot read the file: \(error.localizedDescription)",
                               hint: "check that the path exists and is readable")
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import OperatorErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,13 +12,13 @@ public func sha256Hex(of url: URL) throws -> String {
     // O_NONBLOCK keeps the open of a FIFO from waiting; reads of a regular file ignore it.
     let descriptor = open(url.path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard descriptor >= 0 else {
-        throw CheckpointError(kind: .unreadable, path: url.path, problem: "cannot open the file", hint: "check that the path exists and is readable")
+        throw OperatorError(.unreadable, path: url.path, problem: "cannot open the file", hint: "check that the path exists and is readable")
     }
     let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     defer { try? handle.close() }
     var status = stat()
     guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
-        throw CheckpointError(kind: .unreadable, path: url.path, problem: "not a regular file (a directory, FIFO or device)", hint: "point at the file itself")
+        throw OperatorError(.unreadable, path: url.path, problem: "not a regular file (a directory, FIFO or device)", hint: "point at the file itself")
     }
     var hasher = SHA256()
     while true {
@@ -26,7 +27,7 @@ public func sha256Hex(of url: URL) throws -> String {
             guard let next = try handle.read(upToCount: 1 << 20), !next.isEmpty else { break }
             chunk = next
         } catch {
-            throw CheckpointError(kind: .unreadable, path: url.path, problem: "read failed: \(error.localizedDescription)", hint: "check the disk and try again")
+            throw OperatorError(.unreadable, path: url.path, problem: "read failed: \(error.localizedDescription)", hint: "check the disk and try again")
         }
         hasher.update(data: chunk)
     }

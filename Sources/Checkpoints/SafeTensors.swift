@@ -1,4 +1,5 @@
 import Foundation
+import OperatorErrors
 #if canImport(Glibc)
 import Glibc
 private let systemWrite = Glibc.write
@@ -164,8 +165,8 @@ func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
     let folder = url.deletingLastPathComponent().path
     let temporary = url.deletingLastPathComponent()
         .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-    func failure(_ step: String) -> CheckpointError {
-        CheckpointError(kind: .writeFailed, path: path, problem: "\(step) failed: \(String(cString: strerror(errno)))",
+    func failure(_ step: String) -> OperatorError {
+        OperatorError(.writeFailed, path: path, problem: "\(step) failed: \(String(cString: strerror(errno)))",
                         hint: "check that \(folder) exists, is writable and has free space")
     }
     let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)

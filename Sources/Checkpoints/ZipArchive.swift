@@ -30,7 +30,7 @@ public struct ZipFile {
     /// Entry names in central-directory order.
     public var entryNames: [String] { archive.entries.map(\.name) }
 
-    /// The entry's uncompressed bytes; throws `CheckpointError` naming the archive when the
+    /// The entry's uncompressed bytes; throws an `OperatorError` naming the archive when the
     /// entry is missing, corrupt or compressed with a method other than deflate.
     public func contents(of name: String) throws -> [UInt8] {
         try withPath(path) {

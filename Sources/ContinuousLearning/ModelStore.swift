@@ -61,7 +61,7 @@ public final class ModelStore {
         return versions.sorted { $0.number < $1.number }
     }
 
-    /// The serving version, or nil when `current` is missing. Throws `ModelStoreError` when it
+    /// The serving version, or nil when `current` is missing. Throws an `OperatorError` when it
     /// points at something that is not a version of this store.
     public func current() throws -> ModelVersion? {
         guard let target = try files.syscalls.readLink(root.appending(Self.currentLinkName)) else { return nil }
@@ -69,7 +69,7 @@ public final class ModelStore {
         guard target.components.count == 1, Self.versionNumber(name) != nil,
               let version = try versions().first(where: { $0.name == name })
         else {
-            throw ModelStoreError(store: root, problem: "`current` points at \(target), not at a version of this store",
+            throw OperatorError(.malformed, path: root.string, problem: "`current` points at \(target), not at a version of this store",
                                   hint: "run `rstpm model rollback LINE VERSION` to point it at a version")
         }
         return version
@@ -79,7 +79,7 @@ public final class ModelStore {
     /// `current`, directory fsync).
     public func activate(_ name: String) throws {
         guard Self.versionNumber(name) != nil, try files.syscalls.lstat(root.appending(name))?.kind == .directory else {
-            throw ModelStoreError(store: root, problem: "no version \(name)", hint: "`rstpm model list LINE` shows the versions")
+            throw OperatorError(.notFound, path: root.string, problem: "no version \(name)", hint: "`rstpm model list LINE` shows the versions")
         }
         let temporary = root.appending(".current.tmp")
         try? files.syscalls.unlink(temporary)
@@ -102,7 +102,7 @@ public final class ModelStore {
         try files.syscalls.rename(candidatePath, to: root.appending(name))
         try files.syncDirectory(root)
         guard let version = try versions().first(where: { $0.name == name }) else {
-            throw ModelStoreError(store: root, problem: "\(name) vanished after it was committed", hint: "check that nothing else writes to the store")
+            throw OperatorError(.conflict, path: root.string, problem: "\(name) vanished after it was committed", hint: "check that nothing else writes to the store")
         }
         return version
     }
@@ -116,14 +116,14 @@ public final class ModelStore {
         if let version {
             target = all.first { $0.name == version }
             if target == nil {
-                throw ModelStoreError(store: root, problem: "no version \(version); there are \(all.map(\.name).joined(separator: ", "))",
+                throw OperatorError(.notFound, path: root.string, problem: "no version \(version); there are \(all.map(\.name).joined(separator: ", "))",
                                       hint: "`rstpm model list LINE` shows the versions")
             }
         } else {
             let currentNumber = try current()?.number ?? Int.max
             target = all.last { $0.number < currentNumber && ($0.gate?.decision ?? .accepted) == .accepted }
             if target == nil {
-                throw ModelStoreError(store: root, problem: "no accepted version older than the current one",
+                throw OperatorError(.notFound, path: root.string, problem: "no accepted version older than the current one",
                                       hint: "name a version: `rstpm model rollback LINE VERSION`")
             }
         }
@@ -163,19 +163,5 @@ public final class ModelStore {
             try files.syscalls.rename(candidatePath, to: trash)
         }
         try files.removeTree(trash)
-    }
-}
-
-/// A model store that cannot be used as asked.
-public struct ModelStoreError: OperatorError, Sendable {
-    /// The store's root directory.
-    public var path: String
-    public var problem: String
-    public var hint: String
-
-    public init(store: FilePath, problem: String, hint: String) {
-        path = store.string
-        self.problem = problem
-        self.hint = hint
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import OperatorErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +36,7 @@ public final class TrainerProcess: @unchecked Sendable {
                 onExit: @escaping @Sendable (TrainerTermination) -> Void) throws {
         precondition(!arguments.isEmpty, "a trainer command needs a program")
         var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw TrainerLaunchError(program: arguments[0], errno: errno) }
+        guard pipe(&pipeEnds) == 0 else { throw OperatorError.trainerLaunch(program: arguments[0], errno: errno) }
         let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
         // Not inherited by other children (the dup2 in the child clears the flag on 1 and 2).
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
@@ -61,7 +62,7 @@ public final class TrainerProcess: @unchecked Sendable {
         Glibc.close(writeEnd)
         guard spawned.result == 0 else {
             Glibc.close(readEnd)
-            throw TrainerLaunchError(program: arguments[0], errno: spawned.result)
+            throw OperatorError.trainerLaunch(program: arguments[0], errno: spawned.result)
         }
         let child = spawned.processID
         processID = child
@@ -198,12 +199,10 @@ private final class SpawnResult: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
 }
 
-/// The trainer program could not be started.
-public struct TrainerLaunchError: Error, CustomStringConvertible, Sendable {
-    public var program: String
-    public var errno: Int32
-
-    public var description: String {
-        "cannot start trainer \(program): \(String(cString: strerror(errno))) (check learning.trainer in the configuration: an absolute path to an executable)"
+extension OperatorError {
+    /// The trainer program could not be started.
+    static func trainerLaunch(program: String, errno: Int32) -> OperatorError {
+        OperatorError(.unavailable, path: program, problem: "cannot start the trainer: \(String(cString: strerror(errno)))",
+                      hint: "check learning.trainer in the configuration: an absolute path to an executable")
     }
 }

@@ -118,7 +118,7 @@ public final class TrainingStore {
             do {
                 index = try JSONDecoder().decode(Index.self, from: Data(bytes))
             } catch {
-                throw TrainingStoreError(path: indexPath, problem: "unreadable index: \(error)",
+                throw OperatorError(.malformed, path: indexPath.string, problem: "unreadable index: \(error)",
                                          hint: "move the store aside; it is rebuilt from the originals at the next start")
             }
         } else {
@@ -282,18 +282,5 @@ public final class TrainingStore {
         if name.hasPrefix(".") || name.hasSuffix("~") { return true }
         let lower = name.lowercased()
         return [".part", ".tmp", ".crdownload", ".partial", ".filepart"].contains { lower.hasSuffix($0) }
-    }
-}
-
-/// A training store that cannot be read or written as needed.
-public struct TrainingStoreError: OperatorError, Sendable {
-    public var path: String
-    public var problem: String
-    public var hint: String
-
-    public init(path: FilePath, problem: String, hint: String) {
-        self.path = path.string
-        self.problem = problem
-        self.hint = hint
     }
 }

@@ -25,6 +25,8 @@ public enum JournalEvent: String, CaseIterable, Sendable {
     case intakeResumed = "e0c693e2522a4a1280aacaceeb075e1d"
     /// Retention removed old outputs, archived or quarantined inputs.
     case retentionPruned = "4282bf78d6d147129fd0a49debc6a253"
+    /// The inference precision a line's model runs in, and why (its accuracy check, or RSTPM_PRECISION).
+    case precisionChosen = "2e3e1b27266d42c09dfa39469555c84b"
 
     // Continuous learning.
     case accepted = "8981890d098f44b98472c8372cf93f3d"

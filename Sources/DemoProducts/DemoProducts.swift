@@ -189,7 +189,7 @@ extension DemoProducts {
             let manager = FileManager.default
             let category = parent.appendingPathComponent(Self.categoryName)
             guard !manager.fileExists(atPath: category.path) else {
-                throw DemoDataError(path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
+                throw OperatorError(.conflict, path: category.path, problem: "already exists", hint: "remove it, or write into another folder")
             }
             let temporary = parent.appendingPathComponent(".\(Self.categoryName).tmp-\(UUID().uuidString)")
             do {
@@ -210,17 +210,10 @@ extension DemoProducts {
                 try manager.moveItem(at: temporary, to: category)
             } catch {
                 try? manager.removeItem(at: temporary)
-                throw DemoDataError(path: category.path, problem: "cannot write the fabric data set (\(error))",
+                throw OperatorError(.writeFailed, path: category.path, problem: "cannot write the fabric data set (\(error))",
                                  hint: "check free space and write permission of \(parent.path)")
             }
             return category
         }
     }
-}
-
-/// Why the demo data set could not be written.
-public struct DemoDataError: OperatorError {
-    public let path: String
-    public let problem: String
-    public let hint: String
 }

@@ -4,24 +4,7 @@
 //   ROOT/ground_truth/<defect type>/<name>_mask.png   (optional: without it, image metrics only)
 import Foundation
 import Imaging
-
-/// Something wrong with a data-set folder, with the path and what to do about it.
-public enum DatasetError: Error, CustomStringConvertible, Equatable {
-    case missingFolder(URL, hint: String)
-    case noImages(URL, hint: String)
-    case missingMask(image: URL, expectedMask: URL)
-    case unreadableFolder(URL, reason: String)
-
-    public var description: String {
-        switch self {
-        case let .missingFolder(url, hint): return "\(url.path): folder not found (\(hint))"
-        case let .noImages(url, hint): return "\(url.path): no images (\(hint))"
-        case let .missingMask(image, mask):
-            return "\(image.path): its ground-truth mask \(mask.path) does not exist (every defective test image needs ground_truth/<type>/<name>_mask.png; remove the ground_truth folder to evaluate image metrics only)"
-        case let .unreadableFolder(url, reason): return "\(url.path): cannot list the folder: \(reason) (check its permissions)"
-        }
-    }
-}
+import OperatorErrors
 
 /// One test image of a category.
 public struct MVTecSample: Codable, Equatable {
@@ -37,6 +20,7 @@ public struct MVTecSample: Codable, Equatable {
 /// The file listing of one category in the MVTec AD layout.
 public struct MVTecCategory {
     public static let goodType = "good"
+    static let maskHint = "every defective test image needs ground_truth/<type>/<name>_mask.png; remove the ground_truth folder to evaluate image metrics only"
     public static let imageExtensions = ImageDecoder.fileExtensions
 
     public let root: URL
@@ -57,10 +41,10 @@ public struct MVTecCategory {
         let test = root.appendingPathComponent("test")
         let groundTruth = root.appendingPathComponent("ground_truth")
         guard Self.isDirectory(root) else {
-            throw DatasetError.missingFolder(root, hint: "expected a category folder with test/<type>, and optionally train/good and ground_truth/<type>")
+            throw OperatorError(.notFound, path: root.path, problem: "folder not found", hint: "expected a category folder with test/<type>, and optionally train/good and ground_truth/<type>")
         }
         guard Self.isDirectory(test) else {
-            throw DatasetError.missingFolder(test, hint: "the test images of the MVTec AD layout live in test/<good|defect type>")
+            throw OperatorError(.notFound, path: test.path, problem: "folder not found", hint: "the test images of the MVTec AD layout live in test/<good|defect type>")
         }
         let trainImages = Self.isDirectory(train) ? try Self.images(in: train) : []
         let hasGroundTruth = Self.isDirectory(groundTruth)
@@ -72,7 +56,7 @@ public struct MVTecCategory {
             if !isGood { defectTypes.append(type) }
             let images = try Self.images(in: typeFolder)
             guard !images.isEmpty else {
-                throw DatasetError.noImages(typeFolder, hint: "a test/<type> folder needs images (.png, .jpg, .bmp, .tif); remove it if the type has none")
+                throw OperatorError(.empty, path: typeFolder.path, problem: "no images", hint: "a test/<type> folder needs images (.png, .jpg, .bmp, .tif); remove it if the type has none")
             }
             for image in images {
                 var mask: URL?
@@ -80,7 +64,7 @@ public struct MVTecCategory {
                     let expected = groundTruth.appendingPathComponent(type)
                         .appendingPathComponent(image.deletingPathExtension().lastPathComponent + "_mask.png")
                     guard fileManager.fileExists(atPath: expected.path) else {
-                        throw DatasetError.missingMask(image: image, expectedMask: expected)
+                        throw OperatorError(.notFound, path: image.path, problem: "its ground-truth mask \(expected.path) does not exist", hint: Self.maskHint)
                     }
                     mask = expected
                 }
@@ -88,7 +72,7 @@ public struct MVTecCategory {
             }
         }
         guard !samples.isEmpty else {
-            throw DatasetError.noImages(test, hint: "add test images under test/good and test/<defect type>")
+            throw OperatorError(.empty, path: test.path, problem: "no images", hint: "add test images under test/good and test/<defect type>")
         }
         samples.sort { ($0.label, $0.defectType, $0.image.lastPathComponent) < ($1.label, $1.defectType, $1.image.lastPathComponent) }
         self.root = root
@@ -118,7 +102,7 @@ public struct MVTecCategory {
             return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }
                 .sorted().map { folder.appendingPathComponent($0) }
         } catch {
-            throw DatasetError.unreadableFolder(folder, reason: "\(error.localizedDescription)")
+            throw OperatorError(.unreadable, path: folder.path, problem: "cannot list the folder: \(error.localizedDescription)", hint: "check its permissions")
         }
     }
 

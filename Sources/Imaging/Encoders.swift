@@ -1,5 +1,6 @@
 import CImageCodecs
 import Foundation
+import OperatorErrors
 
 /// PNG files: 8-bit RGB or gray, 16-bit gray, with optional tEXt chunks (sorted by key).
 public enum PNGEncoder {
@@ -96,7 +97,7 @@ func quantize(_ values: [Float]) -> [UInt8] {
 
 private func take(status: Int32, out: UnsafeMutablePointer<UInt8>?, size: Int, message: [CChar], format: String) throws -> Data {
     guard status == Int32(IC_OK.rawValue), let out else {
-        throw ImageError(path: "<\(format) encoder>", reason: .encodingFailed, detail: String(cString: message))
+        throw OperatorError.image(.writeFailed, path: "<\(format) encoder>", detail: String(cString: message))
     }
     defer { ic_buffer_free(out) }
     return Data(bytes: out, count: size)

@@ -1,5 +1,6 @@
 import CImageCodecs
 import Foundation
+import OperatorErrors
 
 /// Decodes PNG, JPEG, BMP and TIFF files (told apart by their signature, not their name).
 /// BMP and TIFF always come out at 8 bits (16-bit TIFF scaled, see `ic_decode_tiff`).
@@ -42,17 +43,17 @@ public enum ImageDecoder {
         try decodeRaw(data: data, name: name, limits: limits, targetSize: nil).gray()
     }
 
-    /// The file's bytes, or `ImageError.unreadable` naming it.
+    /// The file's bytes, or an `.unreadable` error naming it.
     public static func read(_ url: URL) throws -> Data {
         do {
             return try Data(contentsOf: url)
         } catch {
-            throw ImageError(path: url.path, reason: .unreadable, detail: (error as NSError).localizedDescription)
+            throw OperatorError.image(.unreadable, path: url.path, detail: (error as NSError).localizedDescription)
         }
     }
 
     static func decodeRaw(data: some ContiguousBytes, name: String, limits: ImageLimits, targetSize: ImageSize?) throws -> DecodedBuffer {
-        if data.withUnsafeBytes(\.isEmpty) { throw ImageError(path: name, reason: .empty, detail: "the file has zero bytes") }
+        if data.withUnsafeBytes(\.isEmpty) { throw OperatorError.image(.empty, path: name, detail: "the file has zero bytes") }
         var options = ic_decode_options(
             max_pixels: UInt64(max(limits.maxPixels, 0)),
             target_width: Int32(clamping: targetSize?.width ?? 0),
@@ -78,25 +79,25 @@ public enum ImageDecoder {
         }
         if status == -1 {
             let head = data.withUnsafeBytes { $0.prefix(8) }.map { String(format: "%02x", $0) }.joined(separator: " ")
-            throw ImageError(path: name, reason: .unsupported, detail: "not a PNG, JPEG, BMP or TIFF file (starts with \(head))")
+            throw OperatorError.image(.unsupported, path: name, detail: "not a PNG, JPEG, BMP or TIFF file (starts with \(head))")
         }
         if status != Int32(IC_OK.rawValue) {
             let detail = String(cString: message)
-            let declaredSize = status == Int32(IC_ERR_TOO_LARGE.rawValue)
-                ? ImageSize(width: Int(buffer.image.width), height: Int(buffer.image.height)) : nil
-            throw ImageError(path: name, reason: reason(status), detail: detail.isEmpty ? "the codec gave no reason" : detail, declaredSize: declaredSize)
+            throw OperatorError.image(kind(status, declared: buffer.image), path: name, detail: detail.isEmpty ? "the codec gave no reason" : detail)
         }
         return buffer
     }
 
-    static func reason(_ status: Int32) -> ImageError.Reason {
+    /// The kind of a codec failure; a refused size is the one the header declares (the shim
+    /// leaves it in the image's width and height).
+    static func kind(_ status: Int32, declared: ic_image) -> OperatorError.Kind {
         switch UInt32(status) {
         case IC_ERR_EMPTY.rawValue: return .empty
         case IC_ERR_TRUNCATED.rawValue: return .truncated
         case IC_ERR_UNSUPPORTED.rawValue: return .unsupported
-        case IC_ERR_TOO_LARGE.rawValue: return .tooLarge
+        case IC_ERR_TOO_LARGE.rawValue: return .imageTooLarge(width: Int(declared.width), height: Int(declared.height))
         case IC_ERR_NO_MEMORY.rawValue: return .outOfMemory
-        default: return .corrupt
+        default: return .malformed
         }
     }
 }

@@ -5,7 +5,7 @@
 //   the CImageCodecs shim into an `RGBImage` of floats in 0...1, EXIF orientation applied.
 //   Alpha is dropped (as PIL's `convert("RGB")`); gray is replicated to three channels.
 // - `Resize` is the one resampler used for training and inference (PIL-like antialiased
-//   bilinear); `Preprocess.modelInput` turns an image into the normalised CHW model input.
+//   bilinear); RSTPM's `ModelInput.prepare` turns a file into the normalised CHW model input.
 // - `Heatmap` renders anomaly maps for people (turbo colormap over the image, threshold
 //   outline) and for machines (16-bit PNG with its scale in tEXt chunks).
 // - `PNGEncoder` / `JPEGEncoder` write files for the rest of rstpm.
@@ -69,46 +69,22 @@ public struct ImageLimits: Sendable, Equatable {
     public static let `default` = ImageLimits()
 }
 
-/// A file that could not be read, decoded or encoded: which file, what was wrong, what to do.
-public struct ImageError: OperatorError, Sendable, Equatable {
-    public enum Reason: String, Sendable, Equatable {
-        case unreadable = "cannot be read"
-        case empty = "is empty"
-        case truncated = "is truncated"
-        case corrupt = "is corrupt"
-        case unsupported = "has an unsupported format"
-        case tooLarge = "is too large"
-        case outOfMemory = "does not fit in memory"
-        case encodingFailed = "could not be encoded"
-    }
-
-    /// The file path, or the name given to `decode(data:name:)`.
-    public let path: String
-    public let reason: Reason
-    /// What the codec said, e.g. "the file ends early" or "IDAT: CRC error".
-    public let detail: String
-    /// The width and height the header declares, when the file is refused as `.tooLarge`.
-    public let declaredSize: ImageSize?
-
-    public init(path: String, reason: Reason, detail: String, declaredSize: ImageSize? = nil) {
-        self.path = path
-        self.reason = reason
-        self.detail = detail
-        self.declaredSize = declaredSize
-    }
-
-    /// What an operator can do about it.
-    public var hint: String {
-        switch reason {
-        case .unreadable: return "check that the file exists and is readable by this user"
-        case .empty, .truncated: return "the file may still be being copied; retry once the writer has finished"
-        case .corrupt: return "re-export the image from its source; the file is damaged"
-        case .unsupported: return "convert the image to PNG, JPEG, BMP or TIFF"
-        case .tooLarge: return "downscale the image, or raise the pixel limit in the configuration"
-        case .outOfMemory: return "free memory or lower the pixel limit"
-        case .encodingFailed: return "this is a bug or a full memory; report it with the image size"
+extension OperatorError {
+    /// An image file that could not be read, decoded or encoded: `detail` is what the codec or
+    /// the file system said, e.g. "the file ends early" or "IDAT: CRC error". `path` is the file
+    /// path, or the name given to `decode(data:name:)`.
+    public static func image(_ kind: Kind, path: String, detail: String) -> OperatorError {
+        let (phrase, hint): (String, String)
+        switch kind {
+        case .unreadable: (phrase, hint) = ("cannot be read", "check that the file exists and is readable by this user")
+        case .empty: (phrase, hint) = ("is empty", "the file may still be being copied; retry once the writer has finished")
+        case .truncated: (phrase, hint) = ("is truncated", "the file may still be being copied; retry once the writer has finished")
+        case .unsupported: (phrase, hint) = ("has an unsupported format", "convert the image to PNG, JPEG, BMP or TIFF")
+        case .imageTooLarge: (phrase, hint) = ("is too large", "downscale the image, or raise the pixel limit in the configuration")
+        case .outOfMemory: (phrase, hint) = ("does not fit in memory", "free memory or lower the pixel limit")
+        case .writeFailed: (phrase, hint) = ("could not be encoded", "this is a bug or a full memory; report it with the image size")
+        default: (phrase, hint) = ("is corrupt", "re-export the image from its source; the file is damaged")
         }
+        return OperatorError(kind, path: path, problem: "the file \(phrase): \(detail)", hint: hint)
     }
-
-    public var problem: String { "the file \(reason.rawValue): \(detail)" }
 }

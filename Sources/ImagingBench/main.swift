@@ -1,11 +1,12 @@
 // ImagingBench: developer harness for the Imaging module (not part of rstpm's products).
 //   ImagingBench bench FILE... [--iterations N]      decode + resize to 256x256, ms per image
-//   ImagingBench fuzz FILE...                         corrupted variants; every failure must be an ImageError
+//   ImagingBench fuzz FILE...                         corrupted variants; every failure must be an OperatorError
 //   ImagingBench make-image IN OUT WIDTH HEIGHT [progressive]  resize IN, write a quality-90 JPEG
 //                                                     (or a PNG where OUT ends in .png)
 //   ImagingBench heatmap IN OUT                       synthetic anomaly map rendered over IN
 import Foundation
 import Imaging
+import OperatorErrors
 import SeededRandom
 
 func fail(_ text: String) -> Never {
@@ -56,8 +57,10 @@ func fuzz(_ paths: [String]) {
             let target = scaled ? ImageSize(width: 64, height: 64) : nil
             _ = try ImageDecoder.decode(data: data, name: name, targetSize: target)
             outcomes["\(kind): decoded", default: 0] += 1
-        } catch let error as ImageError {
-            outcomes["\(kind): \(error.reason)", default: 0] += 1
+        } catch let error as OperatorError {
+            // Refused sizes count together.
+            let failure = if case .imageTooLarge = error.kind { "imageTooLarge" } else { "\(error.kind)" }
+            outcomes["\(kind): \(failure)", default: 0] += 1
         } catch {
             untyped += 1
             print("untyped error for \(name): \(error)")

@@ -1,14 +1,15 @@
 // InspectionDaemon: the watch-folder service behind `rstpmd`.
 //
-// Images land in a line's inbox; the line's `InboxScanner` notices them (a poll timer for
-// SMB/NFS plus inotify for local disks, LinePipeline+Inbox.swift) and reports a file once it
-// is complete. A `LinePipeline` claims it by an atomic rename into its own work directory,
-// asks an `Inspector` (the model, supplied by the executable) for a score and an anomaly map,
-// extracts the anomaly regions, writes `<name>.json` and `<name>.heatmap.png` durably to the
-// outbox, and then archives, deletes or leaves the input. The work directory is the queue:
-// whatever is there at start is recovered. Every file operation goes through `Syscalls`
-// (DaemonSupport), so tests can make the disk fail on purpose. `DaemonService` runs the lines
-// under systemd (sd_notify, watchdog, reload, drain).
+// Images land in a line's inbox; the line's `InboxWatcher` notices them (a poll timer for
+// SMB/NFS plus inotify for local disks) and its `InboxScanner` reports a file once it is
+// complete. The `WorkQueue` claims it by an atomic rename into this instance's work directory;
+// the `BatchStages` hand it to an `Inspector` (the model, supplied by the executable) for a
+// score and an anomaly map; `VerdictPolicy` decides; the `OutcomeWriter` writes `<name>.json`
+// and `<name>.heatmap.png` durably to the outbox and archives, deletes or leaves the input.
+// `LinePipeline` puts these parts together. The work directory is the queue: whatever is there
+// at start is recovered. Every file operation goes through `Syscalls` (DaemonSupport), so tests
+// can make the disk fail on purpose. `DaemonService` runs the lines under systemd (sd_notify,
+// watchdog, reload, drain). docs/rstpmd.md lists the functions one image passes through.
 import Foundation
 import SystemPackage
 
@@ -16,15 +17,27 @@ import SystemPackage
 public struct ModelIdentity: Sendable, Equatable, Codable {
     public var identifier: String
     public var version: String
+    /// The precision of the model's inference products (`f32`, `bf16`; `PrecisionChoice`); nil
+    /// where no network runs (test doubles) and in verdicts from before it was recorded.
+    public var precision: String?
 
-    public init(identifier: String, version: String) {
+    public init(identifier: String, version: String, precision: String? = nil) {
         self.identifier = identifier
         self.version = version
+        self.precision = precision
     }
 
     enum CodingKeys: String, CodingKey {
         case identifier = "id"
-        case version
+        case version, precision
+    }
+
+    /// Every key, `precision` as null when unknown, as the verdict writes every field.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(identifier, forKey: .identifier)
+        try c.encode(version, forKey: .version)
+        try c.encode(precision, forKey: .precision)
     }
 }
 
@@ -67,9 +80,8 @@ public struct InspectionTimings: Sendable, Equatable {
 public struct InspectionOutcome: Sendable {
     /// Image-level anomaly score (higher is more anomalous).
     public var score: Float
-    /// The model's own threshold; a line's `threshold:` replaces it (`LineConfiguration.threshold(for:)`).
+    /// The model's own threshold; a line's `threshold:` replaces it (`VerdictPolicy`).
     public var threshold: Float
-    public var thresholdSource: ThresholdSource
     /// Pixel anomaly scores, row-major, covering the whole original image. // (mapHeight, mapWidth)
     public var anomalyMap: [Float]
     public var mapWidth: Int
@@ -77,31 +89,31 @@ public struct InspectionOutcome: Sendable {
     /// The decoded image's size, to which the map is scaled for region extraction.
     public var imageWidth: Int
     public var imageHeight: Int
-    /// Renders and encodes the heatmap figure as PNG, outlined at the threshold the line decides
-    /// with, with the score and verdict drawn into its corner when `drawsLabel`. Deferred so that the pipeline draws it on its output thread while the network works
-    /// on the next batch; it may throw (out of memory).
+    /// Renders and encodes the heatmap figure as PNG, outlined at the threshold `VerdictPolicy`
+    /// decided, with the score and verdict drawn into its corner when `drawsLabel`. Deferred so
+    /// that the pipeline draws it on its output thread while the network works on the next
+    /// batch; it may throw (out of memory).
     public var renderHeatmapPNG: @Sendable (_ threshold: Float, _ drawsLabel: Bool) throws -> [UInt8]
     public var timings: InspectionTimings
 
     /// An outcome whose heatmap is already encoded.
     public init(
-        score: Float, threshold: Float, thresholdSource: ThresholdSource,
+        score: Float, threshold: Float,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
         imageWidth: Int, imageHeight: Int, heatmapPNG: [UInt8], timings: InspectionTimings
     ) {
-        self.init(score: score, threshold: threshold, thresholdSource: thresholdSource, anomalyMap: anomalyMap, mapWidth: mapWidth,
+        self.init(score: score, threshold: threshold, anomalyMap: anomalyMap, mapWidth: mapWidth,
                   mapHeight: mapHeight, imageWidth: imageWidth, imageHeight: imageHeight, renderHeatmapPNG: { _, _ in heatmapPNG }, timings: timings)
     }
 
     public init(
-        score: Float, threshold: Float, thresholdSource: ThresholdSource,
+        score: Float, threshold: Float,
         anomalyMap: [Float], mapWidth: Int, mapHeight: Int,
         imageWidth: Int, imageHeight: Int, renderHeatmapPNG: @escaping @Sendable (_ threshold: Float, _ drawsLabel: Bool) throws -> [UInt8], timings: InspectionTimings
     ) {
         precondition(anomalyMap.count == mapWidth * mapHeight, "anomaly map has \(anomalyMap.count) values for \(mapWidth)x\(mapHeight)")
         self.score = score
         self.threshold = threshold
-        self.thresholdSource = thresholdSource
         self.anomalyMap = anomalyMap
         self.mapWidth = mapWidth
         self.mapHeight = mapHeight
@@ -154,75 +166,101 @@ public enum InspectionError: Error, Sendable, Equatable {
 }
 
 /// The model behind a line. Implemented by the RSTPM module (teacher, student, discriminator);
-/// tests use a deterministic double. `inspect` is called from one line's queue at a time;
-/// `prepare` from another thread, while the batch before is inspected.
+/// tests use deterministic doubles. `prepare` does the work on a batch that needs no network
+/// (decoding) on another thread, while the batch before is inspected; `inspect(prepared:)` is
+/// called from one line's queue at a time, with what this inspector's own `prepare` returned.
+/// An inspector that does nothing ahead prepares `[InspectionInput]`, the inputs themselves.
 public protocol Inspector: AnyObject {
+    /// What `prepare` hands to `inspect(prepared:)`; only this inspector reads it.
+    associatedtype Prepared
     var modelIdentity: ModelIdentity { get }
     /// The model's own threshold, when known before the first input (for the metrics).
     var modelThreshold: Float? { get }
-    /// One result per input, in order. A batch holds the files that arrived together.
-    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>]
-    /// The work on a batch that needs no network (decoding), so that it overlaps the network's
-    /// work on the batch before. By default nothing is done ahead.
-    func prepare(_ inputs: [InspectionInput]) -> PreparedInputs
-    /// `inspect` on what this inspector's own `prepare` returned.
-    func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>]
+    func prepare(_ inputs: [InspectionInput]) -> Prepared
+    /// One result per input of the prepared batch, in order. A batch holds the files that
+    /// arrived together.
+    func inspect(prepared: Prepared) -> [Result<InspectionOutcome, InspectionError>]
 }
 
 extension Inspector {
     public var modelThreshold: Float? { nil }
 
-    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
-        PreparedInputs(inputs: inputs, work: nil)
-    }
-
-    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
-        inspect(prepared.inputs)
+    /// `prepare` then `inspect`, on the calling thread.
+    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+        inspect(prepared: prepare(inputs))
     }
 }
 
-/// A batch with what `Inspector.prepare` did ahead, in a form only that inspector reads.
-public struct PreparedInputs: @unchecked Sendable {
-    public var inputs: [InspectionInput]
-    public var work: Any?
+extension Inspector where Prepared == [InspectionInput] {
+    public func prepare(_ inputs: [InspectionInput]) -> [InspectionInput] { inputs }
+}
 
-    public init(inputs: [InspectionInput], work: Any?) {
+/// Any inspector, its prepared type kept inside: what `prepare` returns can only go back to
+/// the inspector that prepared it, so no `Any` and no cast are needed. A line serves one of
+/// these, and a model swap replaces it with another, whose prepared type may differ.
+public final class AnyInspector {
+    public let modelIdentity: ModelIdentity
+    public let modelThreshold: Float?
+    private let prepareBatch: ([InspectionInput]) -> PreparedBatch
+
+    public init<Base: Inspector>(_ base: Base) {
+        modelIdentity = base.modelIdentity
+        modelThreshold = base.modelThreshold
+        prepareBatch = { inputs in
+            let prepared = base.prepare(inputs)
+            return PreparedBatch(inputs: inputs) { base.inspect(prepared: prepared) }
+        }
+    }
+
+    /// Runs the inspector's `prepare` now; the batch's `inspect()` runs its `inspect(prepared:)`.
+    public func prepare(_ inputs: [InspectionInput]) -> PreparedBatch {
+        prepareBatch(inputs)
+    }
+}
+
+/// A batch that one inspector prepared, bound to that inspector's `inspect(prepared:)`.
+public struct PreparedBatch {
+    public let inputs: [InspectionInput]
+    private let inspectPrepared: () -> [Result<InspectionOutcome, InspectionError>]
+
+    init(inputs: [InspectionInput], inspect: @escaping () -> [Result<InspectionOutcome, InspectionError>]) {
         self.inputs = inputs
-        self.work = work
+        self.inspectPrepared = inspect
+    }
+
+    /// One result per input, in order.
+    public func inspect() -> [Result<InspectionOutcome, InspectionError>] {
+        let results = inspectPrepared()
+        precondition(results.count == inputs.count, "inspector returned \(results.count) results for \(inputs.count) inputs")
+        return results
     }
 }
 
 /// Loads a line's model bundle (`line.modelBundle`; the line also gives its heatmap
 /// resolution); called at start and on every SIGHUP reload. The line's threshold override is
-/// not the inspector's business: the pipeline applies it (`Verdict.Threshold(deciding:on:)`).
+/// not the inspector's business: `VerdictPolicy` applies it.
 public typealias ModelLoader = (_ line: LineConfiguration) throws -> any Inspector
 
 /// Aborts the process when it is asked to inspect an input named `fileName`: the poison pill of
 /// the crash-containment test (rstpmd wraps its inspector in one when the environment sets
 /// `RSTPMD_TEST_CRASH_ON` to a file name). The abort runs where a decoder or network bug would.
-public final class CrashingInspector: Inspector {
-    let inner: any Inspector
+public final class CrashingInspector<Inner: Inspector>: Inspector {
+    let inner: Inner
     let fileName: String
 
-    public init(_ inner: any Inspector, crashingOn fileName: String) {
+    public init(_ inner: Inner, crashingOn fileName: String) {
         self.inner = inner
         self.fileName = fileName
     }
 
     public var modelIdentity: ModelIdentity { inner.modelIdentity }
 
-    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        if inputs.contains(where: { $0.fileName == fileName }) { abort() }
-        return inner.inspect(inputs)
+    public func prepare(_ inputs: [InspectionInput]) -> (inputs: [InspectionInput], inner: Inner.Prepared) {
+        (inputs, inner.prepare(inputs))
     }
 
-    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
-        PreparedInputs(inputs: inputs, work: inner.prepare(inputs))
-    }
-
-    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+    public func inspect(prepared: (inputs: [InspectionInput], inner: Inner.Prepared)) -> [Result<InspectionOutcome, InspectionError>] {
         if prepared.inputs.contains(where: { $0.fileName == fileName }) { abort() }
-        guard let innerPrepared = prepared.work as? PreparedInputs else { return inner.inspect(prepared.inputs) }
-        return inner.inspect(prepared: innerPrepared)
+        return inner.inspect(prepared: prepared.inner)
     }
 }

@@ -2,6 +2,7 @@
 // rounds on their own queue.
 import DaemonSupport
 import Foundation
+import Synchronization
 import SystemPackage
 
 extension LinePipeline {
@@ -12,10 +13,7 @@ extension LinePipeline {
     }
 
     /// Why the line claims nothing now (a folder's file system below `min_free_space`), or nil.
-    public var intakePauseReason: String? {
-        progressLock.lock(); defer { progressLock.unlock() }
-        return intakePause
-    }
+    public var intakePauseReason: String? { space.withLock { $0.intakePause } }
 
     /// Whether the line may claim: checks every folder's file system against the floor (a
     /// statvfs each, cheap beside a batch) and records the free space. Below the floor claims
@@ -42,7 +40,7 @@ extension LinePipeline {
         }
         metrics.set("rstpmd_min_free_bytes", labels: ["line": configuration.name], to: Double(largestFloor))
         let reason = low.isEmpty ? nil : low.joined(separator: "; ")
-        progressLock.lock(); intakePause = reason; progressLock.unlock()
+        space.withLock { $0.intakePause = reason }
         if let reason, !pausedBefore {
             metrics.set("rstpmd_intake_paused", labels: ["line": configuration.name], to: 1)
             metrics.increment("rstpmd_intake_pauses_total", labels: ["line": configuration.name])
@@ -66,20 +64,22 @@ extension LinePipeline {
     /// `retentionIntervalNanoseconds` ago; `requestRetention` skips the wait.
     public func pruneIfDue(now: Int64) {
         guard !configuration.retention.isEmpty else { return }
-        progressLock.lock()
-        let due = !retentionRunning && (retentionRequested || lastRetention.map { now - $0 >= Self.retentionIntervalNanoseconds } ?? true)
-        if due { retentionRunning = true; retentionRequested = false; lastRetention = now }
-        progressLock.unlock()
+        let due = space.withLock { state in
+            let due = !state.retentionRunning
+                && (state.retentionRequested || state.lastRetention.map { now - $0 >= Self.retentionIntervalNanoseconds } ?? true)
+            if due { state.retentionRunning = true; state.retentionRequested = false; state.lastRetention = now }
+            return due
+        }
         guard due else { return }
         retentionQueue.async {
             self.prune()
-            self.progressLock.lock(); self.retentionRunning = false; self.progressLock.unlock()
+            self.space.withLock { $0.retentionRunning = false }
         }
     }
 
     /// Asks for a retention round at the next housekeeping (the floor was just reached).
     func requestRetention() {
-        progressLock.lock(); retentionRequested = true; progressLock.unlock()
+        space.withLock { $0.retentionRequested = true }
     }
 
     /// One retention round now, on the calling queue; `--once` and tests call it directly.

@@ -56,7 +56,7 @@ public final class MetricsRegistry: @unchecked Sendable {
               [("folder", retainedFolders), ("reason", ["age", "size"])]),
         .init("rstpmd_retention_removed_bytes_total", .counter, "Bytes removed by retention, by folder (outbox, archive, quarantine).", [("folder", retainedFolders)]),
         .init("rstpmd_queue_depth", .gauge, "Inputs claimed and not yet decided, by line."),
-        .init("rstpmd_model_info", .gauge, "1 for the model a line serves: its id and version (the model store's version, or the bundle's creation time)."),
+        .init("rstpmd_model_info", .gauge, "1 for the model a line serves: its id, version (the model store's version, or the bundle's creation time) and inference precision (f32, bf16)."),
         .init("rstpmd_threshold", .gauge, "The score threshold the line decides with (its threshold: setting, else the model's)."),
         .init("rstpmd_last_verdict_timestamp_seconds", .gauge,
               "Unix time of the line's last verdict (ok, defect or error); the daemon's start time until the first, so that a silent camera is noticed after a restart too."),

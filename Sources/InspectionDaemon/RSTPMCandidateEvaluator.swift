@@ -1,12 +1,13 @@
 import ContinuousLearning
 import DaemonSupport
 import Foundation
+import RSTPM
 import SystemPackage
 
-/// The learning gate's scores from a real RSTPM bundle: each image goes through the same
-/// `RSTPMInspector` path as an inspected input (decode, batch, Eq. 1 score), at the bundle's
-/// own calibrated threshold. An image that cannot be read or decoded scores NaN and the gate
-/// leaves it out.
+/// The learning gate's scores from a real RSTPM bundle: each image goes through the model's one
+/// entry point (`RSTPMModel.prepare`, then `inspect` in batches), as an inspected input does in
+/// rstpmd, with the daemon's image limits, at the bundle's own calibrated threshold. An image
+/// that cannot be read or decoded, or whose map is not finite, scores NaN and the gate leaves it out.
 public final class RSTPMCandidateEvaluator: CandidateEvaluator {
     public let weightsDirectory: URL
     public let batchSize: Int
@@ -18,29 +19,21 @@ public final class RSTPMCandidateEvaluator: CandidateEvaluator {
     }
 
     public func scores(bundle: FilePath, images: [FilePath]) throws -> BundleScores {
+        // Loaded as rstpmd loads a line's model, so a refusal reads the same.
         let inspector = try RSTPMInspector(bundle: bundle, weightsDirectory: weightsDirectory)
+        let model = inspector.model
         var scores: [Float] = []
         for start in stride(from: 0, to: images.count, by: batchSize) {
-            var inputs: [InspectionInput] = []
-            var unreadable: Set<Int> = []
-            for (offset, path) in images[start..<min(start + batchSize, images.count)].enumerated() {
-                if let bytes = try? files.readFile(path, maximumBytes: 256 << 20) {
-                    inputs.append(InspectionInput(fileName: path.lastComponent?.string ?? "", path: path, bytes: bytes))
-                } else {
-                    unreadable.insert(offset)
-                }
+            let prepared = images[start..<min(start + batchSize, images.count)].map { path -> ModelInput? in
+                guard let bytes = try? files.readFile(path, maximumBytes: 256 << 20) else { return nil }
+                return try? model.prepare(bytes, name: path.string, limits: inspector.imageLimits)
             }
-            var results = inspector.inspect(inputs).makeIterator()
-            for offset in 0..<min(batchSize, images.count - start) {
-                if unreadable.contains(offset) {
-                    scores.append(.nan)
-                } else if case .success(let outcome)? = results.next() {
-                    scores.append(outcome.score)
-                } else {
-                    scores.append(.nan)
-                }
+            var inspections = model.inspect(prepared.compactMap { $0 }).makeIterator()
+            for input in prepared {
+                guard input != nil, let inspection = inspections.next() else { scores.append(.nan); continue }
+                scores.append(inspection.score.isFinite && inspection.finalMap.allSatisfy(\.isFinite) ? inspection.score : .nan)
             }
         }
-        return BundleScores(scores: scores, threshold: inspector.model.threshold)
+        return BundleScores(scores: scores, threshold: model.threshold)
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import RSTPM
 import SystemPackage
+import TensorEngine
 
 /// The daemon's inspector on a real RSTPM model bundle: decodes each input with Imaging, runs
 /// the inputs that arrived together as one network batch, takes Eq. 1's final map as the
@@ -14,31 +16,37 @@ public final class RSTPMInspector: Inspector {
     /// What the decoder refuses before allocating (a bomb-sized header ends in quarantine).
     public let imageLimits: ImageLimits
     public let heatmapResolution: HeatmapResolution
+    /// The precision the model's inference products run in, and why.
+    public let precisionChoice: PrecisionChoice
     public var modelThreshold: Float? { model.threshold }
 
     /// 40 megapixels: a decoded image takes 3 bytes per pixel (12 from a 16-bit file), and a
     /// line holds up to three batches of them (being decoded, inspected, drawn as heatmaps).
     public static let defaultImageLimits = ImageLimits(maxPixels: 40_000_000)
 
+    /// `precision`: nil runs the engine's (RSTPM_PRECISION, else f32).
     public init(model: RSTPMModel, imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits,
-                heatmapResolution: HeatmapResolution = .default) {
+                heatmapResolution: HeatmapResolution = .default, precision: PrecisionChoice? = nil) {
         self.model = model
         self.imageLimits = imageLimits
         self.heatmapResolution = heatmapResolution
-        modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        precisionChoice = precision ?? PrecisionChoice(precision: Engine.precision, reason: "the engine's precision")
+        model.networks.setInferencePrecision(precisionChoice.precision)
+        modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt, precision: precisionChoice.precision.rawValue)
     }
 
     /// Loads the bundle with its teachers from `weightsDirectory` (checked against the
-    /// manifest's SHA-256); throws `RSTPMError` naming the file at fault.
+    /// manifest's SHA-256), in the precision `PrecisionChoice` picks for it; throws
+    /// an `OperatorError` naming the file at fault.
     public convenience init(bundle: FilePath, weightsDirectory: URL,
                             imageLimits: ImageLimits = RSTPMInspector.defaultImageLimits, heatmapResolution: HeatmapResolution = .default) throws {
         let model: RSTPMModel
         do {
             model = try RSTPMModel.load(bundle: URL(fileURLWithPath: bundle.string), weightsDirectory: weightsDirectory)
-        } catch let error as RSTPMError {
-            throw RSTPMError(path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
+        } catch let error as OperatorError {
+            throw OperatorError(error.kind, path: error.path, problem: error.problem, hint: Self.daemonHint(error.hint, weightsDirectory: weightsDirectory))
         }
-        self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution)
+        self.init(model: model, imageLimits: imageLimits, heatmapResolution: heatmapResolution, precision: PrecisionChoice.choose(for: model.manifest))
     }
 
     /// The loader's hints speak of `rstpm`'s flags; an operator of rstpmd sets YAML keys and a
@@ -48,39 +56,38 @@ public final class RSTPMInspector: Inspector {
             .replacingOccurrences(of: "or pass --weights-dir with", with: "(rstpm weights fetch --dir \(weightsDirectory.path)) so that \(weightsDirectory.path) holds")
     }
 
-    private struct Decoded {
+    struct Decoded {
         var index: Int
-        /// The file at its own precision (8-bit stays bytes); the heatmap's background comes from it.
-        var original: DecodedImage
-        /// What the network sees, already at its input size; from a JPEG's DCT-scaled decode, as in training.
-        var modelInput: RGBImage
+        /// What `RSTPMModel.prepare` made of the file; its original is the heatmap's background.
+        var input: ModelInput
         var decodeMilliseconds: Double
     }
 
-    public func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        inspect(prepared: prepare(inputs))
+    /// A batch as `prepare` left it: each input decoded, or why it could not be.
+    public struct DecodedBatch {
+        let inputs: [InspectionInput]
+        let decodings: [Result<Decoded, InspectionError>]
     }
 
     /// Decodes every input; a failure is that input's result.
-    public func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+    public func prepare(_ inputs: [InspectionInput]) -> DecodedBatch {
         let decodings = inputs.enumerated().map { index, input -> Result<Decoded, InspectionError> in
             let start = monotonicNanoseconds()
             do {
-                let (original, modelInput) = try decode(input)
-                return .success(Decoded(index: index, original: original, modelInput: modelInput,
-                                        decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
-            } catch let error as InspectionError {
-                return .failure(error)
+                // The bytes as read (and hashed) by the pipeline: no copy into a Data.
+                let prepared = try model.prepare(input.bytes, name: input.fileName, limits: imageLimits)
+                return .success(Decoded(index: index, input: prepared, decodeMilliseconds: Double(monotonicNanoseconds() - start) / 1e6))
+            } catch let error as OperatorError {
+                return .failure(inspectionError(error))
             } catch {
                 return .failure(.decodeFailure(message: "\(error)"))
             }
         }
-        return PreparedInputs(inputs: inputs, work: decodings)
+        return DecodedBatch(inputs: inputs, decodings: decodings)
     }
 
-    public func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
-        let inputs = prepared.inputs
-        guard let decodings = prepared.work as? [Result<Decoded, InspectionError>] else { return inspect(inputs) }
+    public func inspect(prepared: DecodedBatch) -> [Result<InspectionOutcome, InspectionError>] {
+        let (inputs, decodings) = (prepared.inputs, prepared.decodings)
         var results = [Result<InspectionOutcome, InspectionError>?](repeating: nil, count: inputs.count)
         var decoded: [Decoded] = []
         for (index, decoding) in decodings.enumerated() {
@@ -90,54 +97,39 @@ public final class RSTPMInspector: Inspector {
             }
         }
         if !decoded.isEmpty {
-            let anomalies = model.inspect(images: decoded.map(\.modelInput))
-            for (item, anomaly) in zip(decoded, anomalies) {
-                results[item.index] = outcome(item, anomaly, fileName: inputs[item.index].fileName)
+            let inspections = model.inspect(decoded.map(\.input))
+            for (item, inspection) in zip(decoded, inspections) {
+                results[item.index] = outcome(item.input, inspection, decodeMilliseconds: item.decodeMilliseconds)
             }
         }
         return results.map { $0! }
     }
 
-    /// The original image, and the model's input resized from it, except for a JPEG at least
-    /// twice the input size, which libjpeg decodes again at a reduced scale, as training did.
-    /// Neither makes a full-size float image: the model's input is resized from the decoded
-    /// bytes with the same arithmetic as the float resize.
-    private func decode(_ input: InspectionInput) throws -> (DecodedImage, RGBImage) {
-        // The bytes as read (and hashed) by the pipeline: no copy into a Data.
-        let data = input.bytes
-        let original = try decodeImage(data, name: input.fileName, targetSize: nil)
-        let isJPEG = input.bytes.first == 0xFF
-        let source = isJPEG && original.width >= 2 * model.inputWidth && original.height >= 2 * model.inputHeight
-            ? try decodeImage(data, name: input.fileName, targetSize: ImageSize(width: model.inputWidth, height: model.inputHeight))
-            : original
-        return (original, source.resized(width: model.inputWidth, height: model.inputHeight))
-    }
-
-    private func decodeImage(_ data: [UInt8], name: String, targetSize: ImageSize?) throws -> DecodedImage {
-        do {
-            return try ImageDecoder.decodeCompact(data: data, name: name, limits: imageLimits, targetSize: targetSize)
-        } catch let error as ImageError {
-            switch error.reason {
-            case .tooLarge:
-                let size = error.declaredSize ?? ImageSize(width: 0, height: 0)
-                throw InspectionError.tooLarge(width: size.width, height: size.height, limit: imageLimits.maxPixels)
-            case .unsupported:
-                throw InspectionError.unsupportedFormat(message: error.detail)
-            default:
-                throw InspectionError.decodeFailure(message: error.problem)
-            }
+    /// The decoder's typed refusal as the quarantine's error kind: a too-large file with the
+    /// size its header declares (the codec fills it in; no message is parsed).
+    private func inspectionError(_ error: OperatorError) -> InspectionError {
+        switch error.kind {
+        case .imageTooLarge(let width, let height):
+            return .tooLarge(width: width, height: height, limit: imageLimits.maxPixels)
+        case .unsupported:
+            return .unsupportedFormat(message: error.problem)
+        default:
+            return .decodeFailure(message: error.problem)
         }
     }
 
-    private func outcome(_ item: Decoded, _ anomaly: AnomalyResult, fileName: String) -> Result<InspectionOutcome, InspectionError> {
+    /// The outcome of one inspected input, its heatmap drawn over the input's original (at the
+    /// line's resolution) when asked; `rstpm infer` draws its heatmaps through this too.
+    public func outcome(_ input: ModelInput, _ anomaly: Inspection, decodeMilliseconds: Double) -> Result<InspectionOutcome, InspectionError> {
         guard anomaly.score.isFinite, anomaly.finalMap.allSatisfy(\.isFinite) else {
-            return .failure(.inferenceFailure(message: "the anomaly map of \(fileName) is not finite (score \(anomaly.score))"))
+            return .failure(.inferenceFailure(message: "the anomaly map of \(anomaly.name) is not finite (score \(anomaly.score))"))
         }
-        let original = item.original, map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
+        guard let original = input.original else { preconditionFailure("ModelInput.prepare keeps the original") }
+        let map = anomaly.finalMap, mapWidth = anomaly.width, mapHeight = anomaly.height
         let size = heatmapResolution.size(width: original.width, height: original.height)
         let modelID = model.modelID, score = anomaly.score
         let render: @Sendable (Float, Bool) throws -> [UInt8] = { threshold, drawsLabel in
-            // The verdict's rule (LinePipeline+Outcomes): defect at score >= threshold.
+            // VerdictPolicy's rule: defect at score >= threshold.
             let isDefect = score >= threshold, scale: ClosedRange<Float> = 0...max(2 * threshold, .leastNormalMagnitude)
             let text = Heatmap.textChunks(model: modelID, score: score, threshold: threshold, isDefect: isDefect, scale: scale)
             let background = original.resized(width: size.width, height: size.height)
@@ -148,10 +140,10 @@ public final class RSTPMInspector: Inspector {
             }
             return Array(try PNGEncoder.encode(rgb8: figure, width: size.width, height: size.height, text: text, compression: .fast))
         }
-        let timings = InspectionTimings(decodeMilliseconds: item.decodeMilliseconds,
-                                        inferMilliseconds: anomaly.timings.preprocessMilliseconds + anomaly.timings.networkMilliseconds)
+        let timings = InspectionTimings(decodeMilliseconds: decodeMilliseconds,
+                                        inferMilliseconds: anomaly.networkMilliseconds)
         return .success(InspectionOutcome(
-            score: anomaly.score, threshold: anomaly.threshold, thresholdSource: .model,
+            score: anomaly.score, threshold: model.threshold,
             anomalyMap: anomaly.finalMap, mapWidth: anomaly.width, mapHeight: anomaly.height,
             imageWidth: original.width, imageHeight: original.height, renderHeatmapPNG: render, timings: timings))
     }

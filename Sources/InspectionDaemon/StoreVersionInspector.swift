@@ -3,26 +3,22 @@ import SystemPackage
 
 /// A bundle from a model store: reports the store version (`v0003`) as `model.version`, so a
 /// verdict names exactly the bundle that made it.
-final class StoreVersionInspector: Inspector {
-    let inner: any Inspector
+final class StoreVersionInspector<Inner: Inspector>: Inspector {
+    let inner: Inner
     let modelIdentity: ModelIdentity
 
     var modelThreshold: Float? { inner.modelThreshold }
 
-    init(_ inner: any Inspector, version: String) {
+    init(_ inner: Inner, version: String) {
         self.inner = inner
-        self.modelIdentity = ModelIdentity(identifier: inner.modelIdentity.identifier, version: version)
+        self.modelIdentity = ModelIdentity(identifier: inner.modelIdentity.identifier, version: version, precision: inner.modelIdentity.precision)
     }
 
-    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
-        inner.inspect(inputs)
-    }
-
-    func prepare(_ inputs: [InspectionInput]) -> PreparedInputs {
+    func prepare(_ inputs: [InspectionInput]) -> Inner.Prepared {
         inner.prepare(inputs)
     }
 
-    func inspect(prepared: PreparedInputs) -> [Result<InspectionOutcome, InspectionError>] {
+    func inspect(prepared: Inner.Prepared) -> [Result<InspectionOutcome, InspectionError>] {
         inner.inspect(prepared: prepared)
     }
 }

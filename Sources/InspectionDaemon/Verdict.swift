@@ -28,17 +28,6 @@ public struct Verdict: Sendable, Codable, Equatable {
             self.value = value
             self.source = source
         }
-
-        /// The threshold a line decides with: its `threshold:` when set, else the model's own.
-        /// The one place the override applies; the verdict, the journal and the heatmap's
-        /// outline all take this value.
-        public init(deciding outcome: InspectionOutcome, on line: LineConfiguration) {
-            if let override = line.thresholdOverride {
-                self.init(value: override, source: .configuration)
-            } else {
-                self.init(value: outcome.threshold, source: outcome.thresholdSource)
-            }
-        }
     }
 
     public struct Timings: Sendable, Codable, Equatable {

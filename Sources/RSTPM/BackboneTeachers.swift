@@ -1,6 +1,7 @@
 import Backbones
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TensorEngine
 
 extension Backbone: FeatureExtractor, InferenceFoldable {
@@ -13,7 +14,7 @@ extension TeacherSet {
     public static func pretrained(teacher1: String, teacher2: String, weightsDirectory: URL) throws -> TeacherSet {
         func kind(_ name: String, _ role: String) throws -> BackboneKind {
             guard let kind = BackboneKind(rawValue: name) else {
-                throw RSTPMError(path: "configuration", problem: "unknown \(role) backbone \"\(name)\"",
+                throw OperatorError(.invalidInput, path: "configuration", problem: "unknown \(role) backbone \"\(name)\"",
                                  hint: "use one of \(BackboneKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return kind
@@ -24,14 +25,14 @@ extension TeacherSet {
         for (role, kind) in zip(["T1", "T2"], kinds) {
             let file = weightsDirectory.appendingPathComponent(kind.defaultCheckpointFileName)
             guard FileManager.default.fileExists(atPath: file.path) else {
-                throw RSTPMError(path: file.path, problem: "\(role) checkpoint missing",
+                throw OperatorError(.notFound, path: file.path, problem: "\(role) checkpoint missing",
                                  hint: "run `rstpm weights fetch` or pass --weights-dir with \(kind.defaultCheckpointFileName)")
             }
             // Hash before parsing: a file under a known name must be the file that name promises,
             // so a crafted checkpoint never reaches the unpickler.
             let digest = try sha256Hex(of: file)
             if let promised = WeightsDirectory.expectedHashPrefix(fileName: kind.defaultCheckpointFileName), !digest.hasPrefix(promised) {
-                throw RSTPMError(path: file.path, problem: "\(role) checkpoint has SHA-256 \(digest), its name promises one starting \(promised): the file is corrupt or not the published weights",
+                throw OperatorError(.malformed, path: file.path, problem: "\(role) checkpoint has SHA-256 \(digest), its name promises one starting \(promised): the file is corrupt or not the published weights",
                                  hint: "delete it and run `rstpm weights fetch` again")
             }
             let network = try Backbone.pretrained(kind: kind, checkpoint: file)

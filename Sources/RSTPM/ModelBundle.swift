@@ -1,6 +1,7 @@
 import BuildInfo
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TensorEngine
 
 /// `manifest.json` of a model bundle (a directory with it and `weights.safetensors`).
@@ -59,6 +60,11 @@ public struct BundleManifest: Codable, Equatable {
     public var weightsSHA256: String
     /// Tensor name -> shape, as stored in weights.safetensors.
     public var tensors: [String: [Int]]
+    /// The accuracy check of each reduced inference precision against f32 (`PrecisionCheck`),
+    /// by precision name (`bf16`), as `rstpm train` ran it on the CPU it trained on; rstpmd runs
+    /// a model in the fastest precision that passed. Nil in bundles trained before the check,
+    /// or where no reduced precision ran: those run f32.
+    public var precisions: [String: PrecisionCheck]? = nil
 }
 
 extension BundleManifest {
@@ -111,7 +117,7 @@ public enum ModelBundle {
             return complete
         } catch {
             try? manager.removeItem(at: temporary)
-            throw RSTPMError(path: directory.path, problem: "cannot write the model bundle (\(error))",
+            throw OperatorError(.writeFailed, path: directory.path, problem: "cannot write the model bundle (\(error))",
                              hint: "check free space and write permission of \(parent.path)")
         }
     }
@@ -123,44 +129,44 @@ public enum ModelBundle {
         let weightsURL = directory.appendingPathComponent(weightsFileName)
         let rebuild = "retrain with `rstpm train` or copy the bundle again"
         guard let data = try? Data(contentsOf: manifestURL) else {
-            throw RSTPMError(path: manifestURL.path, problem: "missing or unreadable manifest", hint: "point --model at a bundle directory written by `rstpm train`")
+            throw OperatorError(.unreadable, path: manifestURL.path, problem: "missing or unreadable manifest", hint: "point --model at a bundle directory written by `rstpm train`")
         }
         let manifest: BundleManifest
         do { manifest = try JSONDecoder().decode(BundleManifest.self, from: data) } catch {
-            throw RSTPMError(path: manifestURL.path, problem: "manifest is not a valid rstpm manifest (\(error))", hint: rebuild)
+            throw OperatorError(.malformed, path: manifestURL.path, problem: "manifest is not a valid rstpm manifest (\(error))", hint: rebuild)
         }
         guard manifest.formatVersion == BundleManifest.currentFormatVersion else {
-            throw RSTPMError(path: manifestURL.path, problem: "format version \(manifest.formatVersion), this rstpm reads \(BundleManifest.currentFormatVersion)",
+            throw OperatorError(.unsupported, path: manifestURL.path, problem: "format version \(manifest.formatVersion), this rstpm reads \(BundleManifest.currentFormatVersion)",
                              hint: "use the rstpm version that wrote it, or retrain")
         }
         let problems = manifest.configuration.problems()
         guard problems.isEmpty else {
-            throw RSTPMError(path: manifestURL.path, problem: "invalid configuration: \(problems.joined(separator: "; "))", hint: rebuild)
+            throw OperatorError(.malformed, path: manifestURL.path, problem: "invalid configuration: \(problems.joined(separator: "; "))", hint: rebuild)
         }
         if let problem = BundleManifest.thresholdProblem(manifest.threshold.value) {
-            throw RSTPMError(path: manifestURL.path, problem: "threshold.value: \(problem)", hint: rebuild)
+            throw OperatorError(.malformed, path: manifestURL.path, problem: "threshold.value: \(problem)", hint: rebuild)
         }
         guard manifest.inputWidth == manifest.configuration.inputWidth, manifest.inputHeight == manifest.configuration.inputHeight,
-              manifest.normalization.mean == ImageNormalization.mean, manifest.normalization.std == ImageNormalization.std,
+              manifest.normalization.mean == ModelInput.mean, manifest.normalization.std == ModelInput.std,
               manifest.teachers.map(\.role) == ["T1", "T2"],
               manifest.teachers[0].kind == manifest.configuration.teacher1, manifest.teachers[1].kind == manifest.configuration.teacher2
         else {
-            throw RSTPMError(path: manifestURL.path, problem: "manifest fields disagree (input size, normalisation or teachers)", hint: rebuild)
+            throw OperatorError(.malformed, path: manifestURL.path, problem: "manifest fields disagree (input size, normalisation or teachers)", hint: rebuild)
         }
         let digest: String
         do { digest = try sha256Hex(of: weightsURL) } catch {
-            throw RSTPMError(path: weightsURL.path, problem: "missing or unreadable weights", hint: rebuild)
+            throw OperatorError(.unreadable, path: weightsURL.path, problem: "missing or unreadable weights", hint: rebuild)
         }
         guard digest == manifest.weightsSHA256 else {
-            throw RSTPMError(path: weightsURL.path, problem: "SHA-256 \(digest) differs from the manifest's \(manifest.weightsSHA256): the weights are corrupt or from another model", hint: rebuild)
+            throw OperatorError(.malformed, path: weightsURL.path, problem: "SHA-256 \(digest) differs from the manifest's \(manifest.weightsSHA256): the weights are corrupt or from another model", hint: rebuild)
         }
         let tensors: StateDict
         do { tensors = try SafeTensors.read(contentsOf: weightsURL).tensors } catch {
-            throw RSTPMError(path: weightsURL.path, problem: "unreadable safetensors (\(error))", hint: rebuild)
+            throw OperatorError(.malformed, path: weightsURL.path, problem: "unreadable safetensors (\(error))", hint: rebuild)
         }
         let stored = Dictionary(uniqueKeysWithValues: tensors.keys.map { ($0, tensors[$0]!.shape) })
         guard stored == manifest.tensors else {
-            throw RSTPMError(path: weightsURL.path, problem: "tensor names or shapes differ from the manifest", hint: rebuild)
+            throw OperatorError(.malformed, path: weightsURL.path, problem: "tensor names or shapes differ from the manifest", hint: rebuild)
         }
         return (manifest, tensors)
     }
@@ -171,13 +177,13 @@ public enum ModelBundle {
         let expected = Set(state.map(\.name)), present = Set(tensors.keys)
         guard expected == present else {
             let missing = expected.subtracting(present).sorted().prefix(5), extra = present.subtracting(expected).sorted().prefix(5)
-            throw RSTPMError(path: path, problem: "tensor names do not fit this configuration and these teachers (missing \(Array(missing)), unexpected \(Array(extra)))",
+            throw OperatorError(.wrongWeights, path: path, problem: "tensor names do not fit this configuration and these teachers (missing \(Array(missing)), unexpected \(Array(extra)))",
                              hint: "the bundle was made for other teachers or another rstpm version; retrain")
         }
         for (name, target) in state {
             let tensor = tensors[name]!
             guard tensor.shape == target.value.shape else {
-                throw RSTPMError(path: path, problem: "tensor \(name) has shape \(tensor.shape), the network needs \(target.value.shape)",
+                throw OperatorError(.tensorShapesDiffer([name]), path: path, problem: "tensor \(name) has shape \(tensor.shape), the network needs \(target.value.shape)",
                                  hint: "the bundle was made for other teachers; retrain")
             }
             target.value = Tensor(shape: tensor.shape, scalars: tensor.values)

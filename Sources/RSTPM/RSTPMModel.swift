@@ -1,16 +1,14 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import TensorEngine
 
-/// What inference says about one image. Maps are (height, width) at the model's input size,
+/// What the model says about one image. Maps are (height, width) at the model's input size,
 /// row-major.
-public struct AnomalyResult: Sendable {
-    public struct Timings: Codable, Sendable {
-        /// Share of the batch's preprocessing and network time (milliseconds per image).
-        public var preprocessMilliseconds: Double
-        public var networkMilliseconds: Double
-    }
-
+public struct Inspection: Sendable {
+    /// The inspected file's name (`ModelInput.name`) and its own size.
+    public var name: String
+    public var imageSize: ImageSize
     public var width: Int
     public var height: Int
     /// Eq. 1: A64 * A32 * A16 * Omega7, with the S-T part smoothed as below.
@@ -20,14 +18,13 @@ public struct AnomalyResult: Sendable {
     /// Omega7, D's output upsampled.
     public var discriminatorMap: [Float]
     /// Image score of the final map under the model's score rule; likewise for the two parts.
+    /// A score at or above the threshold is a defect: the same rule as the daemon's verdicts,
+    /// the gate's false-reject rate and Evaluation's ROC points.
     public var score: Float
     public var studentTeacherScore: Float
     public var discriminatorScore: Float
-    public var threshold: Float
-    /// A score at or above the threshold is a defect: the same rule as the daemon's verdicts,
-    /// the gate's false-reject rate and Evaluation's ROC points.
-    public var isAnomalous: Bool { score >= threshold }
-    public var timings: Timings
+    /// This image's share of the batch's network time.
+    public var networkMilliseconds: Double
 }
 
 /// A trained model ready for inspection: teachers, students and D in `.inference` mode.
@@ -46,13 +43,13 @@ public final class RSTPMModel {
         let (manifest, tensors) = try ModelBundle.read(from: bundle)
         for (expected, actual) in zip(manifest.teachers, teachers.records) {
             guard expected.kind == actual.kind, expected.checkpointSHA256 == actual.checkpointSHA256 else {
-                throw RSTPMError(path: bundle.path,
+                throw OperatorError(.wrongWeights, path: bundle.path,
                                  problem: "model was trained with \(expected.role) \(expected.kind) sha256 \(expected.checkpointSHA256), these weights are \(actual.kind) sha256 \(actual.checkpointSHA256)",
                                  hint: "use the weights directory with \(expected.checkpointFile) the model was trained with")
             }
         }
         guard teachers.records.count == manifest.teachers.count else {
-            throw RSTPMError(path: bundle.path, problem: "expected \(manifest.teachers.count) teacher records", hint: "internal: pass T1 and T2 records")
+            throw OperatorError(.invalidInput, path: bundle.path, problem: "expected \(manifest.teachers.count) teacher records", hint: "internal: pass T1 and T2 records")
         }
         let networks = RSTPMNetworks(configuration: manifest.configuration, teachers: teachers)
         try ModelBundle.load(tensors, into: networks, path: bundle.appendingPathComponent(ModelBundle.weightsFileName).path)
@@ -68,29 +65,32 @@ public final class RSTPMModel {
         networks.freezeForInference()
     }
 
-    /// Inspects decoded images (any size; resized to the input size) as one batch.
-    public func inspect(images: [RGBImage]) -> [AnomalyResult] {
-        let start = Date()
-        let planar = images.map { ImageNormalization.planar($0, width: inputWidth, height: inputHeight) }
-        return inspect(planarImages: planar, preprocessSeconds: Date().timeIntervalSince(start))
+    /// `ModelInput.prepare` at this model's input size.
+    public func prepare(_ bytes: some ContiguousBytes, name: String, limits: ImageLimits = .default) throws -> ModelInput {
+        try ModelInput.prepare(bytes, name: name, width: inputWidth, height: inputHeight, limits: limits)
     }
 
-    /// Inspects images already at the input size, values in [0, 1].
-    public func inspect(planarImages: [PlanarImage], preprocessSeconds: Double = 0) -> [AnomalyResult] {
-        guard !planarImages.isEmpty else { return [] }
+    /// Inspects prepared inputs (at this model's input size) as one network batch.
+    public func inspect(_ inputs: [ModelInput]) -> [Inspection] {
+        Self.inspect(inputs, networks: networks)
+    }
+
+    /// `inspect` on networks not (yet) wrapped in a model: training calibrates its threshold so.
+    static func inspect(_ inputs: [ModelInput], networks: RSTPMNetworks) -> [Inspection] {
+        guard !inputs.isEmpty else { return [] }
         let start = Date()
-        let maps = Self.maps(networks: networks, input: networks.inputTensor(planarImages))
-        let seconds = Date().timeIntervalSince(start)
-        let count = Double(planarImages.count)
-        let timings = AnomalyResult.Timings(preprocessMilliseconds: preprocessSeconds * 1000 / count, networkMilliseconds: seconds * 1000 / count)
-        let rule = manifest.configuration.scoreRule
+        let maps = Self.maps(networks: networks, input: ModelInput.batch(inputs))
+        let milliseconds = Date().timeIntervalSince(start) * 1000 / Double(inputs.count)
+        let rule = networks.configuration.scoreRule
         let scores = MapFusion.scores(of: maps.final, rule: rule)
         let stScores = MapFusion.scores(of: maps.studentTeacher, rule: rule)
         let dScores = MapFusion.scores(of: maps.discriminator, rule: rule)
-        return planarImages.indices.map { n in
-            AnomalyResult(width: inputWidth, height: inputHeight, finalMap: maps.final.batchItem(n).scalars,
-                          studentTeacherMap: maps.studentTeacher.batchItem(n).scalars, discriminatorMap: maps.discriminator.batchItem(n).scalars,
-                          score: scores[n], studentTeacherScore: stScores[n], discriminatorScore: dScores[n], threshold: threshold, timings: timings)
+        let (height, width) = (networks.configuration.inputHeight, networks.configuration.inputWidth)
+        return inputs.indices.map { n in
+            Inspection(name: inputs[n].name, imageSize: inputs[n].imageSize, width: width, height: height,
+                       finalMap: maps.final.batchItem(n).scalars, studentTeacherMap: maps.studentTeacher.batchItem(n).scalars,
+                       discriminatorMap: maps.discriminator.batchItem(n).scalars,
+                       score: scores[n], studentTeacherScore: stScores[n], discriminatorScore: dScores[n], networkMilliseconds: milliseconds)
         }
     }
 

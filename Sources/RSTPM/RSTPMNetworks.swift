@@ -202,6 +202,6 @@ public final class RSTPMNetworks {
 
     /// Normalised model input (N, 3, H, W) from images in [0, 1] at the input size.
     public func inputTensor(_ images: [PlanarImage]) -> Tensor {
-        ImageNormalization.tensor(images, width: configuration.inputWidth, height: configuration.inputHeight)
+        ModelInput.batch(images.map { ModelInput(image: $0) })
     }
 }

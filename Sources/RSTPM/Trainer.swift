@@ -4,6 +4,7 @@ import BuildInfo
 import Checkpoints
 import Foundation
 import Logging
+import OperatorErrors
 import TensorEngine
 
 /// Progress of a training run, reported after every step and at the end of every epoch.
@@ -45,10 +46,10 @@ public final class RSTPMTrainer {
                 textures: any TextureSource, logger: Logger) throws {
         let problems = configuration.problems()
         guard problems.isEmpty else {
-            throw RSTPMError(path: "configuration", problem: problems.joined(separator: "; "), hint: "fix the configuration file or flags")
+            throw OperatorError(.invalidInput, path: "configuration", problem: problems.joined(separator: "; "), hint: "fix the configuration file or flags")
         }
         guard data.images.count >= 3 else {
-            throw RSTPMError(path: data.folder.path, problem: "\(data.images.count) images; training needs at least 3 (2 train + 1 validation)",
+            throw OperatorError(.empty, path: data.folder.path, problem: "\(data.images.count) images; training needs at least 3 (2 train + 1 validation)",
                              hint: "add normal images")
         }
         self.configuration = configuration
@@ -97,7 +98,7 @@ public final class RSTPMTrainer {
         let temporary = checkpointDirectory.appendingPathComponent(".\(name).tmp")
         try SafeTensors.write(pairs, metadata: ["format": "rstpm-checkpoint"], to: temporary)
         guard rename(temporary.path, url.path) == 0 else {  // atomic replace: a crash leaves the old or the new file
-            throw RSTPMError(path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
+            throw OperatorError(.writeFailed, path: url.path, problem: "cannot replace the checkpoint (errno \(errno))", hint: "check free space and permissions")
         }
     }
 
@@ -134,7 +135,7 @@ public final class RSTPMTrainer {
             var part: [String: Tensor] = [:]
             for (key, tensor) in resumedOptimizerState where key.hasPrefix(prefix) { part[String(key.dropFirst(prefix.count))] = tensor }
             do { try importer(part, source) } catch {
-                throw RSTPMError(path: source, problem: "optimiser state does not fit (\(error))",
+                throw OperatorError(.conflict, path: source, problem: "optimiser state does not fit (\(error))",
                                  hint: "resume with the same configuration, or start afresh without --resume")
             }
         }
@@ -162,7 +163,7 @@ public final class RSTPMTrainer {
             comparable.studentEpochs = configuration.studentEpochs
             comparable.discriminatorEpochs = configuration.discriminatorEpochs
             guard comparable == configuration else {
-                throw RSTPMError(path: progressURL.path, problem: "the checkpoint was made with another configuration",
+                throw OperatorError(.conflict, path: progressURL.path, problem: "the checkpoint was made with another configuration",
                                  hint: "resume with the same flags and config file (only --epochs may change), or start afresh without --resume")
             }
             state = saved
@@ -204,8 +205,7 @@ public final class RSTPMTrainer {
         networks.setTrainableMode(.inference)
         var scores: [Float] = []
         for batch in chunks(validationIndices) {
-            let maps = RSTPMModel.maps(networks: networks, input: networks.inputTensor(batch.map { data.images[$0] }))
-            scores += MapFusion.scores(of: maps.final, rule: configuration.scoreRule)
+            scores += RSTPMModel.inspect(batch.map { ModelInput(name: data.files[$0].path, image: data.images[$0]) }, networks: networks).map(\.score)
         }
         let (threshold, statement) = Self.threshold(scores: scores, configuration: configuration)
         logger.info("threshold", metadata: ["value": "\(threshold)", "rule": "\(statement)"])
@@ -213,11 +213,11 @@ public final class RSTPMTrainer {
             logger.warning("threshold calibrated on only \(scores.count) validation image(s), fewer than \(Self.fewValidationImages): it may reject good parts; train on more normal images or raise validationFraction",
                            metadata: ["validation_images": "\(scores.count)"])
         }
-        let manifest = BundleManifest(
+        var manifest = BundleManifest(
             formatVersion: BundleManifest.currentFormatVersion, modelID: UUID().uuidString.lowercased(),
             createdAt: ISO8601DateFormatter().string(from: Date()), rstpmVersion: RSTPMBuild.description, configuration: configuration, teachers: networks.teachers.records,
             inputWidth: configuration.inputWidth, inputHeight: configuration.inputHeight,
-            normalization: .init(mean: ImageNormalization.mean, std: ImageNormalization.std),
+            normalization: .init(mean: ModelInput.mean, std: ModelInput.std),
             threshold: .init(value: threshold, rule: configuration.thresholdRule, statement: statement),
             training: .init(imageCount: data.images.count, trainingCount: trainingIndices.count, validationCount: validationIndices.count,
                             folder: data.folder.path, fileListSHA256: data.fileListSHA256, studentEpochs: configuration.studentEpochs,
@@ -226,9 +226,26 @@ public final class RSTPMTrainer {
                               discriminatorBestEpoch: state.bestEpoch, scoreMax: scores.max() ?? 0,
                               scoreMean: scores.reduce(0, +) / Float(max(1, scores.count))),
             weightsSHA256: "", tensors: [:])
+        manifest.precisions = try checkPrecisions(threshold: threshold)
         try? FileManager.default.removeItem(at: checkpointDirectory)
         let written = try ModelBundle.write(networks: networks, manifest: manifest, to: output)
         return RSTPMModel(manifest: written, networks: networks)
+    }
+
+    /// `PrecisionCheck` of each reduced precision this CPU runs, on a frozen copy of the networks
+    /// (BatchNorm folded, as rstpmd runs them): the validation images and the same images with
+    /// the seeded pseudo-anomalies D is validated on. Nil where no reduced precision runs here.
+    private func checkPrecisions(threshold: Float) throws -> [String: PrecisionCheck]? {
+        let normal = validationIndices.map { data.images[$0] }
+        let anomalies = PseudoAnomalyGenerator(source: textures)
+        var generator = SeededGenerator(seed: configuration.seed ^ 0x7A11_DA7E)
+        let samples = try normal.map { try anomalies.sample(from: $0, using: &generator) }
+        let checks = try PrecisionCheck.checkAll(networks: networks.frozenCopy(), threshold: threshold, normal: normal,
+                                                 anomalous: samples.map(\.image), masks: samples.map(\.mask), batchSize: configuration.batchSize)
+        for (precision, check) in checks.sorted(by: { $0.key < $1.key }) {
+            logger.info("precision check", metadata: ["precision": "\(precision)", "result": "\(check.summary)"])
+        }
+        return checks.isEmpty ? nil : checks
     }
 
     /// Below this many validation images the threshold is a guess, and training says so.
@@ -287,7 +304,7 @@ public final class RSTPMTrainer {
                     loss = networks.studentTrainingStep(input: clean, optimizers: optimizers)
                 }
                 guard loss.isFinite else {  // the last finished epoch stays in the checkpoints
-                    throw RSTPMError(path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
+                    throw OperatorError(.trainingDiverged, path: output.path, problem: "student loss became \(loss) in epoch \(epoch)", hint: "lower studentLearningRate")
                 }
                 let done = Double(epoch - 1) + Double(step + 1) / Double(batches.count)
                 try report(TrainingEvent(phase: .students, epoch: epoch, epochs: epochs, step: step + 1, steps: batches.count, loss: loss,

@@ -25,11 +25,11 @@ public struct TrainingImages {
         let folder = FileManager.default.fileExists(atPath: nested.path, isDirectory: &isDirectory) && isDirectory.boolValue ? nested : directory
         let files = try imageFiles(in: folder)
         guard !files.isEmpty else {
-            throw RSTPMError(path: folder.path, problem: "no PNG, JPEG, BMP or TIFF images found",
+            throw OperatorError(.empty, path: folder.path, problem: "no PNG, JPEG, BMP or TIFF images found",
                              hint: "pass a category folder with train/good/*.png (MVTec AD layout) or a folder of normal images")
         }
         let images = try files.map { file in
-            ImageNormalization.planar(try ImageNormalization.decode(contentsOf: file, width: width, height: height), width: width, height: height)
+            try ModelInput.decode(ImageDecoder.read(file), name: file.path, width: width, height: height, limits: .default).resized
         }
         return TrainingImages(folder: folder, files: files, images: images)
     }
@@ -38,7 +38,7 @@ public struct TrainingImages {
     public static func imageFiles(in folder: URL) throws -> [URL] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: folder.path) } catch {
-            throw RSTPMError(path: folder.path, problem: "cannot list the folder (\(error.localizedDescription))",
+            throw OperatorError(.unreadable, path: folder.path, problem: "cannot list the folder (\(error.localizedDescription))",
                              hint: "check that the path exists and is readable")
         }
         return names.filter { ImageDecoder.hasImageExtension(URL(fileURLWithPath: $0)) }
@@ -51,20 +51,6 @@ public struct TrainingImages {
     }
 }
 
-/// An error from the outside world (files, bundles, configuration) with the path, what is wrong
-/// and what the operator can do.
-public struct RSTPMError: OperatorError, Equatable {
-    public let path: String
-    public let problem: String
-    public let hint: String
-
-    public init(path: String, problem: String, hint: String) {
-        self.path = path
-        self.problem = problem
-        self.hint = hint
-    }
-}
-
 /// Anomaly-source textures from a folder of PNG/JPEG images (DTD-like), decoded on demand and
 /// resized to the requested size.
 public struct ImageFolderTextureSource: TextureSource {
@@ -73,15 +59,14 @@ public struct ImageFolderTextureSource: TextureSource {
 
     public init(directory: URL) throws {
         files = try TrainingImages.imageFiles(in: directory)
-        guard !files.isEmpty else { throw TextureSourceError.empty(path: directory.path) }
+        guard !files.isEmpty else { throw OperatorError(.empty, path: directory.path, problem: "no images found", hint: "point the texture source at a folder of PNG or JPEG images") }
     }
 
     public func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage {
         do {
-            let image = try ImageNormalization.decode(contentsOf: files[index], width: width, height: height)
-            return ImageNormalization.planar(image, width: width, height: height)
+            return try ModelInput.decode(ImageDecoder.read(files[index]), name: files[index].path, width: width, height: height, limits: .default).resized
         } catch {
-            throw TextureSourceError.unreadable(path: files[index].path, reason: "\(error)")
+            throw OperatorError.unreadableTextures(path: files[index].path, reason: "\(error)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backbones
+import EngineBench
 import Foundation
 import TensorEngine
 

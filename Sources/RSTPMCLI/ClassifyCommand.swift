@@ -2,6 +2,7 @@ import ArgumentParser
 import Backbones
 import Foundation
 import Imaging
+import RSTPM
 import TensorEngine
 
 /// `rstpm classify`: ImageNet top-5 of images with a pretrained backbone (a check that the
@@ -39,9 +40,8 @@ struct ClassifyCommand: ParsableCommand {
         network.foldBatchNorm()
         let size = backbone.nativeResolution
         for path in images {
-            let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path))
-            let input = Tensor(shape: [1, 3, size, size], scalars: Preprocess.modelInput(image, width: size, height: size))
-            let logits = network.logits(input)
+            let input = try ModelInput.prepare(ImageDecoder.read(URL(fileURLWithPath: path)), name: path, width: size, height: size)
+            let logits = network.logits(ModelInput.batch([input]))
             print(path)
             for (rank, entry) in topClasses(logits: logits.scalars, count: 5).enumerated() {
                 let name = imageNetClassNames[entry.index].padding(toLength: 32, withPad: " ", startingAt: 0)

@@ -96,10 +96,10 @@ struct EvalCommand: ParsableCommand {
         for start in stride(from: 0, to: samples.count, by: batchSize) {
             let batch = Array(samples[start..<min(samples.count, start + batchSize)])
             let decodeStart = Date()
-            let images = try batch.map { try ImageNormalization.decode(contentsOf: $0.image, width: model.inputWidth, height: model.inputHeight) }
+            let inputs = try batch.map { try model.prepare(ImageDecoder.read($0.image), name: $0.image.path) }
             let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(batch.count)
-            for (sample, result) in zip(batch, model.inspect(images: images)) {
-                let milliseconds = decodeMilliseconds + result.timings.preprocessMilliseconds + result.timings.networkMilliseconds
+            for (sample, result) in zip(batch, model.inspect(inputs)) {
+                let milliseconds = decodeMilliseconds + result.networkMilliseconds
                 try builder.add(sample: sample, maps: [result.studentTeacherMap, result.discriminatorMap, result.finalMap],
                                 scores: [result.studentTeacherScore, result.discriminatorScore, result.score], milliseconds: milliseconds)
             }

@@ -7,6 +7,7 @@ import Evaluation
 import Foundation
 import Imaging
 import InspectionDaemon
+import OperatorErrors
 import RSTPM
 import TensorEngine
 
@@ -52,66 +53,59 @@ struct InferCommand: ParsableCommand {
         let outFolder = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: outFolder, withIntermediateDirectories: true)
         var names = OutputNames(outFolder: outFolder, inputs: inputs)
-        let modelIdentity = ModelIdentity(identifier: model.modelID, version: model.manifest.createdAt)
+        // The daemon's inspector around the same model: its heatmap (at the image's own size here)
+        // and its checks, from the same `prepare` and `inspect` as rstpmd, `eval` and training.
+        let inspector = RSTPMInspector(model: model, imageLimits: .default, heatmapResolution: .original)
         let instance = ProcessInfo.processInfo.hostName
         for start in stride(from: 0, to: inputs.count, by: batchSize) {
-            let decodeStart = Date()
-            let received = wallClockNanoseconds()
             // One unreadable or undecodable file is reported and skipped; the others go on.
-            var batch: [DecodedInput] = []
+            var batch: [(input: ModelInput, bytes: [UInt8], received: Int64, decodeMilliseconds: Double)] = []
             for path in inputs[start..<min(inputs.count, start + batchSize)] {
+                let received = wallClockNanoseconds(), decodeStart = monotonicNanoseconds()
                 do {
-                    batch.append(try DecodedInput(path: path, width: model.inputWidth, height: model.inputHeight))
+                    let bytes = [UInt8](try ImageDecoder.read(URL(fileURLWithPath: path)))
+                    let input = try model.prepare(bytes, name: path)
+                    batch.append((input, bytes, received, Double(monotonicNanoseconds() - decodeStart) / 1e6))
                 } catch {
                     skipped += 1
                     FileHandle.standardError.write(Data("skipped \(error)\n".utf8))
                 }
             }
-            guard !batch.isEmpty else { continue }
-            let decodeMilliseconds = Date().timeIntervalSince(decodeStart) * 1000 / Double(batch.count)
-            let results = model.inspect(images: batch.map(\.modelInput))
-            for (input, result) in zip(batch, results) {
-                let path = input.path, image = input.original
+            for (item, inspection) in zip(batch, model.inspect(batch.map(\.input))) {
+                let path = item.input.name
                 // As rstpmd's inference_failure: a model that yields NaN or infinity has no
                 // verdict to give (JSON cannot even hold the score); say so, naming the model.
-                guard result.score.isFinite, result.finalMap.allSatisfy(\.isFinite) else {
+                guard case .success(let outcome) = inspector.outcome(item.input, inspection, decodeMilliseconds: item.decodeMilliseconds) else {
                     failures += 1
-                    let message = "\(path): inference_failure: the anomaly map is not finite (score \(result.score)) with model \(model.modelID) (\(self.model))"
+                    let message = "\(path): inference_failure: the anomaly map is not finite (score \(inspection.score)) with model \(model.modelID) (\(self.model))"
                     FileHandle.standardError.write(Data((message + "; hint: the model's weights hold NaN or infinity, retrain it\n").utf8))
                     continue
                 }
                 let name = names.take(for: path)
                 let heatmapName = fittingFileName(name, suffix: ".heatmap.png")
-                let heatmapStart = Date()
-                let scale: ClosedRange<Float> = 0...max(2 * result.threshold, .leastNormalMagnitude)
-                var heatmap = Heatmap.render8(map: result.finalMap, mapWidth: result.width, mapHeight: result.height, over: image,
-                                              threshold: result.threshold, scale: scale)
-                if label {
-                    Heatmap.drawLabel(score: result.score, threshold: result.threshold, isDefect: result.isAnomalous,
-                                      into: &heatmap, width: image.width, height: image.height)
-                }
-                let png = try PNGEncoder.encode(rgb8: heatmap, width: image.width, height: image.height, text: Heatmap.textChunks(
-                    model: model.modelID, score: result.score, threshold: result.threshold, isDefect: result.isAnomalous, scale: scale))
-                let heatmapMilliseconds = Date().timeIntervalSince(heatmapStart) * 1000
-                let writeStart = Date()
-                try png.write(to: outFolder.appendingPathComponent(heatmapName))
-                let writeMilliseconds = Date().timeIntervalSince(writeStart) * 1000
-                // rstpmd's verdict (docs/verdict.md), encoded by the same code.
+                let heatmapStart = monotonicNanoseconds()
+                let png = try outcome.renderHeatmapPNG(outcome.threshold, label)
+                let heatmapMilliseconds = Double(monotonicNanoseconds() - heatmapStart) / 1e6
+                let writeStart = monotonicNanoseconds()
+                try Data(png).write(to: outFolder.appendingPathComponent(heatmapName))
+                let writeMilliseconds = Double(monotonicNanoseconds() - writeStart) / 1e6
+                // rstpmd's verdict (docs/verdict.md), decided and encoded by the same code.
+                let decision = VerdictPolicy.decide(score: outcome.score, modelThreshold: outcome.threshold, thresholdOverride: nil)
                 let (regions, truncated) = RegionExtractor.regions(
-                    map: result.finalMap, mapWidth: result.width, mapHeight: result.height,
-                    imageWidth: image.width, imageHeight: image.height, threshold: result.threshold)
+                    map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
+                    imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: outcome.threshold)
                 let verdict = Verdict(
-                    file: path, sha256: sha256Hex(of: input.bytes),
-                    size: .init(bytes: input.bytes.count, width: image.width, height: image.height),
-                    receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
-                    line: "rstpm-infer", instance: instance, model: modelIdentity, verdict: result.isAnomalous ? .defect : .ok,
-                    score: result.score, threshold: .init(value: result.threshold, source: .model),
+                    file: path, sha256: sha256Hex(of: item.bytes),
+                    size: .init(bytes: item.bytes.count, width: outcome.imageWidth, height: outcome.imageHeight),
+                    receivedAt: iso8601(nanosecondsSinceEpoch: item.received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
+                    line: "rstpm-infer", instance: instance, model: inspector.modelIdentity,
+                    verdict: decision.verdict, score: outcome.score, threshold: decision.threshold,
                     regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
-                    timingsMilliseconds: .init(decode: decodeMilliseconds, infer: result.timings.preprocessMilliseconds + result.timings.networkMilliseconds,
+                    timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
                                                heatmap: heatmapMilliseconds, write: writeMilliseconds),
                     error: nil)
                 try Data(verdict.encoded()).write(to: outFolder.appendingPathComponent(fittingFileName(name, suffix: ".json")))
-                print("\(path)\t\(verdict.verdict.rawValue)\tscore \(result.score)\tthreshold \(result.threshold)")
+                print("\(path)\t\(verdict.verdict.rawValue)\tscore \(outcome.score)\tthreshold \(outcome.threshold)")
             }
         }
         if let category { try evaluate(model: model, category: category, outFolder: outFolder) }
@@ -119,24 +113,6 @@ struct InferCommand: ParsableCommand {
             FileHandle.standardError.write(Data("\(skipped) of \(inputs.count) image(s) skipped (see above); exit status 1\n".utf8))
         }
         if failures > 0 || skipped > 0 { throw ExitCode(1) }
-    }
-
-    /// One input read once: its bytes (hashed for the verdict), the model's input decoded as
-    /// training and `eval` decode it (a large JPEG DCT-scaled towards the input size), and the
-    /// full-size original the heatmap is drawn over (the same image for every other file).
-    struct DecodedInput {
-        let path: String
-        let bytes: [UInt8]
-        let modelInput: RGBImage
-        let original: RGBImage
-
-        init(path: String, width: Int, height: Int) throws {
-            let url = URL(fileURLWithPath: path)
-            self.path = path
-            bytes = [UInt8](try ImageDecoder.read(url))
-            modelInput = try ImageNormalization.decode(contentsOf: url, width: width, height: height)
-            original = bytes.first == 0xFF ? try ImageDecoder.decode(data: Data(bytes), name: path) : modelInput
-        }
     }
 
     /// The arguments with each folder replaced by the images directly inside it, sorted by name
@@ -152,13 +128,13 @@ struct InferCommand: ParsableCommand {
             }
             let names: [String]
             do { names = try FileManager.default.contentsOfDirectory(atPath: argument) } catch {
-                throw RSTPMError(path: argument, problem: "cannot list the folder (\(error.localizedDescription))", hint: "check its permissions")
+                throw OperatorError(.unreadable, path: argument, problem: "cannot list the folder (\(error.localizedDescription))", hint: "check its permissions")
             }
             let images = names.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".heatmap.png") && ImageDecoder.hasImageExtension(URL(fileURLWithPath: $0)) }
                 .sorted().map { (argument as NSString).appendingPathComponent($0) }
                 .filter { var folder: ObjCBool = false; return !(FileManager.default.fileExists(atPath: $0, isDirectory: &folder) && folder.boolValue) }
             guard !images.isEmpty else {
-                throw RSTPMError(path: argument, problem: "the folder holds no .png, .jpg, .jpeg, .bmp, .tif or .tiff file",
+                throw OperatorError(.empty, path: argument, problem: "the folder holds no .png, .jpg, .jpeg, .bmp, .tif or .tiff file",
                                  hint: "name the images, or pass the folder that holds them (subfolders are not searched)")
             }
             paths += images

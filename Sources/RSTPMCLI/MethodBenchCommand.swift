@@ -96,24 +96,24 @@ struct MethodBenchCommand: ParsableCommand {
             // Inference: preprocessed images in, final/S-T/D maps and scores out (RSTPMModel.inspect).
             for size in inferBatches {
                 let planar = Array(images.prefix(size))
-                _ = trained.inspect(planarImages: planar)
+                _ = trained.inspect(planar.map { ModelInput(image: $0) })
                 var best = Double.infinity
                 for _ in 0..<iterations {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    _ = trained.inspect(planarImages: planar)
+                    _ = trained.inspect(planar.map { ModelInput(image: $0) })
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
                 }
                 print("RESULT rstpm    infer               \(size) " + String(format: "%9.2f", best / Double(size)))
                 if LayerProfile.enabled {
                     LayerProfile.reset()
                     let start = DispatchTime.now().uptimeNanoseconds
-                    for _ in 0..<iterations { _ = trained.inspect(planarImages: planar) }
+                    for _ in 0..<iterations { _ = trained.inspect(planar.map { ModelInput(image: $0) }) }
                     let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(iterations * size)
                     print(LayerProfile.report(per: iterations * size) + String(format: "\ninspect in all (mean of %d runs)%28.3f ms/image", iterations, total))
                 }
             }
             let probe = Array(images.prefix(2))
-            let results = trained.inspect(planarImages: probe)
+            let results = trained.inspect(probe.map { ModelInput(image: $0) })
             exported.append(("infer.input", stored(trained.networks.inputTensor(probe))))
             exported.append(("infer.final", StoredTensor(shape: [probe.count, 1, H, W], values: results.flatMap(\.finalMap))))
         }

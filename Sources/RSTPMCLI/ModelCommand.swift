@@ -2,6 +2,7 @@ import ArgumentParser
 import ContinuousLearning
 import Foundation
 import InspectionDaemon
+import OperatorErrors
 import RSTPM
 import SystemPackage
 
@@ -20,13 +21,13 @@ struct LineSelection: ParsableArguments {
         do {
             text = try String(contentsOfFile: config, encoding: .utf8)
         } catch {
-            throw RSTPMError(path: config, problem: "cannot read the configuration (\(error.localizedDescription))",
+            throw OperatorError(.unreadable, path: config, problem: "cannot read the configuration (\(error.localizedDescription))",
                              hint: "pass rstpmd's configuration with --config FILE")
         }
         // Only the paths are needed: the daemon checks the disk when it loads the file.
         let configuration = try DaemonConfiguration.parse(yaml: text, file: path, checkFileSystem: false)
         guard let found = configuration.lines.first(where: { $0.name == line }) else {
-            throw RSTPMError(path: config, problem: "no line \"\(line)\"",
+            throw OperatorError(.notFound, path: config, problem: "no line \"\(line)\"",
                              hint: "its lines are \(configuration.lines.map(\.name).joined(separator: ", "))")
         }
         return found
@@ -35,7 +36,7 @@ struct LineSelection: ParsableArguments {
     func modelStore() throws -> ModelStore {
         let selected = try resolve()
         guard ModelStore.isStore(selected.modelBundle) else {
-            throw RSTPMError(path: selected.modelBundle.string, problem: "line \(line)'s model is a single bundle, not a model store",
+            throw OperatorError(.invalidInput, path: selected.modelBundle.string, problem: "line \(line)'s model is a single bundle, not a model store",
                              hint: "versions exist only where rstpmd learns: a model store has versions and a `current` link")
         }
         return ModelStore(root: selected.modelBundle)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ContinuousLearning
 import Foundation
+import OperatorErrors
 import RSTPM
 
 struct RetrainCommand: ParsableCommand {
@@ -14,7 +15,7 @@ struct RetrainCommand: ParsableCommand {
     func run() throws {
         let line = try selection.resolve()
         guard let learning = line.learning else {
-            throw RSTPMError(path: selection.config, problem: "line \(selection.line) has no `learning:` block",
+            throw OperatorError(.invalidInput, path: selection.config, problem: "line \(selection.line) has no `learning:` block",
                              hint: "retraining is for lines that learn; add a learning: block (docs/rstpmd.md)")
         }
         try LearningLine.requestRetrain(trainingStore: learning.trainingStore)

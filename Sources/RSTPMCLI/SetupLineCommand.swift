@@ -6,13 +6,6 @@ import InspectionDaemon
 import OperatorErrors
 import SystemPackage
 
-/// A refusal or failure of `rstpm setup-line`, with what to do about it.
-struct SetupLineError: OperatorError {
-    var path: String
-    var problem: String
-    var hint: String
-}
-
 /// `rstpm setup-line NAME --model BUNDLE`: the folders of a new inspection line, owned and
 /// moded for the daemon and its uploaders, and its stanza in rstpmd.yaml, checked by the
 /// daemon's own parser before anything is written.
@@ -142,7 +135,7 @@ struct SetupLinePlan {
         let path = FilePath(model)
         let isBundle = FileManager.default.fileExists(atPath: path.appending("manifest.json").string)
         guard isBundle || ModelStore.isStore(path) else {
-            throw SetupLineError(path: model, problem: "is not a model bundle (no manifest.json) nor a model store",
+            throw OperatorError(.invalidInput, path: model, problem: "is not a model bundle (no manifest.json) nor a model store",
                                  hint: "train one with `rstpm train --out DIR`, install it below /var/lib/rstpmd/models and pass --model DIR")
         }
     }
@@ -156,13 +149,13 @@ struct SetupLinePlan {
         } catch CocoaError.fileReadNoSuchFile {
             return nil
         } catch {
-            throw SetupLineError(path: path.string, problem: "cannot read it (\(error.localizedDescription))",
+            throw OperatorError(.unreadable, path: path.string, problem: "cannot read it (\(error.localizedDescription))",
                                  hint: "run as root (sudo rstpm setup-line ...), or use --print and add the stanza yourself")
         }
         do {
             _ = try DaemonConfiguration.parse(yaml: text, file: path, checkFileSystem: false)
         } catch let error as ConfigurationError {
-            throw SetupLineError(path: path.string, problem: "has problems already:\n\(error)", hint: "fix them first (rstpmd --check-config \(path))")
+            throw OperatorError(.malformed, path: path.string, problem: "has problems already:\n\(error)", hint: "fix them first (rstpmd --check-config \(path))")
         }
         return text
     }
@@ -176,12 +169,12 @@ struct SetupLinePlan {
             if lines.last == "" { lines.removeLast() }
             let items = Self.listItems(in: lines)
             guard !items.isEmpty else {
-                throw SetupLineError(path: file.string, problem: "has no block list `lines:` with `- name:` items to add to",
+                throw OperatorError(.unsupported, path: file.string, problem: "has no block list `lines:` with `- name:` items to add to",
                                      hint: "add the stanza by hand (--print shows it)")
             }
             if let old = items.first(where: { $0.name == name }) {
                 guard force else {
-                    throw SetupLineError(path: file.string, problem: "already has a line \"\(name)\" (lines \(old.range.lowerBound + 1)-\(old.range.upperBound))",
+                    throw OperatorError(.conflict, path: file.string, problem: "already has a line \"\(name)\" (lines \(old.range.lowerBound + 1)-\(old.range.upperBound))",
                                          hint: "choose another name, or pass --force to replace its stanza")
                 }
                 // Comments closing the old item (the example's `learning:` notes) stay.
@@ -200,10 +193,10 @@ struct SetupLinePlan {
         do {
             let parsed = try DaemonConfiguration.parse(yaml: text, file: file, checkFileSystem: false)
             guard parsed.lines.contains(where: { $0.name == name && $0.inbox == FilePath(folder("inbox")) && $0.modelBundle == FilePath(model) }) else {
-                throw SetupLineError(path: file.string, problem: "the line did not land in `lines:` as written", hint: "add the stanza by hand (--print shows it)")
+                throw OperatorError(.unsupported, path: file.string, problem: "the line did not land in `lines:` as written", hint: "add the stanza by hand (--print shows it)")
             }
         } catch let error as ConfigurationError {
-            throw SetupLineError(path: file.string, problem: "would not be valid with the new line:\n\(error)", hint: "fix the conflicting line, or choose another NAME or --root")
+            throw OperatorError(.conflict, path: file.string, problem: "would not be valid with the new line:\n\(error)", hint: "fix the conflicting line, or choose another NAME or --root")
         }
         return text
     }
@@ -257,7 +250,7 @@ struct SetupLinePlan {
     func checkFolders(force: Bool) throws {
         let present = ([lineFolder] + Self.folders.map { folder($0.name) }).filter { FileManager.default.fileExists(atPath: $0) }
         guard present.isEmpty || force else {
-            throw SetupLineError(path: present[0], problem: "exists already (\(present.count) of the line's folders do)",
+            throw OperatorError(.conflict, path: present[0], problem: "exists already (\(present.count) of the line's folders do)",
                                  hint: "choose another NAME or --root, or pass --force to reuse them (their owners and modes are then set again)")
         }
     }
@@ -283,7 +276,7 @@ struct SetupLinePlan {
                 if chown(path, owner, ownerGroup) != 0 { throw Errno(rawValue: errno) }
                 if chmod(path, entry.mode) != 0 { throw Errno(rawValue: errno) }
             } catch {
-                throw SetupLineError(path: path, problem: "cannot create it or set its owner and mode (\(error))",
+                throw OperatorError(.writeFailed, path: path, problem: "cannot create it or set its owner and mode (\(error))",
                                      hint: "run as root (sudo rstpm setup-line ...) or choose a --root you can write")
             }
             var status = stat()
@@ -320,7 +313,7 @@ struct SetupLinePlan {
         do {
             _ = try DaemonConfiguration.parse(yaml: "lines:\n" + stanza, file: FilePath(lineFolder))
         } catch let error as ConfigurationError {
-            throw SetupLineError(path: lineFolder, problem: "rstpmd would refuse the line:\n\(error.problems.map { "  \($0)" }.joined(separator: "\n"))",
+            throw OperatorError(.invalidInput, path: lineFolder, problem: "rstpmd would refuse the line:\n\(error.problems.map { "  \($0)" }.joined(separator: "\n"))",
                                  hint: "fix the folders or the model; the configuration was not changed")
         }
     }
@@ -335,7 +328,7 @@ struct SetupLinePlan {
                                                     attributes: [.posixPermissions: 0o755])
             try FileOperations(syscalls: SystemCalls()).writeDurably(Array(text.utf8), to: path)
         } catch {
-            throw SetupLineError(path: path.string, problem: "cannot write it (\(error)); the folders were made",
+            throw OperatorError(.writeFailed, path: path.string, problem: "cannot write it (\(error)); the folders were made",
                                  hint: "run as root, or rerun with --print --force and add the stanza yourself")
         }
         if hadStatus {

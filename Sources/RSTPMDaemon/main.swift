@@ -47,8 +47,12 @@ struct RSTPMDaemonCommand: ParsableCommand {
         let crashOn = ProcessInfo.processInfo.environment["RSTPMD_TEST_CRASH_ON"]
         let service = DaemonService(configurationPath: path, modelLoader: { line in
             let inspector = try RSTPMInspector(bundle: line.modelBundle, weightsDirectory: weights, heatmapResolution: line.heatmapResolution)
+            let choice = inspector.precisionChoice
+            logger.event(.precisionChosen, .notice, "line \(line.name): model \(inspector.model.modelID) runs \(choice.precision.rawValue): \(choice.reason)",
+                         ["line": "\(line.name)", "precision": "\(choice.precision.rawValue)"])
             // The crash-containment test's poison pill; never set in service units.
-            return crashOn.map { CrashingInspector(inspector, crashingOn: $0) } ?? inspector
+            if let crashOn { return CrashingInspector(inspector, crashingOn: crashOn) }
+            return inspector
         }, logger: logger, candidateEvaluator: RSTPMCandidateEvaluator(weightsDirectory: weights))
 
         if checkConfig {

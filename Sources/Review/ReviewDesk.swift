@@ -3,6 +3,7 @@ import ContinuousLearning
 import DaemonSupport
 import Foundation
 import InspectionDaemon
+import OperatorErrors
 import SystemPackage
 
 /// One verdict as the queue shows it.
@@ -135,7 +136,7 @@ public final class ReviewDesk: @unchecked Sendable {
     /// The bytes of the archived input of `item`.
     public func image(_ item: String) throws -> (bytes: [UInt8], name: String) {
         guard let path = lineFiles.archivedInput(item) else {
-            throw ReviewError(path: item, problem: "no archived input for this item", hint: "only inputs in the line's archive can be shown", status: .notFound)
+            throw OperatorError(.notFound, path: item, problem: "no archived input for this item", hint: "only inputs in the line's archive can be shown")
         }
         return (try lineFiles.read(path, maximumBytes: line.maximumInputBytes), path.lastComponent?.string ?? item)
     }
@@ -143,7 +144,7 @@ public final class ReviewDesk: @unchecked Sendable {
     /// The heatmap PNG of `item`.
     public func heatmap(_ item: String) throws -> [UInt8] {
         guard let verdict = lineFiles.verdict(item), let path = lineFiles.heatmap(of: verdict) else {
-            throw ReviewError(path: item, problem: "no heatmap for this item", hint: "error verdicts have none", status: .notFound)
+            throw OperatorError(.notFound, path: item, problem: "no heatmap for this item", hint: "error verdicts have none")
         }
         return try lineFiles.read(path, maximumBytes: line.maximumInputBytes)
     }
@@ -158,23 +159,23 @@ public final class ReviewDesk: @unchecked Sendable {
         return try lock.withLock {
             if let earlier = try retried(requestID, item: item) { return earlier }
             if let live = liveAnswers()[item] {
-                throw ReviewError(path: item, problem: "already answered \(live.answer.rawValue) by \(live.who) at \(live.at)",
-                                  hint: "undo that answer first", status: .conflict)
+                throw OperatorError(.conflict, path: item, problem: "already answered \(live.answer.rawValue) by \(live.who) at \(live.at)",
+                                  hint: "undo that answer first")
             }
             guard let verdict = lineFiles.verdict(item) else {
-                throw ReviewError(path: item, problem: "no verdict \(item).json in \(line.outbox)", hint: "reload the queue", status: .notFound)
+                throw OperatorError(.notFound, path: item, problem: "no verdict \(item).json in \(line.outbox)", hint: "reload the queue")
             }
             var storedAs: String?
             if answer != .skip {
                 let (_, key) = try destination(of: answer)
                 guard verdict.verdict != .error, let input = lineFiles.archivedInput(item) else {
-                    throw ReviewError(path: item, problem: "the input is not in the archive \(line.archive?.string ?? "(none configured)")",
-                                      hint: "only archived inputs can be accepted or kept as defects; answer skip", status: .conflict)
+                    throw OperatorError(.conflict, path: item, problem: "the input is not in the archive \(line.archive?.string ?? "(none configured)")",
+                                      hint: "only archived inputs can be accepted or kept as defects; answer skip")
                 }
                 let bytes = try lineFiles.read(input, maximumBytes: line.maximumInputBytes)
                 guard sha256Hex(of: bytes) == verdict.sha256 else {
-                    throw ReviewError(path: input.string, problem: "the archived file is not the one judged (its SHA-256 differs from the verdict's)",
-                                      hint: "the archive was changed; answer skip", status: .conflict)
+                    throw OperatorError(.conflict, path: input.string, problem: "the archived file is not the one judged (its SHA-256 differs from the verdict's)",
+                                      hint: "the archive was changed; answer skip")
                 }
                 storedAs = "\(key)/" + TrainingStore.acceptedFileName(digest: verdict.sha256, originalName: verdict.file)
             }
@@ -196,11 +197,11 @@ public final class ReviewDesk: @unchecked Sendable {
         try lock.withLock {
             if let earlier = try retried(requestID, item: item) { return earlier }
             guard let live = liveAnswers()[item] else {
-                throw ReviewError(path: item, problem: "no answer to undo", hint: "reload the queue", status: .conflict)
+                throw OperatorError(.conflict, path: item, problem: "no answer to undo", hint: "reload the queue")
             }
             if live.answer == .normal, let stored = live.storedAs, try storedFile(stored).flatMap({ try files.syscalls.lstat($0) }) == nil {
-                throw ReviewError(path: stored, problem: "learning has already taken this image into the training store",
-                                  hint: "it can no longer be undone here; roll back the model (`rstpm model rollback`) if a retrain used it", status: .conflict)
+                throw OperatorError(.conflict, path: stored, problem: "learning has already taken this image into the training store",
+                                  hint: "it can no longer be undone here; roll back the model (`rstpm model rollback`) if a retrain used it")
             }
             var record = live
             record.id = requestID
@@ -225,7 +226,7 @@ public final class ReviewDesk: @unchecked Sendable {
         guard let index = log.records.lastIndex(where: { $0.id == requestID }) else { return nil }
         let record = log.records[index]
         guard record.item == item else {
-            throw ReviewError(path: item, problem: "request id \(requestID) was already used for \(record.item)", hint: "send a new request id", status: .conflict)
+            throw OperatorError(.conflict, path: item, problem: "request id \(requestID) was already used for \(record.item)", hint: "send a new request id")
         }
         if index == log.records.count - 1, log.completedID != record.id { try finish(record) }
         return record
@@ -246,13 +247,13 @@ public final class ReviewDesk: @unchecked Sendable {
 
     private func destination(of answer: ReviewRecord.Answer) throws -> (FilePath, String) {
         guard let learning = line.learning else {
-            throw ReviewError(path: line.name, problem: "the line has no `learning:` block, so there is no accepted/ or defects/ folder",
-                              hint: "add lines[].learning with accepted: and defects: to rstpmd.yaml", status: .conflict)
+            throw OperatorError(.conflict, path: line.name, problem: "the line has no `learning:` block, so there is no accepted/ or defects/ folder",
+                              hint: "add lines[].learning with accepted: and defects: to rstpmd.yaml")
         }
         if answer == .normal { return (learning.accepted, "accepted") }
         guard let defects = learning.defects else {
-            throw ReviewError(path: line.name, problem: "the line's learning block has no `defects:` folder",
-                              hint: "add lines[].learning.defects to rstpmd.yaml", status: .conflict)
+            throw OperatorError(.conflict, path: line.name, problem: "the line's learning block has no `defects:` folder",
+                              hint: "add lines[].learning.defects to rstpmd.yaml")
         }
         return (defects, "defects")
     }
@@ -285,7 +286,7 @@ public final class ReviewDesk: @unchecked Sendable {
             guard try files.syscalls.lstat(target) == nil else { return }
             if record.answer == .normal, takenByLearning(record.sha256) { return }
             guard let input = lineFiles.archivedInput(record.item) else {
-                throw ReviewError(path: record.item, problem: "the archived input is gone", hint: "answer again once it is back, or skip", status: .conflict)
+                throw OperatorError(.conflict, path: record.item, problem: "the archived input is gone", hint: "answer again once it is back, or skip")
             }
             try place(input, sha256: record.sha256, at: target)
         case .undo:
@@ -308,7 +309,7 @@ public final class ReviewDesk: @unchecked Sendable {
             // Another file system or mount (EXDEV), or not allowed (EPERM): copy instead.
             let bytes = try lineFiles.read(input, maximumBytes: line.maximumInputBytes)
             guard sha256Hex(of: bytes) == sha256 else {
-                throw ReviewError(path: input.string, problem: "the archived file changed", hint: "answer skip", status: .conflict)
+                throw OperatorError(.conflict, path: input.string, problem: "the archived file changed", hint: "answer skip")
             }
             try files.writeDurably(bytes, to: target)
             return

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import InspectionDaemon
+import OperatorErrors
 
 /// The page and its JSON API.
 ///
@@ -64,7 +65,7 @@ struct ReviewRoutes {
     func item(_ context: ReviewContext) throws -> String {
         let raw = try context.parameters.require("item")
         guard let decoded = raw.removingPercentEncoding, LineFiles.plainName(decoded) != nil else {
-            throw ReviewError(path: raw, problem: "not an item name", hint: "items are verdict file names", status: .notFound)
+            throw OperatorError(.notFound, path: raw, problem: "not an item name", hint: "items are verdict file names")
         }
         return decoded
     }
@@ -174,14 +175,14 @@ struct ReviewRoutes {
         var request = request
         let buffer = try await request.collectBody(upTo: 64 << 10)
         guard let body = try? JSONDecoder().decode(AnswerBody.self, from: Data(buffer.readableBytesView)) else {
-            throw ReviewError(path: request.uri.path, problem: "the body is not an answer", hint: "send {\"answer\": ..., \"request_id\": ...}")
+            throw OperatorError(.invalidInput, path: request.uri.path, problem: "the body is not an answer", hint: "send {\"answer\": ..., \"request_id\": ...}")
         }
         guard (8...64).contains(body.requestID.count), body.requestID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
-            throw ReviewError(path: request.uri.path, problem: "request_id must be 8 to 64 letters, digits or -", hint: "the page makes one per click")
+            throw OperatorError(.invalidInput, path: request.uri.path, problem: "request_id must be 8 to 64 letters, digits or -", hint: "the page makes one per click")
         }
         for (text, limit, key) in [(body.label, 200, "label"), (body.note, 2000, "note"), (body.reviewer, 64, "reviewer")] {
             if let text, text.count > limit || text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\n" }) {
-                throw ReviewError(path: request.uri.path, problem: "\(key) is longer than \(limit) characters or holds control characters", hint: "shorten it")
+                throw OperatorError(.invalidInput, path: request.uri.path, problem: "\(key) is longer than \(limit) characters or holds control characters", hint: "shorten it")
             }
         }
         return body
@@ -197,7 +198,7 @@ struct ReviewRoutes {
     func answer(_ request: Request, _ context: ReviewContext) async throws -> Response {
         let body = try await body(request)
         guard let answer = body.answer.flatMap(ReviewRecord.Answer.init(rawValue:)), answer != .undo else {
-            throw ReviewError(path: request.uri.path, problem: "answer must be normal, defect or skip", hint: "")
+            throw OperatorError(.invalidInput, path: request.uri.path, problem: "answer must be normal, defect or skip", hint: "")
         }
         let label = body.label?.trimmingCharacters(in: .whitespacesAndNewlines)
         let note = body.note?.trimmingCharacters(in: .whitespacesAndNewlines)

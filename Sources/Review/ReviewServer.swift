@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import InspectionDaemon
 import Logging
+import OperatorErrors
 import SystemPackage
 
 /// What `rstpm review` serves: the lines of an rstpmd configuration, each with its desk.
@@ -20,7 +21,7 @@ public final class ReviewStation: @unchecked Sendable {
         do {
             try FileOperations(syscalls: SystemCalls()).createDirectories(stateDirectory)
         } catch {
-            throw ReviewError(path: stateDirectory.string, problem: "cannot create the state directory: \(error)", hint: "pass --state-dir DIR, writable by this user")
+            throw OperatorError(.writeFailed, path: stateDirectory.string, problem: "cannot create the state directory: \(error)", hint: "pass --state-dir DIR, writable by this user")
         }
         desks = configuration.lines.map { ReviewDesk(line: $0, stateDirectory: stateDirectory) }
         self.reviewers = reviewers
@@ -30,7 +31,7 @@ public final class ReviewStation: @unchecked Sendable {
 
     func desk(_ name: String) throws -> ReviewDesk {
         guard let desk = desks.first(where: { $0.line.name == name }) else {
-            throw ReviewError(path: name, problem: "no such line", hint: "the configuration has \(desks.map(\.line.name).joined(separator: ", "))", status: .notFound)
+            throw OperatorError(.notFound, path: name, problem: "no such line", hint: "the configuration has \(desks.map(\.line.name).joined(separator: ", "))")
         }
         return desk
     }
@@ -91,8 +92,8 @@ struct GuardMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await guarded(request, context: context, next: next)
-        } catch let error as ReviewError {
-            response = jsonError(HTTPResponse.Status(code: error.status.rawValue), error.problem, hint: error.hint)
+        } catch let error as OperatorError where error.refusalStatus != nil {
+            response = jsonError(error.refusalStatus!, error.problem, hint: error.hint)
         } catch let error as HTTPError {
             response = jsonError(error.status, error.body ?? error.status.reasonPhrase, hint: "")
         } catch {
@@ -109,8 +110,8 @@ struct GuardMiddleware: RouterMiddleware {
 
     private func guarded(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let authority = request.head.authority, station.allowedHosts.contains(Self.hostName(ofAuthority: authority)) else {
-            throw ReviewError(path: request.head.authority ?? "(no Host)", problem: "unknown Host header",
-                              hint: "open the station by the address it listens on, or start it with --allow-host NAME", status: .forbidden)
+            throw OperatorError(.forbidden, path: request.head.authority ?? "(no Host)", problem: "unknown Host header",
+                              hint: "open the station by the address it listens on, or start it with --allow-host NAME")
         }
         var context = context
         if let reviewers = station.reviewers {
@@ -123,10 +124,10 @@ struct GuardMiddleware: RouterMiddleware {
         }
         if request.method != .get && request.method != .head {
             guard station.checkCSRF(request.headers[HTTPFields.Element.Name("X-CSRF-Token")!], for: context.reviewer) else {
-                throw ReviewError(path: request.uri.path, problem: "missing or wrong CSRF token", hint: "reload the page", status: .forbidden)
+                throw OperatorError(.forbidden, path: request.uri.path, problem: "missing or wrong CSRF token", hint: "reload the page")
             }
             guard request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true else {
-                throw ReviewError(path: request.uri.path, problem: "writes take application/json", hint: "use the page", status: .badRequest)
+                throw OperatorError(.invalidInput, path: request.uri.path, problem: "writes take application/json", hint: "use the page")
             }
         }
         return try await next(request, context)

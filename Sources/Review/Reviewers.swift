@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HummingbirdBcrypt
+import OperatorErrors
 
 /// The optional reviewer list: one `name:bcrypt-hash` per line (`#` comments), the format of
 /// `htpasswd -B` and of `rstpm review --hash-password`. bcrypt is deliberately slow, so a
@@ -17,7 +18,7 @@ public final class ReviewerList: @unchecked Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ReviewError(path: path, problem: "cannot read the reviewer list: \(error.localizedDescription)", hint: "pass --reviewers FILE of name:bcrypt-hash lines")
+            throw OperatorError(.unreadable, path: path, problem: "cannot read the reviewer list: \(error.localizedDescription)", hint: "pass --reviewers FILE of name:bcrypt-hash lines")
         }
         var hashes: [String: String] = [:]
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -26,13 +27,13 @@ public final class ReviewerList: @unchecked Sendable {
             guard let colon = line.firstIndex(of: ":"), colon != line.startIndex,
                   case let hash = String(line[line.index(after: colon)...]), hash.hasPrefix("$2")
             else {
-                throw ReviewError(path: "\(path):\(number + 1)", problem: "not a `name:bcrypt-hash` line",
+                throw OperatorError(.malformed, path: "\(path):\(number + 1)", problem: "not a `name:bcrypt-hash` line",
                                   hint: "make hashes with `rstpm review --hash-password` or `htpasswd -nB NAME`")
             }
             hashes[String(line[..<colon])] = hash
         }
         guard !hashes.isEmpty else {
-            throw ReviewError(path: path, problem: "the reviewer list names nobody", hint: "add name:bcrypt-hash lines")
+            throw OperatorError(.empty, path: path, problem: "the reviewer list names nobody", hint: "add name:bcrypt-hash lines")
         }
         self.hashes = hashes
     }

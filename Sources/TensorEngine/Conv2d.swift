@@ -22,6 +22,9 @@ public final class Conv2d: Layer {
     private var cachedInput: Tensor?
     /// The weights packed for the kernel set's product, kept in `.inference` while they are unchanged.
     private var packedWeights: PackedWeights?
+    /// The precision of this layer's inference products; nil follows the engine's
+    /// (`Engine.precision`). Set it for a whole network with `setInferencePrecision(_:)`.
+    public var inferencePrecision: Precision?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1,
                             padding: Int = 0, groups: Int = 1, bias: Bool = true, generator: SeededGenerator) {
@@ -218,7 +221,7 @@ public final class Conv2d: Layer {
         let packed = kernelGemm(m: Og, n: L) ? frozenPackedWeights(rows: Og, columns: Cg) : nil
         for n in 0..<N {
             for group in 0..<groups {
-                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, packedA: packed?.matrix(group: group),
+                sgemmWithEpilogue(m: Og, n: L, k: Cg, a: w + group * Og * Cg, lda: Cg, packedA: packed.map { ($0.matrix(group: group), $0.table) },
                                   b: x + (n * inputChannels + group * Cg) * L, ldb: L,
                                   bias: bias.map { $0 + group * Og }, activation: activation, c: y + (n * outputChannels + group * Og) * L, ldc: L)
             }
@@ -324,10 +327,11 @@ public final class Conv2d: Layer {
             packedWeights = nil
             return nil
         }
+        let precision = inferencePrecision ?? kernels.precision
         if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
-           packedWeights.precision == kernels.precision { return packedWeights }
+           packedWeights.precision == precision { return packedWeights }
         let packed = weight.value.scalars.withUnsafeBufferPointer {
-            PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version)
+            PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version, precision: precision)
         }
         packedWeights = packed
         return packed
@@ -367,7 +371,7 @@ public final class Conv2d: Layer {
         let parts = Swift.max(1, Swift.min(L / (2 * kernels.gemmColumns), (Engine.threadCount + products - 1) / products))
         let packed = frozenPackedWeights(rows: Og, columns: K)
         // Packed weights are multiplied by the table that packed them (bf16 where chosen).
-        let (product, unit) = ((packed == nil ? kernels.c : kernels.frozen)!.convolution_bias_clamp!, kernels.gemmColumns)
+        let (product, unit) = ((packed?.table ?? kernels.c)!.convolution_bias_clamp!, kernels.gemmColumns)
         parallelRanges(count: products * parts) { range in
             for task in range {
                 let (item, part) = (task / parts, task % parts)
@@ -499,5 +503,16 @@ func accumulateBiasGradient(_ outputGradient: Tensor, into bias: Parameter) {
                 db[c] += sum
             }
         }
+    }
+}
+
+extension Layer {
+    /// Runs the inference products of every convolution in this tree in `precision` (nil: the
+    /// engine's), e.g. one model in bf16 while another in the same process stays f32. The
+    /// weights are packed again on the next `.inference` forward; `precision` must run on the
+    /// engine's kernel set (`Precision.problem(on:)`).
+    public func setInferencePrecision(_ precision: Precision?) {
+        (self as? Conv2d)?.inferencePrecision = precision
+        for child in children { child.layer.setInferencePrecision(precision) }
     }
 }

@@ -145,9 +145,10 @@ func col2imPlane(_ columns: UnsafePointer<Float>, rowStride: Int, _ g: WindowGeo
 ///
 /// Each call runs single-threaded; large products are split here into column (or row) blocks
 /// of C, one per engine worker. OpenBLAS's own threads busy-wait between calls, which on a
-/// small machine steals the cores from the engine's other parallel loops.
+/// small machine steals the cores from the engine's other parallel loops. `package`: the
+/// EngineBench module times it.
 @inline(__always)
-func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+package func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
            b: UnsafePointer<Float>, ldb: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -183,9 +184,9 @@ func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
 /// skips its own pass that zeroes C) and activated while it is still in cache, so the output
 /// is written once instead of three times.
 ///
-/// `packedA`: A already packed by the engine's `frozen` kernels (frozen weights, in the engine's precision),
-/// used when its product runs.
-func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a? = nil,
+/// `packedA`: A already packed (frozen weights) with the table that multiplies it (`PackedWeights.table`:
+/// the precision it was packed in), used when its product runs.
+func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: (matrix: rstpm_packed_a, table: rstpm_kernel_set)? = nil,
                        b: UnsafePointer<Float>, ldb: Int,
                        bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     Engine.prepare()
@@ -219,12 +220,12 @@ func sgemmWithEpilogue(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 /// sgemmWithEpilogue on the kernel set's product: one block of C per worker, split along the longer
 /// side at multiples of the kernel's register tile (each block packs all of the other side's
 /// operand again: A (m, k) for column blocks, B (k, n) for row blocks).
-private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA: rstpm_packed_a?,
+private func sgemmWithEpilogueKernel(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, packedA packedWeights: (matrix: rstpm_packed_a, table: rstpm_kernel_set)?,
                                      b: UnsafePointer<Float>, ldb: Int,
                                      bias: UnsafePointer<Float>?, activation: FusedActivation, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let (low, high) = activation.clampBounds
     // Packed weights are multiplied by the table that packed them (bf16 where chosen).
-    let product = (packedA == nil ? kernels.c : kernels.frozen)!.sgemm_bias_clamp!
+    let (packedA, product) = (packedWeights?.matrix, (packedWeights?.table ?? kernels.c)!.sgemm_bias_clamp!)
     let splitColumns = n >= m
     let extent = splitColumns ? n : m, unit = splitColumns ? kernels.gemmColumns : kernels.gemmRows
     let parts = m * n * k < 1 << 18 ? 1 : Swift.max(1, Swift.min(Engine.threadCount, extent / unit))
@@ -264,9 +265,9 @@ extension FusedActivation {
 
 /// Whether the kernel set's C product runs this shape: it is faster than OpenBLAS from 2 rows
 /// and 16 columns of C up; narrower products (matrix-vector like) stay on OpenBLAS, as do all
-/// under the generic set.
+/// under the generic set. `package`: the EngineBench module reports it.
 @inline(__always)
-func kernelGemm(m: Int, n: Int) -> Bool {
+package func kernelGemm(m: Int, n: Int) -> Bool {
     n >= 16 && m >= 2 && kernels.c != nil
 }
 

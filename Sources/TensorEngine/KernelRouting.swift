@@ -83,9 +83,6 @@ struct Kernels {
     let set: KernelSet
     let precision: Precision
     let c: rstpm_kernel_set?
-    /// The kernels of products with packed (frozen) weights: `c`, or in bf16 the avx512 set with
-    /// bf16 inference products. Pack with it whatever it multiplies.
-    let frozen: rstpm_kernel_set?
     /// The C product's register tile (rows, columns of C): blocks of C split at multiples of it
     /// leave no partial tiles inside the product. The generic set splits its OpenBLAS products
     /// at 14 x 32, as the engine always did.
@@ -96,8 +93,13 @@ struct Kernels {
         precondition(precision.problem(on: set) == nil, "precision \(precision) does not run here: \(precision.problem(on: set) ?? "")")
         (self.set, self.precision) = (set, precision)
         c = set.table?.pointee
-        frozen = precision == .bf16 ? rstpm_avx512_bf16_kernels()?.pointee : c
         (gemmRows, gemmColumns) = (c.map { $0.gemm_rows } ?? 14, c.map { $0.gemm_columns } ?? 32)
+    }
+
+    /// The table that packs and multiplies frozen weights in `precision` on `set`: the set's own,
+    /// or in bf16 the avx512 set with bf16 inference products.
+    static func frozenTable(_ set: KernelSet, _ precision: Precision) -> rstpm_kernel_set? {
+        precision == .bf16 ? rstpm_avx512_bf16_kernels()?.pointee : set.table?.pointee
     }
 }
 

@@ -1,3 +1,5 @@
+import OperatorErrors
+
 /// How a layer behaves in forward: see the overview in TensorEngine.swift.
 public enum LayerMode: Sendable {
     /// Batch statistics in BatchNorm (running statistics updated); caches kept for backward.
@@ -167,21 +169,22 @@ func requireCache<T>(_ cache: T?, _ layer: String) -> T {
 
 /// Why a set of named tensors could not be loaded into a model; `source` names where they came
 /// from (a checkpoint path) so the operator knows which file to fix or replace.
-public enum StateLoadingError: Error, CustomStringConvertible {
-    case missingTensor(name: String, source: String)
-    case shapeMismatch(name: String, expected: [Int], found: [Int], source: String)
-    case unexpectedTensors(names: [String], source: String)
+extension OperatorError {
+    static func missingTensor(name: String, source: String) -> OperatorError {
+        OperatorError(.missingTensors([name]), path: source, problem: "no tensor \"\(name)\"",
+                      hint: "is this checkpoint for this architecture and variant?")
+    }
 
-    public var description: String {
-        switch self {
-        case .missingTensor(let name, let source):
-            return "\(source): no tensor \"\(name)\" (is this checkpoint for this architecture and variant?)"
-        case .shapeMismatch(let name, let expected, let found, let source):
-            return "\(source): tensor \"\(name)\" has shape \(found), the model expects \(expected) (wrong architecture or width?)"
-        case .unexpectedTensors(let names, let source):
-            let shown = names.prefix(5).joined(separator: ", ")
-            return "\(source): \(names.count) tensors the model does not have (\(shown)\(names.count > 5 ? ", ..." : "")); wrong architecture?"
-        }
+    static func shapeMismatch(name: String, expected: [Int], found: [Int], source: String) -> OperatorError {
+        OperatorError(.tensorShapesDiffer([name]), path: source, problem: "tensor \"\(name)\" has shape \(found), the model expects \(expected)",
+                      hint: "wrong architecture or width?")
+    }
+
+    static func unexpectedTensors(names: [String], source: String) -> OperatorError {
+        let shown = names.prefix(5).joined(separator: ", ")
+        return OperatorError(.unexpectedTensors(names), path: source,
+                             problem: "\(names.count) tensors the model does not have (\(shown)\(names.count > 5 ? ", ..." : ""))",
+                             hint: "wrong architecture?")
     }
 }
 
@@ -201,17 +204,17 @@ extension Layer {
         let state = namedState()
         var assignments: [(any StateTensor, Tensor)] = []
         for (name, target) in state {
-            guard let tensor = tensors[name] else { throw StateLoadingError.missingTensor(name: name, source: source) }
+            guard let tensor = tensors[name] else { throw OperatorError.missingTensor(name: name, source: source) }
             let bothScalars = tensor.count == 1 && target.value.count == 1
             guard tensor.shape == target.value.shape || bothScalars else {
-                throw StateLoadingError.shapeMismatch(name: name, expected: target.value.shape, found: tensor.shape, source: source)
+                throw OperatorError.shapeMismatch(name: name, expected: target.value.shape, found: tensor.shape, source: source)
             }
             assignments.append((target, tensor.reshaped(to: target.value.shape)))
         }
         if !ignoringUnexpected {
             let known = Set(state.map(\.name))
             let unexpected = tensors.keys.filter { !known.contains($0) }.sorted()
-            if !unexpected.isEmpty { throw StateLoadingError.unexpectedTensors(names: unexpected, source: source) }
+            if !unexpected.isEmpty { throw OperatorError.unexpectedTensors(names: unexpected, source: source) }
         }
         for (target, tensor) in assignments { target.value = tensor }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import OperatorErrors
 
 /// `torch.optim.SGD` (dampening 0, no Nesterov): d = g + weightDecay * p;
 /// buffer = momentum * buffer + d (the first step sets buffer = d); p -= learningRate * buffer.
@@ -63,13 +64,13 @@ public final class SGD {
         for (index, parameter) in parameters.enumerated() {
             guard let buffer = state["momentum_buffer.\(index)"] else { continue }
             guard buffer.shape == parameter.value.shape else {
-                throw StateLoadingError.shapeMismatch(name: "momentum_buffer.\(index)", expected: parameter.value.shape, found: buffer.shape, source: source)
+                throw OperatorError.shapeMismatch(name: "momentum_buffer.\(index)", expected: parameter.value.shape, found: buffer.shape, source: source)
             }
             buffers[index] = buffer
         }
         let known = Set(parameters.indices.map { "momentum_buffer.\($0)" })
         let unexpected = state.keys.filter { !known.contains($0) }.sorted()
-        if !unexpected.isEmpty { throw StateLoadingError.unexpectedTensors(names: unexpected, source: source) }
+        if !unexpected.isEmpty { throw OperatorError.unexpectedTensors(names: unexpected, source: source) }
         momentumBuffers = buffers
     }
 }
@@ -147,8 +148,8 @@ public final class Adam {
         var first = firstMoments, second = secondMoments, counts = steps
         for (index, parameter) in parameters.enumerated() {
             for (name, shape) in [("exp_avg.\(index)", parameter.value.shape), ("exp_avg_sq.\(index)", parameter.value.shape), ("step.\(index)", [1])] {
-                guard let tensor = state[name] else { throw StateLoadingError.missingTensor(name: name, source: source) }
-                guard tensor.shape == shape else { throw StateLoadingError.shapeMismatch(name: name, expected: shape, found: tensor.shape, source: source) }
+                guard let tensor = state[name] else { throw OperatorError.missingTensor(name: name, source: source) }
+                guard tensor.shape == shape else { throw OperatorError.shapeMismatch(name: name, expected: shape, found: tensor.shape, source: source) }
             }
             first[index] = state["exp_avg.\(index)"]!
             second[index] = state["exp_avg_sq.\(index)"]!
@@ -156,7 +157,7 @@ public final class Adam {
         }
         if state.count != 3 * parameters.count {
             let known = Set(parameters.indices.flatMap { ["exp_avg.\($0)", "exp_avg_sq.\($0)", "step.\($0)"] })
-            throw StateLoadingError.unexpectedTensors(names: state.keys.filter { !known.contains($0) }.sorted(), source: source)
+            throw OperatorError.unexpectedTensors(names: state.keys.filter { !known.contains($0) }.sorted(), source: source)
         }
         firstMoments = first
         secondMoments = second

@@ -5,19 +5,23 @@ import CKernels
 /// set's register tile and the precision), so that products with frozen weights (`.inference`)
 /// skip packing A on every call; they multiply with the same table. `version` is the weight
 /// parameter's version it was packed from: any later change to the weights, or to the engine's
-/// kernel set or precision, makes it stale.
+/// kernel set or the precision asked for, makes it stale. The product multiplies with `table`,
+/// the one that packed them, so one process can run networks in different precisions.
 final class PackedWeights {
     let version: Int
     let kernelSet: KernelSet
     let precision: Precision
+    let table: rstpm_kernel_set
     let rows: Int, columns: Int, groups: Int
     private let groupFloats: Int
     private let panels: UnsafeMutablePointer<Float>
 
-    /// Packs with the engine's current kernel set and precision; the set must have a C product.
-    init(_ weights: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int, version: Int) {
-        let c = kernels.frozen!
-        (self.version, kernelSet, precision) = (version, kernels.set, kernels.precision)
+    /// Packs with the engine's current kernel set in `precision` (which must run on it); the set
+    /// must have a C product.
+    init(_ weights: UnsafePointer<Float>, groups: Int, rows: Int, columns: Int, version: Int, precision: Precision) {
+        precondition(precision.problem(on: kernels.set) == nil, "precision \(precision) does not run on \(kernels.set)")
+        let c = Kernels.frozenTable(kernels.set, precision)!
+        (self.version, kernelSet, self.precision, table) = (version, kernels.set, precision, c)
         (self.rows, self.columns, self.groups) = (rows, columns, groups)
         groupFloats = c.packed_a_floats(rows, columns)
         panels = .allocate(capacity: groups * groupFloats)

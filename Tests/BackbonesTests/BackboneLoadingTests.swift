@@ -1,6 +1,7 @@
 import Backbones
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TensorEngine
 import TestSupport
 import XCTest
@@ -28,20 +29,19 @@ final class BackboneLoadingTests: XCTestCase {
         var stateDict = patternStateDict(for: backbone)
         stateDict["layer2.1.bn1.running_var"] = nil
         XCTAssertThrowsError(try backbone.load(stateDict: stateDict, source: "/tmp/broken.pth")) { error in
-            let failure = error as? BackboneError
-            XCTAssertEqual(failure?.kind, .missingKeys(["layer2.1.bn1.running_var"]))
+            XCTAssertEqual((error as? OperatorError)?.kind, .missingTensors(["layer2.1.bn1.running_var"]))
             XCTAssertTrue("\(error)".contains("/tmp/broken.pth"), "\(error)")
         }
         stateDict = patternStateDict(for: backbone)
         stateDict["fc.weight"] = StoredTensor(shape: [10, 512], values: [Float](repeating: 0, count: 5120))
         XCTAssertThrowsError(try backbone.load(stateDict: stateDict, source: "/tmp/other.pth")) { error in
-            XCTAssertEqual((error as? BackboneError)?.kind,
-                           .shapeMismatches([.init(key: "fc.weight", checkpointShape: [10, 512], expectedShape: [1000, 512])]))
+            XCTAssertEqual((error as? OperatorError)?.kind, .tensorShapesDiffer(["fc.weight"]))
+            XCTAssertTrue("\(error)".contains("fc.weight is [10, 512], expected [1000, 512]"), "\(error)")
         }
         stateDict = patternStateDict(for: backbone)
         stateDict["head.extra"] = StoredTensor(shape: [1], values: [0])
         XCTAssertThrowsError(try backbone.load(stateDict: stateDict, source: "/tmp/other.pth")) { error in
-            XCTAssertEqual((error as? BackboneError)?.kind, .unexpectedKeys(["head.extra"]))
+            XCTAssertEqual((error as? OperatorError)?.kind, .unexpectedTensors(["head.extra"]))
         }
         // A Lite checkpoint for a ResNet: refused, and nothing was overwritten.
         let before = backbone.namedParameters()[0].parameter.value

@@ -1,6 +1,7 @@
 import Backbones
 import Foundation
 import Imaging
+import RSTPM
 import TensorEngine
 import TestSupport
 import XCTest
@@ -21,9 +22,8 @@ final class ClassificationTests: XCTestCase {
             backbone.foldBatchNorm()
             let size = kind.nativeResolution
             for (name, expected) in [("chelsea.png", Self.catClasses), ("coffee.png", Self.coffeeClasses)] {
-                let decoded = try ImageDecoder.decode(contentsOf: image(name))
-                let input = Tensor(shape: [1, 3, size, size], scalars: Preprocess.modelInput(decoded, width: size, height: size))
-                let top = topClasses(logits: backbone.logits(input).scalars, count: 5)
+                let input = try ModelInput.prepare(ImageDecoder.read(image(name)), name: name, width: size, height: size)
+                let top = topClasses(logits: backbone.logits(ModelInput.batch([input])).scalars, count: 5)
                 print("\(kind.rawValue) \(name): top-1 \(top[0].index) \(imageNetClassNames[top[0].index]) p=\(top[0].probability)")
                 XCTAssertTrue(expected.contains(top[0].index), "\(kind.rawValue) \(name): top-1 \(top[0].index), expected \(expected)")
             }

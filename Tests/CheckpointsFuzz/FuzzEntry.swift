@@ -4,22 +4,23 @@
 // fuzzer build has no main and needs -sanitize=fuzzer): bench/checkpoints_fuzz.sh compiles it
 // together with the module's sources (SHA256.swift aside: nothing here hashes), unoptimized so
 // Swift's bounds and overflow traps stay on, plus AddressSanitizer. A crash, a leak or an error
-// other than CheckpointError stops the fuzzer.
+// other than OperatorError stops the fuzzer.
 
 import Foundation
+import OperatorErrors
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func checkpointsFuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     do {
         _ = try TorchCheckpoint.load(bytes: bytes, path: "fuzz-input")
-    } catch is CheckpointError {
+    } catch is OperatorError {
     } catch {
         fatalError("TorchCheckpoint threw an untyped error: \(error)")
     }
     do {
         _ = try SafeTensors.read(bytes: bytes, path: "fuzz-input")
-    } catch is CheckpointError {
+    } catch is OperatorError {
     } catch {
         fatalError("SafeTensors threw an untyped error: \(error)")
     }
@@ -29,10 +30,10 @@ public func checkpointsFuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -
         for entry in archive.entries {
             do {
                 _ = try withPath("fuzz-input") { try archive.extract(entry) }
-            } catch is CheckpointError {
+            } catch is OperatorError {
             }
         }
-    } catch is CheckpointError {
+    } catch is OperatorError {
     } catch {
         fatalError("the zip reader threw an untyped error: \(error)")
     }

@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TestSupport
 import XCTest
 
@@ -18,14 +19,14 @@ enum CheckpointFixtures {
     }
 }
 
-/// Asserts that `body` throws a CheckpointError of `kind` naming `path`, and returns it.
+/// Asserts that `body` throws an OperatorError of `kind` naming `path`, and returns it.
 @discardableResult
-func assertCheckpointError<T>(_ kind: CheckpointError.Kind, path: String, file: StaticString = #filePath, line: UInt = #line,
-                              _ body: () throws -> T) -> CheckpointError? {
+func assertCheckpointError<T>(_ kind: OperatorError.Kind, path: String, file: StaticString = #filePath, line: UInt = #line,
+                              _ body: () throws -> T) -> OperatorError? {
     do {
         _ = try body()
         XCTFail("expected a \(kind) error, but it succeeded", file: file, line: line)
-    } catch let error as CheckpointError {
+    } catch let error as OperatorError {
         XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
         XCTAssertEqual(error.path, path, file: file, line: line)
         XCTAssertTrue(error.description.hasPrefix(path), file: file, line: line)
@@ -33,7 +34,7 @@ func assertCheckpointError<T>(_ kind: CheckpointError.Kind, path: String, file: 
         XCTAssertFalse(error.hint.isEmpty, file: file, line: line)
         return error
     } catch {
-        XCTFail("expected a CheckpointError, got \(type(of: error)): \(error)", file: file, line: line)
+        XCTFail("expected an OperatorError, got \(type(of: error)): \(error)", file: file, line: line)
     }
     return nil
 }

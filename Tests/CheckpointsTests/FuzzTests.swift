@@ -1,9 +1,10 @@
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TestSupport
 import XCTest
 
-/// Randomized mutations of valid files: every input must either load or throw a CheckpointError
+/// Randomized mutations of valid files: every input must either load or throw an OperatorError
 /// (a crash, a hang or another error type fails the run).
 final class FuzzTests: XCTestCase {
     /// Opcodes the unpickler knows plus a few it must refuse, to splice into pickles.
@@ -41,17 +42,17 @@ final class FuzzTests: XCTestCase {
         return bytes
     }
 
-    func run(_ seeds: [(String, [UInt8])], cases: Int, seed: UInt64, load: ([UInt8], String) throws -> Void) -> (loaded: Int, refused: [CheckpointError.Kind: Int]) {
+    func run(_ seeds: [(String, [UInt8])], cases: Int, seed: UInt64, load: ([UInt8], String) throws -> Void) -> (loaded: Int, refused: [OperatorError.Kind: Int]) {
         var random = SplitMix64(state: seed)
         var loaded = 0
-        var refused: [CheckpointError.Kind: Int] = [:]
+        var refused: [OperatorError.Kind: Int] = [:]
         for index in 0..<cases {
             let (name, original) = seeds[index % seeds.count]
             let mutated = Self.mutate(original, &random)
             do {
                 try load(mutated, "\(name)#\(index)")
                 loaded += 1
-            } catch let error as CheckpointError {
+            } catch let error as OperatorError {
                 XCTAssertEqual(error.path, "\(name)#\(index)")
                 refused[error.kind, default: 0] += 1
             } catch {
@@ -89,7 +90,7 @@ final class FuzzTests: XCTestCase {
         let pickle = (30 + nameLength + extraLength)..<(30 + nameLength + extraLength + size)
         var random = SplitMix64(state: 0x21b)
         var loaded = 0
-        var refused: [CheckpointError.Kind: Int] = [:]
+        var refused: [OperatorError.Kind: Int] = [:]
         for index in 0..<1500 {
             var bytes = original
             for _ in 0..<(1 + random.below(3)) {
@@ -107,7 +108,7 @@ final class FuzzTests: XCTestCase {
             do {
                 _ = try TorchCheckpoint.load(bytes: bytes, path: "zip#\(index)")
                 loaded += 1
-            } catch let error as CheckpointError {
+            } catch let error as OperatorError {
                 XCTAssertFalse(error.problem.contains("CRC"), "case \(index): CRC fix-up failed: \(error)")
                 refused[error.kind, default: 0] += 1
             } catch {

@@ -1,9 +1,10 @@
 import Checkpoints
 import Foundation
+import OperatorErrors
 import TestSupport
 import XCTest
 
-/// The checkpoints an attacker builds: each must end in a CheckpointError, never a crash.
+/// The checkpoints an attacker builds: each must end in an OperatorError, never a crash.
 final class HostileCheckpointTests: XCTestCase {
     /// `\x80\x02K\x01`, `depth` TUPLE1 opcodes, STOP: a 50 KB file that nests 50,000 tuples.
     static func deepTuplePickle(depth: Int) -> [UInt8] {
@@ -45,7 +46,7 @@ final class HostileCheckpointTests: XCTestCase {
     /// Structured mutations that plain bit flips never reach: runs of nesting opcodes (TUPLE1,
     /// MARK + TUPLE, EMPTY_LIST + APPEND) and declared lengths at their edges, spliced into real
     /// pickles. Before the depth limit, the first nesting run of a few thousand crashed the
-    /// process; every case must now end in a CheckpointError or a load.
+    /// process; every case must now end in an OperatorError or a load.
     func testNestingAndSizeMutationsFailWithTypedErrors() throws {
         let seeds = try ["state_legacy.ptfix", "nested_legacy.ptfix", "single_legacy.ptfix"].map { try CheckpointFixtures.bytes($0) }
         var random = SplitMix64(state: 0xdee9)
@@ -71,7 +72,7 @@ final class HostileCheckpointTests: XCTestCase {
             }
             do {
                 _ = try TorchCheckpoint.load(bytes: bytes, path: "mutation#\(index)")
-            } catch let error as CheckpointError {
+            } catch let error as OperatorError {
                 refused += 1
                 if error.problem.contains("deeper than") { refusedForDepth += 1 }
             }

@@ -43,8 +43,8 @@ final class DaemonLearningTests: XCTestCase {
     func verdictVersion(_ scratch: Scratch, service: DaemonService, name: String) throws -> String? {
         try scratch.write(image(9999, tag: name), to: "inbox/\(name).pgm")
         XCTAssertEqual(service.runOnce(), 0)
-        let model = try scratch.json("outbox/\(name).pgm.json")["model"] as? [String: String]
-        return model?["version"]
+        let model = try scratch.json("outbox/\(name).pgm.json")["model"] as? [String: Any]
+        return model?["version"] as? String
     }
 
     /// Inspects the images `indices` as rstpmd does, then answers each "normal" through the review

@@ -121,10 +121,10 @@ final class ConstantInspector: Inspector {
         modelIdentity = ModelIdentity(identifier: manifest.contains("\"good\"") ? "test-good" : "test-worse", version: "manifest")
     }
 
-    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+    func inspect(prepared inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
         inputs.map { _ in
             .success(InspectionOutcome(
-                score: 0.1, threshold: 0.5, thresholdSource: .model, anomalyMap: [0.1, 0.1, 0.1, 0.1], mapWidth: 2, mapHeight: 2,
+                score: 0.1, threshold: 0.5, anomalyMap: [0.1, 0.1, 0.1, 0.1], mapWidth: 2, mapHeight: 2,
                 imageWidth: 4, imageHeight: 4, heatmapPNG: [0x89, 0x50, 0x4E, 0x47], timings: InspectionTimings(decodeMilliseconds: 0, inferMilliseconds: 0)))
         }
     }

@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import OperatorErrors
 import TestSupport
 import XCTest
 
@@ -51,10 +52,9 @@ final class MVTecCategoryTests: XCTestCase {
         let root = try makeTree(["train/good/000.png", "test/good/000.png", "test/scratch/000.png", "test/scratch/001.png",
                                  "ground_truth/scratch/000_mask.png"])
         XCTAssertThrowsError(try MVTecCategory(root: root)) { error in
-            guard case let .missingMask(image, expected)? = error as? DatasetError else { return XCTFail("\(error)") }
-            XCTAssertEqual(image.lastPathComponent, "001.png")
-            XCTAssertEqual(expected.path, root.path + "/ground_truth/scratch/001_mask.png")
-            XCTAssertTrue("\(error)".contains("001_mask.png"))
+            guard let error = error as? OperatorError, error.kind == .notFound else { return XCTFail("\(error)") }
+            XCTAssertEqual(URL(fileURLWithPath: error.path).lastPathComponent, "001.png")
+            XCTAssertTrue(error.problem.contains(root.path + "/ground_truth/scratch/001_mask.png"), error.problem)
         }
     }
 
@@ -71,21 +71,21 @@ final class MVTecCategoryTests: XCTestCase {
     func testEmptyAndMissingFolders() throws {
         let noTest = try makeTree(["train/good/000.png"])
         XCTAssertThrowsError(try MVTecCategory(root: noTest)) { error in
-            XCTAssertEqual(error as? DatasetError, .missingFolder(noTest.appendingPathComponent("test"),
+            XCTAssertEqual(error as? OperatorError, OperatorError(.notFound, path: noTest.appendingPathComponent("test").path, problem: "folder not found",
                                                                   hint: "the test images of the MVTec AD layout live in test/<good|defect type>"))
         }
         let emptyTest = try makeTree(["train/good/000.png", "test/readme.txt"])
         XCTAssertThrowsError(try MVTecCategory(root: emptyTest)) { error in
-            guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
-            XCTAssertEqual(url.path, emptyTest.path + "/test")
+            XCTAssertEqual((error as? OperatorError)?.kind, .empty)
+            XCTAssertEqual((error as? OperatorError)?.path, emptyTest.path + "/test")
         }
         let emptyType = try makeTree(["train/good/000.png", "test/good/000.png", "test/dent/readme.txt"])
         XCTAssertThrowsError(try MVTecCategory(root: emptyType)) { error in
-            guard case let .noImages(url, _)? = error as? DatasetError else { return XCTFail("\(error)") }
-            XCTAssertEqual(url.path, emptyType.path + "/test/dent")
+            XCTAssertEqual((error as? OperatorError)?.kind, .empty)
+            XCTAssertEqual((error as? OperatorError)?.path, emptyType.path + "/test/dent")
         }
         XCTAssertThrowsError(try MVTecCategory(root: URL(fileURLWithPath: "/nonexistent/rstpm/category"))) { error in
-            guard case .missingFolder? = error as? DatasetError else { return XCTFail("\(error)") }
+            XCTAssertEqual((error as? OperatorError)?.kind, .notFound)
         }
     }
 

@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import Imaging
+import OperatorErrors
 import XCTest
 
 final class ReportBuilderTests: XCTestCase {
@@ -76,7 +77,7 @@ final class ReportBuilderTests: XCTestCase {
         var builder = CategoryReportBuilder(category: category, mapNames: ["full"], width: 16, height: 16, modelPath: "/m",
                                             modelID: nil, threshold: nil, thresholdStatement: nil)
         XCTAssertThrowsError(try builder.add(sample: defective, maps: [[Float](repeating: 0, count: 256)], scores: [0], milliseconds: 1)) { error in
-            XCTAssertEqual((error as? ImageError)?.path, defective.mask?.path)
+            XCTAssertEqual((error as? OperatorError)?.path, defective.mask?.path)
         }
     }
 }

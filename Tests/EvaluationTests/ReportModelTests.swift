@@ -1,6 +1,7 @@
 import Evaluation
 import Foundation
 import Imaging
+import OperatorErrors
 import XCTest
 
 /// A small category: 8x8 maps, two defect types, good images with low maps.
@@ -169,7 +170,7 @@ final class ReportModelTests: XCTestCase {
         try Data([0]).write(to: file)
         addTeardownBlock { try? FileManager.default.removeItem(at: file) }
         XCTAssertThrowsError(try HTMLReport.write(try sampleReport(categories: ["bottle"]), to: file.appendingPathComponent("report"))) { error in
-            guard let error = error as? ReportError else { return XCTFail("\(error)") }
+            guard let error = error as? OperatorError, error.kind == .writeFailed else { return XCTFail("\(error)") }
             XCTAssertTrue(error.path.hasPrefix(file.path), error.path)
             XCTAssertFalse(error.hint.isEmpty)
         }
@@ -192,7 +193,7 @@ final class ReportMaskTests: XCTestCase {
     func testMissingMaskThrowsWithItsPath() {
         let url = URL(fileURLWithPath: "/nonexistent/ground_truth/crack/000_mask.png")
         XCTAssertThrowsError(try GroundTruthMask.load(contentsOf: url, width: 8, height: 8)) { error in
-            XCTAssertEqual((error as? ImageError)?.path, url.path)
+            XCTAssertEqual((error as? OperatorError)?.path, url.path)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import TestSupport
 import XCTest
 
@@ -25,12 +26,12 @@ final class BMPTIFFDecodeTests: XCTestCase {
         channels == 3 ? values.map { UInt8($0) } : values.flatMap { [UInt8($0), UInt8($0), UInt8($0)] }
     }
 
-    func error(_ bytes: [UInt8], limits: ImageLimits = .default) -> ImageError? {
+    func error(_ bytes: [UInt8], limits: ImageLimits = .default) -> OperatorError? {
         do {
             _ = try ImageDecoder.decode(data: Data(bytes), name: "camera/x", limits: limits)
             return nil
         } catch {
-            return error as? ImageError
+            return error as? OperatorError
         }
     }
 
@@ -62,22 +63,21 @@ final class BMPTIFFDecodeTests: XCTestCase {
     func testHostileBMPsAreTypedErrors() throws {
         let colour = pattern(channels: 3).map { UInt8($0) }
         let good = BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour)
-        XCTAssertEqual(error(Array(good.prefix(good.count - 5)))?.reason, .truncated)
-        XCTAssertEqual(error(Array(good.prefix(30)))?.reason, .truncated)
-        XCTAssertEqual(error(Array("BM".utf8))?.reason, .truncated)
+        XCTAssertEqual(error(Array(good.prefix(good.count - 5)))?.kind, .truncated)
+        XCTAssertEqual(error(Array(good.prefix(30)))?.kind, .truncated)
+        XCTAssertEqual(error(Array("BM".utf8))?.kind, .truncated)
         let huge = BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour, declaredWidth: 60000, declaredHeight: 60000)
         let tooLarge = try XCTUnwrap(error(huge))
-        XCTAssertEqual(tooLarge.reason, .tooLarge)
-        XCTAssertEqual(tooLarge.declaredSize, ImageSize(width: 60000, height: 60000))
-        XCTAssertEqual(error(BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour, declaredWidth: 0))?.reason, .corrupt)
-        XCTAssertEqual(error(BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour, declaredHeight: Int32.min))?.reason, .corrupt)
+        XCTAssertEqual(tooLarge.kind, .imageTooLarge(width: 60000, height: 60000))
+        XCTAssertEqual(error(BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour, declaredWidth: 0))?.kind, .malformed)
+        XCTAssertEqual(error(BMPBuilder.build(width: width, height: height, bits: 24, rgb: colour, declaredHeight: Int32.min))?.kind, .malformed)
         var rle = good
         rle[30] = 1  // BI_RLE8
-        XCTAssertEqual(error(rle)?.reason, .unsupported)
+        XCTAssertEqual(error(rle)?.kind, .unsupported)
         let outOfPalette = BMPBuilder.build(width: width, height: height, bits: 8, palette: [(0, 0, 0), (9, 9, 9)], indices: Array(repeating: 7, count: width * height))
-        XCTAssertEqual(error(outOfPalette)?.reason, .corrupt)
+        XCTAssertEqual(error(outOfPalette)?.kind, .malformed)
         let overlapping = BMPBuilder.build(width: width, height: height, bits: 32, rgb: colour, masks: (0xffff_0000, 0x00ff_ff00, 0xff))
-        XCTAssertEqual(error(overlapping)?.reason, .corrupt)
+        XCTAssertEqual(error(overlapping)?.kind, .malformed)
     }
 
     // MARK: TIFF
@@ -137,9 +137,8 @@ final class BMPTIFFDecodeTests: XCTestCase {
         var huge = TIFFBuilder(width: width, height: height, samplesPerPixel: 3, bits: 8, photometric: 2, samples: values)
         huge.declaredSize = (200_000, 100_000)
         let tooLarge = try XCTUnwrap(error(huge.build()))
-        XCTAssertEqual(tooLarge.reason, .tooLarge)
-        XCTAssertEqual(tooLarge.declaredSize, ImageSize(width: 200_000, height: 100_000))
-        XCTAssertEqual(error(good, limits: ImageLimits(maxPixels: 50))?.declaredSize, ImageSize(width: width, height: height))
+        XCTAssertEqual(tooLarge.kind, .imageTooLarge(width: 200_000, height: 100_000))
+        XCTAssertEqual(error(good, limits: ImageLimits(maxPixels: 50))?.kind, .imageTooLarge(width: width, height: height))
         // The pixel data cut short: the strip is read past the end of the file.
         var tiled = TIFFBuilder(width: width, height: height, samplesPerPixel: 3, bits: 8, photometric: 2, samples: values)
         tiled.tile = (16, 16)
@@ -149,8 +148,8 @@ final class BMPTIFFDecodeTests: XCTestCase {
         cut.replaceSubrange(stripStart + 20..<stripStart + values.count, with: [])  // IFD offset now points past the end
         for (name, bytes) in [("cut", cut), ("header only", Array(good.prefix(8))), ("4 bytes", Array(good.prefix(4))), ("tiled, cut", Array(tiledBytes.prefix(200)))] {
             let failure = try XCTUnwrap(error(bytes), name)
-            XCTAssertTrue([.truncated, .corrupt].contains(failure.reason), "\(name): \(failure)")
-            XCTAssertFalse(failure.detail.isEmpty, name)
+            XCTAssertTrue([.truncated, .malformed].contains(failure.kind), "\(name): \(failure)")
+            XCTAssertFalse(failure.problem.hasSuffix("the codec gave no reason"), name)
         }
         // Strip offsets past the end of the file: the image ends early.
         let ifdOffset = Int(good[4]) | Int(good[5]) << 8
@@ -160,9 +159,9 @@ final class BMPTIFFDecodeTests: XCTestCase {
             pastEnd[ifdOffset + 2 + 12 * entry + 8] = 0xff
             pastEnd[ifdOffset + 2 + 12 * entry + 9] = 0xff
         }
-        XCTAssertEqual(error(pastEnd)?.reason, .truncated, "\(String(describing: error(pastEnd)))")
-        XCTAssertEqual(error(Array("II*\0".utf8) + [0xff, 0xff, 0xff, 0x7f])?.reason, .truncated)
-        XCTAssertEqual(error(Array("MM".utf8) + [1, 2])?.reason, .unsupported)
+        XCTAssertEqual(error(pastEnd)?.kind, .truncated, "\(String(describing: error(pastEnd)))")
+        XCTAssertEqual(error(Array("II*\0".utf8) + [0xff, 0xff, 0xff, 0x7f])?.kind, .truncated)
+        XCTAssertEqual(error(Array("MM".utf8) + [1, 2])?.kind, .unsupported)
         // Floating-point samples are not an image we score.
         var float = TIFFBuilder(width: width, height: height, samplesPerPixel: 1, bits: 32, photometric: 1, samples: [])
         float.samples = Array(repeating: 0, count: width * height * 2)

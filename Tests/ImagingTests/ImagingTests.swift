@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import OperatorErrors
 import TestSupport
 import XCTest
 
@@ -56,39 +57,39 @@ final class ImagingTests: XCTestCase {
     }
 
     func testErrorsAreTypedAndNameTheFile() throws {
-        func reason(_ bytes: Data, limits: ImageLimits = .default, _ name: String = "inbox/x") -> ImageError.Reason? {
+        func kind(_ bytes: Data, limits: ImageLimits = .default, _ name: String = "inbox/x") -> OperatorError.Kind? {
             do {
                 _ = try ImageDecoder.decode(data: bytes, name: name, limits: limits)
                 return nil
-            } catch let error as ImageError {
+            } catch let error as OperatorError {
                 XCTAssertEqual(error.path, name)
                 XCTAssertTrue(error.description.contains(name), error.description)
-                XCTAssertFalse(error.detail.isEmpty)
-                return error.reason
+                XCTAssertFalse(error.problem.hasSuffix("the codec gave no reason"), error.problem)
+                return error.kind
             } catch {
                 XCTFail("untyped error \(error)")
                 return nil
             }
         }
         let png = try data("rgb8.png"), jpeg = try data("progressive.jpg")
-        XCTAssertEqual(reason(Data()), .empty)
-        XCTAssertEqual(reason(Data("GIF89a....".utf8)), .unsupported)
-        XCTAssertEqual(reason(png.prefix(png.count / 2)), .truncated)
-        XCTAssertEqual(reason(png.prefix(5)), .truncated)
-        XCTAssertEqual(reason(png.dropLast(12)), .truncated, "cut off right before IEND")
-        XCTAssertEqual(reason(jpeg.prefix(jpeg.count / 2)), .truncated)
-        XCTAssertEqual(reason(jpeg.prefix(100)), .truncated)
-        XCTAssertEqual(reason(try data("huge_declared.png")), .tooLarge)
-        XCTAssertEqual(reason(try data("huge_declared.jpg")), .tooLarge)
-        XCTAssertEqual(reason(png, limits: ImageLimits(maxPixels: 1000)), .tooLarge)
+        XCTAssertEqual(kind(Data()), .empty)
+        XCTAssertEqual(kind(Data("GIF89a....".utf8)), .unsupported)
+        XCTAssertEqual(kind(png.prefix(png.count / 2)), .truncated)
+        XCTAssertEqual(kind(png.prefix(5)), .truncated)
+        XCTAssertEqual(kind(png.dropLast(12)), .truncated, "cut off right before IEND")
+        XCTAssertEqual(kind(jpeg.prefix(jpeg.count / 2)), .truncated)
+        XCTAssertEqual(kind(jpeg.prefix(100)), .truncated)
+        XCTAssertEqual(kind(try data("huge_declared.png")), .imageTooLarge(width: 20000, height: 20000))
+        XCTAssertEqual(kind(try data("huge_declared.jpg")), .imageTooLarge(width: 20000, height: 20000))
+        XCTAssertEqual(kind(png, limits: ImageLimits(maxPixels: 1000)), .imageTooLarge(width: 37, height: 29))
         var flipped = png
         flipped[flipped.count / 2] ^= 0x10
-        XCTAssertEqual(reason(flipped), .corrupt, "a flipped IDAT bit fails its CRC")
+        XCTAssertEqual(kind(flipped), .malformed, "a flipped IDAT bit fails its CRC")
         var badHeader = png
         badHeader[12] = UInt8(ascii: "X")  // IHDR -> XHDR
-        XCTAssertEqual(reason(badHeader), .corrupt)
+        XCTAssertEqual(kind(badHeader), .malformed)
         XCTAssertThrowsError(try ImageDecoder.decode(contentsOf: file("missing.png"))) { error in
-            XCTAssertEqual((error as? ImageError)?.reason, .unreadable)
+            XCTAssertEqual((error as? OperatorError)?.kind, .unreadable)
         }
     }
 
@@ -113,17 +114,6 @@ final class ImagingTests: XCTestCase {
         XCTAssertEqual(half.pixels[0], 7.5, accuracy: 1e-6)
         let antialiased = Resize.bilinear(image, width: 2, height: 1, antialias: true)
         XCTAssertNotEqual(antialiased.pixels[0], 7.5, "antialiasing widens the filter to 4 columns")
-    }
-
-    func testModelInputIsNormalisedCHW() {
-        let pixel: [Float] = [1, 0, 0.5]
-        let image = RGBImage(width: 8, height: 6, pixels: Array((0..<48).map { _ in pixel }.joined()))
-        let input = Preprocess.modelInput(image, width: 4, height: 3)
-        XCTAssertEqual(input.count, 3 * 4 * 3)
-        for c in 0..<3 {
-            let expected = (pixel[c] - Preprocess.imageNetMean[c]) / Preprocess.imageNetStd[c]
-            for i in 0..<12 { XCTAssertEqual(input[c * 12 + i], expected, accuracy: 1e-5) }
-        }
     }
 
     /// The daemon resizes 8-bit files from their bytes; that must equal resizing the float

@@ -127,9 +127,12 @@ final class CLIHandlingTests: XCTestCase {
         defer { folders.remove() }
         let config = try BinaryHarness.writeConfiguration(folders, model: model)
         try FileManager.default.copyItem(at: jpeg, to: URL(fileURLWithPath: folders.path("inbox/large.jpg").string))
-        let daemon = try Tools.run(BinaryHarness.daemonBinary, ["--config", config.string, "--once", "--weights-dir", TestPaths.weightsDirectory.path])
+        // In infer's precision (f32): rstpmd would take bf16 where the model's check passed.
+        let daemon = try Tools.run(BinaryHarness.daemonBinary, ["--config", config.string, "--once", "--weights-dir", TestPaths.weightsDirectory.path],
+                                   environment: ["PATH": "/usr/bin:/bin", "RSTPM_PRECISION": "f32"])
         XCTAssertEqual(daemon.status, 0, daemon.output)
         let daemonVerdict = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folders.path("outbox/large.jpg.json").string))) as? [String: Any])
+        for each in [verdict, daemonVerdict] { XCTAssertEqual((each["model"] as? [String: Any])?["precision"] as? String, "f32") }
         let inferScore = try XCTUnwrap(verdict["score"] as? Double), daemonScore = try XCTUnwrap(daemonVerdict["score"] as? Double)
         // A full-size decode moves the score by about 3e-5 of it on this image (10x the tolerance).
         XCTAssertEqual(inferScore, daemonScore, accuracy: 3e-6 * abs(daemonScore), "infer \(inferScore), rstpmd \(daemonScore)")

@@ -15,7 +15,7 @@ final class PGMInspector: Inspector {
     /// Called before each batch; a test may block here to simulate a hung inference.
     var beforeBatch: (() -> Void)?
 
-    func inspect(_ inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
+    func inspect(prepared inputs: [InspectionInput]) -> [Result<InspectionOutcome, InspectionError>] {
         beforeBatch?()
         lock.lock(); inspectedNames += inputs.map(\.fileName); inspectedBatchSizes.append(inputs.count); lock.unlock()
         return inputs.map { input in
@@ -30,7 +30,7 @@ final class PGMInspector: Inspector {
                 }
             }
             return .success(InspectionOutcome(
-                score: map.max() ?? 0, threshold: 0.5, thresholdSource: .model, anomalyMap: map,
+                score: map.max() ?? 0, threshold: 0.5, anomalyMap: map,
                 mapWidth: mapWidth, mapHeight: mapHeight, imageWidth: width, imageHeight: height,
                 heatmapPNG: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(input.fileName.utf8),
                 timings: InspectionTimings(decodeMilliseconds: 0.1, inferMilliseconds: 0.2)))

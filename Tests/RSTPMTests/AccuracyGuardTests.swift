@@ -36,7 +36,7 @@ final class AccuracyGuardTests: XCTestCase {
         configuration.seed = 11
 
         func fabric(_ seed: Int) -> PlanarImage {
-            ImageNormalization.planar(DemoProducts.fabric(seed: UInt64(seed), size: size), width: size, height: size)
+            PlanarImage(DemoProducts.fabric(seed: UInt64(seed), size: size))
         }
         let images = (0..<40).map(fabric)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-guard-\(UUID().uuidString)")
@@ -55,7 +55,7 @@ final class AccuracyGuardTests: XCTestCase {
             try anomalies.sample(from: fabric($0), using: &generator)
         }.filter(\.hasAnomaly)
         XCTAssertGreaterThanOrEqual(samples.count, 8)
-        let results = model.inspect(planarImages: samples.map(\.image))
+        let results = model.inspect(samples.map(\.image).map { ModelInput(image: $0) })
         let masks: [[UInt8]?] = samples.map { $0.mask.map { $0 > 0.5 ? 255 : 0 } }
         let d = try pixelAUROC(maps: results.map(\.discriminatorMap), masks: masks)
         let st = try pixelAUROC(maps: results.map(\.studentTeacherMap), masks: masks)

@@ -16,8 +16,8 @@ final class AccuracyMeasuresTests: XCTestCase {
     func testDenoisingStepMatchesTheStudentsAgainstTheCleanImagesFeatures() {
         let configuration = TinySetup.configuration()
         let images = TinySetup.images(count: 4, seed: 21)
-        let clean = ImageNormalization.tensor(Array(images[0..<2]), width: 64, height: 64)
-        let altered = ImageNormalization.tensor(Array(images[2..<4]), width: 64, height: 64)
+        let clean = ModelInput.batch(images[0..<2].map { ModelInput(image: $0) })
+        let altered = ModelInput.batch(images[2..<4].map { ModelInput(image: $0) })
         func firstLoss(input: Tensor, clean: Tensor?) -> Float {
             let networks = RSTPMNetworks(configuration: configuration, teachers: TinySetup.teachers())
             let optimizer = SGD(parameters: networks.student1Parameters + networks.student2Parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 0)
@@ -117,8 +117,8 @@ final class AccuracyMeasuresTests: XCTestCase {
         let manifest = try JSONDecoder().decode(BundleManifest.self, from: TinyManifest.json(configuration: configuration))
         let roughManifest = try JSONDecoder().decode(BundleManifest.self, from: TinyManifest.json(configuration: rough))
         let probe = TinySetup.images(count: 1, seed: 4)
-        let smooth = RSTPMModel(manifest: manifest, networks: networks).inspect(planarImages: probe)[0]
-        let plain = RSTPMModel(manifest: roughManifest, networks: roughNetworks).inspect(planarImages: probe)[0]
+        let smooth = RSTPMModel(manifest: manifest, networks: networks).inspect(probe.map { ModelInput(image: $0) })[0]
+        let plain = RSTPMModel(manifest: roughManifest, networks: roughNetworks).inspect(probe.map { ModelInput(image: $0) })[0]
         XCTAssertEqual(smooth.discriminatorMap, plain.discriminatorMap)
         let expected = MapFusion.gaussianSmoothed(plain.studentTeacherMap, height: 64, width: 64, sigma: 2)
         for i in stride(from: 0, to: expected.count, by: 37) {
@@ -156,7 +156,7 @@ enum TinyManifest {
             "configuration": try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration)),
             "teachers": TinySetup.teachers().records.map { ["role": $0.role, "kind": $0.kind, "checkpointFile": $0.checkpointFile, "checkpointSHA256": $0.checkpointSHA256] },
             "inputWidth": configuration.inputWidth, "inputHeight": configuration.inputHeight,
-            "normalization": ["mean": ImageNormalization.mean, "std": ImageNormalization.std],
+            "normalization": ["mean": ModelInput.mean, "std": ModelInput.std],
             "threshold": ["value": 1, "rule": "max-times-margin", "statement": "test"],
             "training": ["imageCount": 0, "trainingCount": 0, "validationCount": 0, "folder": "", "fileListSHA256": "",
                          "studentEpochs": 0, "discriminatorEpochs": 0, "seconds": 0],

@@ -1,4 +1,5 @@
 import Foundation
+import OperatorErrors
 import RSTPM
 import XCTest
 
@@ -21,7 +22,8 @@ final class HostileModelTests: XCTestCase {
             try Data(deepPickle).write(to: weights.appendingPathComponent(name))
         }
         XCTAssertThrowsError(try TeacherSet.pretrained(teacher1: "efficientnet-lite0", teacher2: "efficientnet-lite2", weightsDirectory: weights)) { error in
-            guard let error = error as? RSTPMError else { return XCTFail("\(type(of: error)): \(error)") }
+            guard let error = error as? OperatorError else { return XCTFail("\(type(of: error)): \(error)") }
+            XCTAssertEqual(error.kind, .malformed)
             XCTAssertTrue(error.path.hasSuffix("efficientnet-lite0-57934424.pth"), error.description)
             XCTAssertTrue(error.problem.contains("SHA-256") && error.problem.contains("57934424"), error.description)
         }
@@ -45,7 +47,7 @@ final class HostileModelTests: XCTestCase {
         let manifest: [String: Any] = [
             "formatVersion": 1, "modelID": "hostile", "createdAt": "2026-01-01T00:00:00Z", "configuration": configuration,
             "teachers": teachers, "inputWidth": configuration["inputWidth"] ?? 256, "inputHeight": configuration["inputHeight"] ?? 256,
-            "normalization": ["mean": ImageNormalization.mean.map(Double.init), "std": ImageNormalization.std.map(Double.init)],
+            "normalization": ["mean": ModelInput.mean.map(Double.init), "std": ModelInput.std.map(Double.init)],
             "threshold": ["value": threshold, "rule": "max-times-margin", "statement": "crafted"],
             "training": ["imageCount": 1, "trainingCount": 1, "validationCount": 1, "folder": "x", "fileListSHA256": "00",
                          "studentEpochs": 1, "discriminatorEpochs": 1, "seconds": 1],
@@ -58,7 +60,7 @@ final class HostileModelTests: XCTestCase {
     /// Reading the bundle must fail on the manifest, naming the manifest file and `field`.
     func assertRefused(_ bundle: URL, naming field: String, line: UInt = #line) {
         XCTAssertThrowsError(try ModelBundle.read(from: bundle), line: line) { error in
-            guard let error = error as? RSTPMError else { return XCTFail("\(type(of: error)): \(error)", line: line) }
+            guard let error = error as? OperatorError else { return XCTFail("\(type(of: error)): \(error)", line: line) }
             XCTAssertEqual(error.path, bundle.appendingPathComponent("manifest.json").path, error.description, line: line)
             XCTAssertTrue(error.problem.contains(field), "expected \(field) in: \(error.description)", line: line)
         }

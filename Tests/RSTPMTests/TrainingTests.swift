@@ -57,9 +57,9 @@ final class TrainingTests: XCTestCase {
 
         // Reload -> identical outputs.
         let probe = TinySetup.images(count: 2, seed: 99)
-        let before = model.inspect(planarImages: probe)
+        let before = model.inspect(probe.map { ModelInput(image: $0) })
         let reloaded = try RSTPMModel.load(bundle: bundle, teachers: TinySetup.teachers())
-        let after = reloaded.inspect(planarImages: probe)
+        let after = reloaded.inspect(probe.map { ModelInput(image: $0) })
         for (a, b) in zip(before, after) {
             XCTAssertEqual(a.finalMap, b.finalMap)
             XCTAssertEqual(a.score, b.score)
@@ -97,7 +97,7 @@ final class TrainingTests: XCTestCase {
         configuration.studentEpochs = 1
         var events: [TrainingEvent] = []
         let model = try train(configuration, output: directory.appendingPathComponent("strip"), events: &events)
-        let results = model.inspect(planarImages: TinySetup.images(count: 2, seed: 42, width: 128, height: 64))
+        let results = model.inspect(TinySetup.images(count: 2, seed: 42, width: 128, height: 64).map { ModelInput(image: $0) })
         for result in results {
             XCTAssertEqual(result.width, 128)
             XCTAssertEqual(result.height, 64)
@@ -115,8 +115,8 @@ final class TrainingTests: XCTestCase {
         let a = try train(configuration, output: directory.appendingPathComponent("a"), events: &events)
         let b = try train(configuration, output: directory.appendingPathComponent("b"), events: &events)
         let probe = TinySetup.images(count: 2, seed: 42)
-        let reference = a.inspect(planarImages: probe)
-        XCTAssertTrue(reference.map(\.finalMap) == b.inspect(planarImages: probe).map(\.finalMap), "same seed, same model")
+        let reference = a.inspect(probe.map { ModelInput(image: $0) })
+        XCTAssertTrue(reference.map(\.finalMap) == b.inspect(probe.map { ModelInput(image: $0) }).map(\.finalMap), "same seed, same model")
         XCTAssertEqual(a.threshold, b.threshold)
 
         struct Stop: Error {}
@@ -145,7 +145,7 @@ final class TrainingTests: XCTestCase {
         let resumed = try trainer(output: c).run(resume: true) { resumedEvents.append($0) }
         XCTAssertEqual(resumedEvents.first?.phase, .discriminator)
         XCTAssertEqual(resumedEvents.first?.epoch, 2)
-        let after = resumed.inspect(planarImages: probe)
+        let after = resumed.inspect(probe.map { ModelInput(image: $0) })
         for (x, y) in zip(reference, after) {
             let difference = zip(x.finalMap, y.finalMap).map { abs($0 - $1) }.max()!
             XCTAssertEqual(difference, 0, "resumed run differs from the uninterrupted one (max |difference| \(difference))")

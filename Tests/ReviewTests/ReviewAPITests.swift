@@ -30,7 +30,7 @@ final class ReviewAPITests: XCTestCase {
         let first = try XCTUnwrap((try http.send("GET", "/api/lines/line-1/queue").json()["items"] as? [[String: Any]])?.first)
         XCTAssertEqual(first["score"] as? Double ?? 0, 0.52, accuracy: 1e-6)
         XCTAssertEqual(first["threshold"] as? Double ?? 0, 0.5, accuracy: 1e-6)
-        XCTAssertEqual((first["model"] as? [String: String])?["version"], "v0001")
+        XCTAssertEqual((first["model"] as? [String: Any])?["version"] as? String, "v0001")
         XCTAssertEqual((first["regions"] as? [[String: Any]])?.first?["width"] as? Int, 3)
         XCTAssertEqual(first["has_image"] as? Bool, true)
 

@@ -5,19 +5,6 @@ import Foundation
 import Imaging
 import OperatorErrors
 
-/// A report file that could not be written.
-public struct ReportError: OperatorError, Equatable {
-    public let path: String
-    public let problem: String
-    public let hint: String
-
-    public init(path: String, problem: String, hint: String) {
-        self.path = path
-        self.problem = problem
-        self.hint = hint
-    }
-}
-
 public enum HTMLReport {
     public static let pageFileName = "index.html"
     public static let jsonFileName = "report.json"
@@ -32,7 +19,7 @@ public enum HTMLReport {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw ReportError(path: directory.path, problem: "cannot create the report folder: \(error.localizedDescription)",
+            throw OperatorError(.writeFailed, path: directory.path, problem: "cannot create the report folder: \(error.localizedDescription)",
                               hint: "choose a --report folder this user can write to")
         }
         let page = Data(try html(for: report).utf8)
@@ -43,7 +30,7 @@ public enum HTMLReport {
             do {
                 try data.write(to: url, options: .atomic)
             } catch {
-                throw ReportError(path: url.path, problem: "cannot write the report: \(error.localizedDescription)",
+                throw OperatorError(.writeFailed, path: url.path, problem: "cannot write the report: \(error.localizedDescription)",
                                   hint: "check the free space and permissions of \(directory.path)")
             }
         }

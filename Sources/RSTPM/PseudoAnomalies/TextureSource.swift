@@ -1,4 +1,5 @@
 import Foundation
+import OperatorErrors
 
 /// Where anomaly-source textures come from (the "A" of Eq. 2).
 ///
@@ -12,20 +13,19 @@ public protocol TextureSource {
     func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage
 }
 
-public enum TextureSourceError: Error, CustomStringConvertible {
-    case unreadable(path: String, reason: String)
-    case malformedPattern(path: String, reason: String)
-    case empty(path: String)
+/// Texture sources that cannot be used, naming the file or folder.
+extension OperatorError {
+    static func unreadableTextures(path: String, reason: String) -> OperatorError {
+        OperatorError(.unreadable, path: path, problem: "cannot read texture source (\(reason))", hint: "check the path and its permissions")
+    }
 
-    public var description: String {
-        switch self {
-        case .unreadable(let path, let reason):
-            return "\(path): cannot read texture source (\(reason)); check the path and its permissions"
-        case .malformedPattern(let path, let reason):
-            return "\(path): not a GIMP pattern (\(reason)); remove the file or re-export it from GIMP as .pat"
-        case .empty(let path):
-            return "\(path): no .pat textures found; point the texture source at a folder of GIMP patterns (Debian: gimp-data, /usr/share/gimp/2.0/patterns)"
-        }
+    static func malformedPattern(path: String, reason: String) -> OperatorError {
+        OperatorError(.malformed, path: path, problem: "not a GIMP pattern (\(reason))", hint: "remove the file or re-export it from GIMP as .pat")
+    }
+
+    static func noPatterns(path: String) -> OperatorError {
+        OperatorError(.empty, path: path, problem: "no .pat textures found",
+                      hint: "point the texture source at a folder of GIMP patterns (Debian: gimp-data, /usr/share/gimp/2.0/patterns)")
     }
 }
 
@@ -47,23 +47,23 @@ public struct GIMPPattern: Sendable {
             return Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
         }
         guard bytes.count >= 24 else {
-            throw TextureSourceError.malformedPattern(path: path, reason: "\(bytes.count) bytes, shorter than the 24-byte header")
+            throw OperatorError.malformedPattern(path: path, reason: "\(bytes.count) bytes, shorter than the 24-byte header")
         }
         let headerSize = word(0), version = word(1), width = word(2), height = word(3), depth = word(4)
         guard bytes[20..<24].elementsEqual("GPAT".utf8) else {
-            throw TextureSourceError.malformedPattern(path: path, reason: "magic is not GPAT")
+            throw OperatorError.malformedPattern(path: path, reason: "magic is not GPAT")
         }
         guard version == 1 else {
-            throw TextureSourceError.malformedPattern(path: path, reason: "version \(version), only version 1 is known")
+            throw OperatorError.malformedPattern(path: path, reason: "version \(version), only version 1 is known")
         }
         guard (1...4).contains(depth) else {
-            throw TextureSourceError.malformedPattern(path: path, reason: "\(depth) bytes per pixel, expected 1 to 4")
+            throw OperatorError.malformedPattern(path: path, reason: "\(depth) bytes per pixel, expected 1 to 4")
         }
         guard width > 0, height > 0, width <= 1 << 14, height <= 1 << 14 else {
-            throw TextureSourceError.malformedPattern(path: path, reason: "size \(width)x\(height) out of range")
+            throw OperatorError.malformedPattern(path: path, reason: "size \(width)x\(height) out of range")
         }
         guard headerSize >= 24, headerSize + width * height * depth <= bytes.count else {
-            throw TextureSourceError.malformedPattern(
+            throw OperatorError.malformedPattern(
                 path: path, reason: "header of \(headerSize) bytes and \(width)x\(height)x\(depth) pixels exceed the file's \(bytes.count) bytes")
         }
         let nameBytes = bytes[24..<headerSize].prefix { $0 != 0 }
@@ -107,16 +107,16 @@ public struct GIMPPatternSource: TextureSource, Sendable {
     public init(directory: URL) throws {
         let manager = FileManager.default
         guard let enumerator = manager.enumerator(at: directory, includingPropertiesForKeys: nil) else {
-            throw TextureSourceError.unreadable(path: directory.path, reason: "not a readable directory")
+            throw OperatorError.unreadableTextures(path: directory.path, reason: "not a readable directory")
         }
         let files = enumerator.compactMap { $0 as? URL }
             .filter { $0.pathExtension.lowercased() == "pat" }
             .sorted { $0.path < $1.path }
-        guard !files.isEmpty else { throw TextureSourceError.empty(path: directory.path) }
+        guard !files.isEmpty else { throw OperatorError.noPatterns(path: directory.path) }
         patterns = try files.map { file in
             let data: Data
             do { data = try Data(contentsOf: file) } catch {
-                throw TextureSourceError.unreadable(path: file.path, reason: "\(error)")
+                throw OperatorError.unreadableTextures(path: file.path, reason: "\(error)")
             }
             return try GIMPPattern(data: data, path: file.path)
         }

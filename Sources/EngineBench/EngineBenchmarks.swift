@@ -1,5 +1,9 @@
+// EngineBench: timing helpers for `rstpm bench engine` and the engine's report test, kept out of
+// the TensorEngine library; they reach the engine's product through its `package` functions.
+
 import CBLAS
 import Foundation
+import TensorEngine
 
 /// Short timing helpers for reports (no assertions rely on them): a 3x3 convolution through the
 /// engine and a bare sgemm of the same matrix shape, so the two GFLOPS figures can be compared.
@@ -39,7 +43,8 @@ public enum EngineBenchmarks {
     /// (single-threaded calls on column blocks, one per engine worker, of the kernel set's C
     /// product where `kernelGemm`, else of OpenBLAS).
     public static func sgemm(m: Int, n: Int, k: Int, iterations: Int = 3, engineSplit: Bool = false) -> Measurement {
-        Engine.prepare()
+        // Reading the thread count applies the engine's configuration first (which sets OpenBLAS
+        // to one thread); the engine's sgemm applies it itself.
         if !engineSplit { openblas_set_num_threads(Int32(Engine.threadCount)) }
         defer { openblas_set_num_threads(1) }
         let generator = SeededGenerator(seed: 2)

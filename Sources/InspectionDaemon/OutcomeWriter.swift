@@ -1,19 +1,48 @@
-// What becomes of an inspected input: its verdict and heatmap written durably, a second look,
-// quarantine with `<name>.error.json`, and disposal (archive, delete or leave).
+// What becomes of an inspected input: its verdict and heatmap written durably, quarantine with
+// `<name>.error.json`, and disposal (archive, delete or leave).
 import ContinuousLearning
 import DaemonSupport
 import Foundation
+import Logging
 import SystemPackage
 
-extension LinePipeline {
-    func decide(_ input: Loaded, outcome: InspectionOutcome, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
-                        model: ModelIdentity, workNames: Set<String>, now: Int64, summary: inout PassSummary) {
-        let decisionThreshold = Verdict.Threshold(deciding: outcome, on: configuration)
-        let threshold = decisionThreshold.value
+/// Writes a line's outputs. Every write is durable (temp, fsync, rename); a failure leaves the
+/// input in work/ and schedules its retry in the `WorkQueue`. Runs on the line's output queue,
+/// and on its queue for inputs quarantined before inspection.
+public final class OutcomeWriter {
+    let configuration: LineConfiguration
+    let instance: String
+    let workQueue: WorkQueue
+    let model: ServingModel
+    let files: FileOperations
+    let metrics: MetricsRegistry
+    var logger: Logger
+    /// Copies low-scoring `ok` images to accepted/ (learning's auto-acceptance), or nil.
+    let autoAcceptor: AutoAcceptor?
+
+    public init(configuration: LineConfiguration, instance: String, workQueue: WorkQueue, model: ServingModel, files: FileOperations,
+         metrics: MetricsRegistry, logger: Logger, autoAcceptor: AutoAcceptor?) {
+        self.configuration = configuration
+        self.instance = instance
+        self.workQueue = workQueue
+        self.model = model
+        self.files = files
+        self.metrics = metrics
+        self.logger = logger
+        self.autoAcceptor = autoAcceptor
+    }
+
+    var workDirectory: FilePath { workQueue.directory }
+
+    /// Writes the heatmap, then the verdict (its presence says the heatmap is complete too),
+    /// offers an `ok` input to learning, and disposes of the input.
+    func writeVerdict(_ input: LoadedInput, outcome: InspectionOutcome, decided: VerdictDecision, heatmap: Result<(png: [UInt8], milliseconds: Double), Error>,
+                      model: ModelIdentity, workNames: Set<String>, now: Int64, summary: inout PassSummary) {
+        let threshold = decided.threshold.value
+        let decision = decided.verdict
         let (regions, truncated) = RegionExtractor.regions(
             map: outcome.anomalyMap, mapWidth: outcome.mapWidth, mapHeight: outcome.mapHeight,
             imageWidth: outcome.imageWidth, imageHeight: outcome.imageHeight, threshold: threshold)
-        let decision: Verdict.Decision = outcome.score >= threshold ? .defect : .ok
         do {
             // Left in the inbox, the input keeps its name, and the inbox scan finds its verdict by it.
             let outputName = configuration.processedInputs == .leave
@@ -30,7 +59,7 @@ extension LinePipeline {
                 receivedAt: iso8601(nanosecondsSinceEpoch: input.receivedNanoseconds),
                 decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
                 line: configuration.name, instance: instance, model: model, verdict: decision,
-                score: outcome.score, threshold: decisionThreshold,
+                score: outcome.score, threshold: decided.threshold,
                 regions: regions, regionsTruncated: truncated, heatmap: heatmapName,
                 timingsMilliseconds: .init(decode: outcome.timings.decodeMilliseconds, infer: outcome.timings.inferMilliseconds,
                                            heatmap: heatmapMilliseconds, write: writeMilliseconds),
@@ -46,7 +75,7 @@ extension LinePipeline {
                 }
             }
             try dispose(input.name, as: outputName)
-            setRetry(nil, for: input.name)
+            workQueue.finished(input.name)
             summary.decided += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": decision.rawValue])
             metrics.set("rstpmd_last_verdict_timestamp_seconds", labels: ["line": configuration.name], to: Double(wallClockNanoseconds()) / 1e9)
@@ -61,18 +90,8 @@ extension LinePipeline {
                 "threshold": "\(threshold)", "regions": "\(regions.count)", "sha256": "\(input.sha256)",
             ])
         } catch {
-            scheduleRetry(input.name, now: now, stage: "write", error: error, summary: &summary)
+            workQueue.scheduleRetry(input.name, now: now, stage: "write", error: error, summary: &summary)
         }
-    }
-
-    /// Keeps an input that could not be decoded in work/ for a second look: a writer that paused
-    /// longer than the settle interval may still be writing it.
-    func awaitSecondLook(_ input: Loaded, error: InspectionError, now: Int64) {
-        stateLock.lock()
-        secondLooks[input.name] = SecondLook(size: input.status.size, modification: input.status.modificationNanoseconds, unchangedSince: now)
-        stateLock.unlock()
-        logger.event(.secondLook, .info, "\(input.name): \(error.message); looked at again once it has stayed unchanged for \(Double(secondLookNanoseconds) / 1e9) s, in case it is still being written",
-                     ["image.path": "\(input.path)", "error.kind": "\(error.kind)"])
     }
 
     /// Archive, delete or leave a decided input. Once the rename or unlink is done the input is
@@ -111,7 +130,7 @@ extension LinePipeline {
     /// a writer that still holds the file open writes into the replaced file, never into the
     /// quarantine, so the quarantined file keeps matching its record. `entry`: an input whose
     /// name is not UTF-8, `name` then its escaped spelling.
-    func quarantine(name: String, entry: FilePath.Component? = nil, sha256: String?, received: Int64, kind: String, message: String, hint: String,
+    public func quarantine(name: String, entry: FilePath.Component? = nil, sha256: String?, received: Int64, kind: String, message: String, hint: String,
                             judgedBytes: [UInt8]? = nil, now: Int64, summary: inout PassSummary) {
         let source = entry.map { workDirectory.appending($0) } ?? workDirectory.appending(name)
         do {
@@ -127,18 +146,14 @@ extension LinePipeline {
             let verdict = Verdict(
                 file: name, sha256: sha256 ?? "", size: .init(bytes: Int((try? files.syscalls.lstat(source))??.size ?? 0), width: nil, height: nil),
                 receivedAt: iso8601(nanosecondsSinceEpoch: received), decidedAt: iso8601(nanosecondsSinceEpoch: wallClockNanoseconds()),
-                line: configuration.name, instance: instance, model: inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
+                line: configuration.name, instance: instance, model: model.current.inspector.modelIdentity, verdict: .error, score: nil, threshold: nil,
                 regions: [], regionsTruncated: false, heatmap: nil, timingsMilliseconds: .init(decode: 0, infer: 0, heatmap: 0, write: 0),
                 error: .init(kind: kind, message: message))
             try files.writeDurably(verdict.encoded(), to: configuration.outbox.appending(fittingFileName(storedName, suffix: ".json")))
             try files.syscalls.rename(source, to: destination)
             try files.syncDirectory(configuration.quarantine)
             try files.syncDirectory(workDirectory)
-            if let entry {
-                stateLock.lock(); undecodableRetries[entry] = nil; stateLock.unlock()
-            } else {
-                setRetry(nil, for: name)
-            }
+            if let entry { workQueue.finished(undecodable: entry) } else { workQueue.finished(name) }
             summary.quarantined += 1
             metrics.increment("rstpmd_inputs_total", labels: ["line": configuration.name, "verdict": "error"])
             metrics.set("rstpmd_last_verdict_timestamp_seconds", labels: ["line": configuration.name], to: Double(wallClockNanoseconds()) / 1e9)
@@ -146,7 +161,7 @@ extension LinePipeline {
                 "image.path": "\(destination)", "verdict": "error", "error.kind": "\(kind)",
             ])
         } catch {
-            scheduleRetry(name, entry: entry, now: now, stage: "quarantine", error: error, summary: &summary)
+            workQueue.scheduleRetry(name, entry: entry, now: now, stage: "quarantine", error: error, summary: &summary)
         }
     }
 
@@ -156,14 +171,13 @@ extension LinePipeline {
     func quarantineUndecodableEntries(now: Int64, summary: inout PassSummary) {
         let entries: [FilePath.Component]
         do {
-            entries = try files.syscalls.listDirectoryComponents(workDirectory).filter { !$0.isUTF8 }
+            entries = try workQueue.undecodableEntries()
         } catch {
             logger.event(.watcherFailed, .error, "cannot read work directory", ["image.path": "\(workDirectory)", "error": "\(error)"])
             return
         }
         for entry in entries {
-            stateLock.lock(); let due = (undecodableRetries[entry]?.notBefore ?? .min) <= now; stateLock.unlock()
-            guard due, let status = try? files.syscalls.lstat(workDirectory.appending(entry)) else { continue }
+            guard workQueue.isDue(entry, now: now), let status = try? files.syscalls.lstat(workDirectory.appending(entry)) else { continue }
             quarantine(name: escapedFileName(entry.bytes), entry: entry, sha256: nil, received: status.changeNanoseconds, kind: "non_utf8_name",
                        message: "the file name is not UTF-8, so no verdict or output name could carry it; the record keeps its bytes",
                        hint: "rename it to UTF-8 (e.g. convmv -f latin1 -t utf8) and put it back in the inbox to have it inspected",
@@ -181,7 +195,7 @@ extension LinePipeline {
     /// crash is recognised as its own, so until the input is gone the same name comes out again.
     /// With `processed_inputs: leave` a decided input goes back to the inbox under its own name,
     /// and its outputs keep that name too.
-    func outputName(for name: String, sha256: String, received: Int64, otherWorkNames: Set<String>) throws -> String {
+    public func outputName(for name: String, sha256: String, received: Int64, otherWorkNames: Set<String>) throws -> String {
         let candidates = sequence(state: 0) { (index: inout Int) -> String? in
             defer { index += 1 }
             // An escaped name can pass 255 bytes.
