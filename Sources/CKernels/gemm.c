@@ -136,120 +136,169 @@ AVX512_BF16 static void pack_pairs(float *panel, long width, long kc) {
     }
 }
 
-AVX512_BF16 static void store_pairs(float *pair_row, const __m512 first[2], __m512 second_low, __m512 second_high) {
-    _mm512_store_ps(pair_row, pairs_of(first[0], second_low));
-    _mm512_store_ps(pair_row + 16, pairs_of(first[1], second_high));
-}
-
-// Where B's packers put each finished row k (NR columns as two vectors) of a panel: as it is,
-// or in bf16 two rows at a time as one pair row, so that B is written once.
-struct b_rows {
-    float *panel;
-    int bf16;
-    __m512 held[2];  // bf16: the even row waiting for its odd one
+// A convolution panel's gather plan: which lanes of row k come from where. They depend only on
+// the kernel tap, not on the channel, so each panel tabulates them once per (tap, run).
+struct convolution_load {
+    long offset;  // from the channel's plane to the input element lane 0 would read
+    __mmask16 low, high;
 };
 
-AVX512 INLINE void put_row(struct b_rows *rows, long k, __m512 low, __m512 high) {
-    if (!rows->bf16) {
-        _mm512_store_ps(rows->panel + k * NR, low);
-        _mm512_store_ps(rows->panel + k * NR + 16, high);
-    } else if (k % 2 == 0) {
-        rows->held[0] = low;
-        rows->held[1] = high;
-    } else {
-        store_pairs(rows->panel + k / 2 * NR, rows->held, low, high);
+// The loads of NR-column panel `width` wide starting at unfolded column `column`; returns nothing,
+// fills loads[tap * NR ...] and load_count[tap].
+AVX512 INLINE void tabulate_convolution_loads(const struct rstpm_convolution_input *x, long column, long width,
+                                              struct convolution_load *loads, int *load_count) {
+    const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
+    const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
+    for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
+    for (long lane = 0; lane < width;) {
+        long j = column + lane;
+        long oy = j / x->output_width, ox = j % x->output_width;
+        long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
+        for (long tap = 0; tap < taps; ++tap) {
+            long iy = oy * stride + tap / kernel - x->padding;
+            // Input column ox * stride + shift is element ox + whole of phase `phase`.
+            long shift = tap % kernel - x->padding;
+            long phase = ((shift % stride) + stride) % stride, whole = (shift - phase) / stride;
+            long phase_count = (x->width - phase + stride - 1) / stride, start = ox + whole;
+            long first = start < 0 ? -start : 0, end = phase_count - start < count ? phase_count - start : count;
+            if (iy < 0 || iy >= x->height || first >= end) continue;
+            unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
+            loads[tap * NR + load_count[tap]++] =
+                (struct convolution_load){iy * row_length + phase * phase_width + start - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
+        }
+        lane += count;
     }
 }
 
-// After the panel's last row: an odd count's last row paired with zero.
-AVX512 INLINE void finish_rows(struct b_rows *rows, long kc) {
-    if (rows->bf16 && kc % 2) store_pairs(rows->panel + kc / 2 * NR, rows->held, _mm512_setzero_ps(), _mm512_setzero_ps());
+// One row of a convolution panel (two vectors) from channel plane `source`, by its tap's loads.
+AVX512 INLINE void gather_convolution_row(const float *source, const struct convolution_load *load, int count, __m512 *low,
+                                          __m512 *high) {
+    __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+    for (int r = 0; r < count; ++r) {
+        // Masked lanes are never accessed, wherever they would point.
+        l = _mm512_mask_loadu_ps(l, load[r].low, source + load[r].offset);
+        h = _mm512_mask_loadu_ps(h, load[r].high, source + load[r].offset + 16);
+        // The next panel's columns in the same rows: too many streams (channels x rows) for
+        // the hardware prefetcher to follow.
+        _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
+    }
+    *low = l;
+    *high = h;
 }
 
 // Columns jc..jc+nc, rows pc..pc+kc of a convolution input's unfolded matrix, as NR-column
 // panels [k][NR]. A panel's columns are runs of output positions within one output row each;
 // for every row k each run is one masked load from one stride phase of an input row (adjacent
 // outputs read adjacent elements there; lanes in the zero padding are masked off and read as
-// zero). Which lanes and where from depend only on the kernel tap, not on the channel, so each
-// panel first tabulates them per (tap, run).
+// zero).
 AVX512 static void pack_b_convolution(const struct rstpm_convolution_input *x, long first_column, long pc, long kc, long jc,
-                                      long nc, int bf16, float *packed) {
-    const long kernel = x->kernel, taps = kernel * kernel, stride = x->stride;
-    const long phase_width = (x->width + stride - 1) / stride, row_length = stride * phase_width;
-    const long plane = x->height * row_length;
-    struct load {
-        long offset;  // from the channel's plane to the input element lane 0 would read
-        __mmask16 low, high;
-    } loads[MAX_TAPS * NR];  // fixed sizes, not taps: the frame stays statically aligned for zmm spills
+                                      long nc, float *packed) {
+    const long taps = x->kernel * x->kernel, stride = x->stride;
+    const long plane = x->height * stride * ((x->width + stride - 1) / stride);
+    // Fixed sizes, not taps: the frame stays statically aligned for zmm spills.
+    struct convolution_load loads[MAX_TAPS * NR];
     int load_count[MAX_TAPS];
     for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
-        long width = nc - j0 < NR ? nc - j0 : NR;
-        for (long tap = 0; tap < taps; ++tap) load_count[tap] = 0;
-        for (long lane = 0; lane < width;) {
-            long j = first_column + jc + j0 + lane;
-            long oy = j / x->output_width, ox = j % x->output_width;
-            long count = x->output_width - ox < width - lane ? x->output_width - ox : width - lane;
-            for (long tap = 0; tap < taps; ++tap) {
-                long iy = oy * stride + tap / kernel - x->padding;
-                // Input column ox * stride + shift is element ox + whole of phase `phase`.
-                long shift = tap % kernel - x->padding;
-                long phase = ((shift % stride) + stride) % stride, whole = (shift - phase) / stride;
-                long phase_count = (x->width - phase + stride - 1) / stride, start = ox + whole;
-                long first = start < 0 ? -start : 0, end = phase_count - start < count ? phase_count - start : count;
-                if (iy < 0 || iy >= x->height || first >= end) continue;
-                unsigned long long lanes = ((1ull << (lane + end)) - 1) & ~((1ull << (lane + first)) - 1);
-                loads[tap * NR + load_count[tap]++] =
-                    (struct load){iy * row_length + phase * phase_width + start - lane, (__mmask16)lanes, (__mmask16)(lanes >> 16)};
-            }
-            lane += count;
-        }
+        tabulate_convolution_loads(x, first_column + jc + j0, nc - j0 < NR ? nc - j0 : NR, loads, load_count);
         long channel = pc / taps, tap = pc % taps;
-        struct b_rows rows = {.panel = packed, .bf16 = bf16};
         for (long p = 0; p < kc; ++p) {
-            const float *source = x->planes + channel * plane;
-            __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
-            const struct load *load = loads + tap * NR;
-            for (int r = 0; r < load_count[tap]; ++r) {
-                // Masked lanes are never accessed, wherever they would point.
-                low = _mm512_mask_loadu_ps(low, load[r].low, source + load[r].offset);
-                high = _mm512_mask_loadu_ps(high, load[r].high, source + load[r].offset + 16);
-                // The next panel's columns in the same rows: too many streams (channels x
-                // rows) for the hardware prefetcher to follow.
-                _mm_prefetch((const char *)(source + load[r].offset + NR), _MM_HINT_T0);
-                _mm_prefetch((const char *)(source + load[r].offset + NR + 16), _MM_HINT_T0);
-            }
-            put_row(&rows, p, low, high);
+            __m512 low, high;
+            gather_convolution_row(x->planes + channel * plane, loads + tap * NR, load_count[tap], &low, &high);
+            _mm512_store_ps(packed + p * NR, low);
+            _mm512_store_ps(packed + p * NR + 16, high);
             if (++tap == taps) {
                 tap = 0;
                 ++channel;
             }
         }
-        finish_rows(&rows, kc);
+    }
+}
+
+// pack_b_convolution into bf16 pair rows: rows 2p and 2p + 1 are gathered, then rounded and
+// interleaved in registers and stored once (an odd kc's last row paired with zero).
+AVX512_BF16 static void pack_b_convolution_bf16(const struct rstpm_convolution_input *x, long first_column, long pc, long kc,
+                                                long jc, long nc, float *packed) {
+    const long taps = x->kernel * x->kernel, stride = x->stride;
+    const long plane = x->height * stride * ((x->width + stride - 1) / stride);
+    struct convolution_load loads[MAX_TAPS * NR];
+    int load_count[MAX_TAPS];
+    for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+        tabulate_convolution_loads(x, first_column + jc + j0, nc - j0 < NR ? nc - j0 : NR, loads, load_count);
+        long channel = pc / taps, tap = pc % taps;
+        float *pair_row = packed;
+        for (long p = 0; p < kc; p += 2, pair_row += NR) {
+            __m512 low[2], high[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int row = 0; row < 2 && p + row < kc; ++row) {
+                gather_convolution_row(x->planes + channel * plane, loads + tap * NR, load_count[tap], &low[row], &high[row]);
+                if (++tap == taps) {
+                    tap = 0;
+                    ++channel;
+                }
+            }
+            if (p + 1 == kc) low[1] = _mm512_setzero_ps();
+            _mm512_store_ps(pair_row, pairs_of(low[0], low[1]));
+            _mm512_store_ps(pair_row + 16, pairs_of(high[0], high[1]));
+        }
+    }
+}
+
+// Rows pc..pc+kc, columns jc..jc+nc of row-major B as bf16 pair rows of NR-column panels: two
+// rows read, rounded and interleaved in registers, stored once.
+AVX512_BF16 static void pack_b_matrix_bf16(const float *b, long ldb, long pc, long kc, long jc, long nc, float *packed) {
+    for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
+        long width = nc - j0 < NR ? nc - j0 : NR;
+        const float *source = b + pc * ldb + jc + j0;
+        __mmask16 low = mask_first(width), high = mask_first(width - 16);
+        float *pair_row = packed;
+        long k = 0;
+        for (; k + 1 < kc; k += 2, source += 2 * ldb, pair_row += NR) {
+            __m512 first_low = _mm512_maskz_loadu_ps(low, source), first_high = _mm512_maskz_loadu_ps(high, source + 16);
+            __m512 second_low = _mm512_maskz_loadu_ps(low, source + ldb), second_high = _mm512_maskz_loadu_ps(high, source + ldb + 16);
+            // The next panel's part of these rows: kc rows are too many streams for the
+            // hardware prefetcher.
+            _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(source + ldb + NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(source + ldb + NR + 16), _MM_HINT_T0);
+            _mm512_store_ps(pair_row, pairs_of(first_low, second_low));
+            _mm512_store_ps(pair_row + 16, pairs_of(first_high, second_high));
+        }
+        if (k < kc) {
+            _mm512_store_ps(pair_row, pairs_of(_mm512_maskz_loadu_ps(low, source), _mm512_setzero_ps()));
+            _mm512_store_ps(pair_row + 16, pairs_of(_mm512_maskz_loadu_ps(high, source + 16), _mm512_setzero_ps()));
+        }
     }
 }
 
 // op(B) rows pc..pc+kc, columns jc..jc+nc, as NR-column panels [k][NR] (bf16: pair rows), zero past nc.
 AVX512 static void pack_b(const struct b_source *source_b, long pc, long kc, long jc, long nc, int bf16, float *packed) {
     if (source_b->convolution) {
-        pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, bf16, packed);
+        if (bf16)
+            pack_b_convolution_bf16(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
+        else
+            pack_b_convolution(source_b->convolution, source_b->first_column, pc, kc, jc, nc, packed);
         return;
     }
     const float *b = source_b->b;
     long ldb = source_b->ldb;
+    if (bf16 && !source_b->transpose) {
+        pack_b_matrix_bf16(b, ldb, pc, kc, jc, nc, packed);
+        return;
+    }
     for (long j0 = 0; j0 < nc; j0 += NR, packed += kc * NR) {
         long width = nc - j0 < NR ? nc - j0 : NR;
         if (!source_b->transpose) {
             const float *source = b + pc * ldb + jc + j0;
             __mmask16 low = mask_first(width), high = mask_first(width - 16);
-            struct b_rows rows = {.panel = packed, .bf16 = bf16};
             for (long k = 0; k < kc; ++k, source += ldb) {
-                put_row(&rows, k, _mm512_maskz_loadu_ps(low, source), _mm512_maskz_loadu_ps(high, source + 16));
+                _mm512_store_ps(packed + k * NR, _mm512_maskz_loadu_ps(low, source));
+                _mm512_store_ps(packed + k * NR + 16, _mm512_maskz_loadu_ps(high, source + 16));
                 // The next panel's part of this row: kc rows are too many streams for the
                 // hardware prefetcher.
                 _mm_prefetch((const char *)(source + NR), _MM_HINT_T0);
                 _mm_prefetch((const char *)(source + NR + 16), _MM_HINT_T0);
             }
-            finish_rows(&rows, kc);
         } else {
             // op(B)[k][j] = b[j * ldb + k]: 16 stored rows of B at a time become 16 columns.
             const float *source = b + (jc + j0) * ldb + pc;
@@ -278,7 +327,8 @@ AVX512 static void pack_a(int transpose, const float *a, long lda, long ic, long
 }
 
 AVX512 INLINE __m512 finish(__m512 sum, const float *c, __mmask16 mask, const struct tile_update *update, long row) {
-    __m512 value = _mm512_mul_ps(sum, _mm512_set1_ps(update->alpha));
+    // alpha == 1 (every bias_clamp product): sum * 1 is sum, one multiply per vector saved.
+    __m512 value = update->alpha == 1 ? sum : _mm512_mul_ps(sum, _mm512_set1_ps(update->alpha));
     if (update->first) {
         // beta == 0 must not read C: it may hold garbage or NaN.
         if (update->beta != 0) value = _mm512_fmadd_ps(_mm512_set1_ps(update->beta), _mm512_maskz_loadu_ps(mask, c), value);
@@ -301,11 +351,14 @@ AVX512 INLINE void prefetch_tile(int rows, int vectors, const float *c, long ldc
 
 AVX512 INLINE void store_tile(int rows, int vectors, __m512 sum[MR][2], float *c, long ldc, __mmask16 low_mask,
                               __mmask16 high_mask, const struct tile_update *update) {
+    // A local copy: stores to C (floats) could alias *update's floats, so the compiler would
+    // reload every field after every store; the copy's fields stay in registers.
+    const struct tile_update local = *update;
     UNROLLED
     for (int i = 0; i < rows; ++i) {
         float *row = c + i * ldc;
-        _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, update, i));
-        if (vectors == 2) _mm512_mask_storeu_ps(row + 16, high_mask, finish(sum[i][1], row + 16, high_mask, update, i));
+        _mm512_mask_storeu_ps(row, low_mask, finish(sum[i][0], row, low_mask, &local, i));
+        if (vectors == 2) _mm512_mask_storeu_ps(row + 16, high_mask, finish(sum[i][1], row + 16, high_mask, &local, i));
     }
 }
 

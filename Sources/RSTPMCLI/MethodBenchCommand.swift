@@ -104,6 +104,13 @@ struct MethodBenchCommand: ParsableCommand {
                     best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
                 }
                 print("RESULT rstpm    infer               \(size) " + String(format: "%9.2f", best / Double(size)))
+                if LayerProfile.enabled {
+                    LayerProfile.reset()
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    for _ in 0..<iterations { _ = trained.inspect(planar.map { ModelInput(image: $0) }) }
+                    let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(iterations * size)
+                    print(LayerProfile.report(per: iterations * size) + String(format: "\ninspect in all (mean of %d runs)%28.3f ms/image", iterations, total))
+                }
             }
             let probe = Array(images.prefix(2))
             let results = trained.inspect(probe.map { ModelInput(image: $0) })

@@ -63,6 +63,12 @@ public final class BatchNorm2d: Layer {
 
     /// input (N, C, H, W) -> activation(BatchNorm(input)) (N, C, H, W)
     public func forward(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        LayerProfile.measure("batchnorm \(channels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x")) n\(input.shape.first ?? 0)") {
+            normalize(input, activation: activation)
+        }
+    }
+
+    private func normalize(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == channels, "BatchNorm2d(\(channels)) got input \(input.shape)")
         let (N, C) = (input.shape[0], channels)
         let plane = input.shape[2] * input.shape[3]

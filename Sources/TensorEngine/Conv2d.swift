@@ -64,7 +64,7 @@ public final class Conv2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
-        let output = compute(input, activation: .none)
+        let output = profiledCompute(input, activation: .none)
         cachedInput = mode.cachesForBackward ? input : nil
         return output
     }
@@ -75,7 +75,7 @@ public final class Conv2d: Layer {
     public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(mode == .inference, "Conv2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
         cachedInput = nil
-        return compute(input, activation: activation)
+        return profiledCompute(input, activation: activation)
     }
 
     private func compute(_ input: Tensor, activation: FusedActivation) -> Tensor {
@@ -106,6 +106,15 @@ public final class Conv2d: Layer {
                 }
             }
         }
+        return output
+    }
+
+    /// `compute`, timed under RSTPM_PROFILE by shape and route (see LayerProfile).
+    private func profiledCompute(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        guard LayerProfile.enabled else { return compute(input, activation: activation) }
+        let output = LayerProfile.measure("conv \(isDepthwise ? "depthwise " : "")\(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) "
+                                          + "at \(input.shape[2])x\(input.shape[3]) n\(input.shape[0])") { compute(input, activation: activation) }
+        LayerProfile.addFlops(2 * Double(output.count * inputChannels / groups * kernelSize * kernelSize))
         return output
     }
 

@@ -53,6 +53,12 @@ public final class ConvTranspose2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
+        LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
+            transposedConvolution(input)
+        }
+    }
+
+    private func transposedConvolution(_ input: Tensor) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == inputChannels,
                      "ConvTranspose2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
         let N = input.shape[0]

@@ -120,6 +120,51 @@ final class BFloat16InferenceTests: XCTestCase {
         }
     }
 
+    /// The implicit convolution product in bf16 against a double convolution of the bf16-rounded
+    /// weights and inputs: only the f32 summation error may remain. K over one block (K = 45 * 9,
+    /// cut at an even row inside a channel's taps), odd K, strides 1 and 2 with padding, and a
+    /// column split over the workers: a pair row that straddles two channels or two taps'
+    /// loads, or a lost odd row, shows at once.
+    func testConvolutionProductMatchesDoubleOfRoundedFactors() throws {
+        _ = try bf16Kernels()
+        let generator = SeededGenerator(seed: 75)
+        for (inputs, outputs, kernel, stride, height, width) in [(45, 20, 3, 1, 13, 35), (45, 15, 3, 2, 17, 40), (5, 30, 5, 1, 9, 70), (3, 16, 7, 2, 21, 22)] {
+            let padding = kernel / 2
+            let conv = Conv2d(inputChannels: inputs, outputChannels: outputs, kernelSize: kernel, stride: stride, padding: padding, generator: generator)
+            let x = generator.uniformTensor(shape: [1, inputs, height, width], bound: 2)
+            conv.setMode(.inference)
+            let output = try withPrecision(.bf16) { conv.inferenceForward(x, activation: .none) }
+            let (outputHeight, outputWidth) = (output.shape[2], output.shape[3])
+            let (w, b, xs) = (conv.weight.value.scalars, conv.bias!.value.scalars, x.scalars)
+            let k = inputs * kernel * kernel
+            for o in 0..<outputs {
+                for oy in 0..<outputHeight {
+                    for ox in 0..<outputWidth {
+                        var (rounded, magnitude) = (Double(b[o]), Double(abs(b[o])))
+                        for c in 0..<inputs {
+                            for ky in 0..<kernel {
+                                let iy = oy * stride + ky - padding
+                                if iy < 0 || iy >= height { continue }
+                                for kx in 0..<kernel {
+                                    let ix = ox * stride + kx - padding
+                                    if ix < 0 || ix >= width { continue }
+                                    let (weight, input) = (w[((o * inputs + c) * kernel + ky) * kernel + kx], xs[(c * height + iy) * width + ix])
+                                    rounded += Double(bf16(weight)) * Double(bf16(input))
+                                    magnitude += Double(abs(weight * input))
+                                }
+                            }
+                        }
+                        let value = Double(output.scalars[(o * outputHeight + oy) * outputWidth + ox])
+                        if abs(value - rounded) > summationBound(k) * magnitude {
+                            XCTFail("\(inputs)->\(outputs) k\(kernel) s\(stride): output (\(o), \(oy), \(ox)) = \(value), double of bf16 factors \(rounded)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Frozen weights packed in one precision are packed again after a switch: back in f32 the
     /// output is the f32 one bit for bit, not f32 arithmetic on bf16 panels (or the reverse).
     func testPackedWeightsFollowAPrecisionSwitch() throws {
