@@ -131,7 +131,7 @@ public enum InspectionError: Error, Sendable, Equatable {
     case decodeFailure(message: String)
     /// Larger than the line accepts.
     case tooLarge(width: Int, height: Int, limit: Int)
-    /// A format the inspector does not read.
+    /// A format the inspector does not read; the decoder's message says so in full.
     case unsupportedFormat(message: String)
     /// The model failed on a decoded image (non-finite scores, shape it cannot take).
     case inferenceFailure(message: String)
@@ -159,7 +159,7 @@ public enum InspectionError: Error, Sendable, Equatable {
         switch self {
         case .decodeFailure(let message): return "cannot decode image: \(message)"
         case .tooLarge(let width, let height, let limit): return "image is \(width)x\(height) pixels, more than the limit of \(limit) pixels"
-        case .unsupportedFormat(let message): return "unsupported image format: \(message)"
+        case .unsupportedFormat(let message): return message
         case .inferenceFailure(let message): return "inference failed: \(message)"
         }
     }
