@@ -1,4 +1,3 @@
-import DaemonSupport
 import Foundation
 import SystemPackage
 
