@@ -141,11 +141,7 @@ public struct GateRecord: Sendable, Equatable, Codable {
     static func format(_ value: Double) -> String { String(format: "%.4f", value) }
 
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var bytes = Array(try! encoder.encode(self))
-        bytes.append(0x0A)
-        return bytes
+        documentJSON()
     }
 
     static func read(from path: FilePath, files: FileOperations) throws -> GateRecord {

@@ -1,4 +1,5 @@
 import BuildInfo
+import DaemonSupport
 import Foundation
 
 /// The decision written as `<name>.json` to the outbox; docs/verdict.md documents every field.
@@ -110,11 +111,7 @@ public struct Verdict: Sendable, Codable, Equatable {
 
     /// Pretty, key-sorted JSON with a final newline, nulls written out so every field is present.
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var bytes = Array(try! encoder.encode(NullPreserving(self)))
-        bytes.append(0x0A)
-        return bytes
+        NullPreserving(self).documentJSON()
     }
 }
 
@@ -185,11 +182,7 @@ public struct QuarantineRecord: Sendable, Codable, Equatable {
     }
 
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var bytes = Array(try! encoder.encode(self))
-        bytes.append(0x0A)
-        return bytes
+        documentJSON()
     }
 }
 
