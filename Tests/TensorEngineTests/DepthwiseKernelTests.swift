@@ -84,21 +84,7 @@ final class DepthwiseKernelTests: XCTestCase {
         return shifted + sizes.map { ($0, $0) }
     }
 
-    func activate(_ value: Double, _ activation: FusedActivation) -> Double {
-        switch activation {
-        case .none: value
-        case .relu: max(value, 0)
-        case .relu6: min(max(value, 0), 6)
-        }
-    }
 
-    /// max |actual - expected| over max |expected|.
-    func scaledError(_ actual: [Float], _ expected: [Double]) -> Double {
-        precondition(actual.count == expected.count)
-        let scale = expected.map(abs).max() ?? 0
-        let error = zip(actual, expected).map { abs(Double($0) - $1) }.max() ?? 0
-        return scale > 0 ? error / scale : error
-    }
 
     /// y, and with `dy` the input and weight gradients, in double precision, one loop per index.
     func directDepthwise(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ dy: Tensor?, stride s: Int, padding p: Int)

@@ -80,18 +80,5 @@ final class WinogradConvolutionTests: XCTestCase {
         return y
     }
 
-    func activate(_ value: Double, _ activation: FusedActivation) -> Double {
-        switch activation {
-        case .none: value
-        case .relu: max(value, 0)
-        case .relu6: min(max(value, 0), 6)
-        }
-    }
 
-    /// Largest difference over the largest reference value (infinite where a value is NaN).
-    func scaledError(_ actual: [Float], _ expected: [Double]) -> Double {
-        if actual.contains(where: \.isNaN) { return .infinity }
-        let scale = max(expected.map(abs).max() ?? 0, 1e-6)
-        return zip(actual, expected).map { abs(Double($0) - $1) }.max().map { $0 / scale } ?? 0
-    }
 }
