@@ -13,6 +13,10 @@ import TensorEngine
 public struct PrecisionCheck: Codable, Equatable, Sendable {
     public static let aurocTolerance = 0.002
     public static let minimumAgreement = 0.995
+    /// Pseudo-anomalous variants made of each validation image: with n normal images one
+    /// swapped pair moves image AUROC by 1 / (n * variants * n), which must stay below the
+    /// tolerance even for a small bundle (12 images: 0.0017), or the check could never pass.
+    public static let pseudoAnomalousVariants = 4
 
     public var passed: Bool
     /// Share of the check images whose verdict (score >= threshold) is the same as in f32.
@@ -22,20 +26,23 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
     /// Image and pixel AUROC of the precision minus f32's (normal against pseudo-anomalous).
     public var imageAUROCChange: Double
     public var pixelAUROCChange: Double
-    /// Validation-normal images; as many pseudo-anomalous ones were checked with them.
+    /// Validation-normal images, and the pseudo-anomalous ones checked with them (nil in
+    /// records written before it was counted: as many as the normal ones).
     public var normalImages: Int
+    public var anomalousImages: Int?
     /// ISO 8601 time of the check and the rstpm that ran it.
     public var checkedAt: String
     public var rstpmVersion: String?
 
     public init(passed: Bool, verdictAgreement: Double, maxRelativeScoreChange: Double, imageAUROCChange: Double,
-                pixelAUROCChange: Double, normalImages: Int, checkedAt: String, rstpmVersion: String?) {
+                pixelAUROCChange: Double, normalImages: Int, anomalousImages: Int? = nil, checkedAt: String, rstpmVersion: String?) {
         self.passed = passed
         self.verdictAgreement = verdictAgreement
         self.maxRelativeScoreChange = maxRelativeScoreChange
         self.imageAUROCChange = imageAUROCChange
         self.pixelAUROCChange = pixelAUROCChange
         self.normalImages = normalImages
+        self.anomalousImages = anomalousImages
         self.checkedAt = checkedAt
         self.rstpmVersion = rstpmVersion
     }
@@ -44,7 +51,7 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
     public var summary: String {
         (passed ? "passed" : "failed") + String(format: ": verdicts agree on %.1f%%, image AUROC %+.4f, pixel AUROC %+.4f, scores within %.1f%% of f32 (%d normal + %d pseudo-anomalous validation images)",
                                                 verdictAgreement * 100, imageAUROCChange, pixelAUROCChange, maxRelativeScoreChange * 100,
-                                                normalImages, normalImages)
+                                                normalImages, anomalousImages ?? normalImages)
     }
 
     /// The check images' scores and final maps in one precision.
@@ -60,8 +67,7 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
 
     /// Checks every precision other than f32 that runs on the engine's kernel set here, on
     /// `networks` (frozen for inference; left in f32 afterwards). `normal` and `anomalous`
-    /// are the same number of images at the input size; `masks` are the anomalous ones'
-    /// (values in [0, 1]). Empty where no reduced precision runs here.
+    /// are images at the input size; `masks` are the anomalous ones' (values in [0, 1]). Empty where no reduced precision runs here.
     public static func checkAll(networks: RSTPMNetworks, threshold: Float, normal: [PlanarImage], anomalous: [PlanarImage],
                                 masks: [[Float]], batchSize: Int) throws -> [String: PrecisionCheck] {
         let reduced = Precision.allCases.filter { $0 != .f32 && $0.problem(on: Engine.kernelSet) == nil }
@@ -88,7 +94,8 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
         for precision in reduced {
             let candidate = run(precision)
             checks[precision.rawValue] = try compare(candidate, with: reference, threshold: threshold, labels: labels, masks: pixelMasks,
-                                                     referenceAUROC: (referenceImage, referencePixel), normalImages: normal.count)
+                                                     referenceAUROC: (referenceImage, referencePixel), normalImages: normal.count,
+                                                     anomalousImages: anomalous.count)
         }
         return checks
     }
@@ -96,7 +103,8 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
     /// Judges `candidate` against f32's `reference` on the same images (`labels` 0 normal, 1
     /// anomalous; `masks` 0/255, nil for normal images); `referenceAUROC` is `reference`'s.
     public static func compare(_ candidate: Run, with reference: Run, threshold: Float, labels: [Int], masks: [[UInt8]?],
-                               referenceAUROC: (image: Double, pixel: Double), normalImages: Int) throws -> PrecisionCheck {
+                               referenceAUROC: (image: Double, pixel: Double), normalImages: Int,
+                               anomalousImages: Int? = nil) throws -> PrecisionCheck {
         let agreeing = zip(candidate.scores, reference.scores).filter { ($0 >= threshold) == ($1 >= threshold) }.count
         let agreement = Double(agreeing) / Double(max(1, reference.scores.count))
         let change = zip(candidate.scores, reference.scores).map { Double(abs($0 - $1) / max(abs($1), .leastNormalMagnitude)) }.max() ?? 0
@@ -105,7 +113,7 @@ public struct PrecisionCheck: Codable, Equatable, Sendable {
         let finite = candidate.scores.allSatisfy(\.isFinite)
         let passed = finite && agreement >= minimumAgreement && abs(imageChange) <= aurocTolerance && abs(pixelChange) <= aurocTolerance
         return PrecisionCheck(passed: passed, verdictAgreement: agreement, maxRelativeScoreChange: change, imageAUROCChange: imageChange,
-                              pixelAUROCChange: pixelChange, normalImages: normalImages,
+                              pixelAUROCChange: pixelChange, normalImages: normalImages, anomalousImages: anomalousImages,
                               checkedAt: ISO8601DateFormatter().string(from: Date()), rstpmVersion: RSTPMBuild.description)
     }
 }

@@ -233,13 +233,15 @@ public final class RSTPMTrainer {
     }
 
     /// `PrecisionCheck` of each reduced precision this CPU runs, on a frozen copy of the networks
-    /// (BatchNorm folded, as rstpmd runs them): the validation images and the same images with
-    /// the seeded pseudo-anomalies D is validated on. Nil where no reduced precision runs here.
+    /// (BatchNorm folded, as rstpmd runs them): the validation images and, from each, a few
+    /// images with the seeded pseudo-anomalies D is validated on. Nil where no reduced precision runs here.
     private func checkPrecisions(threshold: Float) throws -> [String: PrecisionCheck]? {
         let normal = validationIndices.map { data.images[$0] }
         let anomalies = PseudoAnomalyGenerator(source: textures)
         var generator = SeededGenerator(seed: configuration.seed ^ 0x7A11_DA7E)
-        let samples = try normal.map { try anomalies.sample(from: $0, using: &generator) }
+        let samples = try normal.flatMap { image in
+            try (0..<PrecisionCheck.pseudoAnomalousVariants).map { _ in try anomalies.sample(from: image, using: &generator) }
+        }
         let checks = try PrecisionCheck.checkAll(networks: networks.frozenCopy(), threshold: threshold, normal: normal,
                                                  anomalous: samples.map(\.image), masks: samples.map(\.mask), batchSize: configuration.batchSize)
         for (precision, check) in checks.sorted(by: { $0.key < $1.key }) {

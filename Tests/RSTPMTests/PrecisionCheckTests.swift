@@ -38,6 +38,7 @@ final class PrecisionCheckTests: XCTestCase {
         let check = try XCTUnwrap(model.manifest.precisions?["bf16"], "training on a CPU with avx512_bf16 records the bf16 check")
         print("tiny model's bf16 check \(check.summary)")
         XCTAssertEqual(check.normalImages, 3)
+        XCTAssertEqual(check.anomalousImages, 3 * PrecisionCheck.pseudoAnomalousVariants, "several pseudo-anomalous variants per image, so that one swapped pair stays below the AUROC tolerance")
         XCTAssertTrue((0...1).contains(check.verdictAgreement))
         XCTAssertEqual(check.passed, check.verdictAgreement >= PrecisionCheck.minimumAgreement
             && abs(check.imageAUROCChange) <= PrecisionCheck.aurocTolerance && abs(check.pixelAUROCChange) <= PrecisionCheck.aurocTolerance)
