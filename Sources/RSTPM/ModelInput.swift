@@ -63,14 +63,25 @@ public struct ModelInput: Sendable {
 
     /// The decoded original and, from it (or from a JPEG's scaled decode, see `prepare`), the
     /// image at the input size in 0...1: what training keeps before pseudo-anomalies are drawn in.
+    /// The second decode happens exactly where libjpeg's scaling would shrink the file (at
+    /// least half its size still covers the target), so `resized` equals what `decodeResized`
+    /// gets from one scaled decode.
     static func decode(_ bytes: some ContiguousBytes, name: String, width: Int, height: Int,
                        limits: ImageLimits) throws -> (original: DecodedImage, resized: PlanarImage) {
         let original = try ImageDecoder.decodeCompact(data: bytes, name: name, limits: limits)
         let isJPEG = bytes.withUnsafeBytes { $0.first == 0xFF }
-        let source = isJPEG && original.width >= 2 * width && original.height >= 2 * height
+        let source = isJPEG && (original.width + 1) / 2 >= width && (original.height + 1) / 2 >= height
             ? try ImageDecoder.decodeCompact(data: bytes, name: name, limits: limits, targetSize: ImageSize(width: width, height: height))
             : original
         return (original, PlanarImage(source.resized(width: width, height: height)))
+    }
+
+    /// `decode`'s image at the input size alone, for callers that keep no original (training's
+    /// images, texture folders): one decode, DCT-scaled by the codec where `decode` decodes twice.
+    static func decodeResized(_ bytes: some ContiguousBytes, name: String, width: Int, height: Int,
+                              limits: ImageLimits) throws -> PlanarImage {
+        let source = try ImageDecoder.decodeCompact(data: bytes, name: name, limits: limits, targetSize: ImageSize(width: width, height: height))
+        return PlanarImage(source.resized(width: width, height: height))
     }
 
     /// CHW planes in 0...1 -> `(value - mean) / std` per channel, written to `output`

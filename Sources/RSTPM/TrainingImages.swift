@@ -29,7 +29,7 @@ public struct TrainingImages {
                              hint: "pass a category folder with train/good/*.png (MVTec AD layout) or a folder of normal images")
         }
         let images = try files.map { file in
-            try ModelInput.decode(ImageDecoder.read(file), name: file.path, width: width, height: height, limits: .default).resized
+            try ModelInput.decodeResized(ImageDecoder.read(file), name: file.path, width: width, height: height, limits: .default)
         }
         return TrainingImages(folder: folder, files: files, images: images)
     }
@@ -64,7 +64,7 @@ public struct ImageFolderTextureSource: TextureSource {
 
     public func texture(at index: Int, width: Int, height: Int) throws -> PlanarImage {
         do {
-            return try ModelInput.decode(ImageDecoder.read(files[index]), name: files[index].path, width: width, height: height, limits: .default).resized
+            return try ModelInput.decodeResized(ImageDecoder.read(files[index]), name: files[index].path, width: width, height: height, limits: .default)
         } catch {
             throw OperatorError.unreadableTextures(path: files[index].path, reason: "\(error)")
         }

@@ -60,6 +60,26 @@ final class ModelInputTests: XCTestCase {
         XCTAssertEqual(input.imageSize, ImageSize(width: full.width, height: full.height))
     }
 
+    /// Training keeps no original, so it decodes once, scaled by the codec; it must see what
+    /// `prepare` gives rstpmd, also at the edges of the codec's rule (2t - 1 and 2t - 2 wide).
+    func testTrainingDecodesOnceToTheSameInput() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rstpm-training-decode-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        for (index, (w, h)) in [(4 * Self.width + 7, 4 * Self.height + 3), (2 * Self.width - 1, 2 * Self.height - 1),
+                                (2 * Self.width - 2, 2 * Self.height + 5)].enumerated() {
+            let pixels = (0..<(w * h * 3)).map { i -> Float in Float(((i / 3) % w * (i % 3 + 1) + 5 * ((i / 3) / w)) % 256) / 255 }
+            try JPEGEncoder.encode(RGBImage(width: w, height: h, pixels: pixels), quality: 90)
+                .write(to: folder.appendingPathComponent("\(index).jpg"))
+        }
+        let training = try TrainingImages.load(from: folder, width: Self.width, height: Self.height)
+        XCTAssertEqual(training.files.count, 3)
+        for (file, image) in zip(training.files, training.images) {
+            let prepared = try ModelInput.prepare(Data(contentsOf: file), name: file.path, width: Self.width, height: Self.height)
+            XCTAssertTrue(ModelInput(image: image).values == prepared.values, "\(file.lastPathComponent): training and prepare see different inputs")
+        }
+    }
+
     func testPrepareReportsTheFileItCannotDecode() {
         XCTAssertThrowsError(try ModelInput.prepare([UInt8]("not an image".utf8), name: "note.png", width: 8, height: 8)) { error in
             XCTAssertEqual((error as? OperatorError)?.path, "note.png", "\(error)")
