@@ -74,14 +74,18 @@ final class ConvolutionUnit: Layer, BatchNormFolding, CostCounting {
     func forward(_ input: Tensor) -> Tensor {
         // Folded inference: convolution, bias and activation in one pass.
         // (The unit's own mode is not set by setMode: its parent lists the convolution directly.)
-        if normalization == nil && convolution.mode == .inference && (activation?.mode ?? .inference) == .inference {
-            return convolution.inferenceForward(input, activation: activationKind.fused)
-        }
+        if let folded = foldedForInference { return folded.inferenceForward(input, activation: activationKind.fused) }
         let x = convolution.forward(input)
         // The BatchNorm applies the activation in its own pass (and its backward passes the
         // gradient through it), so the pre-activation tensor is never written.
         if let normalization { return normalization.forward(x, activation: activationKind.fused) }
         return activation?.forward(x) ?? x
+    }
+
+    /// The convolution when its BatchNorm is folded into it and it runs in `.inference` (then
+    /// the unit is the convolution with its bias and activation, as `forward` runs it).
+    var foldedForInference: Conv2d? {
+        normalization == nil && convolution.mode == .inference && (activation?.mode ?? .inference) == .inference ? convolution : nil
     }
 
     func backward(_ outputGradient: Tensor) -> Tensor {
@@ -239,6 +243,12 @@ final class InvertedResidualBlock: Layer, BatchNormFolding, CostCounting {
     }
 
     func forward(_ input: Tensor) -> Tensor {
+        if mode == .inference, let expansionLayer = expansion?.foldedForInference, let depthwiseLayer = depthwise.foldedForInference,
+           let projectionLayer = projection.foldedForInference,
+           let output = InvertedResidualFusion.forward(input, expansion: expansionLayer, depthwise: depthwiseLayer,
+                                                       projection: projectionLayer, addsInput: hasSkip) {
+            return output
+        }
         let expanded = expansion?.forward(input) ?? input
         var output = projection.forward(depthwise.forward(expanded))
         guard hasSkip else { return output }

@@ -75,6 +75,11 @@ typedef struct {
     int ring_rows;  // the window and the rows the next block adds
 } forward_plan;
 
+/// The output rows one call computes, and the image row of its input's first row.
+typedef struct {
+    int first_row, end_row, first_input_row;
+} output_band;
+
 /// One output plane, in blocks of R output rows x V vectors of 16 columns whose R*V sums stay
 /// in registers over all taps (independent FMA chains hide the FMA latency). The input rows
 /// are copied, padded and phase-split, into a ring of rows one block ahead of their use: late
@@ -82,19 +87,22 @@ typedef struct {
 /// unaligned tap load that straddles two pending stores waits for both). The padding rows
 /// above and below read a row of zeros.
 AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights, float bias, float *output,
-                                        const forward_plan *plan, int activation, float *ring, const float *zeros,
-                                        const __mmask16 *masks, const int K, const int S, const int R, const int V) {
-    const int H = plan->height, W = plan->width, p = plan->padding, Ho = plan->out_height, Wo = plan->out_width;
+                                        const forward_plan *plan, const output_band *band, int activation, float *ring,
+                                        const float *zeros, const __mmask16 *masks, const int K, const int S, const int R,
+                                        const int V) {
+    const int H = plan->height, W = plan->width, p = plan->padding, Wo = plan->out_width;
     const int L = plan->length, window = plan->window, ring_rows = plan->ring_rows;
     const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
     const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
     const __m512 start = _mm512_set1_ps(bias);
-    // Padded row r lives in slot r % ring_rows, counted along instead of divided.
-    int next_fill = p, fill_slot = p % ring_rows, first_slot = 0;
-    for (int oy0 = 0; oy0 < Ho; oy0 += R) {
+    // Padded row r lives in slot (r - begin) % ring_rows, counted along instead of divided.
+    // Rows past the band's last needed row are never read from `input` (a band may end there).
+    const int begin = band->first_row * S, fill_end = p + H < (band->end_row - 1) * S + K ? p + H : (band->end_row - 1) * S + K;
+    int next_fill = p > begin ? p : begin, fill_slot = (next_fill - begin) % ring_rows, first_slot = 0;
+    for (int oy0 = band->first_row; oy0 < band->end_row; oy0 += R) {
         const int first = oy0 * S;
-        for (; next_fill < first + ring_rows && next_fill < p + H; next_fill++) {
-            fill_phase_row(input + (next_fill - p) * W, masks, p, S, L, ring + fill_slot * S * L);
+        for (; next_fill < first + ring_rows && next_fill < fill_end; next_fill++) {
+            fill_phase_row(input + (long)(next_fill - p - band->first_input_row) * W, masks, p, S, L, ring + fill_slot * S * L);
             if (++fill_slot == ring_rows) fill_slot = 0;
         }
         const float *rows[window];
@@ -119,8 +127,8 @@ AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights
                     }
                 }
             }
-            for (int r = 0; r < R && oy0 + r < Ho; r++) {
-                float *target = output + (oy0 + r) * Wo;
+            for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
+                float *target = output + (long)(oy0 + r - band->first_row) * Wo;
                 for (int v = 0; v < V && ox + 16 * v < Wo; v++) {
                     const int column = ox + 16 * v;
                     const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
@@ -132,15 +140,15 @@ AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights
     }
 }
 
-typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *,
-                                 const __mmask16 *);
+typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, const output_band *, int,
+                                 float *, const float *, const __mmask16 *);
 
 // Specialised for kernels 3 and 5 (fully unrolled taps), and any kernel with a loop over taps.
 #define FORWARD_VARIANT(NAME, K, S, R, V)                                                                       \
     AVX512 static void NAME(const float *input, const float *weights, float bias, float *output,                \
-                            const forward_plan *plan, int activation, float *ring, const float *zeros,          \
-                            const __mmask16 *masks) {                                                           \
-        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, masks, K, S, R, V);          \
+                            const forward_plan *plan, const output_band *band, int activation, float *ring,     \
+                            const float *zeros, const __mmask16 *masks) {                                       \
+        forward_plane(input, weights, bias, output, plan, band, activation, ring, zeros, masks, K, S, R, V);    \
     }
 FORWARD_VARIANT(forward_k3_s1_narrow, 3, 1, 8, 1)
 FORWARD_VARIANT(forward_k3_s1_wide, 3, 1, 4, 2)
@@ -164,30 +172,56 @@ static forward_function choose_forward(int kernel, int stride, int wide) {
     return table[kernel == 3 ? 0 : kernel == 5 ? 1 : 2][stride - 1][wide];
 }
 
+/// A geometry's plan, variant and scratch (the ring, a zero row, the chunk masks) in this thread.
+typedef struct {
+    forward_plan plan;
+    forward_function function;
+    float *ring, *zeros;
+    __mmask16 *masks;
+} forward_setup;
+
+AVX512 static forward_setup setup_forward(int height, int width, int kernel, int stride, int padding) {
+    forward_setup f = {{height, width, kernel, stride, padding, 0, 0, 0, 0, 0}, 0, 0, 0, 0};
+    f.plan.out_height = (height + 2 * padding - kernel) / stride + 1;
+    f.plan.out_width = (width + 2 * padding - kernel) / stride + 1;
+    // Narrow planes (Lite's 8x8 and 16x16 stages) get eight rows of one vector per block.
+    const int wide = f.plan.out_width > 16, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
+    f.plan.length = round_up(round_up(f.plan.out_width, 16 * vectors) + (kernel - 1) / stride + 1, 16);
+    f.plan.window = (rows - 1) * stride + kernel;
+    f.plan.ring_rows = f.plan.window + rows * stride;
+    const int phase_rows = stride * f.plan.length, chunks = phase_rows / 16;
+    f.ring = rstpm_depthwise_scratch((size_t)(f.plan.ring_rows + 1) * phase_rows + chunks);
+    f.zeros = f.ring + (size_t)f.plan.ring_rows * phase_rows;
+    f.masks = (__mmask16 *)(f.zeros + phase_rows);
+    memset(f.zeros, 0, sizeof(float) * phase_rows);
+    chunk_masks(width, padding, chunks, f.masks);
+    f.function = choose_forward(kernel, stride, wide);
+    return f;
+}
+
 AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, const float *bias, float *output,
                                     long first_plane, long end_plane, int channels, int multiplier,
                                     int height, int width, int kernel, int stride, int padding, int activation) {
-    forward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0};
-    plan.out_height = (height + 2 * padding - kernel) / stride + 1;
-    plan.out_width = (width + 2 * padding - kernel) / stride + 1;
-    // Narrow planes (Lite's 8x8 and 16x16 stages) get eight rows of one vector per block.
-    const int wide = plan.out_width > 16, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
-    plan.length = round_up(round_up(plan.out_width, 16 * vectors) + (kernel - 1) / stride + 1, 16);
-    plan.window = (rows - 1) * stride + kernel;
-    plan.ring_rows = plan.window + rows * stride;
-    const int phase_rows = stride * plan.length, chunks = phase_rows / 16;
-    float *ring = rstpm_depthwise_scratch((size_t)(plan.ring_rows + 1) * phase_rows + chunks);
-    float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
-    __mmask16 *masks = (__mmask16 *)(zeros + phase_rows);
-    memset(zeros, 0, sizeof(float) * phase_rows);
-    chunk_masks(width, padding, chunks, masks);
-    const forward_function function = choose_forward(kernel, stride, wide);
+    const forward_setup f = setup_forward(height, width, kernel, stride, padding);
+    const output_band whole = {0, f.plan.out_height, 0};
     const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
-    const long plane = (long)height * width, out_plane = (long)plan.out_height * plan.out_width;
+    const long plane = (long)height * width, out_plane = (long)f.plan.out_height * f.plan.out_width;
     for (long task = first_plane; task < end_plane; task++) {
         const long n = task / outputs, o = task % outputs;
-        function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f,
-                 output + task * out_plane, &plan, activation, ring, zeros, masks);
+        f.function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f,
+                   output + task * out_plane, &f.plan, &whole, activation, f.ring, f.zeros, f.masks);
+    }
+}
+
+AVX512 void rstpm_depthwise_forward_rows(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
+                                         long first_channel, long end_channel, int height, int width, int kernel, int stride,
+                                         int padding, int activation) {
+    const forward_setup f = setup_forward(height, width, kernel, stride, padding);
+    const output_band band = {rows->first_output_row, rows->end_output_row, rows->first_input_row};
+    const long kk = (long)kernel * kernel;
+    for (long c = first_channel; c < end_channel; c++) {
+        f.function(rows->input + c * rows->input_plane, weights + c * kk, bias ? bias[c] : 0.0f, rows->output + c * rows->output_plane,
+                   &f.plan, &band, activation, f.ring, f.zeros, f.masks);
     }
 }
 

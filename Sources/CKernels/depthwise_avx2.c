@@ -39,22 +39,28 @@ typedef struct {
     int ring_rows;  // the window and the rows the next block adds
 } forward_plan;
 
+/// The output rows one call computes, and the image row of its input's first row.
+typedef struct {
+    int first_row, end_row, first_input_row;
+} output_band;
+
 /// One output plane in blocks of R output rows x V vectors of 8 columns (R * V sums in
 /// registers over all taps), with the input rows copied, padded and phase-split, into a ring
 /// one block ahead of their use.
 AVX2_INLINE void forward_plane(const float *input, const float *weights, float bias, float *output, const forward_plan *plan,
-                               int activation, float *ring, const float *zeros, const int K, const int S, const int R,
-                               const int V) {
-    const int H = plan->height, W = plan->width, p = plan->padding, Ho = plan->out_height, Wo = plan->out_width;
+                               const output_band *band, int activation, float *ring, const float *zeros, const int K,
+                               const int S, const int R, const int V) {
+    const int H = plan->height, W = plan->width, p = plan->padding, Wo = plan->out_width;
     const int L = plan->length, window = plan->window, ring_rows = plan->ring_rows;
     const __m256 low = _mm256_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
     const __m256 high = _mm256_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
     const __m256 start = _mm256_set1_ps(bias);
-    int next_fill = p, fill_slot = p % ring_rows, first_slot = 0;
-    for (int oy0 = 0; oy0 < Ho; oy0 += R) {
+    const int begin = band->first_row * S, fill_end = p + H < (band->end_row - 1) * S + K ? p + H : (band->end_row - 1) * S + K;
+    int next_fill = p > begin ? p : begin, fill_slot = (next_fill - begin) % ring_rows, first_slot = 0;
+    for (int oy0 = band->first_row; oy0 < band->end_row; oy0 += R) {
         const int first = oy0 * S;
-        for (; next_fill < first + ring_rows && next_fill < p + H; next_fill++) {
-            fill_phase_row(input + (next_fill - p) * W, W, p, S, L, ring + fill_slot * S * L);
+        for (; next_fill < first + ring_rows && next_fill < fill_end; next_fill++) {
+            fill_phase_row(input + (long)(next_fill - p - band->first_input_row) * W, W, p, S, L, ring + fill_slot * S * L);
             if (++fill_slot == ring_rows) fill_slot = 0;
         }
         const float *rows[window];
@@ -79,8 +85,8 @@ AVX2_INLINE void forward_plane(const float *input, const float *weights, float b
                     }
                 }
             }
-            for (int r = 0; r < R && oy0 + r < Ho; r++) {
-                float *target = output + (oy0 + r) * Wo;
+            for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
+                float *target = output + (long)(oy0 + r - band->first_row) * Wo;
                 for (int v = 0; v < V && ox + 8 * v < Wo; v++) {
                     const int column = ox + 8 * v;
                     store_first(target + column, Wo - column, _mm256_min_ps(_mm256_max_ps(sums[r][v], low), high));
@@ -90,12 +96,13 @@ AVX2_INLINE void forward_plane(const float *input, const float *weights, float b
     }
 }
 
-typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, int, float *, const float *);
+typedef void (*forward_function)(const float *, const float *, float, float *, const forward_plan *, const output_band *, int,
+                                 float *, const float *);
 
 #define FORWARD_VARIANT(NAME, K, S, R, V)                                                                                   \
     AVX2 static void NAME(const float *input, const float *weights, float bias, float *output, const forward_plan *plan,   \
-                          int activation, float *ring, const float *zeros) {                                              \
-        forward_plane(input, weights, bias, output, plan, activation, ring, zeros, K, S, R, V);                            \
+                          const output_band *band, int activation, float *ring, const float *zeros) {                     \
+        forward_plane(input, weights, bias, output, plan, band, activation, ring, zeros, K, S, R, V);                      \
     }
 FORWARD_VARIANT(forward_k3_s1_narrow, 3, 1, 8, 1)
 FORWARD_VARIANT(forward_k3_s1_wide, 3, 1, 4, 2)
@@ -119,28 +126,53 @@ static forward_function choose_forward(int kernel, int stride, int wide) {
     return table[kernel == 3 ? 0 : kernel == 5 ? 1 : 2][stride - 1][wide];
 }
 
-AVX2 void rstpm_avx2_depthwise_forward(const float *input, const float *weights, const float *bias, float *output, long first_plane,
-                                  long end_plane, int channels, int multiplier, int height, int width, int kernel, int stride,
-                                  int padding, int activation) {
-    forward_plan plan = {height, width, kernel, stride, padding, 0, 0, 0, 0, 0};
-    plan.out_height = (height + 2 * padding - kernel) / stride + 1;
-    plan.out_width = (width + 2 * padding - kernel) / stride + 1;
+/// A geometry's plan, variant and scratch (the ring and a zero row) in this thread.
+typedef struct {
+    forward_plan plan;
+    forward_function function;
+    float *ring, *zeros;
+} forward_setup;
+
+AVX2 static forward_setup setup_forward(int height, int width, int kernel, int stride, int padding) {
+    forward_setup f = {{height, width, kernel, stride, padding, 0, 0, 0, 0, 0}, 0, 0, 0};
+    f.plan.out_height = (height + 2 * padding - kernel) / stride + 1;
+    f.plan.out_width = (width + 2 * padding - kernel) / stride + 1;
     // Planes up to 8 outputs wide get eight rows of one vector per block.
-    const int wide = plan.out_width > 8, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
-    plan.length = round_up(round_up(plan.out_width, 8 * vectors) + (kernel - 1) / stride + 1, 8);
-    plan.window = (rows - 1) * stride + kernel;
-    plan.ring_rows = plan.window + rows * stride;
-    const int phase_rows = stride * plan.length;
-    float *ring = rstpm_depthwise_scratch((size_t)(plan.ring_rows + 1) * phase_rows);
-    float *zeros = ring + (size_t)plan.ring_rows * phase_rows;
-    memset(zeros, 0, sizeof(float) * phase_rows);
-    const forward_function function = choose_forward(kernel, stride, wide);
+    const int wide = f.plan.out_width > 8, rows = wide ? 4 : 8, vectors = wide ? 2 : 1;
+    f.plan.length = round_up(round_up(f.plan.out_width, 8 * vectors) + (kernel - 1) / stride + 1, 8);
+    f.plan.window = (rows - 1) * stride + kernel;
+    f.plan.ring_rows = f.plan.window + rows * stride;
+    const int phase_rows = stride * f.plan.length;
+    f.ring = rstpm_depthwise_scratch((size_t)(f.plan.ring_rows + 1) * phase_rows);
+    f.zeros = f.ring + (size_t)f.plan.ring_rows * phase_rows;
+    memset(f.zeros, 0, sizeof(float) * phase_rows);
+    f.function = choose_forward(kernel, stride, wide);
+    return f;
+}
+
+AVX2 void rstpm_avx2_depthwise_forward(const float *input, const float *weights, const float *bias, float *output, long first_plane,
+                                       long end_plane, int channels, int multiplier, int height, int width, int kernel, int stride,
+                                       int padding, int activation) {
+    const forward_setup f = setup_forward(height, width, kernel, stride, padding);
+    const output_band whole = {0, f.plan.out_height, 0};
     const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
-    const long plane = (long)height * width, out_plane = (long)plan.out_height * plan.out_width;
+    const long plane = (long)height * width, out_plane = (long)f.plan.out_height * f.plan.out_width;
     for (long task = first_plane; task < end_plane; task++) {
         const long n = task / outputs, o = task % outputs;
-        function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f, output + task * out_plane,
-                 &plan, activation, ring, zeros);
+        f.function(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f, output + task * out_plane,
+                   &f.plan, &whole, activation, f.ring, f.zeros);
+    }
+}
+
+AVX2 void rstpm_avx2_depthwise_forward_rows(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
+                                            long first_channel, long end_channel, int height, int width, int kernel, int stride,
+                                            int padding, int activation) {
+    const forward_setup f = setup_forward(height, width, kernel, stride, padding);
+    const output_band band = {rows->first_output_row, rows->end_output_row, rows->first_input_row};
+    const long kk = (long)kernel * kernel;
+    for (long c = first_channel; c < end_channel; c++) {
+        f.function(rows->input + c * rows->input_plane, weights + c * kk, bias ? bias[c] : 0.0f, rows->output + c * rows->output_plane,
+                   &f.plan, &band, activation, f.ring, f.zeros);
     }
 }
 

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "depthwise.h"
 #include "gemm.h"
 
 /// This thread's packing scratch of the products, grown on demand (freed when the thread exits).
@@ -59,6 +60,9 @@ void rstpm_avx2_convolution_bias_clamp(long m, long n, long k, const float *a, l
 void rstpm_avx2_depthwise_forward(const float *input, const float *weights, const float *bias, float *output, long first_plane,
                                   long end_plane, int channels, int multiplier, int height, int width, int kernel, int stride,
                                   int padding, int activation);
+void rstpm_avx2_depthwise_forward_rows(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
+                                       long first_channel, long end_channel, int height, int width, int kernel, int stride,
+                                       int padding, int activation);
 void rstpm_avx2_depthwise_backward(const float *input, const float *weights, const float *output_gradient, float *input_gradient,
                                    float *weight_gradient, int batch, long first_channel, long end_channel, int channels,
                                    int multiplier, int height, int width, int kernel, int stride, int padding);

@@ -59,7 +59,7 @@ public final class Conv2d: Layer {
 
     public var ownParameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
 
-    private var isDepthwise: Bool { inputChannels == groups }
+    var isDepthwise: Bool { inputChannels == groups }
     private var isPointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
@@ -118,7 +118,7 @@ public final class Conv2d: Layer {
         return output
     }
 
-    private func withBiasPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
+    func withBiasPointer<Result>(_ body: (UnsafePointer<Float>?) -> Result) -> Result {
         guard let bias else { return body(nil) }
         return bias.value.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
@@ -328,7 +328,7 @@ public final class Conv2d: Layer {
     /// In `.inference`, each group's weights (rows, columns) packed for the kernel set's product,
     /// packed again only when the weights (or the kernel set or precision, whose layout it is) change; nil (and nothing kept) in the other modes,
     /// where the weights change every step.
-    private func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
+    func frozenPackedWeights(rows: Int, columns: Int) -> PackedWeights? {
         guard mode == .inference else {
             packedWeights = nil
             return nil

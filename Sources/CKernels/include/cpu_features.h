@@ -1,6 +1,7 @@
 #ifndef RSTPM_CPU_FEATURES_H
 #define RSTPM_CPU_FEATURES_H
 
+#include "depthwise.h"
 #include "gemm.h"
 
 /// One instruction set's kernels, with the semantics documented in gemm.h, depthwise.h,
@@ -27,6 +28,9 @@ struct rstpm_kernel_set {
     void (*depthwise_forward)(const float *input, const float *weights, const float *bias, float *output, long first_plane,
                               long end_plane, int channels, int multiplier, int height, int width, int kernel, int stride,
                               int padding, int activation);
+    void (*depthwise_forward_rows)(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
+                                   long first_channel, long end_channel, int height, int width, int kernel, int stride,
+                                   int padding, int activation);
     void (*depthwise_backward)(const float *input, const float *weights, const float *output_gradient, float *input_gradient,
                                float *weight_gradient, int batch, long first_channel, long end_channel, int channels,
                                int multiplier, int height, int width, int kernel, int stride, int padding);

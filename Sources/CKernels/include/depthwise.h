@@ -25,6 +25,26 @@ void rstpm_depthwise_forward(const float *input, const float *weights, const flo
                              long first_plane, long end_plane, int channels, int multiplier,
                              int height, int width, int kernel, int stride, int padding, int activation);
 
+/// Output rows [first_output_row, end_output_row) of some planes of one item, for kernels that
+/// run a block of output rows at a time (an inverted residual block's expanded rows stay in
+/// cache). Channel c's input rows from image row first_input_row on are at input + c *
+/// input_plane; only the rows those outputs read are read (the zero padding is implicit). Output
+/// row first_output_row of channel c is written at output + c * output_plane, the next rows after it.
+struct rstpm_depthwise_rows {
+    const float *input;
+    long input_plane;
+    int first_input_row;
+    float *output;
+    long output_plane;
+    int first_output_row, end_output_row;
+};
+
+/// rstpm_depthwise_forward on the band `rows` describes, for channels [first_channel,
+/// end_channel) (multiplier 1: output channel c reads input channel c, weights + c * kernel^2).
+void rstpm_depthwise_forward_rows(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
+                                  long first_channel, long end_channel, int height, int width, int kernel, int stride,
+                                  int padding, int activation);
+
 /// Backward of input channels [first_channel, end_channel), over all `batch` items and each
 /// channel's `multiplier` output channels: WRITES those channels' planes of `input_gradient`
 /// (N, channels, H, W; its old contents are not read) and ADDS the weight gradient into
