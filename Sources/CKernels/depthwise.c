@@ -199,12 +199,87 @@ AVX512 static forward_setup setup_forward(int height, int width, int kernel, int
     return f;
 }
 
+// MARK: small planes
+
+/// Lane mask of a small plane's vector: lanes whose input (output lane + tap offset) lies
+/// inside the plane. Pure arithmetic on constants in the variants below, so it folds away.
+ALWAYS_INLINE __mmask16 small_plane_mask(int v, int ky, int kx, int p, int height, int width) {
+    unsigned mask = 0;
+    for (int lane = 0; lane < 16; lane++) {
+        const int row = (16 * v + lane) / width + ky - p, column = lane % width + kx - p;
+        if (row >= 0 && row < height && column >= 0 && column < width) mask |= 1u << lane;
+    }
+    return (__mmask16)mask;
+}
+
+/// 16x16 and 8x8 planes (Lite's last stages), stride 1, "same" padding: vector v holds outputs
+/// 16v ..< 16v + 16 of the plane (one row of 16, or two rows of 8), and each tap of it is one
+/// contiguous load straight from the input plane at the flat offset (ky - p) * W + kx - p, the
+/// lanes whose input lies outside the plane masked (masked lanes do not fault; a vector with no
+/// lane inside is skipped). No padded copy of the rows is made: on planes this small the ring
+/// kernel above spends most of its time on those copies, and its first loads wait on the
+/// copies' stores. K, H and W are constants, so every mask is one; all sums stay in registers.
+AVX512 ALWAYS_INLINE void forward_small_plane(const float *input, const float *weights, float bias, float *output, int activation,
+                                              const int K, const int H, const int W) {
+    enum { MAX_VECTORS = 16 };
+    const int p = K / 2, V = H * W / 16;
+    const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
+    const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
+    __m512 sums[MAX_VECTORS];
+    for (int v = 0; v < V; v++) sums[v] = _mm512_set1_ps(bias);
+#pragma clang loop unroll(full)
+    for (int ky = 0; ky < K; ky++) {
+#pragma clang loop unroll(full)
+        for (int kx = 0; kx < K; kx++) {
+            const __m512 w = _mm512_set1_ps(weights[ky * K + kx]);
+            const float *source = input + (ky - p) * W + kx - p;
+#pragma clang loop unroll(full)
+            for (int v = 0; v < V; v++) {
+                const __mmask16 mask = small_plane_mask(v, ky, kx, p, H, W);
+                if (mask == 0) continue;
+                const __m512 x = mask == 0xFFFF ? _mm512_loadu_ps(source + 16 * v) : _mm512_maskz_loadu_ps(mask, source + 16 * v);
+                sums[v] = _mm512_fmadd_ps(w, x, sums[v]);
+            }
+        }
+    }
+    for (int v = 0; v < V; v++) _mm512_storeu_ps(output + 16 * v, _mm512_min_ps(_mm512_max_ps(sums[v], low), high));
+}
+
+typedef void (*small_plane_function)(const float *, const float *, float, float *, int);
+
+#define SMALL_PLANE_VARIANT(NAME, K, H, W)                                                                                  \
+    AVX512 static void NAME(const float *input, const float *weights, float bias, float *output, int activation) {          \
+        forward_small_plane(input, weights, bias, output, activation, K, H, W);                                            \
+    }
+SMALL_PLANE_VARIANT(small_k3_8x8, 3, 8, 8)
+SMALL_PLANE_VARIANT(small_k3_16x16, 3, 16, 16)
+SMALL_PLANE_VARIANT(small_k5_8x8, 5, 8, 8)
+SMALL_PLANE_VARIANT(small_k5_16x16, 5, 16, 16)
+
+/// The small-plane variant for this geometry, or NULL where it does not apply.
+static small_plane_function choose_small_plane(int height, int width, int kernel, int stride, int padding) {
+    if (stride != 1 || 2 * padding != kernel - 1 || height != width || (width != 8 && width != 16)) return 0;
+    if (kernel == 3) return width == 8 ? small_k3_8x8 : small_k3_16x16;
+    if (kernel == 5) return width == 8 ? small_k5_8x8 : small_k5_16x16;
+    return 0;
+}
+
 AVX512 void rstpm_depthwise_forward(const float *input, const float *weights, const float *bias, float *output,
                                     long first_plane, long end_plane, int channels, int multiplier,
                                     int height, int width, int kernel, int stride, int padding, int activation) {
+    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
+    const small_plane_function small = choose_small_plane(height, width, kernel, stride, padding);
+    if (small) {
+        const long plane = (long)height * width;
+        for (long task = first_plane; task < end_plane; task++) {
+            const long n = task / outputs, o = task % outputs;
+            small(input + (n * channels + o / multiplier) * plane, weights + o * kk, bias ? bias[o] : 0.0f, output + task * plane,
+                  activation);
+        }
+        return;
+    }
     const forward_setup f = setup_forward(height, width, kernel, stride, padding);
     const output_band whole = {0, f.plan.out_height, 0};
-    const long outputs = (long)channels * multiplier, kk = (long)kernel * kernel;
     const long plane = (long)height * width, out_plane = (long)f.plan.out_height * f.plan.out_width;
     for (long task = first_plane; task < end_plane; task++) {
         const long n = task / outputs, o = task % outputs;

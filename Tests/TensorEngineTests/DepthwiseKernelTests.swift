@@ -79,12 +79,12 @@ final class DepthwiseKernelTests: XCTestCase {
     }
 
     /// Every size of the list as a height, each with a different width, plus the square ones.
+    /// Also 8x8 and 16x16 planes: the AVX-512 set runs those (stride 1, "same" padding)
+    /// without padded row copies.
     static func planeSizes() -> [(Int, Int)] {
         let shifted = sizes.indices.map { (sizes[$0], sizes[($0 + 3) % sizes.count]) }
-        return shifted + sizes.map { ($0, $0) }
+        return shifted + sizes.map { ($0, $0) } + [(8, 8), (16, 16)]
     }
-
-
 
     /// y, and with `dy` the input and weight gradients, in double precision, one loop per index.
     func directDepthwise(_ x: Tensor, _ w: Tensor, _ b: Tensor, _ dy: Tensor?, stride s: Int, padding p: Int)
