@@ -71,23 +71,41 @@ public final class Backbone: Layer {
     public func features(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
         precondition((1...4).contains(tapCount), "features(upTo:) takes 1...4 taps, got \(tapCount)")
         precondition(input.rank == 4 && input.shape[1] == 3, "\(kind.rawValue) expects (N, 3, H, W), got \(input.shape)")
+        let taps: [Tensor]
         if mode == .inference && input.shape[0] > 1 {
             // Nothing is cached for backward, so a batch can run one item at a time: an item's
             // activations (a few MB at 256x256) stay in cache from one layer to the next, where
-            // a batch's (tens of MB) would go out to memory and back at every layer.
-            let items = (0..<input.shape[0]).map { features(input.batchItem($0), upTo: tapCount) }
-            let taps = (0..<tapCount).map { level in Tensor.concatenatingBatches(items.map { $0[level] }) }
-            lastTapShapes = taps.map(\.shape)
-            return taps
+            // a batch's (tens of MB) would go out to memory and back at every layer. The items
+            // run on the workers side by side, each layer of an item whole on one core (no
+            // hand-off between cores at every layer); under RSTPM_PROFILE one after another,
+            // as the profile's tables are not shared between threads.
+            var items = [[Tensor]](repeating: [], count: input.shape[0])
+            items.withUnsafeMutableBufferPointer { buffer in
+                let results = buffer
+                if LayerProfile.enabled {
+                    for n in results.indices { results[n] = itemFeatures(input.batchItem(n), upTo: tapCount) }
+                } else {
+                    Engine.forEachInParallel(count: results.count) { n in results[n] = itemFeatures(input.batchItem(n), upTo: tapCount) }
+                }
+            }
+            taps = (0..<tapCount).map { level in Tensor.concatenatingBatches(items.map { $0[level] }) }
+        } else {
+            taps = itemFeatures(input, upTo: tapCount)
         }
+        lastDepth = tapCount
+        lastTapShapes = taps.map(\.shape)
+        return taps
+    }
+
+    /// The stem and the first `tapCount` stages on `input`, without touching the backbone's
+    /// state (items of a batch run this on several workers at once).
+    private func itemFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
         var x = run(stem, input)
         var taps: [Tensor] = []
         for stage in stages.prefix(tapCount) {
             x = run(stage, x)
             taps.append(x)
         }
-        lastDepth = tapCount
-        lastTapShapes = taps.map(\.shape)
         return taps
     }
 

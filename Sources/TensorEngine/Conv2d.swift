@@ -74,7 +74,8 @@ public final class Conv2d: Layer {
     /// and a second tensor. Caches nothing, so the layer must be in `.inference` mode.
     public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(mode == .inference, "Conv2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
-        cachedInput = nil
+        // Only read once it is nil: items of a batch may run this layer on several workers at once.
+        if cachedInput != nil { cachedInput = nil }
         return profiledCompute(input, activation: activation)
     }
 
@@ -334,6 +335,8 @@ public final class Conv2d: Layer {
             return nil
         }
         let precision = inferencePrecision ?? kernels.precision
+        frozenWeightsLock.lock()
+        defer { frozenWeightsLock.unlock() }
         if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
            packedWeights.precision == precision { return packedWeights }
         let packed = weight.value.scalars.withUnsafeBufferPointer {

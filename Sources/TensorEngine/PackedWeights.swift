@@ -1,4 +1,10 @@
 import CKernels
+import Foundation
+
+/// Guards the weights that frozen layers pack lazily (Conv2d's packed and Winograd weights):
+/// the items of a batch may run on different workers at once (`Engine.forEachInParallel`), and
+/// the first to reach a layer packs for all.
+let frozenWeightsLock = NSLock()
 
 /// A convolution's weights packed once for the kernel set's C product: each group's (rows,
 /// columns) matrix in the panels the `frozen` table's `pack_a` writes (the layout follows the

@@ -189,6 +189,18 @@ func parallelRanges(count: Int, _ body: (Range<Int>) -> Void) {
     }
 }
 
+extension Engine {
+    /// Runs `body(i)` for i in 0..<count on the engine's workers, one index per worker at a time;
+    /// the engine's loops inside `body` then run whole on the calling worker. For the items of
+    /// an inference batch: each layer of an item runs on one core, without the hand-offs
+    /// between cores at every layer, and the item's activations stay in that core's caches.
+    /// `body` must touch only its own index's results (frozen layers pack their weights under a
+    /// lock).
+    public static func forEachInParallel(count: Int, _ body: (Int) -> Void) {
+        parallelFor(iterations: count, body)
+    }
+}
+
 /// Runs `body(i)` for every i in `0..<iterations` on the calling thread and the engine's
 /// `Engine.threadCount - 1` pool workers (`rstpm_parallel_for`), which spin briefly between
 /// jobs instead of sleeping: a layer's parallel loop often lasts less than waking a thread.

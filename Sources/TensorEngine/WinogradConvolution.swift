@@ -95,6 +95,8 @@ extension Engine {
 extension Conv2d {
     /// The transformed weights, transformed again only when the weights or the kernel set change.
     func frozenWinogradWeights() -> WinogradWeights {
+        frozenWeightsLock.lock()
+        defer { frozenWeightsLock.unlock() }
         if let winogradWeights, winogradWeights.version == weight.version, winogradWeights.kernelSet == kernels.set { return winogradWeights }
         let transformed = weight.value.scalars.withUnsafeBufferPointer {
             WinogradWeights($0.baseAddress!, outputChannels: outputChannels, inputChannels: inputChannels, version: weight.version)
