@@ -100,13 +100,26 @@ public final class Backbone: Layer {
     /// The stem and the first `tapCount` stages on `input`, without touching the backbone's
     /// state (items of a batch run this on several workers at once).
     private func itemFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
-        var x = run(stem, input)
+        var (x, layersDone) = stemForward(input)
         var taps: [Tensor] = []
         for stage in stages.prefix(tapCount) {
-            x = run(stage, x)
+            x = run(Array(stage.dropFirst(layersDone)), x)
+            layersDone = 0
             taps.append(x)
         }
         return taps
+    }
+
+    /// The stem's output; in `.inference`, where Lite's first block (no expansion) can run fused
+    /// with the stem as its expansion (InvertedResidualFusion), that block's output, and 1 for
+    /// the first stage's layer it ran.
+    private func stemForward(_ input: Tensor) -> (output: Tensor, firstStageLayersDone: Int) {
+        if mode == .inference, stem.count == 1, let unit = stem[0] as? ConvolutionUnit, let stemConvolution = unit.foldedForInference,
+           let block = stages.first?.first as? InvertedResidualBlock,
+           let output = block.fusedForward(input, stem: stemConvolution, stemActivation: unit.activationKind.fused) {
+            return (output, 1)
+        }
+        return (run(stem, input), 0)
     }
 
     /// Backward after `features(_:upTo:)`: one gradient per returned tap (nil = zero). Adds into

@@ -259,6 +259,15 @@ final class InvertedResidualBlock: Layer, BatchNormFolding, CostCounting {
         return summing(output, input)
     }
 
+    /// The block on the output of `stem` (its input's producer), the two fused, for a block
+    /// without expansion and skip in `.inference`; nil where that does not apply.
+    func fusedForward(_ input: Tensor, stem: Conv2d, stemActivation: FusedActivation) -> Tensor? {
+        guard mode == .inference, expansion == nil, !hasSkip, let depthwiseLayer = depthwise.foldedForInference,
+              let projectionLayer = projection.foldedForInference else { return nil }
+        return InvertedResidualFusion.forward(input, expansion: stem, expansionActivation: stemActivation, depthwise: depthwiseLayer,
+                                              projection: projectionLayer, addsInput: false)
+    }
+
     func backward(_ outputGradient: Tensor) -> Tensor {
         var g = depthwise.backward(projection.backward(outputGradient))
         if let expansion { g = expansion.backward(g) }

@@ -10,7 +10,11 @@ import XCTest
 /// odd plane sizes (bands and worker parts that end inside a block of rows), planes wider than
 /// a band's budget, and batches.
 final class InvertedResidualFusionTests: XCTestCase {
-    struct Case { let input, expanded, output, kernel, stride, n, h, w: Int }
+    struct Case {
+        let input, expanded, output, kernel, stride, n, h, w: Int
+        /// The expansion's kernel and stride: 1x1 in the blocks, the stem's 3x3/2 for Lite's first block.
+        var expansionKernel = 1, expansionStride = 1
+    }
 
     static let cases = [
         Case(input: 16, expanded: 96, output: 24, kernel: 3, stride: 2, n: 1, h: 128, w: 128),  // Lite's widest block
@@ -18,6 +22,8 @@ final class InvertedResidualFusionTests: XCTestCase {
         Case(input: 24, expanded: 144, output: 40, kernel: 5, stride: 2, n: 1, h: 67, w: 70),   // odd sides, kernel 5
         Case(input: 40, expanded: 240, output: 40, kernel: 5, stride: 1, n: 1, h: 37, w: 33),   // bands end inside a block
         Case(input: 32, expanded: 192, output: 16, kernel: 3, stride: 1, n: 2, h: 48, w: 40),   // batch of 2, bands of 12 rows
+        Case(input: 3, expanded: 32, output: 16, kernel: 3, stride: 1, n: 2, h: 256, w: 256, expansionKernel: 3, expansionStride: 2),  // stem
+        Case(input: 3, expanded: 24, output: 8, kernel: 5, stride: 2, n: 1, h: 73, w: 81, expansionKernel: 3, expansionStride: 1),
     ]
 
     func testFusedBlocksEqualTheLayersOneByOneOnEveryKernelSet() throws {
@@ -48,7 +54,8 @@ final class InvertedResidualFusionTests: XCTestCase {
     }
 
     private func layers(_ t: Case, _ generator: SeededGenerator) -> (Conv2d, Conv2d, Conv2d) {
-        let expansion = Conv2d(inputChannels: t.input, outputChannels: t.expanded, kernelSize: 1, generator: generator)
+        let expansion = Conv2d(inputChannels: t.input, outputChannels: t.expanded, kernelSize: t.expansionKernel, stride: t.expansionStride,
+                               padding: t.expansionKernel / 2, generator: generator)
         let depthwise = Conv2d(inputChannels: t.expanded, outputChannels: t.expanded, kernelSize: t.kernel, stride: t.stride,
                                padding: t.kernel / 2, groups: t.expanded, generator: generator)
         let projection = Conv2d(inputChannels: t.expanded, outputChannels: t.output, kernelSize: 1, generator: generator)
@@ -60,7 +67,7 @@ final class InvertedResidualFusionTests: XCTestCase {
         let generator = SeededGenerator(seed: UInt64(t.h * 1000 + t.w))
         let (expansion, depthwise, projection) = layers(t, generator)
         let x = generator.uniformTensor(shape: [t.n, t.input, t.h, t.w], bound: 2)
-        let skip = t.stride == 1 && t.input == t.output
+        let skip = t.stride == 1 && t.input == t.output && t.expansionKernel == 1
         Engine.useFusedBlocks(false)
         defer { Engine.useFusedBlocks(true) }
         let expanded = expansion.inferenceForward(x, activation: .relu6)
