@@ -163,7 +163,83 @@ FORWARD_VARIANT(forward_any_s1_wide, plan->kernel, 1, 4, 2)
 FORWARD_VARIANT(forward_any_s2_narrow, plan->kernel, 2, 8, 1)
 FORWARD_VARIANT(forward_any_s2_wide, plan->kernel, 2, 4, 2)
 
-static forward_function choose_forward(int kernel, int stride, int wide) {
+/// Stride 1 with "same" padding: the blocks of forward_plane, each tap loaded straight from
+/// the input rows with the lanes outside the row masked (masked lanes do not fault), instead of
+/// from padded copies of the rows: no copy, and no load waiting on a copy's stores. Rows above
+/// and below the image, or past the band's last needed row, read a row of zeros. `masks` holds
+/// each block column's masks per kx and vector (direct_masks).
+AVX512 ALWAYS_INLINE void forward_plane_direct(const float *input, const float *weights, float bias, float *output,
+                                               const forward_plan *plan, const output_band *band, int activation,
+                                               const float *zeros, const __mmask16 *masks, const int K, const int R,
+                                               const int V) {
+    const int H = plan->height, W = plan->width, p = plan->padding;
+    const __m512 low = _mm512_set1_ps(activation == RSTPM_ACTIVATION_NONE ? -__builtin_inff() : 0.0f);
+    const __m512 high = _mm512_set1_ps(activation == RSTPM_ACTIVATION_RELU6 ? 6.0f : __builtin_inff());
+    const __m512 start = _mm512_set1_ps(bias);
+    // Image rows past this one are not in the band's input (nor needed by its outputs).
+    const int last_row = (band->end_row - 1) + K - 1 - p < H - 1 ? (band->end_row - 1) + K - 1 - p : H - 1;
+    for (int oy0 = band->first_row; oy0 < band->end_row; oy0 += R) {
+        const float *rows[R + K - 1];
+        for (int i = 0; i < R + K - 1; i++) {
+            const int r = oy0 + i - p;
+            rows[i] = r < 0 || r > last_row ? zeros : input + (long)(r - band->first_input_row) * W;
+        }
+        for (int ox = 0; ox < W; ox += 16 * V) {
+            const __mmask16 *block_masks = masks + ox / (16 * V) * K * V;
+            __m512 sums[R][V];
+            for (int r = 0; r < R; r++)
+                for (int v = 0; v < V; v++) sums[r][v] = start;
+            for (int ky = 0; ky < K; ky++) {
+                for (int kx = 0; kx < K; kx++) {
+                    const __m512 w = _mm512_set1_ps(weights[ky * K + kx]);
+                    for (int r = 0; r < R; r++) {
+                        const float *source = rows[r + ky] + ox + kx - p;
+                        for (int v = 0; v < V; v++)
+                            sums[r][v] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(block_masks[kx * V + v], source + 16 * v), sums[r][v]);
+                    }
+                }
+            }
+            for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
+                float *target = output + (long)(oy0 + r - band->first_row) * W;
+                for (int v = 0; v < V && ox + 16 * v < W; v++) {
+                    const int column = ox + 16 * v;
+                    const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
+                    if (column + 16 <= W) _mm512_storeu_ps(target + column, value);
+                    else _mm512_mask_storeu_ps(target + column, lanes(0, W - column), value);
+                }
+            }
+        }
+    }
+}
+
+#define DIRECT_VARIANT(NAME, K, R, V)                                                                           \
+    AVX512 static void NAME(const float *input, const float *weights, float bias, float *output,                \
+                            const forward_plan *plan, const output_band *band, int activation, float *ring,     \
+                            const float *zeros, const __mmask16 *masks) {                                       \
+        (void)ring;                                                                                             \
+        forward_plane_direct(input, weights, bias, output, plan, band, activation, zeros, masks, K, R, V);      \
+    }
+DIRECT_VARIANT(direct_k3_narrow, 3, 8, 1)
+DIRECT_VARIANT(direct_k3_wide, 3, 4, 2)
+DIRECT_VARIANT(direct_k5_narrow, 5, 8, 1)
+DIRECT_VARIANT(direct_k5_wide, 5, 4, 2)
+
+/// Whether forward_plane_direct runs this geometry.
+static int runs_direct(int kernel, int stride, int padding) {
+    return stride == 1 && 2 * padding == kernel - 1 && (kernel == 3 || kernel == 5);
+}
+
+/// forward_plane_direct's masks: block column b (outputs 16Vb ...), tap column kx, vector v at
+/// masks[(b * K + kx) * V + v], the lanes whose input column lies in [0, width).
+AVX512 static void direct_masks(int width, int padding, int kernel, int vectors, __mmask16 *masks) {
+    for (int ox = 0, i = 0; ox < width; ox += 16 * vectors)
+        for (int kx = 0; kx < kernel; kx++)
+            for (int v = 0; v < vectors; v++, i++) masks[i] = lanes(padding - kx - ox - 16 * v, width + padding - kx - ox - 16 * v);
+}
+
+static forward_function choose_forward(int kernel, int stride, int padding, int wide) {
+    if (runs_direct(kernel, stride, padding))
+        return kernel == 3 ? (wide ? direct_k3_wide : direct_k3_narrow) : (wide ? direct_k5_wide : direct_k5_narrow);
     static const forward_function table[3][2][2] = {
         {{forward_k3_s1_narrow, forward_k3_s1_wide}, {forward_k3_s2_narrow, forward_k3_s2_wide}},
         {{forward_k5_s1_narrow, forward_k5_s1_wide}, {forward_k5_s2_narrow, forward_k5_s2_wide}},
@@ -190,12 +266,15 @@ AVX512 static forward_setup setup_forward(int height, int width, int kernel, int
     f.plan.window = (rows - 1) * stride + kernel;
     f.plan.ring_rows = f.plan.window + rows * stride;
     const int phase_rows = stride * f.plan.length, chunks = phase_rows / 16;
-    f.ring = rstpm_depthwise_scratch((size_t)(f.plan.ring_rows + 1) * phase_rows + chunks);
+    const int direct = runs_direct(kernel, stride, padding);
+    const int mask_count = direct ? (width + 16 * vectors - 1) / (16 * vectors) * kernel * vectors : chunks;
+    f.ring = rstpm_depthwise_scratch((size_t)(f.plan.ring_rows + 1) * phase_rows + mask_count);
     f.zeros = f.ring + (size_t)f.plan.ring_rows * phase_rows;
     f.masks = (__mmask16 *)(f.zeros + phase_rows);
     memset(f.zeros, 0, sizeof(float) * phase_rows);
-    chunk_masks(width, padding, chunks, f.masks);
-    f.function = choose_forward(kernel, stride, wide);
+    if (direct) direct_masks(width, padding, kernel, vectors, f.masks);
+    else chunk_masks(width, padding, chunks, f.masks);
+    f.function = choose_forward(kernel, stride, padding, wide);
     return f;
 }
 
