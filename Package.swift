@@ -144,7 +144,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "OperatorErrors", "TestSupport"]),
         .testTarget(name: "BackbonesTests", dependencies: ["Backbones", "TensorEngine", "KernelSetTesting", "Checkpoints", "Imaging", "OperatorErrors", "RSTPM", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "CImageCodecs", "OperatorErrors", "TestSupport"]),
-        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "OperatorErrors", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "RSTPMTests", dependencies: ["RSTPM", "Backbones", "KernelSetTesting", "DemoProducts", "SeededRandom", "TensorEngine", "Imaging", "Evaluation", "OperatorErrors", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Imaging", "OperatorErrors", "TestSupport"]),
         .testTarget(name: "InspectionDaemonTests", dependencies: [
             "InspectionDaemon", "RSTPM", "TensorEngine", "DaemonSupport", "Checkpoints", "Evaluation", "Imaging", "Systemd", "BuildInfo", "TestSupport",

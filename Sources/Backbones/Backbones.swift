@@ -83,23 +83,25 @@ public final class Backbone: Layer {
             items.withUnsafeMutableBufferPointer { buffer in
                 let results = buffer
                 if LayerProfile.enabled {
-                    for n in results.indices { results[n] = itemFeatures(input.batchItem(n), upTo: tapCount) }
+                    for n in results.indices { results[n] = inferenceFeatures(input.batchItem(n), upTo: tapCount) }
                 } else {
-                    Engine.forEachInParallel(count: results.count) { n in results[n] = itemFeatures(input.batchItem(n), upTo: tapCount) }
+                    Engine.forEachInParallel(count: results.count) { n in results[n] = inferenceFeatures(input.batchItem(n), upTo: tapCount) }
                 }
             }
             taps = (0..<tapCount).map { level in Tensor.concatenatingBatches(items.map { $0[level] }) }
         } else {
-            taps = itemFeatures(input, upTo: tapCount)
+            taps = inferenceFeatures(input, upTo: tapCount)
         }
         lastDepth = tapCount
         lastTapShapes = taps.map(\.shape)
         return taps
     }
 
-    /// The stem and the first `tapCount` stages on `input`, without touching the backbone's
-    /// state (items of a batch run this on several workers at once).
-    private func itemFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
+    /// The stem and the first `tapCount` stages on `input`, touching no state of the backbone:
+    /// in `.inference`, workers may run it on different inputs at once (the items of a batch,
+    /// or several networks side by side). In the other modes it is `features` without the
+    /// record that `backward(tapGradients:)` needs.
+    public func inferenceFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
         var (x, layersDone) = stemForward(input)
         var taps: [Tensor] = []
         for stage in stages.prefix(tapCount) {

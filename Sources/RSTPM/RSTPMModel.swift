@@ -98,7 +98,8 @@ public final class RSTPMModel {
     static func maps(networks: RSTPMNetworks, input: Tensor) -> (final: Tensor, studentTeacher: Tensor, discriminator: Tensor) {
         let configuration = networks.configuration
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
-        let levelMaps = networks.levelMaps(input: input, teachers: networks.teacherFeatures(input), caching: false)
+        let features = networks.inferenceFeatures(input)
+        let levelMaps = networks.levelMaps(input: input, teachers: features.teachers, student1Features: features.student1, caching: false)
         let studentTeacher = MapFusion.smoothed(MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W),
                                                 sigma: configuration.studentTeacherSmoothing)
         let discriminator = MapFusion.resized(networks.discriminator(networks.discriminatorInput(levelMaps: levelMaps)), height: H, width: W)

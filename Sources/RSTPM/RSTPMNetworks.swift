@@ -117,13 +117,44 @@ public final class RSTPMNetworks {
         TeacherFeatures(t1: teachers.teacher1.features(input, upTo: 4), t2: Array(teachers.teacher2.features(input, upTo: 3).prefix(3)))
     }
 
+    /// T1's, T2's and S1's features of `input` in `.inference` (S1 must be in it), the three
+    /// networks and the batch's items run side by side on the engine's workers, the costliest
+    /// first: each network's layers then run whole on one core, with no hand-off between the
+    /// cores at every layer, and a single image keeps both cores busy. Under RSTPM_PROFILE one
+    /// after another (the profile's tables are not shared between threads).
+    func inferenceFeatures(_ input: Tensor) -> (teachers: TeacherFeatures, student1: [Tensor]) {
+        let jobs: [(network: any FeatureExtractor, taps: Int)] = [(teachers.teacher2, 3), (teachers.teacher1, 4), (student1, 3)]
+        let items = input.shape[0]
+        var results = [[Tensor]](repeating: [], count: jobs.count * items)
+        results.withUnsafeMutableBufferPointer { buffer in
+            let results = buffer
+            let run = { (task: Int) in
+                let (job, item) = (jobs[task / items], task % items)
+                results[task] = job.network.inferenceFeatures(items == 1 ? input : input.batchItem(item), upTo: job.taps)
+            }
+            if LayerProfile.enabled {
+                for task in results.indices { run(task) }
+            } else {
+                Engine.forEachInParallel(count: results.count, run)
+            }
+        }
+        let joined = jobs.indices.map { job in
+            (0..<jobs[job].taps).map { level in
+                items == 1 ? results[job][level] : Tensor.concatenatingBatches((0..<items).map { results[job * items + $0][level] })
+            }
+        }
+        return (TeacherFeatures(t1: joined[1], t2: joined[0]), joined[2])
+    }
+
     /// The six level maps (N, 1, h, w) in Omega order: the students run on `input` (S2 from
     /// `features`, T1's and T2's features of `input`) and are compared with `targets` (the
     /// teachers' features of the clean image when a denoising student sees a pseudo-anomaly;
-    /// `features` otherwise). With `caching`, the students must be in `.training` (or
-    /// `.evaluation`) mode and `studentBackward` may follow.
-    func levelMaps(input: Tensor, teachers features: TeacherFeatures, targets: TeacherFeatures? = nil, caching: Bool) -> [Tensor] {
-        let s1 = student1.features(input, upTo: 3)
+    /// `features` otherwise). `student1Features`: S1's features of `input`, where they are
+    /// already computed. With `caching`, the students must be in `.training` (or `.evaluation`)
+    /// mode and `studentBackward` may follow.
+    func levelMaps(input: Tensor, teachers features: TeacherFeatures, targets: TeacherFeatures? = nil, student1Features: [Tensor]? = nil,
+                   caching: Bool) -> [Tensor] {
+        let s1 = student1Features ?? student1.features(input, upTo: 3)
         let s2 = student2.forward(features.t1[3], attentionSources: [features.t2[2], features.t2[1]])
         let targets = targets ?? features
         var maps: [Tensor] = []

@@ -45,6 +45,14 @@ final class TinyExtractor: FeatureExtractor {
         return taps
     }
 
+    /// Its layers keep state, so calls from several threads take turns.
+    func inferenceFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor] {
+        lock.lock()
+        defer { lock.unlock() }
+        return features(input, upTo: tapCount)
+    }
+    private let lock = NSLock()
+
     func backward(tapGradients: [Tensor?]) -> Tensor {
         var g: Tensor?
         for index in (0..<tapCount).reversed() {

@@ -8,6 +8,9 @@ public protocol FeatureExtractor: Layer {
     var tapChannels: [Int] { get }
     /// Runs the network up to the deepest requested tap and returns taps `0..<tapCount`.
     func features(_ input: Tensor, upTo tapCount: Int) -> [Tensor]
+    /// `features` in `.inference`, safe to call from several threads at once (on different
+    /// inputs): it touches no state of the extractor.
+    func inferenceFeatures(_ input: Tensor, upTo tapCount: Int) -> [Tensor]
     /// Backward after a caching forward: one gradient per returned tap (nil = zero); adds into
     /// parameter gradients and returns the input gradient.
     func backward(tapGradients: [Tensor?]) -> Tensor
