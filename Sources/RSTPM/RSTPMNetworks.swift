@@ -189,7 +189,8 @@ public final class RSTPMNetworks {
     public func frozenDiscriminatorInput(images input: Tensor) -> Tensor {
         student1.setMode(.inference)
         student2.setMode(.inference)
-        return discriminatorInput(levelMaps: levelMaps(input: input, teachers: teacherFeatures(input), caching: false))
+        let features = inferenceFeatures(input)
+        return discriminatorInput(levelMaps: levelMaps(input: input, teachers: features.teachers, student1Features: features.student1, caching: false))
     }
 
     /// Pseudo-anomaly masks (N, 1, H, W) at D's resolution: the anomalous area fraction of each
