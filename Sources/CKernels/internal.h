@@ -63,6 +63,7 @@ void rstpm_avx2_depthwise_forward(const float *input, const float *weights, cons
 void rstpm_avx2_depthwise_forward_rows(const struct rstpm_depthwise_rows *rows, const float *weights, const float *bias,
                                        long first_channel, long end_channel, int height, int width, int kernel, int stride,
                                        int padding, int activation);
+void rstpm_avx2_deinterleave(const float *row, long width, float *even, float *odd);
 void rstpm_avx2_depthwise_backward(const float *input, const float *weights, const float *output_gradient, float *input_gradient,
                                    float *weight_gradient, int batch, long first_channel, long end_channel, int channels,
                                    int multiplier, int height, int width, int kernel, int stride, int padding);

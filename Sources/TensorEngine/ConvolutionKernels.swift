@@ -302,8 +302,13 @@ func cblasGemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: 
 
 /// Splits a row into its even and odd columns, so that stride-2 windows read contiguously:
 /// input column 2*ox + d is `even[ox + d>>1]` for even d and `odd[ox + d>>1]` for odd d.
+/// The kernel set's vector split where it has one.
 @inline(__always)
 func deinterleave(_ row: UnsafePointer<Float>, width: Int, even: UnsafeMutablePointer<Float>, odd: UnsafeMutablePointer<Float>) {
+    if let split = kernels.c?.deinterleave {
+        split(row, width, even, odd)
+        return
+    }
     for j in 0..<(width / 2) {
         even[j] = row[2 * j]
         odd[j] = row[2 * j + 1]

@@ -1,10 +1,11 @@
 #ifndef RSTPM_CPU_FEATURES_H
 #define RSTPM_CPU_FEATURES_H
 
+#include "deinterleave.h"
 #include "depthwise.h"
 #include "gemm.h"
 
-/// One instruction set's kernels, with the semantics documented in gemm.h, depthwise.h,
+/// One instruction set's kernels, with the semantics documented in gemm.h, depthwise.h, deinterleave.h,
 /// batchnorm.h and activations.h. The engine picks one set at start-up (TensorEngine's
 /// KernelRouting.swift) and calls every kernel through it; the generic set is the engine's
 /// Swift loops and OpenBLAS, and has no table.
@@ -43,6 +44,8 @@ struct rstpm_kernel_set {
                                const float *scale, const float *shift, int activation, float *input_gradient, float *sum_dy,
                                float *sum_dy_xhat, int batch_statistics, int batch, long first_channel, long end_channel,
                                int channels, long plane);
+
+    void (*deinterleave)(const float *row, long width, float *even, float *odd);
 
     void (*clamp_forward)(const float *input, float *output, long count, float high);
     void (*relu_backward)(const float *output_gradient, const float *output, float *input_gradient, long count);
