@@ -53,9 +53,13 @@ public final class ConvTranspose2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
-        LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
+        guard LayerProfile.enabled else { return transposedConvolution(input) }
+        let output = LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
             transposedConvolution(input)
         }
+        // Every input position meets every weight once.
+        LayerProfile.addFlops(2 * Double(input.count * outputChannels * kernelSize * kernelSize))
+        return output
     }
 
     private func transposedConvolution(_ input: Tensor) -> Tensor {

@@ -74,7 +74,11 @@ public final class Discriminator: Layer, InferenceFoldable {
         var skips: [Tensor] = []
         var x = input
         for index in 0..<levels {
-            if index > 0 { pools[index - 1].mode = mode; x = pools[index - 1](x) }
+            if index > 0 {
+                pools[index - 1].mode = mode
+                let pooled = x
+                x = LayerProfile.measure("D max-pool \(pooled.shape[1]) channels at \(pooled.height)x\(pooled.width)") { pools[index - 1](pooled) }
+            }
             x = encoder[index](x)
             skips.append(x)
         }
@@ -84,7 +88,11 @@ public final class Discriminator: Layer, InferenceFoldable {
             let up = BilinearResize(outputHeight: skip.height, outputWidth: skip.width)
             up.mode = mode
             ups[index] = up
-            x = decoder[index](concatenations[index].forward([up(x), skip]))
+            let low = x
+            let joined = LayerProfile.measure("D upsample + concatenation to \(skip.shape[1] + low.shape[1]) channels at \(skip.height)x\(skip.width)") {
+                concatenations[index].forward([up(low), skip])
+            }
+            x = decoder[index](joined)
         }
         upsamplers = mode.cachesForBackward ? ups : []
         return sigmoid(head(x))
