@@ -68,7 +68,10 @@ public final class ConvTranspose2d: Layer {
         let N = input.shape[0]
         let g = geometry(inputHeight: input.shape[2], inputWidth: input.shape[3])
         let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
-        var output = Tensor(zeros: [N, O, g.height, g.width])
+        // Kernel = stride without padding (S2's upsampling): each output takes exactly one
+        // column entry, so the columns are scattered with the bias instead of summed into zeros.
+        let tiled = kernelSize == stride && padding == 0 && outputPadding == 0
+        var output = tiled ? Tensor(unspecified: [N, O, g.height, g.width]) : Tensor(zeros: [N, O, g.height, g.width])
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
@@ -79,16 +82,41 @@ public final class ConvTranspose2d: Layer {
                                   b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
                             let target = y.baseAddress! + n * O * plane
                             parallelRanges(count: O) { range in
-                                for o in range { col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight) }
+                                for o in range {
+                                    if tiled {
+                                        scatterTiles(columns + o * kk * L, g, target + o * plane, bias: bias?.value.scalars[o])
+                                    } else {
+                                        col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight)
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        if let bias { addBias(bias.value, to: &output) }
+        if let bias, !tiled { addBias(bias.value, to: &output) }
         cachedInput = mode.cachesForBackward ? input : nil
         return output
+    }
+
+    /// One output plane from its k*k column rows when kernel = stride and there is no padding:
+    /// output (iy*k + ky, ix*k + kx) = column (ky*k + kx) at input position (iy, ix), plus `bias`.
+    private func scatterTiles(_ columns: UnsafePointer<Float>, _ g: WindowGeometry, _ plane: UnsafeMutablePointer<Float>, bias: Float?) {
+        let (k, H, W) = (kernelSize, g.outputHeight, g.outputWidth)
+        for iy in 0..<H {
+            for ky in 0..<k {
+                let target = plane + (iy * k + ky) * g.width
+                for kx in 0..<k {
+                    let source = columns + (ky * k + kx) * H * W + iy * W
+                    if let bias {
+                        for ix in 0..<W { target[ix * k + kx] = source[ix] + bias }
+                    } else {
+                        for ix in 0..<W { target[ix * k + kx] = source[ix] }
+                    }
+                }
+            }
+        }
     }
 
     /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)

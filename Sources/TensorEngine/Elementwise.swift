@@ -264,8 +264,10 @@ public final class HalfSquaredDistance {
                                 for c in 0..<C {
                                     let (rowA, rowB) = (baseA + c * plane, baseB + c * plane)
                                     for i in stride(from: 0, to: vectorEnd, by: 8) {
-                                        let d = load8(rowA + i) / pointwiseMax(load8(normA + i), floor)
-                                            - load8(rowB + i) / pointwiseMax(load8(normB + i), floor)
+                                        // pointwiseMax(norm, floor), which the compiler leaves as a call here.
+                                        let (na, nb) = (load8(normA + i), load8(normB + i))
+                                        let d = load8(rowA + i) / na.replacing(with: floor, where: na .< floor)
+                                            - load8(rowB + i) / nb.replacing(with: floor, where: nb .< floor)
                                         store8(load8(sum + i) + d * d, sum + i)
                                     }
                                     for i in vectorEnd..<count {

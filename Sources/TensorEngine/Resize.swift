@@ -24,6 +24,37 @@ public final class BilinearResize: Layer {
         return output
     }
 
+    /// Inference: `ChannelConcatenation().forward([forward(input), trailing])`, the resized
+    /// planes written straight into the joined tensor. trailing (N, C', outputHeight, outputWidth)
+    /// -> (N, C + C', outputHeight, outputWidth)
+    public func forward(_ input: Tensor, concatenatingWith trailing: Tensor) -> Tensor {
+        precondition(input.rank == 4, "BilinearResize needs NCHW, got \(input.shape)")
+        let (N, C, H, W) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (Ct, plane) = (trailing.rank == 4 ? trailing.shape[1] : 0, outputHeight * outputWidth)
+        precondition(trailing.shape == [N, Ct, outputHeight, outputWidth],
+                     "BilinearResize to \(outputHeight)x\(outputWidth) of \(input.shape) joined with \(trailing.shape)")
+        let plan = BilinearPlane(sourceHeight: H, sourceWidth: W, height: outputHeight, width: outputWidth)
+        var output = Tensor(unspecified: [N, C + Ct, outputHeight, outputWidth])
+        input.scalars.withUnsafeBufferPointer { x in
+            trailing.scalars.withUnsafeBufferPointer { t in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    parallelRanges(count: N * (C + Ct)) { planes in
+                        for index in planes {
+                            let (n, c) = (index / (C + Ct), index % (C + Ct))
+                            if c < C {
+                                plan.resize(x.baseAddress! + (n * C + c) * H * W, into: y.baseAddress! + index * plane)
+                            } else {
+                                (y.baseAddress! + index * plane).update(from: t.baseAddress! + (n * Ct + c - C) * plane, count: plane)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cachedInputShape = nil
+        return output
+    }
+
     public func backward(_ outputGradient: Tensor) -> Tensor {
         let shape = requireCache(cachedInputShape, "BilinearResize")
         cachedInputShape = nil

@@ -47,11 +47,16 @@ final class BatchNormFoldingTests: XCTestCase {
         let generator = SeededGenerator(seed: 12)
         let discriminator = Discriminator(baseWidth: 4, levels: 3, generator: generator)
         randomizeBatchNorms(discriminator, generator: generator)
-        discriminator.setMode(.inference)
         let input = generator.uniformTensor(shape: [2, 3, 16, 20], bound: 3)
+        // .evaluation runs layer by layer (separate ReLUs, upsampling, concatenation).
+        discriminator.setMode(.evaluation)
+        let layerByLayer = discriminator(input)
+        discriminator.setMode(.inference)
         let before = discriminator(input)
+        XCTAssertEqual(before, layerByLayer)
         discriminator.foldBatchNorm()
         XCTAssertFalse(discriminator.namedState().contains { $0.name.hasSuffix("running_var") })
+        // Folded: each convolution with its ReLU in one pass, upsampling into the concatenation.
         let after = discriminator(input)
         XCTAssertLessThan(maxRelativeDifference(after.scalars, before.scalars), 1e-5)
         XCTAssertGreaterThan(before.scalars.max()! - before.scalars.min()!, 1e-3, "a non-constant map")

@@ -79,7 +79,7 @@ public final class Discriminator: Layer, InferenceFoldable {
                 let pooled = x
                 x = LayerProfile.measure("D max-pool \(pooled.shape[1]) channels at \(pooled.height)x\(pooled.width)") { pools[index - 1](pooled) }
             }
-            x = encoder[index](x)
+            x = run(encoder[index], x)
             skips.append(x)
         }
         var ups: [BilinearResize] = Array(repeating: BilinearResize(outputHeight: 1, outputWidth: 1), count: levels - 1)
@@ -90,12 +90,31 @@ public final class Discriminator: Layer, InferenceFoldable {
             ups[index] = up
             let low = x
             let joined = LayerProfile.measure("D upsample + concatenation to \(skip.shape[1] + low.shape[1]) channels at \(skip.height)x\(skip.width)") {
-                concatenations[index].forward([up(low), skip])
+                mode == .inference ? up.forward(low, concatenatingWith: skip) : concatenations[index].forward([up(low), skip])
             }
-            x = decoder[index](joined)
+            x = run(decoder[index], joined)
         }
         upsamplers = mode.cachesForBackward ? ups : []
         return sigmoid(head(x))
+    }
+
+    /// A block's forward; in `.inference` each convolution takes the ReLU after it into its
+    /// own pass over the output (`Conv2d.inferenceForward`).
+    private func run(_ block: Sequential, _ input: Tensor) -> Tensor {
+        guard mode == .inference, !block.layers.contains(where: { $0 is BatchNorm2d }) else { return block(input) }
+        var x = input
+        var index = 0
+        let layers = block.layers
+        while index < layers.count {
+            if let convolution = layers[index] as? Conv2d, convolution.mode == .inference, index + 1 < layers.count, layers[index + 1] is ReLU {
+                x = convolution.inferenceForward(x, activation: .relu)
+                index += 2
+            } else {
+                x = layers[index].forward(x)
+                index += 1
+            }
+        }
+        return x
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {
