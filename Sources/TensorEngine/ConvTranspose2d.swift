@@ -53,16 +53,30 @@ public final class ConvTranspose2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
-        guard LayerProfile.enabled else { return transposedConvolution(input) }
+        let output = profiledConvolution(input, activation: .none)
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
+    }
+
+    /// The transposed convolution followed by `activation` (an S2 stage's ReLU), applied as the
+    /// outputs are written. Caches nothing, so the layer must be in `.inference` mode.
+    public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        precondition(mode == .inference, "ConvTranspose2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
+        cachedInput = nil
+        return profiledConvolution(input, activation: activation)
+    }
+
+    private func profiledConvolution(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        guard LayerProfile.enabled else { return transposedConvolution(input, activation: activation) }
         let output = LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
-            transposedConvolution(input)
+            transposedConvolution(input, activation: activation)
         }
         // Every input position meets every weight once.
         LayerProfile.addFlops(2 * Double(input.count * outputChannels * kernelSize * kernelSize))
         return output
     }
 
-    private func transposedConvolution(_ input: Tensor) -> Tensor {
+    private func transposedConvolution(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == inputChannels,
                      "ConvTranspose2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
         let N = input.shape[0]
@@ -84,7 +98,8 @@ public final class ConvTranspose2d: Layer {
                             parallelRanges(count: O) { range in
                                 for o in range {
                                     if tiled {
-                                        scatterTiles(columns + o * kk * L, g, target + o * plane, bias: bias?.value.scalars[o])
+                                        scatterTiles(columns + o * kk * L, g, target + o * plane, bias: bias?.value.scalars[o] ?? 0,
+                                                     activation: activation)
                                     } else {
                                         col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight)
                                     }
@@ -95,25 +110,28 @@ public final class ConvTranspose2d: Layer {
                 }
             }
         }
-        if let bias, !tiled { addBias(bias.value, to: &output) }
-        cachedInput = mode.cachesForBackward ? input : nil
+        if !tiled {
+            if let bias { addBias(bias.value, to: &output) }
+            if activation != .none {
+                let count = output.count
+                output.scalars.withUnsafeMutableBufferPointer { addAndActivate($0.baseAddress!, count: count, adding: 0, activation: activation) }
+            }
+        }
         return output
     }
 
     /// One output plane from its k*k column rows when kernel = stride and there is no padding:
-    /// output (iy*k + ky, ix*k + kx) = column (ky*k + kx) at input position (iy, ix), plus `bias`.
-    private func scatterTiles(_ columns: UnsafePointer<Float>, _ g: WindowGeometry, _ plane: UnsafeMutablePointer<Float>, bias: Float?) {
+    /// output (iy*k + ky, ix*k + kx) = activation(column (ky*k + kx) at input position (iy, ix) + bias).
+    private func scatterTiles(_ columns: UnsafePointer<Float>, _ g: WindowGeometry, _ plane: UnsafeMutablePointer<Float>, bias: Float,
+                              activation: FusedActivation) {
         let (k, H, W) = (kernelSize, g.outputHeight, g.outputWidth)
+        let (low, high) = activation.bounds
         for iy in 0..<H {
             for ky in 0..<k {
                 let target = plane + (iy * k + ky) * g.width
                 for kx in 0..<k {
                     let source = columns + (ky * k + kx) * H * W + iy * W
-                    if let bias {
-                        for ix in 0..<W { target[ix * k + kx] = source[ix] + bias }
-                    } else {
-                        for ix in 0..<W { target[ix * k + kx] = source[ix] }
-                    }
+                    for ix in 0..<W { target[ix * k + kx] = Swift.min(Swift.max(source[ix] + bias, low), high) }
                 }
             }
         }

@@ -117,6 +117,44 @@ public final class Multiplication {
     }
 }
 
+extension Multiplication {
+    /// Inference at an attention site: `relu(x) * map`, or with `residual` `relu(x) + relu(x) * map`,
+    /// map (N, 1, H, W) broadcast over x's (N, C, H, W) channels, in one pass on the workers
+    /// instead of a ReLU, a product and a sum tensor.
+    public static func attended(_ x: Tensor, by map: Tensor, residual: Bool) -> Tensor {
+        precondition(x.rank == 4 && map.shape == [x.shape[0], 1, x.shape[2], x.shape[3]],
+                     "attention of \(x.shape) by \(map.shape): the map must be (N, 1, H, W)")
+        let (N, C, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        var output = Tensor(unspecified: x.shape)
+        x.scalars.withUnsafeBufferPointer { x in
+            map.scalars.withUnsafeBufferPointer { m in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    parallelRanges(count: N * C) { planes in
+                        for index in planes {
+                            let (source, weights, target) = (x.baseAddress! + index * plane, m.baseAddress! + index / C * plane,
+                                                             y.baseAddress! + index * plane)
+                            var i = 0
+                            while i + 8 <= plane {
+                                let v = load8(source + i)
+                                let a = v.replacing(with: 0, where: v .<= 0)
+                                let scaled = a * load8(weights + i)
+                                store8(residual ? a + scaled : scaled, target + i)
+                                i += 8
+                            }
+                            while i < plane {
+                                let a = source[i] > 0 ? source[i] : 0
+                                target[i] = residual ? a + a * weights[i] : a * weights[i]
+                                i += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+}
+
 /// Channel-wise L2 normalisation, as `torch.nn.functional.normalize(x, p=2, dim=1, eps=1e-12)`:
 /// y = x / max(||x||_2, eps) at every position. Backward where the norm is at least eps:
 /// dx = (dy - y * sum_c(dy * y)) / ||x||; where clamped: dx = dy / eps (finite at zero).

@@ -33,6 +33,7 @@ final class UpsamplingPathTests: XCTestCase {
             let (actual, expected) = (layer(x), referenceTransposed(x, layer))
             XCTAssertEqual(actual.shape, expected.shape)
             XCTAssertLessThan(maxRelativeDifference(actual.scalars, expected.scalars), 1e-5, "k\(k) s\(s) p\(p) bias \(bias)")
+            XCTAssertEqual(layer.inferenceForward(x, activation: .relu), ReLU()(actual), "k\(k) s\(s) p\(p) bias \(bias) with ReLU")
         }
     }
 
@@ -44,5 +45,15 @@ final class UpsamplingPathTests: XCTestCase {
         resize.mode = .inference
         concatenation.mode = .inference
         XCTAssertEqual(resize.forward(low, concatenatingWith: skip), concatenation.forward([resize(low), skip]))
+    }
+
+    /// relu(x) * M and relu(x) + relu(x) * M against the ReLU, Multiplication and sum they replace.
+    func testAttendedEqualsReLUThenProduct() {
+        let generator = SeededGenerator(seed: 33)
+        let (x, map) = (generator.uniformTensor(shape: [2, 3, 5, 7], bound: 2), generator.uniformTensor(shape: [2, 1, 5, 7], bound: 1))
+        let activation = ReLU()(x)
+        let scaled = Multiplication().forward(activation, map)
+        XCTAssertEqual(Multiplication.attended(x, by: map, residual: false), scaled)
+        XCTAssertEqual(Multiplication.attended(x, by: map, residual: true), activation + scaled)
     }
 }
