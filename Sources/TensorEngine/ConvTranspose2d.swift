@@ -129,6 +129,15 @@ public final class ConvTranspose2d: Layer {
         for iy in 0..<H {
             for ky in 0..<k {
                 let target = plane + (iy * k + ky) * g.width
+                if k == 2 {
+                    // S2's case: the two column rows interleaved, each output row written in order.
+                    let (even, odd) = (columns + 2 * ky * H * W + iy * W, columns + (2 * ky + 1) * H * W + iy * W)
+                    for ix in 0..<W {
+                        target[2 * ix] = Swift.min(Swift.max(even[ix] + bias, low), high)
+                        target[2 * ix + 1] = Swift.min(Swift.max(odd[ix] + bias, low), high)
+                    }
+                    continue
+                }
                 for kx in 0..<k {
                     let source = columns + (ky * k + kx) * H * W + iy * W
                     for ix in 0..<W { target[ix * k + kx] = Swift.min(Swift.max(source[ix] + bias, low), high) }
