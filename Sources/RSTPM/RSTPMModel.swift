@@ -79,30 +79,39 @@ public final class RSTPMModel {
     static func inspect(_ inputs: [ModelInput], networks: RSTPMNetworks) -> [Inspection] {
         guard !inputs.isEmpty else { return [] }
         let start = Date()
-        let maps = Self.maps(networks: networks, input: ModelInput.batch(inputs))
+        let input = LayerProfile.measure("inspect: input batch") { ModelInput.batch(inputs) }
+        let maps = Self.maps(networks: networks, input: input)
         let milliseconds = Date().timeIntervalSince(start) * 1000 / Double(inputs.count)
         let rule = networks.configuration.scoreRule
-        let scores = MapFusion.scores(of: maps.final, rule: rule)
-        let stScores = MapFusion.scores(of: maps.studentTeacher, rule: rule)
-        let dScores = MapFusion.scores(of: maps.discriminator, rule: rule)
+        let (scores, stScores, dScores) = LayerProfile.measure("inspect: image scores of the three maps") {
+            (MapFusion.scores(of: maps.final, rule: rule), MapFusion.scores(of: maps.studentTeacher, rule: rule),
+             MapFusion.scores(of: maps.discriminator, rule: rule))
+        }
         let (height, width) = (networks.configuration.inputHeight, networks.configuration.inputWidth)
-        return inputs.indices.map { n in
+        return LayerProfile.measure("inspect: per-image results") { inputs.indices.map { n in
             Inspection(name: inputs[n].name, imageSize: inputs[n].imageSize, width: width, height: height,
                        finalMap: maps.final.batchItem(n).scalars, studentTeacherMap: maps.studentTeacher.batchItem(n).scalars,
                        discriminatorMap: maps.discriminator.batchItem(n).scalars,
                        score: scores[n], studentTeacherScore: stScores[n], discriminatorScore: dScores[n], networkMilliseconds: milliseconds)
-        }
+        } }
     }
 
     /// Final, S-T and D maps (N, 1, H, W) with every network in `.inference`.
     static func maps(networks: RSTPMNetworks, input: Tensor) -> (final: Tensor, studentTeacher: Tensor, discriminator: Tensor) {
         let configuration = networks.configuration
         let (H, W) = (configuration.inputHeight, configuration.inputWidth)
-        let features = networks.inferenceFeatures(input)
+        // RSTPM_PROFILE: each stage's time outside the layers it lists itself (LayerProfile nests).
+        let features = LayerProfile.measure("T1, T2, S1 features: outside listed layers") { networks.inferenceFeatures(input) }
         let levelMaps = networks.levelMaps(input: input, teachers: features.teachers, student1Features: features.student1, caching: false)
-        let studentTeacher = MapFusion.smoothed(MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W),
-                                                sigma: configuration.studentTeacherSmoothing)
-        let discriminator = MapFusion.resized(networks.discriminator(networks.discriminatorInput(levelMaps: levelMaps)), height: H, width: W)
-        return (studentTeacher * discriminator, studentTeacher, discriminator)
+        let unsmoothed = LayerProfile.measure("S-T map: level maps resized, summed, multiplied") {
+            MapFusion.studentTeacherMap(levelMaps: levelMaps, height: H, width: W)
+        }
+        let studentTeacher = LayerProfile.measure("S-T map: gaussian smoothing") {
+            MapFusion.smoothed(unsmoothed, sigma: configuration.studentTeacherSmoothing)
+        }
+        let discriminatorInput = LayerProfile.measure("D input: level maps resized, summed, scaled") { networks.discriminatorInput(levelMaps: levelMaps) }
+        let discriminatorOutput = LayerProfile.measure("D: outside listed layers") { networks.discriminator(discriminatorInput) }
+        let discriminator = LayerProfile.measure("D map resized to the input size") { MapFusion.resized(discriminatorOutput, height: H, width: W) }
+        return LayerProfile.measure("final map: S-T map times D map") { (studentTeacher * discriminator, studentTeacher, discriminator) }
     }
 }

@@ -154,13 +154,17 @@ public final class RSTPMNetworks {
     /// mode and `studentBackward` may follow.
     func levelMaps(input: Tensor, teachers features: TeacherFeatures, targets: TeacherFeatures? = nil, student1Features: [Tensor]? = nil,
                    caching: Bool) -> [Tensor] {
-        let s1 = student1Features ?? student1.features(input, upTo: 3)
-        let s2 = student2.forward(features.t1[3], attentionSources: [features.t2[2], features.t2[1]])
+        let s1 = student1Features ?? LayerProfile.measure("S1 features: outside listed layers") { student1.features(input, upTo: 3) }
+        let s2 = LayerProfile.measure("S2: outside listed layers") {
+            student2.forward(features.t1[3], attentionSources: [features.t2[2], features.t2[1]])
+        }
         let targets = targets ?? features
-        var maps: [Tensor] = []
-        for level in 0..<3 { maps.append(distances[level].forward(teacher: targets.t1[level], student: s1[level], caching: caching)) }
-        for level in 0..<3 { maps.append(distances[3 + level].forward(teacher: targets.t2[2 - level], student: s2[level], caching: caching)) }
-        return maps
+        let pairs = (0..<3).map { (targets.t1[$0], s1[$0]) } + (0..<3).map { (targets.t2[2 - $0], s2[$0]) }
+        return pairs.enumerated().map { level, pair in
+            LayerProfile.measure("S-T distance \(pair.0.shape[1]) channels at \(pair.0.height)x\(pair.0.width)") {
+                distances[level].forward(teacher: pair.0, student: pair.1, caching: caching)
+            }
+        }
     }
 
     /// Backward of `sum_l mean(map_l) * weights[l]` into S1, S2 and the attention branches.

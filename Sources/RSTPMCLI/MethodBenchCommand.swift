@@ -108,8 +108,10 @@ struct MethodBenchCommand: ParsableCommand {
                     LayerProfile.reset()
                     let start = DispatchTime.now().uptimeNanoseconds
                     for _ in 0..<iterations { _ = trained.inspect(planar.map { ModelInput(image: $0) }) }
-                    let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(iterations * size)
-                    print(LayerProfile.report(per: iterations * size) + String(format: "\ninspect in all (mean of %d runs)%28.3f ms/image", iterations, total))
+                    let wall = DispatchTime.now().uptimeNanoseconds - start
+                    print(LayerProfile.report(per: iterations * size, wallNanoseconds: wall)
+                          + "\n" + "inspect in all (mean of \(iterations) runs)".padding(toLength: 58, withPad: " ", startingAt: 0)
+                          + String(format: " %6@ %9.3f ms/image", "" as NSString, Double(wall) / 1e6 / Double(iterations * size)))
                 }
             }
             let probe = Array(images.prefix(2))

@@ -53,18 +53,39 @@ public final class ConvTranspose2d: Layer {
 
     /// input (N, inputChannels, H, W) -> output (N, outputChannels, Ho, Wo)
     public func forward(_ input: Tensor) -> Tensor {
-        LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
-            transposedConvolution(input)
-        }
+        let output = profiledConvolution(input, activation: .none)
+        cachedInput = mode.cachesForBackward ? input : nil
+        return output
     }
 
-    private func transposedConvolution(_ input: Tensor) -> Tensor {
+    /// The transposed convolution followed by `activation` (an S2 stage's ReLU), applied as the
+    /// outputs are written. Caches nothing, so the layer must be in `.inference` mode.
+    public func inferenceForward(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        precondition(mode == .inference, "ConvTranspose2d.inferenceForward needs .inference mode (nothing is cached for backward), mode is \(mode)")
+        cachedInput = nil
+        return profiledConvolution(input, activation: activation)
+    }
+
+    private func profiledConvolution(_ input: Tensor, activation: FusedActivation) -> Tensor {
+        guard LayerProfile.enabled else { return transposedConvolution(input, activation: activation) }
+        let output = LayerProfile.measure("conv-transpose \(kernelSize)x\(kernelSize)/\(stride) \(inputChannels)->\(outputChannels) at \(input.shape.dropFirst(2).map(String.init).joined(separator: "x"))") {
+            transposedConvolution(input, activation: activation)
+        }
+        // Every input position meets every weight once.
+        LayerProfile.addFlops(2 * Double(input.count * outputChannels * kernelSize * kernelSize))
+        return output
+    }
+
+    private func transposedConvolution(_ input: Tensor, activation: FusedActivation) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == inputChannels,
                      "ConvTranspose2d(\(inputChannels)->\(outputChannels)) got input \(input.shape)")
         let N = input.shape[0]
         let g = geometry(inputHeight: input.shape[2], inputWidth: input.shape[3])
         let (C, O, kk, L, plane) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane, g.height * g.width)
-        var output = Tensor(zeros: [N, O, g.height, g.width])
+        // Kernel = stride without padding (S2's upsampling): each output takes exactly one
+        // column entry, so the columns are scattered with the bias instead of summed into zeros.
+        let tiled = kernelSize == stride && padding == 0 && outputPadding == 0
+        var output = tiled ? Tensor(unspecified: [N, O, g.height, g.width]) : Tensor(zeros: [N, O, g.height, g.width])
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
@@ -75,16 +96,54 @@ public final class ConvTranspose2d: Layer {
                                   b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
                             let target = y.baseAddress! + n * O * plane
                             parallelRanges(count: O) { range in
-                                for o in range { col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight) }
+                                for o in range {
+                                    if tiled {
+                                        scatterTiles(columns + o * kk * L, g, target + o * plane, bias: bias?.value.scalars[o] ?? 0,
+                                                     activation: activation)
+                                    } else {
+                                        col2imPlane(columns + o * kk * L, rowStride: L, g, target + o * plane, rows: 0..<g.outputHeight)
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        if let bias { addBias(bias.value, to: &output) }
-        cachedInput = mode.cachesForBackward ? input : nil
+        if !tiled {
+            if let bias { addBias(bias.value, to: &output) }
+            if activation != .none {
+                let count = output.count
+                output.scalars.withUnsafeMutableBufferPointer { addAndActivate($0.baseAddress!, count: count, adding: 0, activation: activation) }
+            }
+        }
         return output
+    }
+
+    /// One output plane from its k*k column rows when kernel = stride and there is no padding:
+    /// output (iy*k + ky, ix*k + kx) = activation(column (ky*k + kx) at input position (iy, ix) + bias).
+    private func scatterTiles(_ columns: UnsafePointer<Float>, _ g: WindowGeometry, _ plane: UnsafeMutablePointer<Float>, bias: Float,
+                              activation: FusedActivation) {
+        let (k, H, W) = (kernelSize, g.outputHeight, g.outputWidth)
+        let (low, high) = activation.bounds
+        for iy in 0..<H {
+            for ky in 0..<k {
+                let target = plane + (iy * k + ky) * g.width
+                if k == 2 {
+                    // S2's case: the two column rows interleaved, each output row written in order.
+                    let (even, odd) = (columns + 2 * ky * H * W + iy * W, columns + (2 * ky + 1) * H * W + iy * W)
+                    for ix in 0..<W {
+                        target[2 * ix] = Swift.min(Swift.max(even[ix] + bias, low), high)
+                        target[2 * ix + 1] = Swift.min(Swift.max(odd[ix] + bias, low), high)
+                    }
+                    continue
+                }
+                for kx in 0..<k {
+                    let source = columns + (ky * k + kx) * H * W + iy * W
+                    for ix in 0..<W { target[ix * k + kx] = Swift.min(Swift.max(source[ix] + bias, low), high) }
+                }
+            }
+        }
     }
 
     /// outputGradient (N, outputChannels, Ho, Wo) -> input gradient (N, inputChannels, H, W)

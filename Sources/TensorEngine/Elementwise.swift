@@ -117,6 +117,44 @@ public final class Multiplication {
     }
 }
 
+extension Multiplication {
+    /// Inference at an attention site: `relu(x) * map`, or with `residual` `relu(x) + relu(x) * map`,
+    /// map (N, 1, H, W) broadcast over x's (N, C, H, W) channels, in one pass on the workers
+    /// instead of a ReLU, a product and a sum tensor.
+    public static func attended(_ x: Tensor, by map: Tensor, residual: Bool) -> Tensor {
+        precondition(x.rank == 4 && map.shape == [x.shape[0], 1, x.shape[2], x.shape[3]],
+                     "attention of \(x.shape) by \(map.shape): the map must be (N, 1, H, W)")
+        let (N, C, plane) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        var output = Tensor(unspecified: x.shape)
+        x.scalars.withUnsafeBufferPointer { x in
+            map.scalars.withUnsafeBufferPointer { m in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    parallelRanges(count: N * C) { planes in
+                        for index in planes {
+                            let (source, weights, target) = (x.baseAddress! + index * plane, m.baseAddress! + index / C * plane,
+                                                             y.baseAddress! + index * plane)
+                            var i = 0
+                            while i + 8 <= plane {
+                                let v = load8(source + i)
+                                let a = v.replacing(with: 0, where: v .<= 0)
+                                let scaled = a * load8(weights + i)
+                                store8(residual ? a + scaled : scaled, target + i)
+                                i += 8
+                            }
+                            while i < plane {
+                                let a = source[i] > 0 ? source[i] : 0
+                                target[i] = residual ? a + a * weights[i] : a * weights[i]
+                                i += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+}
+
 /// Channel-wise L2 normalisation, as `torch.nn.functional.normalize(x, p=2, dim=1, eps=1e-12)`:
 /// y = x / max(||x||_2, eps) at every position. Backward where the norm is at least eps:
 /// dx = (dy - y * sum_c(dy * y)) / ||x||; where clamped: dx = dy / eps (finite at zero).
@@ -225,6 +263,64 @@ public final class HalfSquaredDistance {
             }
         }
         cachedDifference = mode.cachesForBackward ? difference : nil
+        return output
+    }
+
+    /// Inference: `forward(L2Normalization(epsilon)(lhs), L2Normalization(epsilon)(rhs))` with the
+    /// same rounding, in one pass over blocks of positions (on the engine's workers) instead of
+    /// three whole tensors (the two normalised inputs and their difference).
+    public static func ofNormalized(_ lhs: Tensor, _ rhs: Tensor, epsilon: Float = 1e-12) -> Tensor {
+        precondition(lhs.shape == rhs.shape && lhs.rank >= 2, "HalfSquaredDistance of \(lhs.shape) and \(rhs.shape)")
+        let (N, C) = (lhs.shape[0], lhs.shape[1]), plane = lhs.count / Swift.max(1, N * C)
+        var output = Tensor(unspecified: [N, 1] + Array(lhs.shape.dropFirst(2)))
+        let block = 256, blocks = (plane + block - 1) / block
+        lhs.scalars.withUnsafeBufferPointer { a in
+            rhs.scalars.withUnsafeBufferPointer { b in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    parallelRanges(count: N * blocks) { items in
+                        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * block) { scratch in
+                            let (normA, normB, sum) = (scratch.baseAddress!, scratch.baseAddress! + block, scratch.baseAddress! + 2 * block)
+                            let floor = SIMD8<Float>(repeating: epsilon)
+                            for item in items {
+                                let (n, start) = (item / blocks, item % blocks * block)
+                                let count = Swift.min(block, plane - start), vectorEnd = count / 8 * 8
+                                let (baseA, baseB) = (a.baseAddress! + n * C * plane + start, b.baseAddress! + n * C * plane + start)
+                                for i in 0..<count { (normA[i], normB[i], sum[i]) = (0, 0, 0) }
+                                for c in 0..<C {
+                                    let (rowA, rowB) = (baseA + c * plane, baseB + c * plane)
+                                    for i in stride(from: 0, to: vectorEnd, by: 8) {
+                                        let (u, v) = (load8(rowA + i), load8(rowB + i))
+                                        store8(load8(normA + i) + u * u, normA + i)
+                                        store8(load8(normB + i) + v * v, normB + i)
+                                    }
+                                    for i in vectorEnd..<count {
+                                        normA[i] += rowA[i] * rowA[i]
+                                        normB[i] += rowB[i] * rowB[i]
+                                    }
+                                }
+                                for i in 0..<count { (normA[i], normB[i]) = (normA[i].squareRoot(), normB[i].squareRoot()) }
+                                for c in 0..<C {
+                                    let (rowA, rowB) = (baseA + c * plane, baseB + c * plane)
+                                    for i in stride(from: 0, to: vectorEnd, by: 8) {
+                                        // pointwiseMax(norm, floor), which the compiler leaves as a call here.
+                                        let (na, nb) = (load8(normA + i), load8(normB + i))
+                                        let d = load8(rowA + i) / na.replacing(with: floor, where: na .< floor)
+                                            - load8(rowB + i) / nb.replacing(with: floor, where: nb .< floor)
+                                        store8(load8(sum + i) + d * d, sum + i)
+                                    }
+                                    for i in vectorEnd..<count {
+                                        let d = rowA[i] / Swift.max(normA[i], epsilon) - rowB[i] / Swift.max(normB[i], epsilon)
+                                        sum[i] += d * d
+                                    }
+                                }
+                                let target = y.baseAddress! + n * plane + start
+                                for i in 0..<count { target[i] = sum[i] * 0.5 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         return output
     }
 

@@ -13,43 +13,45 @@ public final class BilinearResize: Layer {
         self.outputWidth = outputWidth
     }
 
-    /// One axis: for every output index, the two source indices and their weights.
-    private struct Taps { var low: [Int], high: [Int], lowWeight: [Float], highWeight: [Float] }
-
-    private static func taps(input: Int, output: Int) -> Taps {
-        var taps = Taps(low: [], high: [], lowWeight: [], highWeight: [])
-        let scale = Float(input) / Float(output)
-        for dst in 0..<output {
-            let source = Swift.max(scale * (Float(dst) + 0.5) - 0.5, 0)
-            let low = Swift.min(Int(source), input - 1)
-            let high = low < input - 1 ? low + 1 : low
-            let lambda = source - Float(low)
-            taps.low.append(low)
-            taps.high.append(high)
-            taps.lowWeight.append(1 - lambda)
-            taps.highWeight.append(lambda)
-        }
-        return taps
-    }
-
     /// input (N, C, H, W) -> output (N, C, outputHeight, outputWidth)
     public func forward(_ input: Tensor) -> Tensor {
         precondition(input.rank == 4, "BilinearResize needs NCHW, got \(input.shape)")
         let (N, C, H, W) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-        let (Ho, Wo) = (outputHeight, outputWidth)
-        let rows = Self.taps(input: H, output: Ho), columns = Self.taps(input: W, output: Wo)
-        var output = Tensor(unspecified: [N, C, Ho, Wo])
-        forEachPlane(of: input, into: &output) { x, y in
-            for oy in 0..<Ho {
-                let top = x + rows.low[oy] * W, bottom = x + rows.high[oy] * W
-                let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
-                for ox in 0..<Wo {
-                    let (l, r, wl, wr) = (columns.low[ox], columns.high[ox], columns.lowWeight[ox], columns.highWeight[ox])
-                    y[oy * Wo + ox] = wt * (wl * top[l] + wr * top[r]) + wb * (wl * bottom[l] + wr * bottom[r])
+        let plan = BilinearPlane(sourceHeight: H, sourceWidth: W, height: outputHeight, width: outputWidth)
+        var output = Tensor(unspecified: [N, C, outputHeight, outputWidth])
+        forEachPlane(of: input, into: &output) { x, y in plan.resize(x, into: y) }
+        cachedInputShape = mode.cachesForBackward ? input.shape : nil
+        return output
+    }
+
+    /// Inference: `ChannelConcatenation().forward([forward(input), trailing])`, the resized
+    /// planes written straight into the joined tensor. trailing (N, C', outputHeight, outputWidth)
+    /// -> (N, C + C', outputHeight, outputWidth)
+    public func forward(_ input: Tensor, concatenatingWith trailing: Tensor) -> Tensor {
+        precondition(input.rank == 4, "BilinearResize needs NCHW, got \(input.shape)")
+        let (N, C, H, W) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (Ct, plane) = (trailing.rank == 4 ? trailing.shape[1] : 0, outputHeight * outputWidth)
+        precondition(trailing.shape == [N, Ct, outputHeight, outputWidth],
+                     "BilinearResize to \(outputHeight)x\(outputWidth) of \(input.shape) joined with \(trailing.shape)")
+        let plan = BilinearPlane(sourceHeight: H, sourceWidth: W, height: outputHeight, width: outputWidth)
+        var output = Tensor(unspecified: [N, C + Ct, outputHeight, outputWidth])
+        input.scalars.withUnsafeBufferPointer { x in
+            trailing.scalars.withUnsafeBufferPointer { t in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    parallelRanges(count: N * (C + Ct)) { planes in
+                        for index in planes {
+                            let (n, c) = (index / (C + Ct), index % (C + Ct))
+                            if c < C {
+                                plan.resize(x.baseAddress! + (n * C + c) * H * W, into: y.baseAddress! + index * plane)
+                            } else {
+                                (y.baseAddress! + index * plane).update(from: t.baseAddress! + (n * Ct + c - C) * plane, count: plane)
+                            }
+                        }
+                    }
                 }
             }
         }
-        cachedInputShape = mode.cachesForBackward ? input.shape : nil
+        cachedInputShape = nil
         return output
     }
 
@@ -59,7 +61,7 @@ public final class BilinearResize: Layer {
         let (N, C, H, W) = (shape[0], shape[1], shape[2], shape[3])
         let (Ho, Wo) = (outputHeight, outputWidth)
         precondition(outputGradient.shape == [N, C, Ho, Wo], "BilinearResize.backward: gradient \(outputGradient.shape)")
-        let rows = Self.taps(input: H, output: Ho), columns = Self.taps(input: W, output: Wo)
+        let rows = BilinearTaps(input: H, output: Ho), columns = BilinearTaps(input: W, output: Wo)
         var inputGradient = Tensor(zeros: shape)
         forEachPlane(of: outputGradient, into: &inputGradient) { dy, dx in
             for oy in 0..<Ho {
@@ -76,6 +78,84 @@ public final class BilinearResize: Layer {
             }
         }
         return inputGradient
+    }
+}
+
+/// One axis of a bilinear resize: for every output index, the two source indices and their weights.
+struct BilinearTaps {
+    var low: [Int] = [], high: [Int] = [], lowWeight: [Float] = [], highWeight: [Float] = []
+
+    init(input: Int, output: Int) {
+        let scale = Float(input) / Float(output)
+        for dst in 0..<output {
+            let source = Swift.max(scale * (Float(dst) + 0.5) - 0.5, 0)
+            let low = Swift.min(Int(source), input - 1)
+            let high = low < input - 1 ? low + 1 : low
+            let lambda = source - Float(low)
+            self.low.append(low)
+            self.high.append(high)
+            lowWeight.append(1 - lambda)
+            highWeight.append(lambda)
+        }
+    }
+}
+
+/// A bilinear resize of one plane in two passes: the source rows resized along x
+/// (`horizontal`, one gather per output column), then each output row the blend of two of
+/// them (`row`, a contiguous loop). Each output is `wt * (wl * a + wr * b) + wb * (wl * c + wr * d)`,
+/// rounded exactly as when computed output by output.
+struct BilinearPlane {
+    let sourceHeight: Int, sourceWidth: Int, height: Int, width: Int
+    let rows: BilinearTaps, columns: BilinearTaps
+
+    init(sourceHeight: Int, sourceWidth: Int, height: Int, width: Int) {
+        (self.sourceHeight, self.sourceWidth, self.height, self.width) = (sourceHeight, sourceWidth, height, width)
+        rows = BilinearTaps(input: sourceHeight, output: height)
+        columns = BilinearTaps(input: sourceWidth, output: width)
+    }
+
+    /// The source rows that output rows `outputRows` read (both tap lists rise with the output index).
+    func sourceRows(for outputRows: Range<Int>) -> Range<Int> {
+        rows.low[outputRows.lowerBound]..<(rows.high[outputRows.upperBound - 1] + 1)
+    }
+
+    /// Source rows `sourceRows` of `plane` resized along x into `target` (sourceRows.count rows of `width`).
+    func horizontal(_ plane: UnsafePointer<Float>, sourceRows: Range<Int>, into target: UnsafeMutablePointer<Float>) {
+        columns.low.withUnsafeBufferPointer { low in
+            columns.high.withUnsafeBufferPointer { high in
+                columns.lowWeight.withUnsafeBufferPointer { wl in
+                    columns.highWeight.withUnsafeBufferPointer { wr in
+                        for (index, sourceRow) in sourceRows.enumerated() {
+                            let (source, out) = (plane + sourceRow * sourceWidth, target + index * width)
+                            for ox in 0..<width { out[ox] = wl[ox] * source[low[ox]] + wr[ox] * source[high[ox]] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output row `oy` from rows resized by `horizontal`, the first of them source row `firstRow`.
+    @inline(__always)
+    func row(_ oy: Int, from resized: UnsafePointer<Float>, firstRow: Int, into out: UnsafeMutablePointer<Float>) {
+        let top = resized + (rows.low[oy] - firstRow) * width, bottom = resized + (rows.high[oy] - firstRow) * width
+        let (wt, wb) = (rows.lowWeight[oy], rows.highWeight[oy])
+        let (vt, vb) = (SIMD8<Float>(repeating: wt), SIMD8<Float>(repeating: wb))
+        var x = 0
+        while x + 8 <= width {
+            store8(vt * load8(top + x) + vb * load8(bottom + x), out + x)
+            x += 8
+        }
+        while x < width { out[x] = wt * top[x] + wb * bottom[x]; x += 1 }
+    }
+
+    /// The whole plane, `source` (sourceHeight, sourceWidth) -> `target` (height, width).
+    func resize(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>) {
+        let needed = sourceRows(for: 0..<height)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: needed.count * width) { resized in
+            horizontal(source, sourceRows: needed, into: resized.baseAddress!)
+            for oy in 0..<height { row(oy, from: resized.baseAddress!, firstRow: needed.lowerBound, into: target + oy * width) }
+        }
     }
 }
 

@@ -27,14 +27,19 @@ final class BatchNormFoldingTests: XCTestCase {
                                                 attentionModes: AttentionMode.modes(parsing: modes)!, attentionHiddenChannels: 3,
                                                 generator: generator)
             randomizeBatchNorms(student, generator: generator)
-            student.setMode(.inference)
             let input = generator.uniformTensor(shape: [2, 8, 2, 3], bound: 2)
             let sources = [generator.uniformTensor(shape: [2, 6, 4, 6], bound: 1), generator.uniformTensor(shape: [2, 5, 8, 12], bound: 1)]
+            // .evaluation runs layer by layer (separate ReLUs, attention products and sums).
+            student.setMode(.evaluation)
+            let layerByLayer = student.forward(input, attentionSources: sources)
+            student.setMode(.inference)
             let before = student.forward(input, attentionSources: sources)
+            XCTAssertEqual(before, layerByLayer, "\(variant)")
             let batchNorms = student.namedState().filter { $0.name.hasSuffix("running_mean") }.count
             student.foldBatchNorm()
             XCTAssertEqual(student.namedState().filter { $0.name.hasSuffix("running_mean") }.count, 0, "\(variant): every BatchNorm folded")
             XCTAssertGreaterThan(batchNorms, 0)
+            // Folded: the reverse-distillation stages' ReLU inside the upsampling, the skip added in place.
             let after = student.forward(input, attentionSources: sources)
             for (index, (x, y)) in zip(before, after).enumerated() {
                 XCTAssertEqual(x.shape, y.shape)
@@ -47,11 +52,16 @@ final class BatchNormFoldingTests: XCTestCase {
         let generator = SeededGenerator(seed: 12)
         let discriminator = Discriminator(baseWidth: 4, levels: 3, generator: generator)
         randomizeBatchNorms(discriminator, generator: generator)
-        discriminator.setMode(.inference)
         let input = generator.uniformTensor(shape: [2, 3, 16, 20], bound: 3)
+        // .evaluation runs layer by layer (separate ReLUs, upsampling, concatenation).
+        discriminator.setMode(.evaluation)
+        let layerByLayer = discriminator(input)
+        discriminator.setMode(.inference)
         let before = discriminator(input)
+        XCTAssertEqual(before, layerByLayer)
         discriminator.foldBatchNorm()
         XCTAssertFalse(discriminator.namedState().contains { $0.name.hasSuffix("running_var") })
+        // Folded: each convolution with its ReLU in one pass, upsampling into the concatenation.
         let after = discriminator(input)
         XCTAssertLessThan(maxRelativeDifference(after.scalars, before.scalars), 1e-5)
         XCTAssertGreaterThan(before.scalars.max()! - before.scalars.min()!, 1e-3, "a non-constant map")

@@ -74,8 +74,12 @@ public final class Discriminator: Layer, InferenceFoldable {
         var skips: [Tensor] = []
         var x = input
         for index in 0..<levels {
-            if index > 0 { pools[index - 1].mode = mode; x = pools[index - 1](x) }
-            x = encoder[index](x)
+            if index > 0 {
+                pools[index - 1].mode = mode
+                let pooled = x
+                x = LayerProfile.measure("D max-pool \(pooled.shape[1]) channels at \(pooled.height)x\(pooled.width)") { pools[index - 1](pooled) }
+            }
+            x = run(encoder[index], x)
             skips.append(x)
         }
         var ups: [BilinearResize] = Array(repeating: BilinearResize(outputHeight: 1, outputWidth: 1), count: levels - 1)
@@ -84,10 +88,33 @@ public final class Discriminator: Layer, InferenceFoldable {
             let up = BilinearResize(outputHeight: skip.height, outputWidth: skip.width)
             up.mode = mode
             ups[index] = up
-            x = decoder[index](concatenations[index].forward([up(x), skip]))
+            let low = x
+            let joined = LayerProfile.measure("D upsample + concatenation to \(skip.shape[1] + low.shape[1]) channels at \(skip.height)x\(skip.width)") {
+                mode == .inference ? up.forward(low, concatenatingWith: skip) : concatenations[index].forward([up(low), skip])
+            }
+            x = run(decoder[index], joined)
         }
         upsamplers = mode.cachesForBackward ? ups : []
         return sigmoid(head(x))
+    }
+
+    /// A block's forward; in `.inference` each convolution takes the ReLU after it into its
+    /// own pass over the output (`Conv2d.inferenceForward`).
+    private func run(_ block: Sequential, _ input: Tensor) -> Tensor {
+        guard mode == .inference, !block.layers.contains(where: { $0 is BatchNorm2d }) else { return block(input) }
+        var x = input
+        var index = 0
+        let layers = block.layers
+        while index < layers.count {
+            if let convolution = layers[index] as? Conv2d, convolution.mode == .inference, index + 1 < layers.count, layers[index + 1] is ReLU {
+                x = convolution.inferenceForward(x, activation: .relu)
+                index += 2
+            } else {
+                x = layers[index].forward(x)
+                index += 1
+            }
+        }
+        return x
     }
 
     public func backward(_ outputGradient: Tensor) -> Tensor {

@@ -146,6 +146,12 @@ final class ReconstructionStage: Layer, InferenceFoldable {
     }
 
     func forward(_ input: Tensor) -> Tensor {
+        if variant == .reverseDistillation, upsampleBN == nil, upsample.mode == .inference {
+            // Folded, at inference: the ReLU applied as the upsampling writes, the skip added in place.
+            var sum = upsample.inferenceForward(input, activation: .relu)
+            sum.add(skip!(input), activation: .none)
+            return normalized(bn, conv!(sum))
+        }
         let main = normalizedReLU(upsampleBN, upsampleReLU, upsample(input))
         switch variant {
         case .reverseDistillation:
@@ -200,7 +206,9 @@ public final class AttentionBranch: Layer {
 
     /// teacher feature (N, C, H, W) -> M (N, 1, H, W)
     public func forward(_ input: Tensor) -> Tensor {
-        sigmoid(conv2(relu(conv1(normalize(input)))))
+        let normalized = normalize(input)
+        let hidden = conv1.mode == .inference ? conv1.inferenceForward(normalized, activation: .relu) : relu(conv1(normalized))
+        return sigmoid(conv2(hidden))
     }
 
     /// Gradient with respect to M; the teacher-feature gradient it returns is discarded by callers.
@@ -285,6 +293,12 @@ public final class ReconstructionStudent: Layer, InferenceFoldable {
             let output = stage(x)
             outputs.append(output)
             guard index < 2 else { break }
+            if mode == .inference, let branch = attention[index] {
+                let map = branch(attentionSources[index])
+                lastAttentionMeans[index] = map.mean()
+                x = Multiplication.attended(output, by: map, residual: attentionModes[index] == .residual)
+                continue
+            }
             let activation = stageReLUs[index](output)
             if let branch = attention[index] {
                 let map = branch(attentionSources[index])
