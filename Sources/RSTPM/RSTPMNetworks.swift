@@ -125,12 +125,14 @@ public final class RSTPMNetworks {
     func inferenceFeatures(_ input: Tensor) -> (teachers: TeacherFeatures, student1: [Tensor]) {
         let jobs: [(network: any FeatureExtractor, taps: Int)] = [(teachers.teacher2, 3), (teachers.teacher1, 4), (student1, 3)]
         let items = input.shape[0]
+        // Each item copied out of the batch once, for the three networks.
+        let itemInputs = items == 1 ? [input] : (0..<items).map { input.batchItem($0) }
         var results = [[Tensor]](repeating: [], count: jobs.count * items)
         results.withUnsafeMutableBufferPointer { buffer in
             let results = buffer
             let run = { (task: Int) in
                 let (job, item) = (jobs[task / items], task % items)
-                results[task] = job.network.inferenceFeatures(items == 1 ? input : input.batchItem(item), upTo: job.taps)
+                results[task] = job.network.inferenceFeatures(itemInputs[item], upTo: job.taps)
             }
             if LayerProfile.enabled {
                 for task in results.indices { run(task) }
