@@ -522,6 +522,7 @@ extension Layer {
     /// engine's kernel set (`Precision.problem(on:)`).
     public func setInferencePrecision(_ precision: Precision?) {
         (self as? Conv2d)?.inferencePrecision = precision
+        (self as? ConvTranspose2d)?.inferencePrecision = precision
         for child in children { child.layer.setInferencePrecision(precision) }
     }
 }

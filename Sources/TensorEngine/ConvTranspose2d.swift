@@ -13,6 +13,10 @@ public final class ConvTranspose2d: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     private var cachedInput: Tensor?
+    /// The precision of the inference product; nil follows the engine's (as Conv2d's).
+    public var inferencePrecision: Precision?
+    /// w^T packed for the kernel set's product, kept in `.inference` while the weights are unchanged.
+    private var packedWeights: PackedWeights?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                             outputPadding: Int = 0, bias: Bool = true, generator: SeededGenerator) {
@@ -86,14 +90,21 @@ public final class ConvTranspose2d: Layer {
         // column entry, so the columns are scattered with the bias instead of summed into zeros.
         let tiled = kernelSize == stride && padding == 0 && outputPadding == 0
         var output = tiled ? Tensor(unspecified: [N, O, g.height, g.width]) : Tensor(zeros: [N, O, g.height, g.width])
+        let packed = mode == .inference && kernelGemm(m: O * kk, n: L) ? frozenPackedWeights() : nil
         input.scalars.withUnsafeBufferPointer { x in
             weight.value.scalars.withUnsafeBufferPointer { w in
                 output.scalars.withUnsafeMutableBufferPointer { y in
                     ScratchPool.withBuffer(count: O * kk * L) { columns in
                         for n in 0..<N {
-                            // columns (O*k*k, L) = w^T (O*k*k, C) * x (C, L)
-                            sgemm(transposeA: true, transposeB: false, m: O * kk, n: L, k: C, a: w.baseAddress!, lda: O * kk,
-                                  b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
+                            // columns (O*k*k, L) = w^T (O*k*k, C) * x (C, L); frozen weights packed once
+                            // (in the layer's precision), so A is not read.
+                            if let packed {
+                                sgemmWithEpilogue(m: O * kk, n: L, k: C, a: w.baseAddress!, lda: C, packedA: (packed.matrix(group: 0), packed.table),
+                                                  b: x.baseAddress! + n * C * L, ldb: L, bias: nil, activation: .none, c: columns, ldc: L)
+                            } else {
+                                sgemm(transposeA: true, transposeB: false, m: O * kk, n: L, k: C, a: w.baseAddress!, lda: O * kk,
+                                      b: x.baseAddress! + n * C * L, ldb: L, beta: 0, c: columns, ldc: L)
+                            }
                             let target = y.baseAddress! + n * O * plane
                             parallelRanges(count: O) { range in
                                 for o in range {
@@ -118,6 +129,27 @@ public final class ConvTranspose2d: Layer {
             }
         }
         return output
+    }
+
+    /// w^T (O*k*k, C) packed for the product; the weight is stored (C, O, k, k).
+    private func frozenPackedWeights() -> PackedWeights {
+        let precision = inferencePrecision ?? kernels.precision
+        frozenWeightsLock.lock()
+        defer { frozenWeightsLock.unlock() }
+        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
+           packedWeights.precision == precision { return packedWeights }
+        let (C, rows) = (inputChannels, outputChannels * kernelSize * kernelSize)
+        var transposed = [Float](repeating: 0, count: rows * C)
+        weight.value.scalars.withUnsafeBufferPointer { w in
+            for c in 0..<C {
+                for row in 0..<rows { transposed[row * C + c] = w[c * rows + row] }
+            }
+        }
+        let packed = transposed.withUnsafeBufferPointer {
+            PackedWeights($0.baseAddress!, groups: 1, rows: rows, columns: C, version: weight.version, precision: precision)
+        }
+        packedWeights = packed
+        return packed
     }
 
     /// One output plane from its k*k column rows when kernel = stride and there is no padding:

@@ -1,3 +1,4 @@
+import KernelSetTesting
 import TestSupport
 import TensorEngine
 import XCTest
@@ -34,6 +35,29 @@ final class UpsamplingPathTests: XCTestCase {
             XCTAssertEqual(actual.shape, expected.shape)
             XCTAssertLessThan(maxRelativeDifference(actual.scalars, expected.scalars), 1e-5, "k\(k) s\(s) p\(p) bias \(bias)")
             XCTAssertEqual(layer.inferenceForward(x, activation: .relu), ReLU()(actual), "k\(k) s\(s) p\(p) bias \(bias) with ReLU")
+        }
+    }
+
+    /// In `.inference` the product multiplies weights packed once in the layer's precision: bf16
+    /// where asked (within bf16's rounding of the reference, and not f32's result), f32 again
+    /// after, and new weights are packed again.
+    func testTransposedConvolutionRunsInTheLayersPrecision() throws {
+        try requireBFloat16()
+        let generator = SeededGenerator(seed: 32)
+        let layer = ConvTranspose2d(inputChannels: 48, outputChannels: 24, kernelSize: 2, stride: 2, generator: generator)
+        layer.mode = .inference
+        let x = generator.uniformTensor(shape: [2, 48, 16, 16], bound: 2)
+        try withPrecision(.f32) {
+            let f32 = layer(x)
+            XCTAssertLessThan(maxRelativeDifference(f32.scalars, referenceTransposed(x, layer).scalars), 1e-5)
+            layer.setInferencePrecision(.bf16)
+            let bf16 = layer(x)
+            XCTAssertNotEqual(bf16.scalars, f32.scalars)
+            XCTAssertLessThan(maxRelativeDifference(bf16.scalars, f32.scalars), 2e-2)
+            layer.setInferencePrecision(nil)
+            XCTAssertEqual(layer(x).scalars, f32.scalars)
+            layer.weight.value = generator.uniformTensor(shape: layer.weight.value.shape, bound: 1)
+            XCTAssertLessThan(maxRelativeDifference(layer(x).scalars, referenceTransposed(x, layer).scalars), 1e-5)
         }
     }
 
