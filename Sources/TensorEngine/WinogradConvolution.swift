@@ -43,6 +43,12 @@ enum Winograd {
 
     /// Columns (tiles) of one block: V and M of a block are 36 * (C + O) * columns floats.
     static let targetColumns = 256
+
+    /// The distance between two of the 36 matrices of V or M: `floats` rounded up to an odd
+    /// number of cache lines, so that the 36 rows the transforms touch at once fall into 36
+    /// different L1 sets. 4 KiB apart (as C * columns floats often are) they would all fall into
+    /// one set, which holds 12 lines, and evict each other at every step.
+    static func paddedStride(_ floats: Int) -> Int { 16 * ((floats + 15) / 16 | 1) }
 }
 
 /// A convolution's weights (O, C, 3, 3) transformed once: U[xi][o][c] = (G g G^T)[xi], with
@@ -116,11 +122,13 @@ extension Conv2d {
         let (input, output) = Winograd.transforms
         let (low, high) = activation.clampBounds
         let (plane, outputPlane) = (g.height * g.width, g.outputPlane)
-        ScratchPool.withBuffer(count: 36 * (C + O) * rowsPerBlock * tilesX) { scratch in
+        let columns = rowsPerBlock * tilesX
+        let (vStride, mStride) = (Winograd.paddedStride(C * columns), Winograd.paddedStride(O * columns))
+        ScratchPool.withBuffer(count: 36 * (vStride + mStride)) { scratch in
             for blockStart in Swift.stride(from: 0, to: tileRows, by: rowsPerBlock) {
                 let blockEnd = Swift.min(tileRows, blockStart + rowsPerBlock)
                 let n = (blockEnd - blockStart) * tilesX
-                let (v, m) = (scratch, scratch + 36 * C * n)
+                let (v, m) = (scratch, scratch + 36 * vStride)
                 // The block's parts in one item each: (item, tile rows, first column in the block).
                 let parts = Swift.stride(from: blockStart, to: blockEnd, by: 1).filter { $0 == blockStart || $0 % tilesY == 0 }.map { row in
                     (item: row / tilesY, rows: (row % tilesY)..<Swift.min(tilesY, row % tilesY + blockEnd - row), column: (row - blockStart) * tilesX)
@@ -129,7 +137,7 @@ extension Conv2d {
                     for task in range {
                         let (c, part) = (task / parts.count, parts[task % parts.count])
                         input(x + (part.item * C + c) * plane, g.height, g.width, g.padding, tilesX, part.rows.lowerBound,
-                              part.rows.upperBound, v + c * n + part.column, C * n)
+                              part.rows.upperBound, v + c * n + part.column, vStride)
                     }
                 }
                 weights.transformed.withUnsafeBufferPointer { u in
@@ -137,11 +145,11 @@ extension Conv2d {
                         for xi in range {
                             if let packed = weights.packed, kernelGemm(m: O, n: n) {
                                 withPackedMatrix(packed.matrix(group: xi)) { packedMatrix in
-                                    packed.table.sgemm_bias_clamp(O, n, C, u.baseAddress! + xi * O * C, C, packedMatrix, v + xi * C * n, n,
-                                                                nil, -.infinity, .infinity, m + xi * O * n, n)
+                                    packed.table.sgemm_bias_clamp(O, n, C, u.baseAddress! + xi * O * C, C, packedMatrix, v + xi * vStride, n,
+                                                                nil, -.infinity, .infinity, m + xi * mStride, n)
                                 }
                             } else {
-                                cblasGemm(false, false, O, n, C, 1, u.baseAddress! + xi * O * C, C, v + xi * C * n, n, 0, m + xi * O * n, n)
+                                cblasGemm(false, false, O, n, C, 1, u.baseAddress! + xi * O * C, C, v + xi * vStride, n, 0, m + xi * mStride, n)
                             }
                         }
                     }
@@ -149,7 +157,7 @@ extension Conv2d {
                 parallelRanges(count: O * parts.count) { range in
                     for task in range {
                         let (o, part) = (task / parts.count, parts[task % parts.count])
-                        output(m + o * n + part.column, O * n, tilesX, part.rows.lowerBound, part.rows.upperBound, bias?[o] ?? 0,
+                        output(m + o * n + part.column, mStride, tilesX, part.rows.lowerBound, part.rows.upperBound, bias?[o] ?? 0,
                                low, high, y + (part.item * O + o) * outputPlane, g.outputHeight, g.outputWidth)
                     }
                 }
