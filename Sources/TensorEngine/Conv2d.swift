@@ -94,7 +94,7 @@ public final class Conv2d: Layer {
                         withBiasPointer { b in
                             if isPointwise {
                                 pointwiseForward(x.baseAddress!, w.baseAddress!, y.baseAddress!, N: N, L: H * W, bias: b, activation: activation)
-                            } else if Winograd.applies(inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, items: N, mode: mode,
+                            } else if Winograd.applies(inputChannels: inputChannels, outputChannels: outputChannels, groups: groups, mode: mode,
                                                                precision: inferencePrecision ?? kernels.precision, g) {
                                 winogradForward(x.baseAddress!, y.baseAddress!, N: N, g: g, bias: b, activation: activation,
                                                 weights: frozenWinogradWeights())

@@ -13,10 +13,11 @@ import Foundation
 /// - groups 1, at least `minimumChannels` input and output channels, and outputs at least
 ///   `minimumOutputSide` on each side: below that the transforms and the cropped edge tiles
 ///   cost more than the products save;
-/// - at least `minimumTiles` tiles in the call (all items): the transformed weights are 4x the
-///   direct ones (36 values per 3x3 filter) and are read once per call, so with few tiles the
-///   products wait on memory. 256->256 at 8x8, one item (4 tiles): 1.28 ms against 0.52 ms
-///   direct; at 16x16 (16 tiles) 0.41 ms against 0.67 ms (RSTPM_PROFILE, same run);
+/// - at least `minimumTiles` tiles per item: the transformed weights are 4x the direct ones (36
+///   values per 3x3 filter) and are read once per item's tiles, so with few tiles the products
+///   wait on memory. 256->256 at 8x8 (4 tiles): 1.28 ms against 0.52 ms direct; 384->128 at
+///   16x16 (16 tiles): 0.41 ms against 0.67 ms (RSTPM_PROFILE, one item, same runs). Per item,
+///   not per call, so that an image gets the same bits alone and in a batch;
 /// - not with RSTPM_WINOGRAD=0 (the direct convolution, for comparisons).
 ///
 /// F(4x4, 3x3) with points 0, +-1, +-2 sums terms up to ~100x the output's size, so it loses
@@ -31,12 +32,11 @@ enum Winograd {
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["RSTPM_WINOGRAD"] != "0"
 
     /// Whether a convolution of this shape runs through Winograd in this mode and precision.
-    static func applies(inputChannels: Int, outputChannels: Int, groups: Int, items: Int, mode: LayerMode, precision: Precision,
-                        _ g: WindowGeometry) -> Bool {
+    static func applies(inputChannels: Int, outputChannels: Int, groups: Int, mode: LayerMode, precision: Precision, _ g: WindowGeometry) -> Bool {
         enabled && mode == .inference && precision == .f32 && g.kernel == 3 && g.stride == 1 && groups == 1
             && inputChannels >= minimumChannels && outputChannels >= minimumChannels
             && g.outputHeight >= minimumOutputSide && g.outputWidth >= minimumOutputSide
-            && items * rstpm_winograd_tiles(g.outputHeight) * rstpm_winograd_tiles(g.outputWidth) >= minimumTiles
+            && rstpm_winograd_tiles(g.outputHeight) * rstpm_winograd_tiles(g.outputWidth) >= minimumTiles
     }
 
     /// The kernel set's transforms (the generic set's are the baseline x86-64 build of the same loops).
