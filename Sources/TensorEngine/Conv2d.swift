@@ -7,7 +7,8 @@ import CKernels
 ///
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
-/// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
+/// Kernels: 1x1 stride-1 convolutions go straight to sgemm (strided 1x1 after copying out the
+/// rows and columns they read); depthwise ones (one input channel
 /// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (the C
 /// kernels of the engine's kernel set where it has them, see DepthwiseAcceleration); strides 1
 /// and 2 on a C kernel set's product pack its panels straight from the input planes; the rest
