@@ -15,7 +15,8 @@ struct BenchCommand: ParsableCommand {
 /// plus CPU time (all threads) and minor page faults per image: on a shared machine wall time
 /// varies with the other load, CPU time much less.
 /// Random weights: timing does not depend on the values. bench/engine.sh compares with PyTorch,
-/// ONNX Runtime and OpenVINO running the same networks.
+/// ONNX Runtime and OpenVINO running the same networks. RSTPM_PROFILE=1 adds, after each row,
+/// the per-layer table of `iterations` more untimed runs (LayerProfile).
 struct EngineBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "engine", abstract: "Time the backbones' feature extraction.")
 
@@ -90,11 +91,16 @@ struct EngineBenchCommand: ParsableCommand {
                     bestProcessor = min(bestProcessor, usage.processorMilliseconds - startUsage.processorMilliseconds)
                     bestFaults = min(bestFaults, usage.pageFaults - startUsage.pageFaults)
                 }
+                if LayerProfile.enabled {
+                    LayerProfile.reset()
+                    for _ in 0..<iterations { step() }
+                }
                 let perImage = best / Double(batchSize)
                 let gigaflops = flopsPerImage / (perImage * 1e6)
                 print("RESULT " + network.name.padding(toLength: 18, withPad: " ", startingAt: 0)
                       + String(format: " %5d %10.2f %9.1f %9.1f %12.2f %12d", batchSize, perImage, gigaflops, 100 * gigaflops / peak,
                                bestProcessor / Double(batchSize), bestFaults / batchSize))
+                if LayerProfile.enabled { print(LayerProfile.report(per: iterations * batchSize)) }
             }
         }
     }

@@ -7,7 +7,8 @@ import CKernels
 ///
 /// Weight (outputChannels, inputChannels/groups, kernelSize, kernelSize), bias (outputChannels).
 /// Initialisation as PyTorch's default: weight and bias uniform in +-1/sqrt(fan_in).
-/// Kernels: 1x1 stride-1 convolutions go straight to sgemm; depthwise ones (one input channel
+/// Kernels: 1x1 stride-1 convolutions go straight to sgemm (strided 1x1 after copying out the
+/// rows and columns they read); depthwise ones (one input channel
 /// per group) run a direct vectorised loop over zero-padded, stride-phase-split rows (the C
 /// kernels of the engine's kernel set where it has them, see DepthwiseAcceleration); strides 1
 /// and 2 on a C kernel set's product pack its panels straight from the input planes; the rest
@@ -299,6 +300,10 @@ public final class Conv2d: Layer {
                                  bias: UnsafePointer<Float>?, activation: FusedActivation) {
         let (C, O, kk, L) = (inputChannels, outputChannels, kernelSize * kernelSize, g.outputPlane)
         let (K, Og) = (C / groups * kk, O / groups)
+        if kernelSize == 1 && padding == 0 && kernelGemm(m: Og, n: L) {
+            subsampledPointwiseForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
+            return
+        }
         if stride <= 2 && kernelSize <= 7 && kernelGemm(m: Og, n: L) {
             implicitForward(x, w, y, N: N, g: g, bias: bias, activation: activation)
             return
@@ -323,6 +328,26 @@ public final class Conv2d: Layer {
                     }
                 }
             }
+        }
+    }
+
+    /// 1x1 with a stride (ResNet's downsampling shortcuts): the outputs read only every stride-th
+    /// row and column, so those are copied out (a quarter of the input at stride 2) and multiplied
+    /// as a stride-1 1x1 convolution, instead of splitting all of the input into stride phases.
+    private func subsampledPointwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, N: Int,
+                                            g: WindowGeometry, bias: UnsafePointer<Float>?, activation: FusedActivation) {
+        let (planes, plane) = (N * inputChannels, g.outputPlane)
+        ScratchPool.withBuffer(count: planes * plane) { sampled in
+            parallelRanges(count: planes) { range in
+                for index in range {
+                    let (source, target) = (x + index * g.height * g.width, sampled + index * plane)
+                    for oy in 0..<g.outputHeight {
+                        let row = source + oy * stride * g.width, out = target + oy * g.outputWidth
+                        for ox in 0..<g.outputWidth { out[ox] = row[ox * stride] }
+                    }
+                }
+            }
+            pointwiseForward(sampled, w, y, N: N, L: plane, bias: bias, activation: activation)
         }
     }
 

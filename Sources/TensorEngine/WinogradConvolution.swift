@@ -13,6 +13,11 @@ import Foundation
 /// - groups 1, at least `minimumChannels` input and output channels, and outputs at least
 ///   `minimumOutputSide` on each side: below that the transforms and the cropped edge tiles
 ///   cost more than the products save;
+/// - at least `minimumTiles` tiles per item: the transformed weights are 4x the direct ones (36
+///   values per 3x3 filter) and are read once per item's tiles, so with few tiles the products
+///   wait on memory. 256->256 at 8x8 (4 tiles): 1.28 ms against 0.52 ms direct; 384->128 at
+///   16x16 (16 tiles): 0.41 ms against 0.67 ms (RSTPM_PROFILE, one item, same runs). Per item,
+///   not per call, so that an image gets the same bits alone and in a batch;
 /// - not with RSTPM_WINOGRAD=0 (the direct convolution, for comparisons).
 ///
 /// F(4x4, 3x3) with points 0, +-1, +-2 sums terms up to ~100x the output's size, so it loses
@@ -21,6 +26,7 @@ import Foundation
 enum Winograd {
     static let minimumChannels = 32
     static let minimumOutputSide = 8
+    static let minimumTiles = 16
 
     /// RSTPM_WINOGRAD=0 turns it off, anything else (or unset) leaves it on (Engine.useWinograd).
     nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["RSTPM_WINOGRAD"] != "0"
@@ -30,6 +36,7 @@ enum Winograd {
         enabled && mode == .inference && precision == .f32 && g.kernel == 3 && g.stride == 1 && groups == 1
             && inputChannels >= minimumChannels && outputChannels >= minimumChannels
             && g.outputHeight >= minimumOutputSide && g.outputWidth >= minimumOutputSide
+            && rstpm_winograd_tiles(g.outputHeight) * rstpm_winograd_tiles(g.outputWidth) >= minimumTiles
     }
 
     /// The kernel set's transforms (the generic set's are the baseline x86-64 build of the same loops).
@@ -43,6 +50,12 @@ enum Winograd {
 
     /// Columns (tiles) of one block: V and M of a block are 36 * (C + O) * columns floats.
     static let targetColumns = 256
+
+    /// The distance between two of the 36 matrices of V or M: `floats` rounded up to an odd
+    /// number of cache lines, so that the 36 rows the transforms touch at once fall into 36
+    /// different L1 sets. 4 KiB apart (as C * columns floats often are) they would all fall into
+    /// one set, which holds 12 lines, and evict each other at every step.
+    static func paddedStride(_ floats: Int) -> Int { 16 * ((floats + 15) / 16 | 1) }
 }
 
 /// A convolution's weights (O, C, 3, 3) transformed once: U[xi][o][c] = (G g G^T)[xi], with
@@ -118,11 +131,13 @@ extension Conv2d {
         let (input, output) = Winograd.transforms
         let (low, high) = activation.clampBounds
         let (plane, outputPlane) = (g.height * g.width, g.outputPlane)
-        ScratchPool.withBuffer(count: 36 * (C + O) * rowsPerBlock * tilesX) { scratch in
+        let columns = rowsPerBlock * tilesX
+        let (vStride, mStride) = (Winograd.paddedStride(C * columns), Winograd.paddedStride(O * columns))
+        ScratchPool.withBuffer(count: 36 * (vStride + mStride)) { scratch in
             for blockStart in Swift.stride(from: 0, to: tileRows, by: rowsPerBlock) {
                 let blockEnd = Swift.min(tileRows, blockStart + rowsPerBlock)
                 let n = (blockEnd - blockStart) * tilesX
-                let (v, m) = (scratch, scratch + 36 * C * n)
+                let (v, m) = (scratch, scratch + 36 * vStride)
                 // The block's parts in one item each: (item, tile rows, first column in the block).
                 let parts = Swift.stride(from: blockStart, to: blockEnd, by: 1).filter { $0 == blockStart || $0 % tilesY == 0 }.map { row in
                     (item: row / tilesY, rows: (row % tilesY)..<Swift.min(tilesY, row % tilesY + blockEnd - row), column: (row - blockStart) * tilesX)
@@ -131,7 +146,7 @@ extension Conv2d {
                     for task in range {
                         let (c, part) = (task / parts.count, parts[task % parts.count])
                         input(x + (part.item * C + c) * plane, g.height, g.width, g.padding, tilesX, part.rows.lowerBound,
-                              part.rows.upperBound, v + c * n + part.column, C * n)
+                              part.rows.upperBound, v + c * n + part.column, vStride)
                     }
                 }
                 weights.transformed.withUnsafeBufferPointer { u in
@@ -139,11 +154,11 @@ extension Conv2d {
                         for xi in range {
                             if let packed = weights.packed, kernelGemm(m: O, n: n) {
                                 withPackedMatrix(packed.matrix(group: xi)) { packedMatrix in
-                                    packed.table.sgemm_bias_clamp(O, n, C, u.baseAddress! + xi * O * C, C, packedMatrix, v + xi * C * n, n,
-                                                                nil, -.infinity, .infinity, m + xi * O * n, n)
+                                    packed.table.sgemm_bias_clamp(O, n, C, u.baseAddress! + xi * O * C, C, packedMatrix, v + xi * vStride, n,
+                                                                nil, -.infinity, .infinity, m + xi * mStride, n)
                                 }
                             } else {
-                                cblasGemm(false, false, O, n, C, 1, u.baseAddress! + xi * O * C, C, v + xi * C * n, n, 0, m + xi * O * n, n)
+                                cblasGemm(false, false, O, n, C, 1, u.baseAddress! + xi * O * C, C, v + xi * vStride, n, 0, m + xi * mStride, n)
                             }
                         }
                     }
@@ -151,7 +166,7 @@ extension Conv2d {
                 parallelRanges(count: O * parts.count) { range in
                     for task in range {
                         let (o, part) = (task / parts.count, parts[task % parts.count])
-                        output(m + o * n + part.column, O * n, tilesX, part.rows.lowerBound, part.rows.upperBound, bias?[o] ?? 0,
+                        output(m + o * n + part.column, mStride, tilesX, part.rows.lowerBound, part.rows.upperBound, bias?[o] ?? 0,
                                low, high, y + (part.item * O + o) * outputPlane, g.outputHeight, g.outputWidth)
                     }
                 }

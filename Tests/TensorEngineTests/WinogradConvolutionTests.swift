@@ -17,10 +17,10 @@ final class WinogradConvolutionTests: XCTestCase {
 
     func testMatchesDirectConvolutionOnEveryKernelSet() throws {
         let cases = [
-            Case(c: 32, o: 32, p: 1, n: 1, h: 8, w: 8),      // smallest plane it takes: 2x2 tiles
-            Case(c: 33, o: 40, p: 1, n: 2, h: 13, w: 11),    // odd channels, partial edge tiles
-            Case(c: 35, o: 33, p: 0, n: 2, h: 10, w: 17),    // no padding
-            Case(c: 32, o: 34, p: 2, n: 1, h: 9, w: 14),     // padding 2
+            Case(c: 32, o: 32, p: 1, n: 1, h: 16, w: 16),    // smallest plane it takes: 4x4 tiles
+            Case(c: 33, o: 40, p: 1, n: 2, h: 13, w: 15),    // odd channels, partial edge tiles
+            Case(c: 35, o: 33, p: 0, n: 2, h: 18, w: 17),    // no padding
+            Case(c: 32, o: 34, p: 2, n: 2, h: 13, w: 14),    // padding 2
             Case(c: 32, o: 32, p: 1, n: 3, h: 16, w: 261),   // 66 tiles a row (two chunks); blocks of 3 tile rows span items
         ]
         defer { Engine.useWinograd(true) }
@@ -48,6 +48,29 @@ final class WinogradConvolutionTests: XCTestCase {
         }
     }
 
+    /// Below `Winograd.minimumTiles` tiles per item (8x8: 4 tiles) the direct path runs, bit for
+    /// bit, however many items; at 16x16 Winograd runs, and an item gets the same bits alone and
+    /// in a batch.
+    func testTileRuleIsPerItem() throws {
+        defer { Engine.useWinograd(true) }
+        let generator = SeededGenerator(seed: 16)
+        let conv = Conv2d(inputChannels: 32, outputChannels: 32, kernelSize: 3, padding: 1, generator: generator)
+        conv.setMode(.inference)
+        for (items, side, winograd) in [(1, 8, false), (4, 8, false), (1, 16, true)] {
+            let x = generator.uniformTensor(shape: [items, 32, side, side], bound: 2)
+            Engine.useWinograd(true)
+            let y = conv.inferenceForward(x, activation: .none)
+            Engine.useWinograd(false)
+            let directPath = conv.inferenceForward(x, activation: .none)
+            XCTAssertEqual(y.scalars != directPath.scalars, winograd, "\(items) items at \(side)x\(side)")
+        }
+        Engine.useWinograd(true)
+        let batch = generator.uniformTensor(shape: [3, 32, 16, 16], bound: 2)
+        let alone = conv.inferenceForward(batch.batchItem(1), activation: .none)
+        let inBatch = conv.inferenceForward(batch, activation: .none)
+        XCTAssertEqual(alone.scalars, Array(inBatch.scalars[(32 * 256)..<(2 * 32 * 256)]))
+    }
+
     func testNewWeightsAreTransformedAgain() throws {
         defer { Engine.useWinograd(true) }
         Engine.useWinograd(true)
@@ -55,7 +78,7 @@ final class WinogradConvolutionTests: XCTestCase {
             let generator = SeededGenerator(seed: 15)
             let conv = Conv2d(inputChannels: 32, outputChannels: 32, kernelSize: 3, padding: 1, bias: false, generator: generator)
             conv.setMode(.inference)
-            let x = generator.uniformTensor(shape: [1, 32, 12, 12], bound: 1)
+            let x = generator.uniformTensor(shape: [1, 32, 16, 16], bound: 1)
             _ = conv.inferenceForward(x, activation: .none)
             conv.weight.value = generator.uniformTensor(shape: conv.weight.value.shape, bound: 1)
             let y = conv.inferenceForward(x, activation: .none)

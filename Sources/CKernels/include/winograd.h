@@ -5,8 +5,8 @@
 /// output is cut into 4x4 tiles, each read from a 6x6 input patch; tile t of channel c turns into
 /// 36 values V[xi][c][t] = (B^T d B)[xi], the 36 products M[xi] = U[xi] (O, C) * V[xi] (C, tiles)
 /// run as ordinary matrix products, and A^T M A gives the tile's 16 outputs. One function per
-/// kernel set (the same loops compiled for AVX-512, AVX2 + FMA, and baseline x86-64 for the
-/// generic set), called only on CPUs that run that set.
+/// kernel set (AVX-512 and AVX2 + FMA intrinsics, one lane per tile; plain loops for the generic
+/// set and the AVX2 output transform), called only on CPUs that run that set.
 
 /// Tiles along one output dimension of length `output`.
 static inline long rstpm_winograd_tiles(long output) { return (output + 3) / 4; }
