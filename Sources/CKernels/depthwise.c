@@ -80,6 +80,21 @@ typedef struct {
     int first_row, end_row, first_input_row;
 } output_band;
 
+/// A block's R x V sums (row-major), clamped to [low, high], into output rows oy0 ..< oy0 + R
+/// before the band's end (row first_row at `output`), columns ox ..< ox + 16V inside the width.
+AVX512 ALWAYS_INLINE void store_block(const __m512 *sums, const int R, const int V, int oy0, int ox, const output_band *band,
+                                      float *output, int width, __m512 low, __m512 high) {
+    for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
+        float *target = output + (long)(oy0 + r - band->first_row) * width;
+        for (int v = 0; v < V && ox + 16 * v < width; v++) {
+            const int column = ox + 16 * v;
+            const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r * V + v], low), high);
+            if (column + 16 <= width) _mm512_storeu_ps(target + column, value);
+            else _mm512_mask_storeu_ps(target + column, lanes(0, width - column), value);
+        }
+    }
+}
+
 /// One output plane, in blocks of R output rows x V vectors of 16 columns whose R*V sums stay
 /// in registers over all taps (independent FMA chains hide the FMA latency). The input rows
 /// are copied, padded and phase-split, into a ring of rows one block ahead of their use: late
@@ -127,15 +142,7 @@ AVX512 ALWAYS_INLINE void forward_plane(const float *input, const float *weights
                     }
                 }
             }
-            for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
-                float *target = output + (long)(oy0 + r - band->first_row) * Wo;
-                for (int v = 0; v < V && ox + 16 * v < Wo; v++) {
-                    const int column = ox + 16 * v;
-                    const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
-                    if (column + 16 <= Wo) _mm512_storeu_ps(target + column, value);
-                    else _mm512_mask_storeu_ps(target + column, lanes(0, Wo - column), value);
-                }
-            }
+            store_block(&sums[0][0], R, V, oy0, ox, band, output, Wo, low, high);
         }
     }
 }
@@ -199,15 +206,7 @@ AVX512 ALWAYS_INLINE void forward_plane_direct(const float *input, const float *
                     }
                 }
             }
-            for (int r = 0; r < R && oy0 + r < band->end_row; r++) {
-                float *target = output + (long)(oy0 + r - band->first_row) * W;
-                for (int v = 0; v < V && ox + 16 * v < W; v++) {
-                    const int column = ox + 16 * v;
-                    const __m512 value = _mm512_min_ps(_mm512_max_ps(sums[r][v], low), high);
-                    if (column + 16 <= W) _mm512_storeu_ps(target + column, value);
-                    else _mm512_mask_storeu_ps(target + column, lanes(0, W - column), value);
-                }
-            }
+            store_block(&sums[0][0], R, V, oy0, ox, band, output, W, low, high);
         }
     }
 }
