@@ -48,7 +48,9 @@ final class WorkQueueTests: XCTestCase {
         for name in ["c.pgm", "a.pgm", "b.pgm"] {
             try folders.write([1], to: "inbox/\(name)")
             XCTAssertTrue(queue.claim(name) {})
-            usleep(5_000)
+            // ctime comes from the kernel's coarse clock (a tick is 4 or 10 ms): 5 ms apart
+            // sometimes gave two claims the same ctime.
+            usleep(25_000)
         }
         try folders.write([1], to: "work/host-a/.hidden")
         XCTAssertEqual(try queue.items().map(\.name), ["c.pgm", "a.pgm", "b.pgm"], "by claim time (ctime), dot files left out")
