@@ -77,16 +77,11 @@ public final class Backbone: Layer {
             // activations (a few MB at 256x256) stay in cache from one layer to the next, where
             // a batch's (tens of MB) would go out to memory and back at every layer. The items
             // run on the workers side by side, each layer of an item whole on one core (no
-            // hand-off between cores at every layer); under RSTPM_PROFILE one after another,
-            // as the profile's tables are not shared between threads.
+            // hand-off between cores at every layer).
             var items = [[Tensor]](repeating: [], count: input.shape[0])
             items.withUnsafeMutableBufferPointer { buffer in
                 let results = buffer
-                if LayerProfile.enabled {
-                    for n in results.indices { results[n] = inferenceFeatures(input.batchItem(n), upTo: tapCount) }
-                } else {
-                    Engine.forEachInParallel(count: results.count) { n in results[n] = inferenceFeatures(input.batchItem(n), upTo: tapCount) }
-                }
+                Engine.forEachInParallel(count: results.count) { n in results[n] = inferenceFeatures(input.batchItem(n), upTo: tapCount) }
             }
             taps = (0..<tapCount).map { level in Tensor.concatenatingBatches(items.map { $0[level] }) }
         } else {

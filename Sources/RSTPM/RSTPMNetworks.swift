@@ -122,8 +122,7 @@ public final class RSTPMNetworks {
     /// first: each network's layers then run whole on one core, with no hand-off between the
     /// cores at every layer. A single image runs the networks one after another, each layer
     /// split over the workers: three networks on two cores left one idle for a third of the
-    /// time (15.5-16.1 against 14.3 ms/image in f32). Under RSTPM_PROFILE one after another
-    /// (the profile's tables are not shared between threads).
+    /// time (15.5-16.1 against 14.3 ms/image in f32).
     func inferenceFeatures(_ input: Tensor) -> (teachers: TeacherFeatures, student1: [Tensor]) {
         let jobs: [(network: any FeatureExtractor, taps: Int)] = [(teachers.teacher2, 3), (teachers.teacher1, 4), (student1, 3)]
         let items = input.shape[0]
@@ -136,7 +135,7 @@ public final class RSTPMNetworks {
                 let (job, item) = (jobs[task / items], task % items)
                 results[task] = job.network.inferenceFeatures(itemInputs[item], upTo: job.taps)
             }
-            if items == 1 || LayerProfile.enabled {
+            if items == 1 {
                 for task in results.indices { run(task) }
             } else {
                 Engine.forEachInParallel(count: results.count, run)

@@ -362,8 +362,7 @@ public final class Conv2d: Layer {
         let precision = inferencePrecision ?? kernels.precision
         frozenWeightsLock.lock()
         defer { frozenWeightsLock.unlock() }
-        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
-           packedWeights.precision == precision { return packedWeights }
+        if let packedWeights, packedWeights.matches(version: weight.version, precision: precision) { return packedWeights }
         let packed = weight.value.scalars.withUnsafeBufferPointer {
             PackedWeights($0.baseAddress!, groups: groups, rows: rows, columns: columns, version: weight.version, precision: precision)
         }

@@ -136,8 +136,7 @@ public final class ConvTranspose2d: Layer {
         let precision = inferencePrecision ?? kernels.precision
         frozenWeightsLock.lock()
         defer { frozenWeightsLock.unlock() }
-        if let packedWeights, packedWeights.version == weight.version, packedWeights.kernelSet == kernels.set,
-           packedWeights.precision == precision { return packedWeights }
+        if let packedWeights, packedWeights.matches(version: weight.version, precision: precision) { return packedWeights }
         let (C, rows) = (inputChannels, outputChannels * kernelSize * kernelSize)
         var transposed = [Float](repeating: 0, count: rows * C)
         weight.value.scalars.withUnsafeBufferPointer { w in

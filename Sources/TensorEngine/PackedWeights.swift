@@ -38,6 +38,12 @@ final class PackedWeights {
 
     deinit { panels.deallocate() }
 
+    /// Whether these panels still serve weights at `version` in `precision` on the engine's
+    /// current kernel set.
+    func matches(version: Int, precision: Precision) -> Bool {
+        self.version == version && kernelSet == kernels.set && self.precision == precision
+    }
+
     /// Group `group`'s packed matrix.
     func matrix(group: Int) -> rstpm_packed_a {
         rstpm_packed_a(panels: panels + group * groupFloats, rows: rows, first_row: 0)

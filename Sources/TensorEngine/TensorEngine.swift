@@ -195,8 +195,13 @@ extension Engine {
     /// an inference batch: each layer of an item runs on one core, without the hand-offs
     /// between cores at every layer, and the item's activations stay in that core's caches.
     /// `body` must touch only its own index's results (frozen layers pack their weights under a
-    /// lock).
+    /// lock). Under RSTPM_PROFILE the indices run one after another: the profile's tables are
+    /// not shared between threads.
     public static func forEachInParallel(count: Int, _ body: (Int) -> Void) {
+        if LayerProfile.enabled {
+            for index in 0..<count { body(index) }
+            return
+        }
         parallelFor(iterations: count, body)
     }
 }
